@@ -1,0 +1,93 @@
+import {Command, Errors} from '@oclif/core'
+
+import {describeError, errorCodeName, EXIT_CODES, type ExitCode, MigrateError} from '../errors.js'
+import {translateSystemError} from '../system-errors.js'
+
+export type JsonSuccess<Result> = {result: Result; status: number; warnings: string[]}
+export type JsonFailure = {error: {code: string; message: string; suggestion?: string}; status: number; warnings: string[]}
+
+/**
+ * The base of every ckan-migrate command: `--json` with one envelope, domain errors mapped to
+ * documented exit codes, a whitelist of what an error may show (never a raw error object, which
+ * can carry request bodies and so secrets), and an AbortSignal that fires on Ctrl-C / SIGTERM.
+ */
+export abstract class MigrateCommand<Result> extends Command {
+  static override enableJsonFlag = true
+  /** Fires on the first SIGINT/SIGTERM; workflows stop starting new work and save what they have. */
+  protected readonly abortController = new AbortController()
+  #exitCode: ExitCode = EXIT_CODES.ok
+  #signalHandlers: Array<[NodeJS.Signals, () => void]> = []
+  readonly #warnings: string[] = []
+
+  protected get signal(): AbortSignal {
+    return this.abortController.signal
+  }
+
+  abstract override run(): Promise<Result>
+
+  /** Ends a successful run with a documented non-zero code (e.g. audit NOT READY) after printing the result. */
+  protected setExitCode(code: ExitCode): void {
+    this.#exitCode = code
+  }
+
+  protected override async catch(error: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    if (error instanceof Errors.CLIError && !(error instanceof MigrateError)) return super.catch(error)
+    const migrateError = error instanceof MigrateError ? error : translateSystemError(error)
+    const exit = migrateError?.exitCode ?? EXIT_CODES.unexpected
+    const message = migrateError?.message ?? `Unexpected error: ${describeError(error)}`
+    const suggestion =
+      migrateError?.suggestion ??
+      (migrateError ? undefined : 'This is a bug in ckan-migrate; please report it with the command you ran.')
+    const cliError = new Errors.CLIError(message, {
+      code: errorCodeName(exit),
+      exit,
+      suggestions: suggestion ? [suggestion] : undefined,
+    })
+    // A CLIError's stack would be printed in development mode; the one-line message is what we promise.
+    Object.defineProperty(cliError, 'stack', {value: `Error: ${message}`})
+    return super.catch(cliError)
+  }
+
+  protected override async finally(error: Error | undefined): Promise<unknown> {
+    for (const [signal, handler] of this.#signalHandlers) process.off(signal, handler)
+    this.#signalHandlers = []
+    if (!error && this.#exitCode !== EXIT_CODES.ok) process.exitCode = this.#exitCode
+    return super.finally(error)
+  }
+
+  protected override async init(): Promise<void> {
+    await super.init()
+    let interrupts = 0
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      const handler = () => {
+        interrupts += 1
+        if (interrupts > 1) process.exit(EXIT_CODES.interrupted)
+        this.logToStderr('Interrupted: finishing what is in flight and saving the run (press Ctrl-C again to quit now).')
+        this.abortController.abort(new MigrateError('Interrupted', {exitCode: EXIT_CODES.interrupted}))
+      }
+      process.on(signal, handler)
+      this.#signalHandlers.push([signal, handler])
+    }
+  }
+
+  /** Whitelist, never spread: a raw error can carry request bodies, and those can carry secrets. */
+  protected override toErrorJson(error: unknown): JsonFailure {
+    const cliError = error instanceof Errors.CLIError ? error : undefined
+    const message = error instanceof Error ? error.message : String(error)
+    const suggestion = cliError?.suggestions?.[0]
+    return {
+      error: {code: cliError?.code ?? 'unexpected', message, ...(suggestion ? {suggestion} : {})},
+      status: cliError?.oclif.exit || EXIT_CODES.unexpected,
+      warnings: this.#warnings,
+    }
+  }
+
+  protected override toSuccessJson(result: Result): JsonSuccess<Result> {
+    return {result, status: this.#exitCode, warnings: this.#warnings}
+  }
+
+  override warn(input: Error | string): Error | string {
+    this.#warnings.push(typeof input === 'string' ? input : input.message)
+    return super.warn(input)
+  }
+}

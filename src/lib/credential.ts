@@ -1,0 +1,76 @@
+import {readFile, stat} from 'node:fs/promises'
+
+import {EXIT_CODES, MigrateError} from './errors.js'
+import {Secret} from './secret.js'
+
+export const API_KEY_ENV = 'CKAN_MIGRATE_API_KEY'
+
+export type CredentialSource = {
+  /** Path given with --api-key-file. */
+  file?: string
+  /** Environment to read CKAN_MIGRATE_API_KEY from (process.env by default). */
+  env?: NodeJS.ProcessEnv
+}
+
+export type Credential = {
+  /** 'legacy-key' for a UUID (works only on CKAN 2.9), 'token' for a JWT. */
+  kind: 'legacy-key' | 'token' | 'unknown'
+  secret: Secret
+  /** Where it came from, for messages: a path or the env var's name. Never the value. */
+  source: string
+  /** Set when the file can be read by group or others. */
+  warning?: string
+}
+
+const UUID = /^[\da-f]{8}-[\da-f]{4}-[\da-f]{4}-[\da-f]{4}-[\da-f]{12}$/i
+const JWT = /^eyJ[\w-]*\.[\w-]+\.[\w-]*$/
+
+/** Tells a legacy key (UUID) from an API token (JWT) by its shape, as ckan-facts §2 describes. */
+export function credentialKind(value: string): Credential['kind'] {
+  if (UUID.test(value)) return 'legacy-key'
+  if (JWT.test(value)) return 'token'
+  return 'unknown'
+}
+
+/**
+ * Reads the sysadmin credential from --api-key-file or CKAN_MIGRATE_API_KEY, never from argv.
+ * Surrounding white space (a trailing newline) is removed.
+ */
+export async function readCredential(source: CredentialSource): Promise<Credential> {
+  const env = source.env ?? process.env
+  if (source.file) {
+    let text: string
+    let warning: string | undefined
+    try {
+      const info = await stat(source.file)
+      if (info.isDirectory()) throw Object.assign(new Error('is a folder'), {code: 'EISDIR'})
+      text = await readFile(source.file, 'utf8')
+      if ((info.mode & 0o077) !== 0)
+        warning = `${source.file} can be read by other users (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it.`
+    } catch (error) {
+      throw new MigrateError(`Cannot read the API key file ${source.file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`, {
+        cause: error,
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass --api-key-file with a readable file that holds only the sysadmin token or key.',
+      })
+    }
+    return build(text, source.file, warning)
+  }
+  const fromEnv = env[API_KEY_ENV]
+  if (fromEnv !== undefined && fromEnv.trim() !== '') return build(fromEnv, API_KEY_ENV, undefined)
+  throw new MigrateError('No CKAN credential given', {
+    exitCode: EXIT_CODES.badInput,
+    suggestion: `Pass --api-key-file FILE (a file holding a sysadmin token or legacy key) or set ${API_KEY_ENV}.`,
+  })
+}
+
+function build(text: string, source: string, warning: string | undefined): Credential {
+  const value = text.trim()
+  if (value === '' || /\s/.test(value)) {
+    throw new MigrateError(`${source} must hold exactly one API token or key, with nothing else`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Put only the token (or key) in the file, on one line.',
+    })
+  }
+  return {kind: credentialKind(value), secret: new Secret(value), source, ...(warning ? {warning} : {})}
+}

@@ -1,0 +1,128 @@
+import pg from 'pg'
+
+import {EXIT_CODES, MigrateError} from '../errors.js'
+import {parseDatabaseUrl, toNodePostgresUrl} from './database-url.js'
+
+export type Queryable = Pick<pg.ClientBase, 'query'>
+
+export type CkanDatabaseOptions = {
+  /** Sets the session read-only: PostgreSQL itself refuses any write. */
+  readOnly: boolean
+  /** statement_timeout in milliseconds (0 = none). */
+  statementTimeoutMs?: number
+}
+
+export type CkanDatabase = {
+  client: pg.Client
+  close(): Promise<void>
+  /** Redacted URL, for messages. */
+  where: string
+}
+
+/**
+ * Opens ONE connection to the CKAN database (the embedded PGlite server serves one client at a
+ * time, and one connection is all any command needs). Connection failures become one-line
+ * MigrateErrors that never show the password.
+ */
+export async function openCkanDatabase(url: string, options: CkanDatabaseOptions): Promise<CkanDatabase> {
+  const parsed = parseDatabaseUrl(url)
+  const client = new pg.Client({
+    application_name: 'ckan-migrate',
+    connectionString: toNodePostgresUrl(url),
+    connectionTimeoutMillis: 15_000,
+  })
+  // A dropped connection later must not crash the process with an unhandled 'error' event.
+  client.on('error', () => {})
+  try {
+    await client.connect()
+    if (options.readOnly) await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
+    if (options.statementTimeoutMs !== undefined)
+      await client.query(`SET statement_timeout = ${Math.max(0, Math.floor(options.statementTimeoutMs))}`)
+  } catch (error) {
+    await client.end().catch(() => {})
+    throw translateDatabaseError(error, parsed.redacted)
+  }
+  return {
+    client,
+    async close() {
+      await client.end().catch(() => {})
+    },
+    where: parsed.redacted,
+  }
+}
+
+/** Runs `use` with an open database and always closes it. */
+export async function withCkanDatabase<T>(
+  url: string,
+  options: CkanDatabaseOptions,
+  use: (database: CkanDatabase) => Promise<T>,
+): Promise<T> {
+  const database = await openCkanDatabase(url, options)
+  try {
+    return await use(database)
+  } catch (error) {
+    throw error instanceof MigrateError ? error : translateDatabaseError(error, database.where)
+  } finally {
+    await database.close()
+  }
+}
+
+/** Turns a node-postgres or socket error into a one-line MigrateError. Other errors pass through. */
+export function translateDatabaseError(error: unknown, where: string): unknown {
+  if (error instanceof MigrateError) return error
+  const {code, message} = error as {code?: string; message?: string}
+  const unreachable = (reason: string, suggestion: string) =>
+    new MigrateError(`Cannot reach the CKAN database at ${where}: ${reason}`, {
+      cause: error,
+      exitCode: EXIT_CODES.databaseUnreachable,
+      suggestion,
+    })
+  switch (code) {
+    case '28000':
+    case '28P01': {
+      return unreachable(
+        'PostgreSQL refused the login (wrong user or password)',
+        'Check the user and password in --database-url (or sqlalchemy.url in ckan.ini).',
+      )
+    }
+    case '3D000': {
+      return unreachable('the database does not exist', 'Check the database name at the end of the URL.')
+    }
+    case '42P01': {
+      return new MigrateError(`The database at ${where} is not a CKAN database: ${message ?? 'a table is missing'}`, {
+        cause: error,
+        exitCode: EXIT_CODES.notCkanDatabase,
+        suggestion: "Point --database-url (or --ckan-ini) at the CKAN site's own database.",
+      })
+    }
+    case '42501': {
+      return new MigrateError(`The database user may not read CKAN's tables at ${where}: ${message ?? ''}`.trim(), {
+        cause: error,
+        exitCode: EXIT_CODES.databaseUnreachable,
+        suggestion: 'Connect as the CKAN database owner, or GRANT SELECT on the CKAN tables to this user.',
+      })
+    }
+    case '57014': {
+      return unreachable(
+        'a query took longer than the statement timeout',
+        'Run it again when the database is less busy, or raise --statement-timeout.',
+      )
+    }
+    case 'EAI_AGAIN':
+    case 'ECONNREFUSED':
+    case 'ECONNRESET':
+    case 'EHOSTUNREACH':
+    case 'ENOTFOUND':
+    case 'ETIMEDOUT': {
+      return unreachable(
+        code === 'ECONNREFUSED' ? 'connection refused' : (code ?? 'network error'),
+        'Check the host and port, that PostgreSQL is running, and that this machine may connect to it.',
+      )
+    }
+    default: {
+      if (typeof message === 'string' && /timeout|terminated|Connection/i.test(message) && !code)
+        return unreachable(message.split('\n')[0] ?? 'connection failed', 'Check that PostgreSQL is running and reachable.')
+      return error
+    }
+  }
+}

@@ -1,0 +1,288 @@
+import {randomBytes} from 'node:crypto'
+import {open, readdir, readFile, rm, stat} from 'node:fs/promises'
+import {join, resolve} from 'node:path'
+
+import {EXIT_CODES, MigrateError} from '../errors.js'
+import {Secret} from '../secret.js'
+import {JsonlFile} from './jsonl-file.js'
+import {ensurePrivateFolder, writeSecretFile} from './secret-file.js'
+
+/**
+ * The run folder (`--out DIR`), shared by issue-tokens, rewrite-config, verify, revoke, bundle
+ * and purge-keys. Everything in it is private (0700 folder, 0600 files):
+ *
+ * - `run.json`     which site the run belongs to (refuses to mix sites), its id and start time.
+ * - `tokens.jsonl` the token store: one line per token CKAN gave us, fsync'd before the user
+ *                  counts as done. Holds secrets (the JWT and its jti).
+ * - `journal.jsonl` what happened, event by event; no secret ever (jti fingerprints only).
+ * - `lock`         held while a command writes to the run (pid inside).
+ * - reports (CSV) and `bundles/` are written next to them by the commands.
+ */
+export const RUN_FOLDER_FORMAT = 1
+
+export type RunSite = {
+  /** Base URL of the CKAN site, normalised without a trailing slash. */
+  ckanUrl: string
+  /** Name of the site user (ckan.site_id) when known: a second identity check. */
+  siteUserName?: string
+}
+
+export type RunMeta = {
+  createdAt: string
+  format: typeof RUN_FOLDER_FORMAT
+  /** Short random id; token names of this run contain it, which is how reconciliation finds them. */
+  runId: string
+  site: RunSite
+}
+
+/** A token CKAN returned to us. The JWT and jti are secrets: this type only lives in tokens.jsonl. */
+export type StoredToken = {
+  createdAt: string
+  expiresAt?: string | null
+  /** The JWT's jti = api_token.id. */
+  jti: string
+  /** For tokens made for a service by rewrite-config (xloader, datapusher, …). */
+  service?: string
+  source: 'issue-tokens' | 'rewrite-config'
+  /** The JWT itself. */
+  token: string
+  tokenName: string
+  userId: string
+  userName: string
+}
+
+/** A token as the rest of the code sees it: secrets wrapped. */
+export type RunToken = Omit<StoredToken, 'jti' | 'token'> & {jti: Secret; token: Secret}
+
+export type JournalEvent =
+  | {attempt: number; kind: 'create-sent'; tokenName: string; userId: string; userName: string}
+  | {jtiFingerprint: string; kind: 'token-issued'; tokenName: string; userId: string; userName: string}
+  | {jtiFingerprint: string; kind: 'token-orphan-revoked'; tokenName: string; userId: string; userName: string}
+  | {jtiFingerprint: string; kind: 'token-revoked'; userId: string; userName: string}
+  | {jtiFingerprint: string; kind: 'token-verified'; ok: boolean; status: string; userName: string}
+  | {kind: 'config-rewritten'; backupPath: string | null; configPath: string; keys: string[]}
+  | {kind: 'keys-purged'; count: number; userIds: string[]}
+  | {kind: 'run-finished'; command: string; summary: Record<string, number>}
+  | {kind: 'run-started'; command: string; dryRun: boolean}
+  | {kind: 'user-failed'; reason: string; userId: string; userName: string}
+  | {kind: 'user-skipped'; reason: string; userId: string; userName: string}
+
+export type JournalEntry = JournalEvent & {at: string}
+
+export type OpenRunFolderOptions = {
+  /** Create the folder and run.json when missing (false: it must exist, e.g. for verify/bundle). */
+  create: boolean
+  /** The site this command talks to; must match run.json when the folder already has one. */
+  site?: RunSite
+}
+
+export class RunFolder {
+  readonly journal: JsonlFile<JournalEntry>
+  readonly meta: RunMeta
+  readonly path: string
+  readonly #tokens: JsonlFile<StoredToken>
+  #lockPath: string | undefined
+
+  constructor(path: string, meta: RunMeta) {
+    this.path = path
+    this.meta = meta
+    this.journal = new JsonlFile<JournalEntry>(join(path, 'journal.jsonl'))
+    this.#tokens = new JsonlFile<StoredToken>(join(path, 'tokens.jsonl'))
+  }
+
+  /** Path of a file inside the run folder. */
+  file(name: string): string {
+    return join(this.path, name)
+  }
+
+  /**
+   * Takes the run's lock (a `lock` file with our pid). A lock whose process is gone is stale and
+   * taken over; a live one means another ckan-migrate is writing to this run.
+   */
+  async lock(command: string): Promise<void> {
+    const lockPath = this.file('lock')
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      try {
+         
+        const handle = await open(lockPath, 'wx', 0o600)
+         
+        await handle.writeFile(JSON.stringify({command, pid: process.pid, since: new Date().toISOString()}))
+         
+        await handle.close()
+        this.#lockPath = lockPath
+        return
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+         
+        const holder = await readLock(lockPath)
+        if (holder && holder.pid !== process.pid && isAlive(holder.pid)) {
+          throw new MigrateError(`The run folder ${this.path} is in use by ${holder.command} (pid ${holder.pid})`, {
+            exitCode: EXIT_CODES.runConflict,
+            suggestion: 'Wait for that command to finish, or stop it, then run this one again.',
+          })
+        }
+         
+        await rm(lockPath, {force: true})
+      }
+    }
+    throw new MigrateError(`Could not lock the run folder ${this.path}`, {
+      exitCode: EXIT_CODES.runConflict,
+      suggestion: 'Remove the stale lock file in the run folder if no ckan-migrate is running.',
+    })
+  }
+
+  async readTokens(): Promise<RunToken[]> {
+    const stored = await this.#tokens.readAll()
+    return stored.map(({jti, token, ...rest}) => ({...rest, jti: new Secret(jti), token: new Secret(token)}))
+  }
+
+  async record(event: JournalEvent): Promise<void> {
+    await this.journal.append({...event, at: new Date().toISOString()} as JournalEntry)
+  }
+
+  /** Stores a token durably (fsync'd) before anything else may count it as issued. */
+  async storeToken(token: RunToken): Promise<void> {
+    const {jti, token: jwt, ...rest} = token
+    await this.#tokens.append({...rest, jti: jti.reveal(), token: jwt.reveal()})
+  }
+
+  async unlock(): Promise<void> {
+    if (this.#lockPath) await rm(this.#lockPath, {force: true})
+    this.#lockPath = undefined
+  }
+}
+
+/** Normalises a CKAN URL for comparison and storage: no trailing slash, no query. */
+export function normaliseCkanUrl(url: string | URL): string {
+  const parsed = new URL(String(url))
+  parsed.hash = ''
+  parsed.search = ''
+  return parsed.href.replace(/\/+$/, '')
+}
+
+/**
+ * Opens (or creates) a run folder and checks it belongs to `site`. The folder is made 0700 and
+ * a folder that holds other things (not a run folder, not empty) is refused, so a typo in --out
+ * never scatters secrets into, say, a home directory.
+ */
+export async function openRunFolder(dir: string, options: OpenRunFolderOptions): Promise<RunFolder> {
+  const path = resolve(dir)
+  const metaPath = join(path, 'run.json')
+  let meta = await readMeta(metaPath)
+  if (!meta) {
+    if (!options.create) {
+      throw new MigrateError(`${path} is not a ckan-migrate run folder (no run.json)`, {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass the --out folder that issue-tokens (or rewrite-config) wrote.',
+      })
+    }
+    if (!options.site) throw new Error('openRunFolder: site is required to create a run folder')
+    await assertEmptyOrMissing(path)
+    try {
+      await ensurePrivateFolder(path)
+    } catch (error) {
+      throw new MigrateError(`Cannot create the run folder ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
+        cause: error,
+        exitCode: EXIT_CODES.writeFailed,
+        suggestion: 'Choose an --out folder you may write to (it is created 0700).',
+      })
+    }
+    meta = {
+      createdAt: new Date().toISOString(),
+      format: RUN_FOLDER_FORMAT,
+      runId: randomBytes(3).toString('hex'),
+      site: {...options.site, ckanUrl: normaliseCkanUrl(options.site.ckanUrl)},
+    }
+    await writeSecretFile(metaPath, `${JSON.stringify(meta, null, 2)}\n`)
+  } else if (options.site) {
+    assertSameSite(path, meta.site, options.site)
+  }
+  const info = await stat(path)
+  if ((info.mode & 0o077) !== 0) await ensurePrivateFolder(path)
+  return new RunFolder(path, meta)
+}
+
+function assertSameSite(path: string, recorded: RunSite, given: RunSite): void {
+  const sameUrl = normaliseCkanUrl(recorded.ckanUrl) === normaliseCkanUrl(given.ckanUrl)
+  const sameSiteUser =
+    !recorded.siteUserName || !given.siteUserName || recorded.siteUserName === given.siteUserName
+  if (!sameUrl || !sameSiteUser) {
+    throw new MigrateError(
+      `The run folder ${path} belongs to another site (${recorded.ckanUrl}${recorded.siteUserName ? `, site user ${recorded.siteUserName}` : ''})`,
+      {
+        exitCode: EXIT_CODES.runConflict,
+        suggestion: 'Use a new --out folder for this site, or point --ckan-url at the site this run was made for.',
+      },
+    )
+  }
+}
+
+async function assertEmptyOrMissing(path: string): Promise<void> {
+  let entries: string[]
+  try {
+    entries = await readdir(path)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return
+    if (code === 'ENOTDIR') {
+      throw new MigrateError(`--out ${path} is a file, not a folder`, {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass a new folder name for the run.',
+      })
+    }
+    throw new MigrateError(`Cannot read the run folder ${path}: ${code ?? 'error'}`, {
+      cause: error,
+      exitCode: EXIT_CODES.writeFailed,
+      suggestion: 'Choose an --out folder you may read and write.',
+    })
+  }
+  if (entries.length > 0) {
+    throw new MigrateError(`--out ${path} already holds other files and is not a ckan-migrate run folder`, {
+      exitCode: EXIT_CODES.runConflict,
+      suggestion: 'Pass a new or empty folder for the run (it will hold secrets, so it is made private).',
+    })
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+async function readLock(path: string): Promise<{command: string; pid: number} | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as {command: string; pid: number}
+  } catch {
+    return undefined
+  }
+}
+
+async function readMeta(path: string): Promise<RunMeta | undefined> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
+    throw new MigrateError(`Cannot read ${path}: ${code ?? 'error'}`, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Run as the user who created the run folder.',
+    })
+  }
+  try {
+    const meta = JSON.parse(text) as RunMeta
+    if (meta.format !== RUN_FOLDER_FORMAT || !meta.runId || !meta.site?.ckanUrl) throw new Error('unknown format')
+    return meta
+  } catch (error) {
+    throw new MigrateError(`${path} is damaged or from an unknown version of ckan-migrate`, {
+      cause: error,
+      exitCode: EXIT_CODES.runConflict,
+      suggestion: 'Use a new --out folder.',
+    })
+  }
+}

@@ -1,0 +1,48 @@
+import {EXIT_CODES, MigrateError} from './errors.js'
+
+/**
+ * Turns a Node.js system error (EACCES, ENOSPC, …) that escaped a workflow into a one-line
+ * MigrateError. Returns undefined for anything else, which the CLI then reports as a bug.
+ */
+export function translateSystemError(error: unknown): MigrateError | undefined {
+  if (!(error instanceof Error)) return undefined
+  const {code, path} = error as NodeJS.ErrnoException
+  const where = path ? ` ${path}` : ''
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM': {
+      return new MigrateError(`Permission denied:${where}`, {
+        cause: error,
+        exitCode: EXIT_CODES.writeFailed,
+        suggestion: 'Run as a user who may write there, or choose another folder.',
+      })
+    }
+    case 'EDQUOT':
+    case 'ENOSPC': {
+      return new MigrateError(`No space left on the device:${where}`, {
+        cause: error,
+        exitCode: EXIT_CODES.writeFailed,
+        suggestion: 'Free some disk space or choose a folder on another disk, then run the same command again.',
+      })
+    }
+    case 'EISDIR':
+    case 'ENOENT':
+    case 'ENOTDIR': {
+      return new MigrateError(`No such file or folder:${where}`, {
+        cause: error,
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Check the path you passed.',
+      })
+    }
+    case 'EROFS': {
+      return new MigrateError(`Read-only file system:${where}`, {
+        cause: error,
+        exitCode: EXIT_CODES.writeFailed,
+        suggestion: 'Choose a folder on a writable file system.',
+      })
+    }
+    default: {
+      return undefined
+    }
+  }
+}
