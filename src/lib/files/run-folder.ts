@@ -59,7 +59,7 @@ export type JournalEvent =
   | {jtiFingerprint: string; kind: 'token-issued'; tokenName: string; userId: string; userName: string}
   | {jtiFingerprint: string; kind: 'token-orphan-revoked'; tokenName: string; userId: string; userName: string}
   | {jtiFingerprint: string; kind: 'token-revoked'; userId: string; userName: string}
-  | {jtiFingerprint: string; kind: 'token-verified'; ok: boolean; status: string; userName: string}
+  | {jtiFingerprint: string; kind: 'token-verified'; ok: boolean; status: string; userId: string; userName: string}
   | {kind: 'config-rewritten'; backupPath: string | null; configPath: string; keys: string[]}
   | {kind: 'keys-purged'; count: number; userIds: string[]}
   | {kind: 'run-finished'; command: string; summary: Record<string, number>}
