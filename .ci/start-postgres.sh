@@ -3,6 +3,7 @@
 # unprivileged user, exports CKAN_MIGRATE_TEST_POSTGRES_URL, and registers a trap that stops it.
 # Installs Debian's postgresql package when the server binaries are missing.
 set -u
+export PATH="$PATH:/usr/sbin:/sbin"
 find_pg_bin() {
   for dir in /usr/lib/postgresql/*/bin; do
     [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && { echo "$dir"; return 0; }
@@ -18,8 +19,12 @@ pg_bin=$(find_pg_bin) || {
 }
 pg_user=$(id -un)
 if [ "$(id -u)" = 0 ]; then
-  pg_user=ckanmigrateci
-  id "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pg_user"
+  # PostgreSQL refuses to run as root: use the Debian package's postgres user, or make one.
+  if id postgres >/dev/null 2>&1; then pg_user=postgres
+  else
+    pg_user=ckanmigrateci
+    id "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pg_user"
+  fi
 fi
 pg_dir=$(mktemp -d /tmp/ckan-migrate-pg.XXXXXX)
 chmod 0755 "$pg_dir"
