@@ -1,0 +1,187 @@
+import {readFile} from 'node:fs/promises'
+
+import type {Queryable} from '../db/ckan-database.js'
+import {EXIT_CODES, MigrateError} from '../errors.js'
+import {Secret} from '../secret.js'
+
+/**
+ * Which users get a token, read from the CKAN database (read-only, one connection). Users are
+ * read in keyset pages ordered by name, so a site with a million users never loads one giant
+ * result set; only the compact selected rows are kept.
+ */
+export type CkanUserRow = {
+  email: string | null
+  hasLegacyKey: boolean
+  id: string
+  name: string
+  state: string
+  sysadmin: boolean
+}
+
+export type SkippedUser = {reason: string; user: CkanUserRow}
+
+export type UserSelectionOptions = {
+  includePending?: boolean
+  includeSiteUser?: boolean
+  /** At most this many selected users (after the other rules), in name order. */
+  limit?: number
+  /** Page size of the keyset reads (tests use small pages). */
+  pageSize?: number
+  /** The site user's name (ckan.site_id); it is left out unless includeSiteUser. */
+  siteUserName?: string
+  sysadminsOnly?: boolean
+  /** Names or ids given with --users / --users-file: only these, each one reported. */
+  users?: string[]
+}
+
+export type UserSelection = {
+  /** Users who get a token, in name order. */
+  selected: CkanUserRow[]
+  /** Users who were named, or who hold a legacy key, but get no token, and why. */
+  skipped: SkippedUser[]
+}
+
+type UserRecord = {apikey_present: boolean; email: string | null; id: string; name: string; state: string; sysadmin: boolean}
+
+const COLUMNS = `id, name, email, state, coalesce(sysadmin, false) AS sysadmin, (apikey IS NOT NULL AND apikey <> '') AS apikey_present`
+
+/** Users holding a legacy key, any state (deleted and pending ones are reported as skipped). */
+const SELECT_KEY_HOLDERS_PAGE = `
+  SELECT ${COLUMNS}
+  FROM "user"
+  WHERE apikey IS NOT NULL AND apikey <> '' AND name > $1
+  ORDER BY name
+  LIMIT $2`
+
+const SELECT_NAMED_USERS = `
+  SELECT ${COLUMNS}
+  FROM "user"
+  WHERE name = ANY($1::text[]) OR id = ANY($1::text[])
+  ORDER BY name`
+
+const SELECT_LEGACY_KEYS = `SELECT id, apikey FROM "user" WHERE id = ANY($1::text[]) AND apikey IS NOT NULL AND apikey <> ''`
+
+const SELECT_SAMPLE = `
+  SELECT id, name FROM "user"
+  WHERE state = 'active'
+  ORDER BY md5(id)
+  LIMIT $1`
+
+export const SKIP_REASONS = {
+  deleted: 'deleted user: CKAN 2.10+ treats deleted users as anonymous, so a token would never work',
+  notSysadmin: 'not a sysadmin (--sysadmins-only)',
+  pending: 'pending user (pass --include-pending to give pending users tokens)',
+  siteUser: 'the site user (pass --include-site-user; services get their own token from rewrite-config)',
+} as const
+
+/** Selects the users of a run. Unknown names in `users` end in one badInput error. */
+export async function selectUsers(sql: Queryable, options: UserSelectionOptions): Promise<UserSelection> {
+  const selected: CkanUserRow[] = []
+  const skipped: SkippedUser[] = []
+  const limit = options.limit ?? Number.POSITIVE_INFINITY
+  const classify = (user: CkanUserRow): string | undefined => {
+    if (user.state === 'deleted') return SKIP_REASONS.deleted
+    if (user.state !== 'active' && !(user.state === 'pending' && options.includePending)) {
+      return user.state === 'pending' ? SKIP_REASONS.pending : `user in state "${user.state}"`
+    }
+    if (options.siteUserName && user.name === options.siteUserName && !options.includeSiteUser) return SKIP_REASONS.siteUser
+    if (options.sysadminsOnly && !user.sysadmin) return SKIP_REASONS.notSysadmin
+    return undefined
+  }
+
+  if (options.users) {
+    const wanted = [...new Set(options.users.map((name) => name.trim()).filter(Boolean))]
+    const {rows} = await sql.query<UserRecord>(SELECT_NAMED_USERS, [wanted])
+    const found = new Set<string>()
+    for (const row of rows) {
+      found.add(row.name)
+      found.add(row.id)
+    }
+    const unknown = wanted.filter((name) => !found.has(name))
+    if (unknown.length > 0) {
+      const shown = unknown.slice(0, 5).map((name) => JSON.stringify(name)).join(', ')
+      throw new MigrateError(
+        `${unknown.length} user${unknown.length === 1 ? ' is' : 's are'} not in the CKAN database: ${shown}${unknown.length > 5 ? ', …' : ''}`,
+        {exitCode: EXIT_CODES.badInput, suggestion: 'Check the names in --users / --users-file (user names or ids, as in CKAN).'},
+      )
+    }
+    for (const row of rows.map(toUser)) {
+      const reason = classify(row)
+      if (reason) skipped.push({reason, user: row})
+      else if (selected.length < limit) selected.push(row)
+    }
+    return {selected, skipped}
+  }
+
+  const pageSize = options.pageSize ?? 2000
+  let after = ''
+  for (;;) {
+    // One page at a time (keyset on the unique name): memory stays flat however big the site.
+    const {rows} = await sql.query<UserRecord>(SELECT_KEY_HOLDERS_PAGE, [after, pageSize])
+    for (const row of rows.map(toUser)) {
+      const reason = classify(row)
+      if (reason === SKIP_REASONS.notSysadmin) continue
+      if (reason) skipped.push({reason, user: row})
+      else if (selected.length < limit) selected.push(row)
+    }
+    if (rows.length < pageSize || selected.length >= limit) break
+    after = rows.at(-1)!.name
+  }
+  return {selected, skipped}
+}
+
+/** A few active users, spread over the table: the database-and-API-are-one-site check. */
+export async function sampleUsers(sql: Queryable, count: number): Promise<Array<{id: string; name: string}>> {
+  const {rows} = await sql.query<{id: string; name: string}>(SELECT_SAMPLE, [count])
+  return rows
+}
+
+/** The legacy keys of these users, wrapped (verify --legacy reads them at verify time; never stored). */
+export async function readLegacyKeys(sql: Queryable, userIds: string[]): Promise<Map<string, Secret>> {
+  const keys = new Map<string, Secret>()
+  for (let start = 0; start < userIds.length; start += 5000) {
+    const {rows} = await sql.query<{apikey: string; id: string}>(SELECT_LEGACY_KEYS, [userIds.slice(start, start + 5000)])
+    for (const row of rows) keys.set(row.id, new Secret(row.apikey))
+  }
+  return keys
+}
+
+/**
+ * Reads --users-file: one user name or id per line (commas also separate); blank lines and
+ * lines starting with # are ignored.
+ */
+export async function readUsersFile(path: string): Promise<string[]> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    throw new MigrateError(`Cannot read --users-file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass a readable text file with one user name per line.',
+    })
+  }
+  const names = text
+    .split(/\r?\n/)
+    .filter((line) => !line.trimStart().startsWith('#'))
+    .flatMap((line) => line.split(','))
+    .map((name) => name.trim())
+    .filter(Boolean)
+  if (names.length === 0) {
+    throw new MigrateError(`--users-file ${path} names no user`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Put one user name per line (lines starting with # are comments).',
+    })
+  }
+  return names
+}
+
+function toUser(row: UserRecord): CkanUserRow {
+  return {
+    email: row.email,
+    hasLegacyKey: row.apikey_present,
+    id: row.id,
+    name: row.name,
+    state: row.state,
+    sysadmin: row.sysadmin,
+  }
+}

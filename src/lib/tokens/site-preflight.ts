@@ -1,0 +1,104 @@
+import {CkanApiClient, CkanApiError, type CkanStatus} from '../ckan/ckan-api-client.js'
+import type {CkanIni} from '../ckan/ckan-ini.js'
+import {effectiveSetting} from '../ckan/ckan-settings.js'
+import {sampleUsers} from '../ckan/user-selection.js'
+import type {Credential} from '../credential.js'
+import type {Queryable} from '../db/ckan-database.js'
+import {EXIT_CODES, MigrateError} from '../errors.js'
+
+export type SitePreflight = {
+  client: CkanApiClient
+  /** Major.minor, e.g. '2.9'. */
+  major: string
+  siteUserName: string
+  status: CkanStatus
+}
+
+export type SitePreflightOptions = {
+  caCertPath?: string
+  ckanUrl: URL
+  credential: Credential
+  env?: NodeJS.ProcessEnv
+  fetch?: typeof fetch
+  ini?: CkanIni
+  timeoutMs?: number
+}
+
+/**
+ * The checks every writing token command runs first (also under --dry-run): the action API
+ * answers (status_show), the credential is a sysadmin's (get_site_user answers only
+ * sysadmins over HTTP), and a legacy key is refused early on 2.10+ where it means anonymous.
+ */
+export async function preflightSite(options: SitePreflightOptions): Promise<SitePreflight> {
+  const env = options.env ?? process.env
+  const client = new CkanApiClient({
+    caCertPath: options.caCertPath,
+    ckanUrl: options.ckanUrl,
+    credential: options.credential.secret,
+    fetch: options.fetch,
+    headerName: options.ini ? headerNameFrom(options.ini, env) : undefined,
+    timeoutMs: options.timeoutMs,
+  })
+  try {
+    const status = await client.statusShow()
+    const major = status.ckanVersion.split('.').slice(0, 2).join('.')
+    const [first = 0, second = 0] = status.ckanVersion.split('.').map((part) => Number.parseInt(part, 10) || 0)
+    const modern = first > 2 || (first === 2 && second >= 10)
+    if (options.credential.kind === 'legacy-key' && modern) {
+      throw new MigrateError(`The credential in ${options.credential.source} is a legacy API key, and legacy keys stop working on ${status.ckanVersion} (2.10+): use a token`, {
+        exitCode: EXIT_CODES.ckanRejected,
+        suggestion: "Create a sysadmin token (ckan user token add ADMIN ckan-migrate) and pass it with --api-key-file.",
+      })
+    }
+    let siteUserName: string
+    try {
+      siteUserName = (await client.getSiteUser()).name
+    } catch (error) {
+      if (error instanceof CkanApiError && error.status === 403) {
+        throw new MigrateError(`The credential in ${options.credential.source} is not a sysadmin's: CKAN answered 403 to get_site_user`, {
+          exitCode: EXIT_CODES.ckanRejected,
+          suggestion: "Pass a sysadmin's API token (or, on CKAN 2.9, legacy key) with --api-key-file or CKAN_MIGRATE_API_KEY.",
+        })
+      }
+      throw error
+    }
+    const iniSiteId = options.ini ? effectiveSetting(options.ini, 'ckan.site_id', env).value : undefined
+    if (iniSiteId && iniSiteId !== siteUserName) {
+      throw new MigrateError(`--ckan-ini says ckan.site_id = ${iniSiteId}, but ${options.ckanUrl.host} says its site user is ${siteUserName}`, {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Point --ckan-ini and --ckan-url at the same site.',
+      })
+    }
+    return {client, major, siteUserName, status}
+  } catch (error) {
+    await client.close()
+    throw error
+  }
+}
+
+/**
+ * Users sampled from the database must be known to the API under the same id and name: the
+ * database and --ckan-url are the same site.
+ */
+export async function checkSameSite(client: CkanApiClient, sql: Queryable, where: string): Promise<void> {
+  for (const sample of await sampleUsers(sql, 3)) {
+    let apiUser
+    try {
+      apiUser = await client.userShow(sample.id)
+    } catch (error) {
+      if (error instanceof CkanApiError && error.status === 404) apiUser = undefined
+      else throw error
+    }
+    if (!apiUser || apiUser.name !== sample.name) {
+      throw new MigrateError(`The database (${where}) and ${client.ckanUrl.host} are different sites: user ${JSON.stringify(sample.name)} of the database is unknown to the API`, {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Point --database-url (or --ckan-ini) and --ckan-url at the same CKAN site.',
+      })
+    }
+  }
+}
+
+/** The header CKAN reads the credential from: apitoken_header_name (2.11), else apikey_header_name, else Authorization. */
+function headerNameFrom(ini: CkanIni, env: NodeJS.ProcessEnv): string | undefined {
+  return effectiveSetting(ini, 'apitoken_header_name', env).value || effectiveSetting(ini, 'apikey_header_name', env).value || undefined
+}
