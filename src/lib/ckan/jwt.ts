@@ -105,7 +105,7 @@ function base64url(text: string): string {
   return Buffer.from(text, 'utf8').toString('base64url')
 }
 
-/** JSON as Python's json.dumps(separators=(',', ':')) writes it: non-ASCII escaped as \uXXXX. */
+/** JSON as Python's json.dumps(separators=(",", ":")) writes it: anything outside " "–"~" escaped as \uXXXX. */
 function pythonJson(value: unknown): string {
-  return JSON.stringify(value).replaceAll(/[\u0080-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return JSON.stringify(value).replaceAll(/[\u007f-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }

@@ -1,0 +1,357 @@
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {Socket} from 'node:net'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import pg from 'pg'
+
+import {EXIT_CODES, MigrateError} from '../errors.js'
+import type {CkanVersion} from './ckan-schema.js'
+import {ACTIONS, ActionError, type Caller, decodeToken} from './emulator-actions.js'
+import {type EmulatorConfig, loadEmulatorConfig} from './emulator-config.js'
+import {pythonJson, pythonRepr, utcNowTimestamp} from './emulator-json.js'
+import {FaultPlan, type FaultKind, type FaultSettings} from './faults.js'
+
+export type CkanEmulatorOptions = {
+  /** The site's ckan.ini; without it, requests get 503 until `loadConfig()` is called. */
+  ckanIni?: string
+  /** postgresql:// URL of the site's database (a real server or PGlite's socket). */
+  databaseUrl: string
+  /** Environment CKAN would run with (env overrides, ckanext-envvars). Default process.env. */
+  env?: NodeJS.ProcessEnv
+  faults?: FaultSettings
+  /** pg.Pool size (default 16; keep it small on PGlite, which is one session). */
+  poolSize?: number
+  /** Port on 127.0.0.1; 0 (default) picks a free one. */
+  port?: number
+  version: CkanVersion
+}
+
+export type EmulatorStats = {
+  /** Requests per action name (unknown names included). */
+  actions: Record<string, number>
+  faults: Record<FaultKind, number>
+  requests: number
+}
+
+export type CkanEmulator = {
+  readonly ckanIni: string | undefined
+  /** Re-reads the ckan.ini (e.g. after a config rewrite), as a CKAN restart would. */
+  loadConfig(ckanIni?: string): Promise<void>
+  readonly port: number
+  /** Changes the fault settings from the next request on (a new PRNG from their seed). */
+  setFaults(settings: FaultSettings): void
+  /** Switches to another CKAN version over the same database and ini (reloads the ini). */
+  setVersion(version: CkanVersion): Promise<void>
+  stats(): EmulatorStats
+  stop(): Promise<void>
+  /** http://127.0.0.1:<port> */
+  readonly url: string
+  readonly version: CkanVersion
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK',
+  400: 'BAD REQUEST',
+  403: 'FORBIDDEN',
+  404: 'NOT FOUND',
+  409: 'CONFLICT',
+  429: 'TOO MANY REQUESTS',
+  500: 'INTERNAL SERVER ERROR',
+  502: 'Bad Gateway',
+  503: 'SERVICE UNAVAILABLE',
+}
+const JSON_TYPE = 'application/json;charset=utf-8'
+const ACTION_PATH = /^\/api\/(?:3\/)?action\/([^/]+)\/?$/
+const MAX_BODY = 1024 * 1024
+
+/** Timestamps stay text ('2026-11-22 03:56:49.625661'): CKAN's are naive and printed as written. */
+const TYPES = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === 1114 ? (value: string) => value : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+}
+
+/**
+ * Starts the CKAN action-API emulator: the actions a migration touches, answered as real CKAN
+ * 2.9.11, 2.10.10 or 2.11.5 answer them (see docs/emulator.md), over the site's own database.
+ */
+export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<CkanEmulator> {
+  const pool = new pg.Pool({connectionString: options.databaseUrl, max: options.poolSize ?? 16, types: TYPES})
+  pool.on('error', () => {
+    // An idle client lost its connection (database stopped); the next query reconnects or fails.
+  })
+  const env = options.env ?? process.env
+  let version = options.version
+  let ckanIni = options.ckanIni
+  let config: EmulatorConfig | undefined
+  let plan = new FaultPlan(options.faults)
+  const stats: EmulatorStats = {
+    actions: {},
+    faults: {
+      'hang-after-commit': 0,
+      'reset-after-write': 0,
+      'reset-before-write': 0,
+      'status-429': 0,
+      'status-500': 0,
+      'status-502': 0,
+      'status-503': 0,
+    },
+    requests: 0,
+  }
+  const sockets = new Set<Socket>()
+  const hanging = new Set<ServerResponse>()
+
+  async function loadConfig(path?: string): Promise<void> {
+    if (path) ckanIni = path
+    if (!ckanIni) throw new MigrateError('The emulator has no ckan.ini to load', {exitCode: EXIT_CODES.badInput})
+    config = await loadEmulatorConfig(ckanIni, version, env)
+  }
+
+  function send(response: ServerResponse, status: number, body: string, contentType = JSON_TYPE, headers: Record<string, string> = {}): void {
+    response.writeHead(status, STATUS_TEXT[status] ?? '', {'Content-Length': Buffer.byteLength(body), 'Content-Type': contentType, ...headers})
+    response.end(body)
+  }
+
+  async function identify(request: IncomingMessage, current: EmulatorConfig): Promise<Caller | undefined> {
+    let value = ''
+    for (const header of current.headers) {
+      const given = request.headers[header]
+      value = (Array.isArray(given) ? given[0] : given) ?? ''
+      if (value !== '') break
+    }
+    if (value === '') return undefined
+    if (version === '2.9') {
+      const byKey = await pool.query<Caller>({
+        name: 'emulator-identify-key',
+        text: 'SELECT id, name, sysadmin, state FROM "user" WHERE apikey = $1 LIMIT 1',
+        values: [value],
+      })
+      if (byKey.rows[0]) return byKey.rows[0]
+    }
+    const payload = decodeToken(current, version, value)
+    if (!payload) return undefined
+    const now = utcNowTimestamp().text
+    const result =
+      version === '2.9'
+        ? await pool.query<Caller>({
+            name: 'emulator-identify-token-29',
+            text: `WITH t AS (UPDATE api_token SET last_access = $2::timestamp WHERE id = $1 RETURNING user_id)
+                   SELECT u.id, u.name, u.sysadmin, u.state FROM "user" u JOIN t ON u.id = t.user_id`,
+            values: [payload.jti, now],
+          })
+        : await pool.query<Caller>({
+            name: 'emulator-identify-token-210',
+            text: `WITH t AS (UPDATE api_token SET last_access = $2::timestamp WHERE id = $1 RETURNING user_id),
+                   a AS (UPDATE "user" SET last_active = $2::timestamp
+                         WHERE id IN (SELECT user_id FROM t) AND state = 'active'
+                           AND (last_active IS NULL OR last_active < $2::timestamp - make_interval(secs => $3)) RETURNING id)
+                   SELECT u.id, u.name, u.sysadmin, u.state FROM "user" u JOIN t ON u.id = t.user_id`,
+            values: [payload.jti, now, current.lastActiveInterval],
+          })
+    const caller = result.rows[0]
+    // 2.10+: flask-login logs out any user whose state is not 'active'.
+    if (caller && version !== '2.9' && caller.state !== 'active') return undefined
+    return caller
+  }
+
+  async function readBody(request: IncomingMessage): Promise<Buffer> {
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of request) {
+      size += (chunk as Buffer).length
+      if (size > MAX_BODY) throw new ActionError(413, {})
+      chunks.push(chunk as Buffer)
+    }
+    return Buffer.concat(chunks)
+  }
+
+  /** views/api.py _get_request_data, including its error messages. */
+  function requestData(request: IncomingMessage, url: URL, body: Buffer, getable: boolean): Record<string, unknown> {
+    const fail = (message: string) => new ActionError(400, {bare: `Bad request - JSON Error: ${message}`})
+    if (!getable && request.method === 'GET') throw fail('Invalid request. Please use POST method for your request')
+    const mixed = (params: URLSearchParams) => {
+      const out: Record<string, unknown> = {}
+      for (const key of new Set(params.keys())) {
+        const values = params.getAll(key)
+        out[key] = values.length === 1 ? values[0] : values
+      }
+      return out
+    }
+    const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+    let data: unknown = {}
+    const form = request.method === 'POST' && contentType === 'application/x-www-form-urlencoded' ? new URLSearchParams(body.toString('utf8')) : undefined
+    if (form && [...form.keys()].length > 0) {
+      const values = [...form.values()]
+      if (values.length === 1 && (values[0] === '1' || values[0] === '')) {
+        const key = [...form.keys()][0]!
+        try {
+          data = JSON.parse(key)
+        } catch (error) {
+          throw fail(`Error decoding JSON data. Error: JSONDecodeError(${pythonRepr((error as Error).message)}) JSON data extracted from the request: {}`)
+        }
+      } else data = mixed(form)
+    } else if (getable && [...url.searchParams.keys()].length > 0) {
+      data = mixed(url.searchParams)
+    } else if (body.length > 0 && contentType !== 'multipart/form-data') {
+      if (contentType === 'application/json' || contentType.endsWith('+json')) {
+        try {
+          data = JSON.parse(body.toString('utf8'))
+        } catch {
+          throw fail("Error decoding JSON data. Error: <BadRequest '400: Bad Request'> JSON data extracted from the request: {}")
+        }
+      } else data = null
+    }
+    if (typeof data !== 'object' || data === null || Array.isArray(data))
+      throw fail(`Request data JSON decoded to ${pythonRepr(data)} but it needs to be a dictionary.`)
+    return data as Record<string, unknown>
+  }
+
+  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    stats.requests++
+    const url = new URL(request.url ?? '/', 'http://127.0.0.1')
+    if (url.pathname === '/api/3' || url.pathname === '/api/3/') return send(response, 200, pythonJson({version: 3}))
+    const match = ACTION_PATH.exec(url.pathname)
+    if (!match) return send(response, 404, '<h1>Not Found</h1>', 'text/html; charset=utf-8')
+    const actionName = decodeURIComponent(match[1]!)
+    stats.actions[actionName] = (stats.actions[actionName] ?? 0) + 1
+    const current = config
+    if (!current) return send(response, 503, '<h1>Service Unavailable</h1><p>CKAN is starting.</p>', 'text/html; charset=utf-8')
+    const help = `${current.siteUrl}/api/3/action/help_show?name=${actionName}`
+    const envelope = (status: number, body: Record<string, unknown>) => send(response, status, pythonJson(body))
+
+    const decision = plan.decide(actionName)
+    if (decision.delayMs > 0) await sleep(decision.delayMs)
+    const fault = decision.fault
+    if (fault) stats.faults[fault]++
+    switch (fault) {
+      case 'reset-before-write': {
+        request.socket.destroy()
+        return
+      }
+      case 'status-429': {
+        return send(response, 429, '<html><body><h1>429 Too Many Requests</h1></body></html>', 'text/html', {
+          'Retry-After': String(plan.settings.retryAfterSeconds ?? 1),
+        })
+      }
+      case 'status-500': {
+        return envelope(500, {help, error: {__type: 'Internal Server Error', message: 'Internal Server Error'}, success: false})
+      }
+      case 'status-502': {
+        return send(response, 502, '<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>', 'text/html')
+      }
+      case 'status-503': {
+        return send(response, 503, '<html><head><title>503 Service Temporarily Unavailable</title></head><body><center><h1>503 Service Temporarily Unavailable</h1></center></body></html>', 'text/html')
+      }
+      default:
+    }
+
+    let body: Buffer
+    try {
+      body = await readBody(request)
+    } catch {
+      return send(response, 413, '<h1>Request Entity Too Large</h1>', 'text/html; charset=utf-8')
+    }
+    let status = 200
+    let payload: Record<string, unknown> | string
+    try {
+      const caller = await identify(request, current)
+      const action = ACTIONS[actionName]
+      if (!action) throw new ActionError(400, {bare: `Bad request - Action name not known: ${actionName}`})
+      const data = requestData(request, url, body, action.getable)
+      delete data.callback
+      const result = await action.run({caller, config: current, data, pool, version})
+      payload = {help, success: true, result}
+    } catch (error) {
+      if (error instanceof ActionError) {
+        status = error.status
+        payload = typeof error.body.bare === 'string' ? error.body.bare : {help, error: error.body, success: false}
+      } else {
+        status = 500
+        payload = {help, error: {__type: 'Internal Server Error', message: 'Internal Server Error'}, success: false}
+      }
+    }
+    if (fault === 'reset-after-write') {
+      request.socket.destroy()
+      return
+    }
+    if (fault === 'hang-after-commit') {
+      hanging.add(response)
+      return
+    }
+    send(response, status, pythonJson(payload))
+  }
+
+  const server: Server = createServer((request, response) => {
+    handle(request, response).catch(() => {
+      if (!response.headersSent) send(response, 500, pythonJson({error: {__type: 'Internal Server Error', message: 'Internal Server Error'}, success: false}))
+    })
+  })
+  server.keepAliveTimeout = 30_000
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
+  }).catch(async (error: NodeJS.ErrnoException) => {
+    await pool.end()
+    throw new MigrateError(
+      error.code === 'EADDRINUSE' ? `Port ${options.port} on 127.0.0.1 is already in use` : `Cannot listen on 127.0.0.1:${options.port}: ${error.code ?? error.message}`,
+      {cause: error, exitCode: EXIT_CODES.badInput, suggestion: 'Pick another --port, or 0 for any free port.'},
+    )
+  })
+  const address = server.address()
+  const port = typeof address === 'object' && address ? address.port : 0
+  if (ckanIni) {
+    try {
+      await loadConfig()
+    } catch (error) {
+      await stopAll()
+      throw error
+    }
+  }
+
+  async function stopAll(): Promise<void> {
+    for (const response of hanging) response.destroy()
+    hanging.clear()
+    for (const socket of sockets) socket.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    await pool.end()
+  }
+
+  let stopped: Promise<void> | undefined
+  return {
+    get ckanIni() {
+      return ckanIni
+    },
+    loadConfig,
+    port,
+    setFaults(settings: FaultSettings) {
+      plan = new FaultPlan(settings)
+    },
+    async setVersion(next: CkanVersion) {
+      const previous = version
+      version = next
+      if (ckanIni) {
+        try {
+          await loadConfig()
+        } catch (error) {
+          version = previous
+          throw error
+        }
+      }
+    },
+    stats: () => structuredClone(stats),
+    stop() {
+      stopped ??= stopAll()
+      return stopped
+    },
+    url: `http://127.0.0.1:${port}`,
+    get version() {
+      return version
+    },
+  }
+}

@@ -1,0 +1,392 @@
+import {createHash, randomBytes, randomUUID} from 'node:crypto'
+import type pg from 'pg'
+
+import {signJwt, verifyJwt} from '../ckan/jwt.js'
+import {CKAN_RELEASES, type CkanVersion} from './ckan-schema.js'
+import type {EmulatorConfig} from './emulator-config.js'
+import {isoformat, localNowTimestamp, utcNowTimestamp} from './emulator-json.js'
+
+/** The user a request was identified as (undefined: anonymous). */
+export type Caller = {id: string; name: string; state: string; sysadmin: boolean}
+
+export type ActionContext = {
+  caller: Caller | undefined
+  config: EmulatorConfig
+  data: Record<string, unknown>
+  pool: pg.Pool
+  version: CkanVersion
+}
+
+/** CKAN's logic exceptions, turned into the envelope by the emulator. */
+export class ActionError extends Error {
+  readonly body: Record<string, unknown>
+  readonly status: number
+
+  constructor(status: number, body: Record<string, unknown>) {
+    super(String(body.message ?? body.__type))
+    this.status = status
+    this.body = body
+  }
+}
+
+const notAuthorized = (message?: string) =>
+  new ActionError(403, {__type: 'Authorization Error', message: message ? `Access denied: ${message}` : 'Access denied'})
+const notFound = (message?: string) => new ActionError(404, {__type: 'Not Found Error', message: message ? `Not found: ${message}` : 'Not found'})
+const validationError = (errors: Record<string, string[]>) => new ActionError(409, {...errors, __type: 'Validation Error'})
+
+export type ActionDefinition = {
+  /** Side-effect free actions (logic/action/get.py) accept GET and URL parameters. */
+  getable: boolean
+  run(context: ActionContext): Promise<unknown>
+}
+
+type AuthResult = {msg?: string; success: boolean}
+
+/**
+ * authz.is_authorized: deleted users are always refused (only reachable on 2.9: 2.10+ make them
+ * anonymous), sysadmins pass, 2.9 refuses anonymous callers of actions outside get.py before the
+ * auth function runs (2.10+'s anonymous user object passes that check), then the auth function.
+ */
+function checkAccess(context: ActionContext, action: string, anonymousAllowed: boolean, auth: () => AuthResult): void {
+  const {caller} = context
+  if (caller?.state === 'deleted') throw notAuthorized()
+  if (caller?.sysadmin) return
+  if (!anonymousAllowed && !caller && context.version === '2.9') throw notAuthorized(`Action ${action} requires an authenticated user`)
+  const result = auth()
+  if (!result.success) throw notAuthorized(result.msg)
+}
+
+/** _get_or_bust: a 409 naming every key absent from the request (present-but-empty passes). */
+function getOrBust(data: Record<string, unknown>, keys: string[]): void {
+  const missing = keys.filter((key) => !(key in data)).sort()
+  if (missing.length > 0) throw validationError(Object.fromEntries(missing.map((key) => [key, ['Missing value']])))
+}
+
+/** unicode_safe: what CKAN's validators turn a JSON value into. */
+function text(value: unknown): string {
+  if (typeof value === 'string') return value
+  if (value === null || value === undefined) return ''
+  if (typeof value === 'object') return JSON.stringify(value)
+  return String(value)
+}
+
+/** not_empty: missing, None, '' and other falsy values fail. */
+function isEmpty(value: unknown): boolean {
+  return value === undefined || value === null || value === '' || value === 0 || value === false || (Array.isArray(value) && value.length === 0)
+}
+
+type UserRow = {
+  about: null | string
+  activity_streams_email_notifications: boolean
+  apikey: null | string
+  created: null | string
+  email: null | string
+  fullname: null | string
+  id: string
+  image_url: null | string
+  last_active?: null | string
+  name: string
+  number_created_packages: number | string
+  state: string
+  sysadmin: boolean
+}
+
+const USER_COLUMNS = (version: CkanVersion) =>
+  `u.id, u.name, u.fullname, u.created, u.about, ${version === '2.9' ? '' : 'u.last_active, '}u.activity_streams_email_notifications,
+   u.sysadmin, u.state, u.image_url, u.email, u.apikey`
+
+/** Datasets the user created; private ones count only for the user or a sysadmin (`$n` = that flag). */
+const packageCount = (parameter: number) =>
+  `(SELECT count(*) FROM package p WHERE p.creator_user_id = u.id AND p.state = 'active' AND (NOT p.private OR $${parameter}::boolean))
+   AS number_created_packages`
+
+/** user_dictize: the fields and key order each version returns; apikey and email only for the user or a sysadmin. */
+function userDict(row: UserRow, version: CkanVersion, privateFields: boolean, emailFirst = false): Record<string, unknown> {
+  const fullname = row.fullname?.trim() ? row.fullname : null
+  const dict: Record<string, unknown> = {
+    id: row.id,
+    name: row.name,
+    fullname: row.fullname,
+    created: isoformat(row.created),
+    about: row.about,
+  }
+  if (version !== '2.9') dict.last_active = isoformat(row.last_active)
+  Object.assign(dict, {
+    activity_streams_email_notifications: row.activity_streams_email_notifications ?? false,
+    sysadmin: row.sysadmin ?? false,
+    state: row.state,
+    image_url: row.image_url,
+    display_name: fullname ?? row.name,
+    email_hash: createHash('md5')
+      .update((row.email ?? '').trim().toLowerCase(), 'utf8')
+      .digest('hex'),
+    number_created_packages: Number(row.number_created_packages ?? 0),
+  })
+  if (privateFields) {
+    if (emailFirst) Object.assign(dict, {email: row.email, apikey: row.apikey})
+    else Object.assign(dict, {apikey: row.apikey, email: row.email})
+  }
+  dict.image_display_url = row.image_url
+  return dict
+}
+
+async function findUser(pool: pg.Pool, reference: string): Promise<undefined | {id: string; name: string}> {
+  const result = await pool.query<{id: string; name: string}>({
+    name: 'emulator-find-user',
+    text: 'SELECT id, name FROM "user" WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1',
+    values: [reference],
+  })
+  return result.rows[0]
+}
+
+function sign(context: ActionContext, claims: {exp?: number; iat: number; jti: string}): string {
+  const secret = context.config.encodeSecret
+  if (secret instanceof Error) throw secret
+  return signJwt(claims, secret, context.version === '2.9' ? '2.9' : '2.10+')
+}
+
+/** api_token.decode: the payload of a token signed with the decode secret, else undefined. */
+export function decodeToken(config: EmulatorConfig, version: CkanVersion, token: string): undefined | {exp?: number; iat: number; jti: string} {
+  const secret = config.decodeSecret
+  if (secret instanceof Error) throw secret
+  const verification = verifyJwt(token, secret, {checkIatInFuture: version !== '2.9'})
+  return verification.ok ? verification.payload : undefined
+}
+
+function isPositiveInteger(value: unknown): boolean {
+  const number = typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : value
+  return typeof number === 'number' && Number.isInteger(number) && number >= 1
+}
+
+async function apiTokenCreate(context: ActionContext): Promise<unknown> {
+  const {caller, config, data, pool} = context
+  getOrBust(data, ['user', 'name'])
+  const errors: Record<string, string[]> = {}
+  const name = text(data.name)
+  if (isEmpty(data.name) || name === '') errors.name = ['Missing value']
+  if (config.expireApiToken) {
+    for (const key of ['expires_in', 'unit']) {
+      if (isEmpty(data[key])) errors[key] = ['Missing value']
+      else if (!isPositiveInteger(data[key])) errors[key] = ['Must be a positive integer']
+    }
+  }
+  const valid = Object.keys(errors).length === 0
+  const deniedAll = caller?.state === 'deleted'
+  const sysadmin = Boolean(caller?.sysadmin) && !deniedAll
+  const created = utcNowTimestamp()
+  const jti = randomBytes(config.nbytes).toString('base64url')
+  let exp: number | undefined
+  let extras: null | string = null
+  if (valid && config.expireApiToken) {
+    const seconds = Number(data.expires_in) * Number(data.unit) || config.defaultLifetime
+    exp = created.seconds + seconds
+    extras = JSON.stringify({expire_api_token: {exp: isoformat(new Date(exp * 1000).toISOString().slice(0, 19).replace('T', ' '))}})
+  }
+  // One round trip: find the user (404 first), then insert only when allowed and valid.
+  const result = await pool.query<{created: boolean; id: string; name: string}>({
+    name: 'emulator-token-create',
+    text: `WITH target AS (SELECT id, name FROM "user" WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1),
+           ins AS (INSERT INTO api_token (id, name, user_id, created_at, last_access, plugin_extras)
+                   SELECT $2, $3, target.id, $4::timestamp, NULL, $5::jsonb FROM target
+                   WHERE $6::boolean AND ($7::boolean OR target.name = $8) RETURNING id)
+           SELECT target.id, target.name, EXISTS (SELECT 1 FROM ins) AS created FROM target`,
+    values: [text(data.user), jti, name, created.text, extras, valid, sysadmin, deniedAll ? null : (caller?.name ?? null)],
+  })
+  const target = result.rows[0]
+  if (!target) throw notFound('User not found')
+  if (!target.created) {
+    checkAccess(context, 'api_token_create', false, () => ({success: target.name === caller?.name}))
+    throw validationError(errors)
+  }
+  const claims: {exp?: number; iat: number; jti: string} = {jti, iat: created.seconds}
+  if (exp !== undefined) claims.exp = exp
+  return {token: sign(context, claims)}
+}
+
+async function apiTokenList(context: ActionContext): Promise<unknown> {
+  const {caller, data, pool, version} = context
+  let reference: unknown
+  if (version === '2.9') {
+    getOrBust(data, ['user'])
+    reference = data.user
+  } else {
+    reference = data.user_id ?? data.user
+    if (reference === undefined) throw validationError({user_id: ['Missing value']})
+  }
+  const target = await findUser(pool, text(reference))
+  checkAccess(context, 'api_token_list', true, () => ({success: target !== undefined && target.name === caller?.name}))
+  if (!target) throw notFound('User not found')
+  const tokens = await pool.query<{created_at: string; id: string; last_access: null | string; name: string; user_id: string}>({
+    name: 'emulator-token-list',
+    text: 'SELECT id, name, user_id, created_at, last_access FROM api_token WHERE user_id = $1 ORDER BY created_at, id',
+    values: [target.id],
+  })
+  return tokens.rows.map((row) => ({
+    id: row.id,
+    name: row.name,
+    user_id: row.user_id,
+    created_at: isoformat(row.created_at),
+    last_access: isoformat(row.last_access),
+  }))
+}
+
+async function apiTokenRevoke(context: ActionContext): Promise<unknown> {
+  const {caller, config, data, pool, version} = context
+  let jti: null | string = isEmpty(data.jti) ? null : text(data.jti)
+  if (jti === null) {
+    getOrBust(data, ['token'])
+    jti = decodeToken(config, version, text(data.token))?.jti ?? null
+  }
+  const owner = await pool.query<{name: string}>({
+    name: 'emulator-token-owner',
+    text: 'SELECT u.name FROM api_token t JOIN "user" u ON u.id = t.user_id WHERE t.id = $1',
+    values: [jti],
+  })
+  checkAccess(context, 'api_token_revoke', false, () => ({success: Boolean(caller) && owner.rows[0]?.name === caller?.name}))
+  await pool.query({name: 'emulator-token-revoke', text: 'DELETE FROM api_token WHERE id = $1', values: [jti]})
+  return null
+}
+
+async function getSiteUser(context: ActionContext): Promise<unknown> {
+  const {config, pool} = context
+  checkAccess(context, 'get_site_user', true, () => ({msg: 'Only internal services allowed to use this action', success: false}))
+  let row = (await pool.query<{apikey: null | string; name: string}>('SELECT name, apikey FROM "user" WHERE name = $1', [config.siteId])).rows[0]
+  if (!row) {
+    const apikey = randomUUID()
+    await pool.query(
+      `INSERT INTO "user" (id, name, password, apikey, sysadmin, state, created) VALUES ($1, $2, $3, $3, true, 'active', $4::timestamp)
+       ON CONFLICT (name) DO NOTHING`,
+      [randomUUID(), config.siteId, apikey, localNowTimestamp()],
+    )
+    row = (await pool.query<{apikey: null | string; name: string}>('SELECT name, apikey FROM "user" WHERE name = $1', [config.siteId])).rows[0]!
+  }
+  return {name: row.name, apikey: row.apikey}
+}
+
+async function statusShow(context: ActionContext): Promise<unknown> {
+  const {config, version} = context
+  const common = {site_title: config.siteTitle, site_description: config.siteDescription, site_url: config.siteUrl}
+  if (version === '2.9') {
+    return {
+      ...common,
+      ckan_version: CKAN_RELEASES[version],
+      error_emails_to: config.errorEmailsTo,
+      locale_default: config.localeDefault,
+      extensions: config.plugins,
+    }
+  }
+  return {
+    ...common,
+    error_emails_to: config.errorEmailsTo,
+    locale_default: config.localeDefault,
+    extensions: config.plugins,
+    ckan_version: CKAN_RELEASES[version],
+  }
+}
+
+async function userShow(context: ActionContext): Promise<unknown> {
+  const {caller, data, pool, version} = context
+  const reference = isEmpty(data.id) ? undefined : text(data.id)
+  if (reference === undefined) throw notFound()
+  const result = await pool.query<UserRow>({
+    name: `emulator-user-show-${version === '2.9' ? '29' : '210'}`,
+    text: `SELECT ${USER_COLUMNS(version)}, ${packageCount(2)}
+           FROM "user" u WHERE u.id = $1 OR u.name = $1 ORDER BY (u.id = $1) DESC LIMIT 1`,
+    values: [reference, Boolean(caller?.sysadmin)],
+  })
+  const row = result.rows[0]
+  if (!row) throw notFound()
+  checkAccess(context, 'user_show', true, () => ({success: true}))
+  return userDict(row, version, Boolean(caller?.sysadmin) || caller?.name === row.name)
+}
+
+function asBool(value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === null || value === '') return fallback
+  if (typeof value === 'boolean') return value
+  return ['1', 'on', 'true', 'yes'].includes(String(value).toLowerCase())
+}
+
+async function userList(context: ActionContext): Promise<unknown> {
+  const {caller, config, data, pool, version} = context
+  checkAccess(context, 'user_list', true, () => ({success: true}))
+  const sysadmin = Boolean(caller?.sysadmin)
+  const conditions = [`u.state != 'deleted'`]
+  const values: unknown[] = [sysadmin]
+  if (!asBool(data.include_site_user, false)) {
+    values.push(config.siteId)
+    conditions.push(`u.name != $${values.length}`)
+  }
+  if (!isEmpty(data.q)) {
+    values.push(`%${text(data.q).replaceAll('\\', '\\\\').replaceAll('%', '\\%').replaceAll('_', '\\_')}%`)
+    conditions.push(`(u.name ILIKE $${values.length} OR u.fullname ILIKE $${values.length})`)
+  }
+  if (!isEmpty(data.email) && sysadmin) {
+    values.push(text(data.email))
+    conditions.push(`u.email = $${values.length}`)
+  }
+  const order = text(data.order_by || 'display_name')
+  const orderBy =
+    order === 'name'
+      ? 'u.name'
+      : order === 'created'
+        ? 'u.created'
+        : `CASE WHEN u.fullname IS NULL OR u.fullname = '' THEN u.name ELSE u.fullname END`
+  const result = await pool.query<UserRow>(
+    `SELECT ${USER_COLUMNS(version)}, ${packageCount(1)}
+     FROM "user" u WHERE ${conditions.join(' AND ')} ORDER BY ${orderBy}, u.name`,
+    values,
+  )
+  if (!asBool(data.all_fields, true)) return result.rows.map((row) => row.name)
+  return result.rows.map((row) => userDict(row, version, sysadmin || caller?.name === row.name))
+}
+
+async function userCreate(context: ActionContext): Promise<unknown> {
+  const {caller, config, data, pool, version} = context
+  checkAccess(context, 'user_create', true, () => ({msg: `User ${caller?.name ?? ''} not authorized to create users via the API`, success: false}))
+  const errors: Record<string, string[]> = {}
+  for (const key of ['email', 'name', 'password']) if (isEmpty(data[key])) errors[key] = ['Missing value']
+  if (!errors.password && text(data.password).length < 8) errors.password = ['Your password must be 8 characters or longer']
+  if (!errors.name && (await findUser(pool, text(data.name)))?.name === text(data.name)) errors.name = ['That login name is not available.']
+  if (Object.keys(errors).length > 0) throw validationError(errors)
+  const row = (
+    await pool.query<UserRow>(
+      `INSERT INTO "user" AS u (id, name, password, fullname, email, apikey, created, about, sysadmin, state, activity_streams_email_notifications)
+       VALUES ($2, $1, $3, $4, $5, $6, $7::timestamp, $8, false, 'active', false)
+       RETURNING ${USER_COLUMNS(version)}, 0 AS number_created_packages`,
+      [
+        text(data.name),
+        randomUUID(),
+        `$pbkdf2-sha512$25000$${randomBytes(8).toString('base64url')}$emulated`,
+        isEmpty(data.fullname) ? null : text(data.fullname),
+        text(data.email),
+        config.createDefaultApiKeys ? randomUUID() : null,
+        localNowTimestamp(),
+        isEmpty(data.about) ? null : text(data.about),
+      ],
+    )
+  ).rows[0]!
+  return userDict(row, version, true, true)
+}
+
+async function userDelete(context: ActionContext): Promise<unknown> {
+  const {data, pool} = context
+  checkAccess(context, 'user_delete', false, () => ({success: false}))
+  getOrBust(data, ['id'])
+  const target = await findUser(pool, text(data.id))
+  if (!target) throw notFound(`User "${text(data.id)}" was not found.`)
+  await pool.query(`UPDATE "user" SET state = 'deleted' WHERE id = $1`, [target.id])
+  return null
+}
+
+/** The actions the emulator implements, by name. Anything else is "Action name not known". */
+export const ACTIONS: Readonly<Record<string, ActionDefinition>> = {
+  api_token_create: {getable: false, run: apiTokenCreate},
+  api_token_list: {getable: true, run: apiTokenList},
+  api_token_revoke: {getable: false, run: apiTokenRevoke},
+  get_site_user: {getable: true, run: getSiteUser},
+  status_show: {getable: true, run: statusShow},
+  user_create: {getable: false, run: userCreate},
+  user_delete: {getable: false, run: userDelete},
+  user_list: {getable: true, run: userList},
+  user_show: {getable: true, run: userShow},
+}
