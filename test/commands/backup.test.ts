@@ -22,6 +22,7 @@ const ADMIN_KEY = '0b7e6a52-6c8c-4a4e-9d0c-8f1f5b2f7a11'
 async function seededDatabase(): Promise<string> {
   const database = await createTestDatabase()
   const client = new pg.Client({connectionString: database.url})
+  client.on('error', () => {})
   await client.connect()
   await createCkanSchema(client, '2.9')
   await seedCkanSite(client, {adminApiKey: ADMIN_KEY, seed: 'backup', siteId: 'default', users: 40, version: '2.9'})
