@@ -1,0 +1,161 @@
+import {randomBytes} from 'node:crypto'
+import {access, constants, open, readFile, realpath, rename, rm, stat} from 'node:fs/promises'
+import {basename, dirname, join} from 'node:path'
+
+import {EXIT_CODES, MigrateError} from '../errors.js'
+import {syncFolder} from '../files/secret-file.js'
+
+/**
+ * Reading and replacing a service's config file (ckan.ini, an env file) safely: symlinks are
+ * followed to the real file, text must be UTF-8, a backup beside it keeps its mode and owner, the
+ * replace is atomic (temporary file in the same folder, fsync, rename), mode and owner are kept,
+ * and a file that changed since it was read is never overwritten (exit 14).
+ */
+export type ConfigFile = {
+  bytes: Buffer
+  gid: number
+  mode: number
+  /** The real path (symlinks resolved): the file that is read and replaced. */
+  path: string
+  /** The path as given, for messages. */
+  givenPath: string
+  text: string
+  uid: number
+}
+
+const decoder = new TextDecoder('utf-8', {fatal: true, ignoreBOM: true})
+
+export async function readConfigFile(givenPath: string, what: string): Promise<ConfigFile> {
+  let path: string
+  let bytes: Buffer
+  try {
+    path = await realpath(givenPath)
+    bytes = await readFile(path)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    const reason = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${code ?? 'error'})`
+    throw new MigrateError(`The ${what} ${givenPath} ${reason}`, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion: `Pass the path of the ${what}, readable by the user running ckan-migrate.`,
+    })
+  }
+  let text: string
+  try {
+    text = decoder.decode(bytes)
+  } catch (error) {
+    throw new MigrateError(`The ${what} ${givenPath} is not UTF-8 text`, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Convert it to UTF-8 (CKAN reads its config as UTF-8), then run again.',
+    })
+  }
+  const info = await stat(path)
+  return {bytes, gid: info.gid, givenPath, mode: info.mode & 0o7777, path, text, uid: info.uid}
+}
+
+/** Refuses (exit 13) a file we could not replace: read-only by mode, or a folder we may not write. */
+export async function assertReplaceable(file: ConfigFile): Promise<void> {
+  if ((file.mode & 0o200) === 0) {
+    throw new MigrateError(`${file.givenPath} is read-only (mode ${file.mode.toString(8).padStart(4, '0')})`, {
+      exitCode: EXIT_CODES.writeFailed,
+      suggestion: 'Someone made it read-only on purpose: make it writable (chmod u+w) if it is the file to change, then run again.',
+    })
+  }
+  try {
+    await access(file.path, constants.W_OK)
+    await access(dirname(file.path), constants.W_OK)
+  } catch (error) {
+    throw new MigrateError(`${file.givenPath} or its folder cannot be written by this user`, {
+      cause: error,
+      exitCode: EXIT_CODES.writeFailed,
+      suggestion: 'Run as the user who owns the config (often root), then run again.',
+    })
+  }
+}
+
+/** Throws exit 14 when the file on disk is no longer what was read. */
+export async function assertUnchanged(file: ConfigFile): Promise<void> {
+  let current: Buffer | undefined
+  try {
+    current = await readFile(file.path)
+  } catch {
+    current = undefined
+  }
+  if (!current || !current.equals(file.bytes)) {
+    throw new MigrateError(`${file.givenPath} changed on disk after ckan-migrate read it; it was not written`, {
+      exitCode: EXIT_CODES.fileChanged,
+      suggestion: 'Someone else is editing it: let them finish, then run the same command again (tokens already made are reused).',
+    })
+  }
+}
+
+/** `20261122T031502Z`: a UTC timestamp safe in file names. */
+export function backupStamp(date: Date): string {
+  return date.toISOString().replaceAll(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+}
+
+async function keepOwner(handle: Awaited<ReturnType<typeof open>>, file: ConfigFile): Promise<void> {
+  try {
+    await handle.chown(file.uid, file.gid)
+  } catch (error) {
+    const sameOwner = process.getuid?.() === file.uid && process.getgid?.() === file.gid
+    if (!sameOwner) {
+      throw new MigrateError(`Cannot keep the owner of ${file.givenPath} (uid ${file.uid}, gid ${file.gid})`, {
+        cause: error,
+        exitCode: EXIT_CODES.writeFailed,
+        suggestion: 'Run as root or as the owner of the file, so the new file keeps its owner.',
+      })
+    }
+  }
+}
+
+/** Writes `<name>.<UTC timestamp>.bak` beside the file with the original bytes, mode and owner. */
+export async function writeBackup(file: ConfigFile, now: Date): Promise<string> {
+  const base = `${file.path}.${backupStamp(now)}`
+  for (let attempt = 0; ; attempt += 1) {
+    const path = attempt === 0 ? `${base}.bak` : `${base}-${attempt}.bak`
+    let handle
+    try {
+      handle = await open(path, 'wx', 0o600)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 100) continue
+      throw error
+    }
+    try {
+      await keepOwner(handle, file)
+      await handle.writeFile(file.bytes)
+      await handle.chmod(file.mode)
+      await handle.sync()
+    } catch (error) {
+      await handle.close()
+      await rm(path, {force: true})
+      throw error
+    }
+    await handle.close()
+    return path
+  }
+}
+
+/** Atomic replace keeping mode and owner; `beforeRename` runs last (a test seam), then the change check. */
+export async function replaceConfigFile(file: ConfigFile, text: string, beforeRename?: () => Promise<void>): Promise<void> {
+  const temporary = join(dirname(file.path), `.${basename(file.path)}.${randomBytes(4).toString('hex')}.tmp`)
+  try {
+    const handle = await open(temporary, 'wx', 0o600)
+    try {
+      await keepOwner(handle, file)
+      await handle.writeFile(text, 'utf8')
+      await handle.chmod(file.mode)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await beforeRename?.()
+    await assertUnchanged(file)
+    await rename(temporary, file.path)
+  } catch (error) {
+    await rm(temporary, {force: true})
+    throw error
+  }
+  await syncFolder(dirname(file.path))
+}
