@@ -1,0 +1,404 @@
+import {access, constants, readdir, readFile, stat} from 'node:fs/promises'
+import {dirname, join, resolve} from 'node:path'
+import pLimit from 'p-limit'
+
+import {generatePassword, parseCsv, readPasswordFile} from '../bundle/passwords.js'
+import {fetchServerCert, readServerCert, type ServerCert} from '../bundle/server-cert.js'
+import {readCkanIni} from '../ckan/ckan-ini.js'
+import {chooseDatabaseUrl} from '../ckan/ckan-settings.js'
+import {withCkanDatabase} from '../db/ckan-database.js'
+import {EXIT_CODES, MigrateError} from '../errors.js'
+import {type AccessBundleEncryption, BundleReadError, readAccessBundle, writeAccessBundle} from '../files/bundle-writer.js'
+import {neutraliseCell, writeCsvReport} from '../files/csv-report.js'
+import {openRunFolder, type RunToken} from '../files/run-folder.js'
+import {safeFileNames} from '../files/safe-file-name.js'
+import {ensurePrivateFolder} from '../files/secret-file.js'
+import {fingerprintOf, Secret} from '../secret.js'
+
+export const PASSWORDS_FILE = 'passwords.csv'
+export const DEFAULT_SUFFIX = '.dcor-access'
+/** Bundles in flight at once: enough to keep libuv's thread pool (PBKDF2, fsync) busy. */
+const CONCURRENCY = 8
+
+export const ZIPCRYPTO_WARNING =
+  'ZipCrypto is weak: a token is a JWT, whose first bytes (eyJ0eXAiOiJKV1Qi…) every attacker knows, and that is enough known plaintext to recover the keys of a ZipCrypto archive without the password. Deliver these bundles only over channels you trust; see docs/security-model.md.'
+
+export type BundleOptions = {
+  /** Default: `bundles/` inside the run folder. */
+  bundleDir?: string
+  /** Base URL of the site: the host the certificate's CN is checked against (default: the run's site). */
+  ckanUrl?: URL
+  /** For e-mail addresses in passwords.csv; without either, the email column stays empty. */
+  database?: {ckanIni?: string; databaseUrl?: string}
+  dryRun: boolean
+  encryption: AccessBundleEncryption
+  /** Rewrite every selected bundle with a new password, even one that is up to date. */
+  force: boolean
+  onBundle?: (outcome: BundleOutcome) => void
+  onStart?: (total: number) => void
+  onWarning?: (message: string) => void
+  /** The run folder (--out). */
+  out: string
+  /** --password-file: passwords the admin chose, instead of generated ones. */
+  passwordFile?: string
+  serverCert: {fetch: true; timeoutMs: number} | {file: string}
+  signal?: AbortSignal
+  suffix: string
+  /** Only these users (names); default: every person with a token in the run. */
+  users?: readonly string[]
+}
+
+export type BundleOutcome = {
+  file: string
+  /** kept: the bundle already held this token and certificate, under the password in passwords.csv. */
+  outcome: 'kept' | 'would-keep' | 'would-write' | 'written'
+  userName: string
+}
+
+export type BundleResult = {
+  bundleDir: string
+  bundles: BundleOutcome[]
+  counts: {kept: number; total: number; written: number}
+  dryRun: boolean
+  /** Where the email column came from. */
+  emails: 'database' | 'none'
+  encryption: AccessBundleEncryption
+  passwordsFile: string
+  serverCert: {cn: string | null; count: number; fingerprint256: string; source: string; validTo: string}
+}
+
+type PasswordRow = {email: string; file: string; password: Secret; user: string}
+
+/**
+ * Writes one encrypted `.dcor-access` bundle per person with a token in the run, and
+ * `passwords.csv` (0600) with their passwords, for delivery through another channel. A rerun keeps
+ * bundles that already hold the right token and certificate under the password listed in
+ * passwords.csv, and rewrites the rest.
+ */
+export async function bundleAccess(options: BundleOptions): Promise<BundleResult> {
+  const warn = (message: string) => options.onWarning?.(message)
+  validateSuffix(options.suffix)
+  const run = await openRunFolder(options.out, {create: false})
+  const tokens = await peopleTokens(run.journal.readAll(), await run.readTokens())
+  if (tokens.size === 0) {
+    throw new MigrateError(`The run folder ${run.path} holds no tokens for people to bundle`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Run issue-tokens with this --out first (service tokens of rewrite-config are never bundled).',
+    })
+  }
+  const selected = selectUsers(tokens, options.users)
+  const host = (options.ckanUrl ?? new URL(run.meta.site.ckanUrl)).hostname.replace(/^\[|\]$/g, '')
+  const certificate: ServerCert =
+    'file' in options.serverCert
+      ? await readServerCert(options.serverCert.file, host)
+      : await fetchServerCert({
+          ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
+          signal: options.signal,
+          timeoutMs: options.serverCert.timeoutMs,
+        })
+  for (const message of certificate.warnings) warn(message)
+
+  const supplied = options.passwordFile ? await readPasswordFile(options.passwordFile) : undefined
+  if (supplied?.warning) warn(supplied.warning)
+  if (supplied) {
+    const missing = selected.filter((token) => !supplied.passwords.has(token.userName)).map((token) => token.userName)
+    if (missing.length > 0) {
+      throw new MigrateError(`${options.passwordFile} has no password for ${missing.length} user(s): ${listNames(missing)}`, {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Add a user,password line for each, or bundle only the users it lists with --users.',
+      })
+    }
+  }
+
+  // Names come from every person in the run, not just --users, so a user's file never changes.
+  const files = safeFileNames(tokens.keys())
+  const fileOf = (userName: string) => `${files.get(userName)!}${options.suffix}`
+  if ([...tokens.keys()].some((userName) => fileOf(userName).toLowerCase() === PASSWORDS_FILE)) {
+    throw new MigrateError(`--suffix ${options.suffix} would name a bundle ${PASSWORDS_FILE}`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: `Choose another --suffix, e.g. ${DEFAULT_SUFFIX}.`,
+    })
+  }
+
+  const bundleDir = resolve(options.bundleDir ?? run.file('bundles'))
+  const passwordsFile = join(bundleDir, PASSWORDS_FILE)
+  await checkBundleDir(bundleDir, options.suffix)
+  const emails = await readEmails(options.database, selected)
+  const previous = await readPasswordsCsv(passwordsFile)
+
+  options.onStart?.(selected.length)
+  if (options.encryption === 'zipcrypto') warn(ZIPCRYPTO_WARNING)
+  if (!options.dryRun) {
+    await prepareBundleDir(bundleDir)
+    await run.lock('bundle')
+  }
+  const rows = new Map<string, PasswordRow>()
+  const outcomes: BundleOutcome[] = []
+  let written = 0
+  try {
+    if (!options.dryRun) await run.record({command: 'bundle', dryRun: false, kind: 'run-started'})
+    const limit = pLimit(CONCURRENCY)
+    await Promise.all(
+      selected.map((token) =>
+        limit(async () => {
+          if (options.signal?.aborted) return
+          const file = fileOf(token.userName)
+          const path = join(bundleDir, file)
+          const listed = previous.get(neutraliseCell(token.userName))
+          const wanted = supplied?.passwords.get(token.userName) ?? listed?.password
+          const upToDate =
+            !options.force &&
+            listed !== undefined &&
+            listed.file === neutraliseCell(file) &&
+            wanted?.reveal() === listed.password.reveal() &&
+            (await holds(path, listed.password, token, certificate.pem, options.encryption))
+          const email = emails.get(token.userId) ?? listed?.email ?? ''
+          let outcome: BundleOutcome['outcome']
+          if (upToDate) {
+            outcome = options.dryRun ? 'would-keep' : 'kept'
+            rows.set(token.userName, {email, file, password: listed.password, user: token.userName})
+          } else if (options.dryRun) {
+            outcome = 'would-write'
+          } else {
+            const password = supplied?.passwords.get(token.userName) ?? generatePassword()
+            await writeAccessBundle({encryption: options.encryption, password, path, serverCertPem: certificate.pem, token: token.token})
+            rows.set(token.userName, {email, file, password, user: token.userName})
+            written += 1
+            outcome = 'written'
+          }
+          const result = {file, outcome, userName: token.userName}
+          outcomes.push(result)
+          options.onBundle?.(result)
+        }),
+      ),
+    )
+  } finally {
+    // Even after a failure or Ctrl-C, the passwords of the bundles written so far are saved.
+    if (!options.dryRun) {
+      try {
+        if (written > 0 || rows.size > 0) await savePasswords(passwordsFile, previous, rows)
+      } finally {
+        await run.unlock()
+      }
+    }
+  }
+  if (options.signal?.aborted) {
+    throw new MigrateError(`Interrupted after ${written} bundle(s); their passwords are in ${passwordsFile}`, {
+      exitCode: EXIT_CODES.interrupted,
+      suggestion: 'Run the same command again: finished bundles are kept.',
+    })
+  }
+  const kept = outcomes.filter((outcome) => outcome.outcome === 'kept' || outcome.outcome === 'would-keep').length
+  if (!options.dryRun) {
+    await run.record({command: 'bundle', kind: 'run-finished', summary: {kept, written}})
+  }
+  outcomes.sort((a, b) => (a.userName < b.userName ? -1 : a.userName > b.userName ? 1 : 0))
+  return {
+    bundleDir,
+    bundles: outcomes,
+    counts: {kept, total: outcomes.length, written: outcomes.length - kept},
+    dryRun: options.dryRun,
+    emails: options.database?.ckanIni || options.database?.databaseUrl ? 'database' : 'none',
+    encryption: options.encryption,
+    passwordsFile,
+    serverCert: {
+      cn: certificate.subject.cn ?? null,
+      count: certificate.count,
+      fingerprint256: certificate.subject.fingerprint256,
+      source: certificate.source,
+      validTo: certificate.subject.validTo,
+    },
+  }
+}
+
+/** The newest token of each person (source issue-tokens), leaving out tokens `revoke` revoked. */
+async function peopleTokens(journal: Promise<Array<{jtiFingerprint?: string; kind: string}>>, tokens: RunToken[]) {
+  const revoked = new Set((await journal).filter((entry) => entry.kind === 'token-revoked').map((entry) => entry.jtiFingerprint))
+  const newest = new Map<string, RunToken>()
+  for (const token of tokens) {
+    if (token.source !== 'issue-tokens' || revoked.has(fingerprintOf(token.jti.reveal()))) continue
+    const known = newest.get(token.userName)
+    if (!known || known.createdAt <= token.createdAt) newest.set(token.userName, token)
+  }
+  return newest
+}
+
+function selectUsers(tokens: Map<string, RunToken>, users: readonly string[] | undefined): RunToken[] {
+  if (!users || users.length === 0) return [...tokens.values()]
+  const wanted = [...new Set(users.map((user) => user.trim()).filter((user) => user !== ''))]
+  const unknown = wanted.filter((user) => !tokens.has(user))
+  if (unknown.length > 0) {
+    throw new MigrateError(`${unknown.length} user(s) given with --users have no token in this run: ${listNames(unknown)}`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Check the names (CKAN user names, not display names), or issue tokens for them first.',
+    })
+  }
+  return wanted.map((user) => tokens.get(user)!)
+}
+
+function listNames(names: string[]): string {
+  const shown = names.slice(0, 5).map((name) => JSON.stringify(name))
+  return names.length > 5 ? `${shown.join(', ')} and ${names.length - 5} more` : shown.join(', ')
+}
+
+function validateSuffix(suffix: string): void {
+  if (!/^[\w.-]{0,32}$/.test(suffix) || suffix === '.' || suffix === '..') {
+    throw new MigrateError(`--suffix ${JSON.stringify(suffix)} is not a portable file name ending`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: `Use letters, digits, '.', '_' and '-' only (at most 32), e.g. ${DEFAULT_SUFFIX}.`,
+    })
+  }
+}
+
+/** True when the bundle at `path` opens with `password` and holds exactly this token and certificate. */
+async function holds(path: string, password: Secret, token: RunToken, pem: string, encryption: AccessBundleEncryption): Promise<boolean> {
+  try {
+    const contents = await readAccessBundle(path, password)
+    return contents.encryption === encryption && contents.token.reveal() === token.token.reveal() && contents.serverCertPem === pem
+  } catch (error) {
+    if (error instanceof BundleReadError) return false
+    throw error
+  }
+}
+
+function notWritable(path: string, error: unknown): MigrateError {
+  return new MigrateError(`Cannot write to the bundle folder ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
+    cause: error,
+    exitCode: EXIT_CODES.writeFailed,
+    suggestion: 'Choose a --bundle-dir you may write to (it is made 0700), or fix its permissions.',
+  })
+}
+
+/**
+ * Checks, without writing, that the bundle folder can be used: it is a folder (or can be created),
+ * may be written, and is not a shared folder full of other files (it is made private).
+ */
+async function checkBundleDir(path: string, suffix: string): Promise<void> {
+  let info
+  try {
+    info = await stat(path)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw notWritable(path, error)
+    let parent = dirname(path)
+    while (parent !== dirname(parent)) {
+      try {
+        const parentInfo = await stat(parent)
+        if (!parentInfo.isDirectory()) {
+          throw new MigrateError(`--bundle-dir ${path} is inside ${parent}, which is a file`, {
+            exitCode: EXIT_CODES.badInput,
+            suggestion: 'Pass a folder path for --bundle-dir.',
+          })
+        }
+        break
+      } catch (parentError) {
+        if (parentError instanceof MigrateError) throw parentError
+        if ((parentError as NodeJS.ErrnoException).code !== 'ENOENT') throw notWritable(path, parentError)
+        parent = dirname(parent)
+      }
+    }
+    try {
+      await access(parent, constants.W_OK | constants.X_OK)
+    } catch (accessError) {
+      throw notWritable(path, accessError)
+    }
+    return
+  }
+  if (!info.isDirectory()) {
+    throw new MigrateError(`--bundle-dir ${path} is a file, not a folder`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass a folder for --bundle-dir (it is created when missing).',
+    })
+  }
+  try {
+    await access(path, constants.W_OK | constants.X_OK)
+  } catch (error) {
+    throw notWritable(path, error)
+  }
+  if ((info.mode & 0o077) !== 0) {
+    const others = (await readdir(path)).filter((name) => name !== PASSWORDS_FILE && !(suffix !== '' && name.endsWith(suffix)))
+    if (others.length > 0) {
+      throw new MigrateError(`--bundle-dir ${path} is shared (mode ${(info.mode & 0o777).toString(8)}) and holds other files`, {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass a new folder: it is made 0700, because it will hold passwords.csv.',
+      })
+    }
+  }
+}
+
+async function prepareBundleDir(path: string): Promise<void> {
+  try {
+    await ensurePrivateFolder(path)
+  } catch (error) {
+    throw notWritable(path, error)
+  }
+}
+
+async function readEmails(database: BundleOptions['database'], tokens: RunToken[]): Promise<Map<string, string>> {
+  if (!database?.databaseUrl && !database?.ckanIni) return new Map()
+  const ini = database.ckanIni ? await readCkanIni(database.ckanIni) : undefined
+  const {url} = chooseDatabaseUrl({databaseUrl: database.databaseUrl, ini})
+  return withCkanDatabase(url, {readOnly: true, statementTimeoutMs: 60_000}, async ({client}) => {
+    const {rows} = await client.query<{email: string | null; id: string}>(
+      'SELECT id, email FROM "user" WHERE id = ANY($1::text[])',
+      [tokens.map((token) => token.userId)],
+    )
+    return new Map(rows.filter((row) => row.email).map((row) => [row.id, row.email!]))
+  })
+}
+
+/** passwords.csv of an earlier run, keyed by the user cell as written (formula-neutralised). */
+async function readPasswordsCsv(path: string): Promise<Map<string, PasswordRow>> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
+    throw new MigrateError(`Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Run as the user who wrote the bundles.',
+    })
+  }
+  let rows
+  try {
+    rows = parseCsv(text)
+  } catch (error) {
+    throw damaged(path, error)
+  }
+  const header = rows.shift()
+  if (header?.cells.join(',') !== 'user,email,file,password') throw damaged(path, undefined)
+  const result = new Map<string, PasswordRow>()
+  for (const {cells} of rows) {
+    const [user = '', email = '', file = '', password = ''] = cells
+    result.set(user, {email, file, password: new Secret(password), user})
+  }
+  return result
+}
+
+function damaged(path: string, cause: unknown): MigrateError {
+  return new MigrateError(`${path} is not a passwords.csv written by ckan-migrate bundle`, {
+    cause,
+    exitCode: EXIT_CODES.badInput,
+    suggestion: 'Move it away (it may hold passwords of bundles already sent), then run again: every bundle is rewritten.',
+  })
+}
+
+/**
+ * Writes passwords.csv: this run's rows, plus earlier rows of users this run did not touch. Rows read
+ * back are already formula-neutralised, and neutralising is idempotent, so they survive unchanged.
+ */
+async function savePasswords(path: string, previous: Map<string, PasswordRow>, rows: Map<string, PasswordRow>): Promise<void> {
+  const touched = new Set([...rows.keys()].map((user) => neutraliseCell(user)))
+  const merged = [...[...previous.values()].filter((row) => !touched.has(row.user)), ...rows.values()]
+  merged.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
+  await writeCsvReport(
+    path,
+    [
+      {header: 'user', value: (row: PasswordRow) => row.user},
+      {header: 'email', value: (row: PasswordRow) => row.email},
+      {header: 'file', value: (row: PasswordRow) => row.file},
+      {header: 'password', value: (row: PasswordRow) => row.password.reveal()},
+    ],
+    merged,
+  )
+}
