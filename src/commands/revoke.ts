@@ -1,0 +1,59 @@
+import {Flags} from '@oclif/core'
+
+import {MigrateCommand} from '../lib/cli/migrate-command.js'
+import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
+import {apiKeyFileFlag, caCertFlag, ckanUrlFlag, concurrencyFlag, dryRunFlag, outFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
+import {EXIT_CODES} from '../lib/errors.js'
+import {requireFlag} from '../lib/tokens/require-flag.js'
+import {revokeTokens, type RevokeResult} from '../lib/workflows/revoke.js'
+
+export default class Revoke extends MigrateCommand<RevokeResult> {
+  static override description = `Rollback: revokes every token in the run folder (issue-tokens' user tokens and rewrite-config's service tokens), or only those of --users, by jti through api_token_revoke with a sysadmin's credential. Idempotent: running it again is safe. Each revoke is journaled (token-revoked); the report is <out>/revoke-report.csv. After a revoke, issue tokens again with a new --out.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --out ./run-2026-11 --api-key-file ~/.ckan-admin-token --dry-run',
+    '<%= config.bin %> <%= command.id %> --out ./run-2026-11 --api-key-file ~/.ckan-admin-token --users alice,bob',
+  ]
+  static override flags = {
+    'api-key-file': apiKeyFileFlag,
+    'ca-cert': caCertFlag,
+    'ckan-url': ckanUrlFlag,
+    concurrency: concurrencyFlag,
+    'dry-run': dryRunFlag,
+    out: outFlag,
+    timeout: timeoutFlag,
+    users: Flags.string({summary: 'Only the tokens of these users: names or ids, comma-separated.'}),
+  }
+  static override summary = "Revoke a run's tokens (rollback)."
+
+  async run(): Promise<RevokeResult> {
+    const {flags} = await this.parse(Revoke)
+    let bar: ProgressBar | undefined
+    const result = await revokeTokens({
+      apiKeyFile: flags['api-key-file'],
+      caCertPath: flags['ca-cert'],
+      ckanUrl: flags['ckan-url'],
+      concurrency: flags.concurrency,
+      dryRun: flags['dry-run'],
+      out: requireFlag(flags.out, '--out', 'the run folder issue-tokens wrote, e.g. --out ./run-2026-11'),
+      progress: {
+        advance: (failed) => bar?.increment(1, {failed}),
+        start: (total) => {
+          bar = startProgressBar({enabled: !flags.json, label: 'revoking tokens', total, unit: 'tokens'})
+        },
+      },
+      signal: this.signal,
+      timeoutMs: flags.timeout * 1000,
+      users: flags.users?.split(','),
+    }).finally(() => bar?.stop())
+    const {counts} = result
+    if (result.dryRun) this.log(`Dry run: would revoke ${counts.planned} tokens of run ${result.runId}. Nothing was changed.`)
+    else {
+      this.log(`${counts.revoked} of ${counts.tokens} tokens revoked, ${counts.failed} failed (run ${result.runId}).`)
+      for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
+      this.log(`Report: ${result.reportPath}`)
+    }
+    if (this.signal.aborted) this.setExitCode(EXIT_CODES.interrupted)
+    else if (counts.failed > 0) this.setExitCode(EXIT_CODES.partialFailure)
+    return result
+  }
+}

@@ -1,0 +1,56 @@
+import {Flags} from '@oclif/core'
+
+import {MigrateCommand} from '../lib/cli/migrate-command.js'
+import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
+import {caCertFlag, ckanIniFlag, ckanUrlFlag, concurrencyFlag, databaseUrlFlag, outFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
+import {EXIT_CODES} from '../lib/errors.js'
+import {requireFlag} from '../lib/tokens/require-flag.js'
+import {verifyTokens, type VerifyResult} from '../lib/workflows/verify.js'
+
+export default class Verify extends MigrateCommand<VerifyResult> {
+  static override description = `For each token in the run folder (not revoked by \`revoke\`), calls api_token_list for the token's own user with that token alone: 200 means CKAN accepts it, 403 means it does not (CKAN never answers 401). With --legacy, also checks that each user's legacy key (read from the database now, never stored) is refused, as it must be after the upgrade to 2.10+. Journals a token-verified event per token (purge-keys trusts only users whose latest verification is ok) and writes <out>/verify-report.csv. Exits 6 when anything fails.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --out ./run-2026-11',
+    '<%= config.bin %> <%= command.id %> --out ./run-2026-11 --legacy --ckan-ini /etc/ckan/default/ckan.ini',
+  ]
+  static override flags = {
+    'ca-cert': caCertFlag,
+    'ckan-ini': ckanIniFlag,
+    'ckan-url': ckanUrlFlag,
+    concurrency: concurrencyFlag,
+    'database-url': databaseUrlFlag,
+    legacy: Flags.boolean({default: false, summary: "Also check every user's legacy key is refused (run after the upgrade; needs the database)."}),
+    out: outFlag,
+    timeout: timeoutFlag,
+  }
+  static override summary = "Prove each token of a run works, using only that token."
+
+  async run(): Promise<VerifyResult> {
+    const {flags} = await this.parse(Verify)
+    let bar: ProgressBar | undefined
+    const result = await verifyTokens({
+      caCertPath: flags['ca-cert'],
+      ckanIniPath: flags['ckan-ini'],
+      ckanUrl: flags['ckan-url'],
+      concurrency: flags.concurrency,
+      databaseUrl: flags['database-url'],
+      legacy: flags.legacy,
+      out: requireFlag(flags.out, '--out', 'the run folder issue-tokens wrote, e.g. --out ./run-2026-11'),
+      progress: {
+        advance: (failed) => bar?.increment(1, {failed}),
+        start: (total) => {
+          bar = startProgressBar({enabled: !flags.json, label: 'verifying tokens', total, unit: 'tokens'})
+        },
+      },
+      signal: this.signal,
+      timeoutMs: flags.timeout * 1000,
+    }).finally(() => bar?.stop())
+    const {counts} = result
+    this.log(`${counts.ok} of ${counts.tokens} tokens work${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`)
+    for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
+    this.log(`Report: ${result.reportPath}`)
+    if (this.signal.aborted) this.setExitCode(EXIT_CODES.interrupted)
+    else if (counts.failed > 0) this.setExitCode(EXIT_CODES.verificationFailed)
+    return result
+  }
+}
