@@ -1,0 +1,48 @@
+import pg from 'pg'
+import {describe, expect, it} from 'vitest'
+
+import {inspectCkanDatabase, scanUsers} from '../../../src/lib/audit/database-findings.js'
+import {MigrateError} from '../../../src/lib/errors.js'
+import {createCkanSchema} from '../../../src/lib/sandbox/ckan-schema.js'
+import {seedCkanSite} from '../../../src/lib/sandbox/ckan-site-seeder.js'
+import {fingerprintOf} from '../../../src/lib/secret.js'
+import {createTestDatabase} from '../../helpers/test-database.js'
+
+describe('scanUsers', () => {
+  it('streams every user through the cursor in batches, with fingerprints instead of keys', async () => {
+    const database = await createTestDatabase()
+    const client = new pg.Client({connectionString: database.url})
+    await client.connect()
+    try {
+      await createCkanSchema(client, '2.10')
+      await seedCkanSite(client, {seed: 'scan', siteId: 'default', users: 53, version: '2.10'})
+      const {rows: expected} = await client.query<{apikey: null | string; id: string}>('SELECT id, apikey FROM "user"')
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+      const shape = await inspectCkanDatabase(client, 'test')
+      expect(shape).toMatchObject({hasApiTokenTable: true, hasHarvestSourceTable: false, version: '2.10'})
+      const seen = new Map<string, string>()
+      for await (const row of scanUsers(client, {batchSize: 7, hasApiTokenTable: true})) {
+        expect(Object.values(row)).not.toContain(expected.find((user) => user.id === row.id)?.apikey)
+        seen.set(row.id, row.keyFingerprint)
+      }
+      await client.query('COMMIT')
+      expect(seen.size).toBe(53)
+      for (const user of expected) expect(seen.get(user.id)).toBe(user.apikey ? fingerprintOf(user.apikey) : '')
+    } finally {
+      await client.end()
+    }
+  })
+
+  it('refuses a database without a "user" table as not CKAN (exit 9)', async () => {
+    const database = await createTestDatabase()
+    const client = new pg.Client({connectionString: database.url})
+    await client.connect()
+    try {
+      const error = await inspectCkanDatabase(client, 'postgresql://x@db/other').catch((error_: unknown) => error_)
+      expect(error).toBeInstanceOf(MigrateError)
+      expect(error).toMatchObject({exitCode: 9})
+    } finally {
+      await client.end()
+    }
+  })
+})
