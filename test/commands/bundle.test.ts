@@ -35,7 +35,11 @@ async function zipJsRead(path: string, password: string) {
   const reader = new ZipReader(new Uint8ArrayReader(await readFile(path)), {password})
   try {
     const entries = await reader.getEntries()
-    const read = (name: string) => entries.find((entry) => entry.filename === name)!.getData(new TextWriter(), {checkSignature: true})
+    const read = (name: string) => {
+      const entry = entries.find((candidate) => candidate.filename === name)
+      if (!entry || entry.directory) throw new Error(`no ${name} in ${path}`)
+      return entry.getData(new TextWriter(), {checkSignature: true})
+    }
     return {apiKey: await read('api_key.txt'), serverCert: await read('server.cert')}
   } finally {
     await reader.close()
