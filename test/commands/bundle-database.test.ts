@@ -38,7 +38,7 @@ describe('bundle --database-url', () => {
     const traversal = rows.find((row) => row.user === '../../etc/passwd')!
     expect(traversal.email).toBe(users.find((user) => user.name === '../../etc/passwd')!.email)
     expect(traversal.file).not.toContain('/')
-    const opened = await pythonRead(join(json.result!.bundleDir, traversal.file), traversal.password)
+    const opened = await pythonRead(join(json.result!.bundleDir, traversal.file!), traversal.password!)
     expect(opened.apiKey).toBe(`${fixture.tokens.get('../../etc/passwd')!.token}\n`)
   })
 })
