@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import {Flags, type Interfaces} from '@oclif/core'
 
 import {readCkanIni} from '../lib/ckan/ckan-ini.js'
 import {chooseDatabaseUrl, effectiveSetting} from '../lib/ckan/ckan-settings.js'
@@ -32,6 +32,16 @@ export default class Backup extends MigrateCommand<BackupResult | VerifyBackupRe
   async run(): Promise<BackupResult | VerifyBackupResult> {
     const {flags} = await this.parse(Backup)
     const onProgress = this.byteProgress(flags.json ? 'off' : flags.verify ? 'verified' : 'dumped')
+    try {
+      return await this.backupOrVerify(flags, onProgress)
+    } finally {
+      if (this.#progressShown) process.stderr.write('\n')
+    }
+  }
+
+  #progressShown = false
+
+  private async backupOrVerify(flags: Interfaces.InferredFlags<typeof Backup.flags>, onProgress: ((bytes: number) => void) | undefined): Promise<BackupResult | VerifyBackupResult> {
     if (flags.verify) {
       if (!flags['secret-key']) throw new MigrateError('--verify needs --secret-key', {exitCode: EXIT_CODES.badInput, suggestion: 'Pass --secret-key with the backup secret key file.'})
       const passphrase = process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE
@@ -60,6 +70,7 @@ export default class Backup extends MigrateCommand<BackupResult | VerifyBackupRe
     return (bytes) => {
       if (Date.now() - last < 250) return
       last = Date.now()
+      this.#progressShown = true
       process.stderr.write(`\r${label} ${(bytes / 1_048_576).toFixed(1)} MiB`)
     }
   }

@@ -80,7 +80,7 @@ async function runFolderFor(client: pg.Client) {
   await verified(d, true, 'dddd0001')
   await verified(site, true, 'ssss0001')
   await verified(withoutKey, true, 'nnnn0001')
-  await verified({id: 'not-a-user-of-this-site', name: 'ghost'}, true, 'gggg0001')
+  await verified({apikey: null, id: 'not-a-user-of-this-site', name: 'ghost'}, true, 'gggg0001')
   await verified(b, false, 'bbbb0001') // the latest verification wins
   await verified(c, true, 'cccc0002')
   await run.record({jtiFingerprint: 'dddd0001', kind: 'token-revoked', userId: d.id, userName: d.name}) // revoked since

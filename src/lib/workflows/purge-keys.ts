@@ -60,7 +60,9 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
   const warnings: string[] = []
   const run = await openRunFolder(options.out, {create: false})
   const candidates = options.all ? undefined : verifiedUserIds(await run.journal.readAll())
-  const database = await openCkanDatabase(options.databaseUrl, {readOnly: options.dryRun, statementTimeoutMs: 0})
+  // A dry run reads inside BEGIN READ ONLY … ROLLBACK, not a read-only session: PGlite shares one
+  // session between connections, so a session setting would outlive this command there.
+  const database = await openCkanDatabase(options.databaseUrl, {readOnly: false, statementTimeoutMs: 0})
   try {
     const sql = database.client
     const ckanSeries = await readCkanSeries(sql)
@@ -75,7 +77,7 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
     const siteUser = await decideSiteUser(options, ckanSeries, run)
     if (siteUser.protected) warnings.push(siteUser.reason!)
 
-    if (!options.dryRun) await sql.query('BEGIN')
+    await sql.query(options.dryRun ? 'BEGIN TRANSACTION READ ONLY' : 'BEGIN')
     try {
       const lock = options.dryRun ? '' : 'FOR UPDATE'
       const found = candidates ? (await sql.query<{id: string}>('SELECT id FROM "user" WHERE id = ANY($1)', [candidates])).rows.length : 0
@@ -102,10 +104,13 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
         skipped: {alreadyWithoutKey: candidates ? found - rows.length : 0, notInDatabase: candidates ? candidates.length - found : 0, siteUser: rows.length - affected.length},
         warnings,
       }
-      if (options.dryRun) return result
+      if (options.dryRun) {
+        await sql.query('ROLLBACK')
+        return result
+      }
       return await commitPurge(sql, run, affected, result, now)
     } catch (error) {
-      if (!options.dryRun) await sql.query('ROLLBACK').catch(() => {})
+      await sql.query('ROLLBACK').catch(() => {})
       throw error
     }
   } finally {
