@@ -112,6 +112,18 @@ describe('rewrite-config against the CKAN emulator', () => {
     expect(await authenticatesAs(site, after.get('ckanext.xloader.api_token')!)).toBe(true)
   })
 
+  it('gives created tokens --token-lifetime-days when expire_api_token makes a lifetime required', async () => {
+    const site = await startTestSite({expireApiToken: true, users: 4, version: '2.9', xloader: false})
+    const out = join(await tempDir(), 'run')
+    const run = await runCliJson<RewriteConfigResult>(args(site, out, '--token-lifetime-days', '30'))
+    expect(run.exitCode, run.stdout).toBe(0)
+    expect(run.json.result!.services.map((service) => [service.service, service.tokenSource])).toEqual([['datapusher', 'created']])
+    const [stored] = (await readFile(join(out, 'tokens.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line))
+    const days = (Date.parse(stored.expiresAt) - Date.now()) / 86_400_000
+    expect(days).toBeGreaterThan(29)
+    expect(days).toBeLessThan(31)
+  })
+
   it('ends with a one-line error (exit 4) when the service user does not exist, creating nothing', async () => {
     const site = await startTestSite({users: 4, version: '2.9'})
     const out = join(await tempDir(), 'run')

@@ -252,7 +252,11 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
     }
     for (const plan of toCreate) {
       step(`Creating a token for ${plan.service}`)
-      const created = await createServiceToken(options, runFolder!, serviceUser!, plan.service, now())
+      const created = await createServiceToken(options.ckan!, runFolder!, serviceUser!, {
+        at: now(),
+        expiresInDays: status?.extensions.includes('expire_api_token') || plugins.has('expire_api_token') ? options.tokenLifetimeDays : undefined,
+        service: plan.service,
+      })
       Object.assign(plan, {token: created.token, tokenFingerprint: created.token.fingerprint(), tokenName: created.tokenName, tokenSource: 'created'})
     }
 
@@ -393,21 +397,21 @@ async function findServiceUser(ckan: ServiceTokenClient, name: string | undefine
   }
 }
 
+/** Creates one service token, journaled before it is sent and stored (fsync'd) before it is used. */
 async function createServiceToken(
-  options: RewriteConfigOptions,
+  ckan: ServiceTokenClient,
   runFolder: RunFolder,
   user: {id: string; name: string},
-  service: string,
-  at: Date,
+  options: {at: Date; expiresInDays: number | undefined; service: string},
 ): Promise<{token: Secret; tokenName: string}> {
+  const {at, service} = options
   const tokenName = `ckan-migrate ${service} ${at.toISOString().slice(0, 10)} ${runFolder.meta.runId}`
-  const status = await options.ckan!.statusShow()
-  const expiring = status.extensions.includes('expire_api_token')
   await runFolder.record({attempt: 1, kind: 'create-sent', tokenName, userId: user.id, userName: user.name})
-  const created = await options.ckan!.createApiToken({
+  const created = await ckan.createApiToken({
     name: tokenName,
     user: user.name,
-    ...(expiring ? {expiresIn: options.tokenLifetimeDays, unit: 86_400} : {}),
+    // expire_api_token makes expires_in and unit required (ckan-facts §4.4).
+    ...(options.expiresInDays === undefined ? {} : {expiresIn: options.expiresInDays, unit: 86_400}),
   })
   const stored: RunToken = {
     createdAt: created.issuedAt ?? at.toISOString(),
