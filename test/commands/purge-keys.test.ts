@@ -139,6 +139,7 @@ describe('purge-keys', () => {
     const journal = await (await openRunFolder(dir, {create: false})).journal.readAll()
     const purged = journal.filter((entry) => entry.kind === 'keys-purged')
     expect(purged).toMatchObject([{count: 2, userIds: expect.arrayContaining(expected.map((user) => user.id))}])
+    expect(journal.filter((entry) => entry.kind === 'user-skipped')).toMatchObject([{userName: 'default'}])
     expect(JSON.stringify(journal)).not.toContain(keys.get(expected[0]!.id)!)
 
     // Run again: nothing left to clear, nothing else touched.

@@ -108,7 +108,8 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
         await sql.query('ROLLBACK')
         return result
       }
-      return await commitPurge(sql, run, affected, result, now)
+      const kept = rows.filter(keep).map((row) => ({id: row.id, name: row.name}))
+      return await commitPurge(sql, run, affected, kept, result, now)
     } catch (error) {
       await sql.query('ROLLBACK').catch(() => {})
       throw error
@@ -125,7 +126,14 @@ function toPurgedUser(row: UserRow): PurgedUser {
   return {id: row.id, keyFingerprint: key.fingerprint(), name: row.name, state: row.state, sysadmin: row.sysadmin}
 }
 
-async function commitPurge(sql: Queryable, run: RunFolder, affected: PurgedUser[], result: PurgeKeysResult, now: Date): Promise<PurgeKeysResult> {
+async function commitPurge(
+  sql: Queryable,
+  run: RunFolder,
+  affected: PurgedUser[],
+  kept: Array<{id: string; name: string}>,
+  result: PurgeKeysResult,
+  now: Date,
+): Promise<PurgeKeysResult> {
   await run.lock('purge-keys')
   const csv = run.file(`purge-keys_${now.toISOString().replaceAll(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}.csv`)
   let committed = false
@@ -145,9 +153,7 @@ async function commitPurge(sql: Queryable, run: RunFolder, affected: PurgedUser[
     if (updated.rowCount !== ids.length) throw new Error(`updated ${updated.rowCount} rows instead of ${ids.length}`)
     await sql.query('COMMIT')
     committed = true
-    if (result.siteUser.protected && result.skipped.siteUser > 0) {
-      await run.record({kind: 'user-skipped', reason: result.siteUser.reason ?? 'site user', userId: '', userName: result.siteUser.name ?? ''})
-    }
+    for (const user of kept) await run.record({kind: 'user-skipped', reason: result.siteUser.reason ?? 'site user', userId: user.id, userName: user.name})
     await run.record({count: ids.length, kind: 'keys-purged', userIds: ids})
     await run.record({command: 'purge-keys', kind: 'run-finished', summary: {purged: ids.length, skippedSiteUser: result.skipped.siteUser}})
     return {...result, csv}
