@@ -27,7 +27,7 @@ import {
   startPgTool,
 } from '../backup/pg-tools.js'
 import {PlainSqlInspector} from '../backup/plain-sql-inspector.js'
-import {openCkanDatabase, type Queryable} from '../db/ckan-database.js'
+import {openCkanDatabase, type Queryable, translateDatabaseError} from '../db/ckan-database.js'
 import {parseDatabaseUrl, toNodePostgresUrl} from '../db/database-url.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {ensurePrivateFolder, syncFolder, writeFileAtomically} from '../files/secret-file.js'
@@ -90,10 +90,15 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   const parsed = parseDatabaseUrl(options.databaseUrl)
   const encryption = await openRecipient(options.recipient)
   const [dumpMajor, restoreMajor] = await Promise.all([pgToolMajorVersion('pg_dump', options.pgBin), pgToolMajorVersion('pg_restore', options.pgBin)])
-  const database = await openCkanDatabase(options.databaseUrl, {readOnly: true, statementTimeoutMs: 60_000})
+  // READ ONLY per transaction, not per session: PGlite shares one session between its clients.
+  const database = await openCkanDatabase(options.databaseUrl, {readOnly: false, statementTimeoutMs: 60_000})
   let facts: DatabaseFacts
   try {
+    await database.client.query('BEGIN TRANSACTION READ ONLY')
     facts = await readDatabaseFacts(database.client)
+    await database.client.query('ROLLBACK')
+  } catch (error) {
+    throw translateDatabaseError(error, database.where)
   } finally {
     await database.close()
   }
