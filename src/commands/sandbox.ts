@@ -1,0 +1,64 @@
+import {Flags} from '@oclif/core'
+
+import {MigrateCommand} from '../lib/cli/migrate-command.js'
+import {CKAN_VERSIONS, type CkanVersion} from '../lib/sandbox/ckan-schema.js'
+import {parseFaultSettings} from '../lib/sandbox/faults.js'
+import {type SandboxResult, startSandbox, waitUntilInterrupted} from '../lib/workflows/sandbox.js'
+
+export default class Sandbox extends MigrateCommand<SandboxResult> {
+  static override description = `Starts a CKAN-shaped site on this machine to rehearse on: an embedded PostgreSQL (PGlite, or a new database on --database-url's server) with the CKAN schema of --ckan-version, --users seeded users (legacy keys, pending and deleted users, hostile names, existing tokens, harvest sources), and an emulator of CKAN's action API on 127.0.0.1. Writes into --dir a ckan.ini in CKAN's own format, a 0600 file with the admin sysadmin's credential (its legacy key on 2.9, an API token on 2.10/2.11) and, once the site answers, sandbox.json. Runs until Ctrl-C or SIGTERM, then stops cleanly; the database lives only while it runs.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --dir /tmp/rehearsal --users 50000 --ckan-version 2.9 --port 5000',
+    '<%= config.bin %> <%= command.id %> --faults status503=0.05,latencyMs=20,jitterMs=30,seed=1',
+    '<%= config.bin %> <%= command.id %> --database-url postgresql://postgres@127.0.0.1:5432/postgres --users 200000',
+  ]
+  static override flags = {
+    'ckan-version': Flags.string({default: '2.9', options: [...CKAN_VERSIONS], summary: 'CKAN version the site is and answers as.'}),
+    'database-url': Flags.string({
+      summary: 'A real PostgreSQL server (its maintenance-database URL) to create the sandbox database on, instead of PGlite. The database is dropped on exit.',
+    }),
+    dir: Flags.string({default: '.sandbox', summary: 'Folder for ckan.ini, the credential file and sandbox.json (created 0700).'}),
+    faults: Flags.string({
+      summary: 'Fault injection for the emulator: JSON or key=value,… (status500, status502, status503, status429, retryAfterSeconds, resetBeforeWrite, resetAfterWrite, hangAfterCommit, latencyMs, jitterMs, actions, seed). See docs/emulator.md.',
+    }),
+    port: Flags.integer({default: 0, max: 65_535, min: 0, summary: 'Port of the emulator on 127.0.0.1; 0 picks a free one.'}),
+    seed: Flags.string({default: 'sandbox', summary: 'Seed of the generated users: the same seed gives the same site.'}),
+    users: Flags.integer({default: 2000, min: 11, summary: 'Users to seed, including the site user, admin and the hostile-name users.'}),
+  }
+  static override summary = 'Run a seeded CKAN 2.9/2.10/2.11 sandbox site (database + action-API emulator) until interrupted.'
+
+  async run(): Promise<SandboxResult> {
+    const {flags} = await this.parse(Sandbox)
+    const faults = flags.faults === undefined ? undefined : parseFaultSettings(flags.faults)
+    const sandbox = await startSandbox({
+      ckanVersion: flags['ckan-version'] as CkanVersion,
+      databaseUrl: flags['database-url'],
+      dir: flags.dir,
+      faults,
+      onStep: (step) => {
+        if (!flags.json) this.logToStderr(`${step}…`)
+      },
+      port: flags.port,
+      seed: flags.seed,
+      users: flags.users,
+    })
+    try {
+      const {result} = sandbox
+      const credential = result.ckanVersion === '2.9' ? "the admin sysadmin's legacy API key" : "an API token of the admin sysadmin"
+      this.log(`CKAN ${result.ckanVersion} sandbox is running (${result.engine === 'pglite' ? 'PGlite' : 'PostgreSQL'}, ${result.users} users).`)
+      this.log(`  CKAN URL:      ${result.ckanUrl}`)
+      this.log(`  ckan.ini:      ${result.ckanIni}`)
+      this.log(`  Database URL:  ${result.databaseUrl}`)
+      this.log(`  API key file:  ${result.apiKeyFile} (${credential}; not shown)`)
+      this.log(`  sandbox.json:  ${result.sandboxFile}`)
+      if (faults) this.log(`  Faults:        ${JSON.stringify(faults)}`)
+      if (!flags.json) this.logToStderr('Press Ctrl-C to stop.')
+      await waitUntilInterrupted(this.signal)
+      if (!flags.json) this.logToStderr('Stopping the sandbox…')
+      return result
+    } finally {
+      await sandbox.stop()
+    }
+  }
+}
