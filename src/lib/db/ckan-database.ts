@@ -15,6 +15,8 @@ export type CkanDatabaseOptions = {
 export type CkanDatabase = {
   client: pg.Client
   close(): Promise<void>
+  /** True on PGlite (the embedded sandbox), where session settings are not applied (see above). */
+  embedded: boolean
   /** Redacted URL, for messages. */
   where: string
 }
@@ -33,11 +35,19 @@ export async function openCkanDatabase(url: string, options: CkanDatabaseOptions
   })
   // A dropped connection later must not crash the process with an unhandled 'error' event.
   client.on('error', () => {})
+  let embedded: boolean
   try {
     await client.connect()
-    if (options.readOnly) await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
-    if (options.statementTimeoutMs !== undefined)
-      await client.query(`SET statement_timeout = ${Math.max(0, Math.floor(options.statementTimeoutMs))}`)
+    // PGlite (the embedded sandbox) is ONE session shared by every client: a session setting
+    // made here would also bind the emulator's connections (read-only would break its writes).
+    // Real servers get the settings; on PGlite our own code is what keeps reads read-only.
+    const {rows} = await client.query<{version: string}>('SELECT version()')
+    embedded = /PGlite/i.test(rows[0]?.version ?? '')
+    if (!embedded) {
+      if (options.readOnly) await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
+      if (options.statementTimeoutMs !== undefined)
+        await client.query(`SET statement_timeout = ${Math.max(0, Math.floor(options.statementTimeoutMs))}`)
+    }
   } catch (error) {
     await client.end().catch(() => {})
     throw translateDatabaseError(error, parsed.redacted)
@@ -47,6 +57,7 @@ export async function openCkanDatabase(url: string, options: CkanDatabaseOptions
     async close() {
       await client.end().catch(() => {})
     },
+    embedded,
     where: parsed.redacted,
   }
 }
