@@ -15,7 +15,7 @@ export const EXIT_CODES = {
   ckanRejected: 4,
   /** The run folder (--out) belongs to another site or run, or is locked by another process. */
   runConflict: 5,
-  /** `verify` found tokens that do not work (or legacy keys that still do, with --legacy). */
+  /** `verify` found tokens that do not work (or legacy keys that still do, with --legacy); `backup --verify` found a damaged backup. */
   verificationFailed: 6,
   /** Bad input: a missing, unreadable or malformed file (ckan.ini, key file, user list, cert). */
   badInput: 7,
