@@ -1,5 +1,5 @@
-import type {AuditResult} from '../workflows/audit.js'
 import type {AuditFinding} from './audit-finding.js'
+import type {AuditResult} from './audit-result.js'
 
 const LABEL: Record<AuditFinding['severity'], string> = {blocker: 'BLOCKER', info: 'INFO   ', warning: 'WARNING'}
 

@@ -2,7 +2,7 @@ import {EXIT_CODES, MigrateError} from '../errors.js'
 import type {Queryable} from '../db/ckan-database.js'
 import {ALEMBIC_HEADS, type CkanVersion} from '../sandbox/ckan-schema.js'
 import {Secret} from '../secret.js'
-import {type AuditFinding, SampleCollector} from './audit-finding.js'
+import {type AuditFinding, SAMPLE_SIZE} from './audit-finding.js'
 
 /** What the audit learns about the database before it scans users. */
 export type CkanDatabaseShape = {
@@ -10,6 +10,8 @@ export type CkanDatabaseShape = {
   alembicHeads: string[]
   hasApiTokenTable: boolean
   hasHarvestSourceTable: boolean
+  /** CKAN 2.10's migration 102 index: with it, two active users cannot share an email. */
+  hasUniqueActiveEmailIndex: boolean
   /** The CKAN version the alembic head belongs to; undefined for unknown heads or a pre-2.9 site. */
   version: CkanVersion | undefined
 }
@@ -24,7 +26,8 @@ const SELECT_TABLES = `
   SELECT to_regclass('"user"') IS NOT NULL AS has_user,
          to_regclass('api_token') IS NOT NULL AS has_api_token,
          to_regclass('alembic_version') IS NOT NULL AS has_alembic_version,
-         to_regclass('harvest_source') IS NOT NULL AS has_harvest_source`
+         to_regclass('harvest_source') IS NOT NULL AS has_harvest_source,
+         to_regclass('idx_only_one_active_email') IS NOT NULL AS has_email_index`
 
 const SELECT_ALEMBIC_HEADS = 'SELECT version_num FROM alembic_version ORDER BY version_num'
 
@@ -33,9 +36,13 @@ const SELECT_ALEMBIC_HEADS = 'SELECT version_num FROM alembic_version ORDER BY v
  * one without api_token is older than CKAN 2.9 (a blocker finding, not an error).
  */
 export async function inspectCkanDatabase(sql: Queryable, where: string): Promise<CkanDatabaseShape> {
-  const {rows} = await sql.query<{has_alembic_version: boolean; has_api_token: boolean; has_harvest_source: boolean; has_user: boolean}>(
-    SELECT_TABLES,
-  )
+  const {rows} = await sql.query<{
+    has_alembic_version: boolean
+    has_api_token: boolean
+    has_email_index: boolean
+    has_harvest_source: boolean
+    has_user: boolean
+  }>(SELECT_TABLES)
   const tables = rows[0]!
   if (!tables.has_user) {
     throw new MigrateError(`The database at ${where} is not a CKAN database: it has no "user" table`, {
@@ -47,7 +54,13 @@ export async function inspectCkanDatabase(sql: Queryable, where: string): Promis
     ? (await sql.query<{version_num: string}>(SELECT_ALEMBIC_HEADS)).rows.map((row) => row.version_num)
     : []
   const version = tables.has_api_token ? alembicHeads.map((head) => KNOWN_REVISIONS.get(head)).find(Boolean) : undefined
-  return {alembicHeads, hasApiTokenTable: tables.has_api_token, hasHarvestSourceTable: tables.has_harvest_source, version}
+  return {
+    alembicHeads,
+    hasApiTokenTable: tables.has_api_token,
+    hasHarvestSourceTable: tables.has_harvest_source,
+    hasUniqueActiveEmailIndex: tables.has_email_index,
+    version,
+  }
 }
 
 /** Findings about the CKAN version itself. */
@@ -98,29 +111,23 @@ export function versionFindings(shape: CkanDatabaseShape, statusVersion?: string
   return findings
 }
 
-/** One row of the user scan: what the CSV shows, and what the counts are made of. Never the key. */
+/** One row of the user scan (the CSV): never the key, only its fingerprint. */
 export type AuditUserRow = {
   apiTokens: number
-  hasDuplicateEmail: boolean
-  hasDuplicateKey: boolean
   hasEmail: boolean
   hasLegacyKey: boolean
   id: string
   isSysadmin: boolean
-  isUuidKey: boolean
   /** First 8 hex digits of the SHA-256 of the legacy key (fingerprintOf), or '' without a key. */
   keyFingerprint: string
   /** Latest api_token.last_access (naive UTC in CKAN) as ISO 8601, or '' when no token was used. */
   lastTokenUse: string
   name: string
   state: string
-  unusedApiTokens: number
 }
 
 type UserScanRecord = {
   apikey: null | string
-  duplicate_email: boolean
-  duplicate_key: boolean
   has_email: boolean
   id: string
   last_use: null | string
@@ -128,7 +135,6 @@ type UserScanRecord = {
   state: string
   sysadmin: boolean | null
   tokens: number
-  unused: number
 }
 
 const TOKENS_BY_USER = `
@@ -138,31 +144,19 @@ const TOKENS_BY_USER = `
 
 const NO_TOKENS = 'SELECT NULL::text AS user_id, 0 AS tokens, 0 AS unused, NULL::text AS last_use WHERE false'
 
-/**
- * Every user with its token counts and whether its key or (active) email is shared. Aggregates
- * run in PostgreSQL; the client sees one row per user, read through a cursor.
- */
 const userScanQuery = (hasApiTokenTable: boolean) => `
-  SELECT u.id, u.name, u.state, u.sysadmin,
-         (u.email IS NOT NULL AND u.email <> '') AS has_email,
-         nullif(u.apikey, '') AS apikey,
-         coalesce(t.tokens, 0) AS tokens, coalesce(t.unused, 0) AS unused, t.last_use,
-         (dk.apikey IS NOT NULL) AS duplicate_key,
-         (de.email IS NOT NULL) AS duplicate_email
+  SELECT u.id, u.name, u.state, u.sysadmin, (u.email IS NOT NULL AND u.email <> '') AS has_email,
+         nullif(u.apikey, '') AS apikey, coalesce(t.tokens, 0) AS tokens, t.last_use
   FROM "user" u
-  LEFT JOIN (${hasApiTokenTable ? TOKENS_BY_USER : NO_TOKENS}) t ON t.user_id = u.id
-  LEFT JOIN (SELECT apikey FROM "user" WHERE apikey IS NOT NULL AND apikey <> ''
-             GROUP BY apikey HAVING count(*) > 1) dk ON dk.apikey = u.apikey
-  LEFT JOIN (SELECT email FROM "user" WHERE state = 'active' AND email IS NOT NULL
-             GROUP BY email HAVING count(*) > 1) de ON de.email = u.email AND u.state = 'active'`
+  LEFT JOIN (${hasApiTokenTable ? TOKENS_BY_USER : NO_TOKENS}) t ON t.user_id = u.id`
 
 const CURSOR = 'ckan_migrate_audit_users'
-const UUID = /^[\da-f]{8}-[\da-f]{4}-[\da-f]{4}-[\da-f]{4}-[\da-f]{12}$/i
 
 /**
- * Streams every user through a server-side cursor, `batchSize` rows at a time, so memory stays
- * flat however large the site. Must run inside a transaction (the caller's read-only snapshot).
- * The legacy key is wrapped in a Secret the moment it arrives and only its fingerprint leaves.
+ * Streams every user (for the CSV) through a server-side cursor, `batchSize` rows at a time, so
+ * memory stays flat however large the site. Must run inside a transaction (the caller's
+ * read-only snapshot). The legacy key is wrapped in a Secret the moment it arrives and only its
+ * fingerprint leaves.
  */
 export async function* scanUsers(
   sql: Queryable,
@@ -188,18 +182,14 @@ function toUserRow(row: UserScanRecord): AuditUserRow {
   row.apikey = null
   return {
     apiTokens: row.tokens,
-    hasDuplicateEmail: row.duplicate_email,
-    hasDuplicateKey: row.duplicate_key,
     hasEmail: row.has_email,
     hasLegacyKey: key !== undefined,
     id: row.id,
     isSysadmin: row.sysadmin === true,
-    isUuidKey: key !== undefined && UUID.test(key.reveal()),
     keyFingerprint: key?.fingerprint() ?? '',
     lastTokenUse: row.last_use ?? '',
     name: row.name,
     state: row.state,
-    unusedApiTokens: row.unused,
   }
 }
 
@@ -212,174 +202,212 @@ export type UserSummary = {
   users: StateCounts & {sysadmins: number; total: number}
 }
 
+export type UserFindingsOptions = {
+  /** False when 2.10's unique index on active emails exists: duplicates cannot exist then. */
+  checkDuplicateEmails: boolean
+  hasApiTokenTable: boolean
+  /** ckan.site_id: the site user always holds a key and is never a person. */
+  siteUserName: string
+}
+
+const UUID_PATTERN = '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$'
+
 /**
- * Folds the user scan into counts and samples, keeping only SAMPLE_SIZE names per finding, and
- * turns them into findings. `siteUserName` is ckan.site_id: the site user always holds a key.
+ * The predicates of the per-user findings, over "user" u ($1 = the site user's name). Token
+ * membership uses `u.id IN (SELECT user_id FROM api_token)`, which PostgreSQL runs as one hashed
+ * subplan: api_token has no index on user_id.
  */
-export class UserFindingsCollector {
-  readonly #apiTokens = {neverUsed: 0, total: 0, users: 0}
-  readonly #keysByState: StateCounts = {}
-  readonly #samples = {
-    apiTokens: new SampleCollector(),
-    duplicateEmails: new SampleCollector(),
-    duplicateKeys: new SampleCollector(),
-    keyHoldersWithTokens: new SampleCollector(),
-    keys: new SampleCollector(),
-    keysNotUuid: new SampleCollector(),
-    keysWithoutToken: new SampleCollector(),
-    neverUsed: new SampleCollector(),
-    siteUserKey: new SampleCollector(),
-    sysadminKeys: new SampleCollector(),
-    withoutEmail: new SampleCollector(),
+const userPredicates = (hasApiTokenTable: boolean) => {
+  const hasKey = `(u.apikey IS NOT NULL AND u.apikey <> '')`
+  const hasTokens = hasApiTokenTable ? '(u.id IN (SELECT user_id FROM api_token))' : 'false'
+  const hasUnused = hasApiTokenTable ? '(u.id IN (SELECT user_id FROM api_token WHERE last_access IS NULL))' : 'false'
+  const activePerson = `(u.state = 'active' AND u.name <> $1)`
+  return {
+    apiTokens: hasTokens,
+    keyHoldersWithTokens: `${hasKey} AND ${hasTokens}`,
+    keys: hasKey,
+    keysNotUuid: `${hasKey} AND u.apikey !~ '${UUID_PATTERN}'`,
+    keysWithoutToken: `${hasKey} AND ${activePerson} AND NOT ${hasTokens}`,
+    neverUsed: hasUnused,
+    siteUserKey: `${hasKey} AND u.name = $1`,
+    sysadminKeys: `${hasKey} AND ${activePerson} AND u.sysadmin`,
+    withoutEmail: `${activePerson} AND (u.email IS NULL OR u.email = '')`,
+    withoutEmailWithKey: `${activePerson} AND (u.email IS NULL OR u.email = '') AND ${hasKey}`,
   }
-  readonly #siteUserName: string
-  #sysadmins = 0
-  readonly #usersByState: StateCounts = {}
-  #withoutEmailWithKey = 0
+}
 
-  constructor(siteUserName: string) {
-    this.#siteUserName = siteUserName
-  }
+type PredicateName = keyof ReturnType<typeof userPredicates>
 
-  add(user: AuditUserRow): void {
-    const samples = this.#samples
-    const isActive = user.state === 'active'
-    const isSiteUser = user.name === this.#siteUserName
-    this.#usersByState[user.state] = (this.#usersByState[user.state] ?? 0) + 1
-    if (isActive && user.isSysadmin) this.#sysadmins += 1
-    if (user.apiTokens > 0) {
-      this.#apiTokens.total += user.apiTokens
-      this.#apiTokens.users += 1
-      samples.apiTokens.add(user.name)
-    }
-    if (user.unusedApiTokens > 0) {
-      this.#apiTokens.neverUsed += user.unusedApiTokens
-      samples.neverUsed.add(user.name)
-    }
-    if (isActive && !isSiteUser && !user.hasEmail) {
-      samples.withoutEmail.add(user.name)
-      if (user.hasLegacyKey) this.#withoutEmailWithKey += 1
-    }
-    if (user.hasDuplicateEmail) samples.duplicateEmails.add(user.name)
-    if (!user.hasLegacyKey) return
-    this.#keysByState[user.state] = (this.#keysByState[user.state] ?? 0) + 1
-    samples.keys.add(user.name)
-    if (isSiteUser) samples.siteUserKey.add(user.name)
-    if (!user.isUuidKey) samples.keysNotUuid.add(user.name)
-    if (user.hasDuplicateKey) samples.duplicateKeys.add(user.name)
-    if (user.apiTokens > 0) samples.keyHoldersWithTokens.add(user.name)
-    else if (isActive && !isSiteUser) samples.keysWithoutToken.add(user.name)
-    if (isActive && user.isSysadmin && !isSiteUser) samples.sysadminKeys.add(user.name)
-  }
+const DUPLICATE_KEYS = `
+  SELECT apikey FROM "user" WHERE apikey IS NOT NULL AND apikey <> '' GROUP BY apikey HAVING count(*) > 1`
 
-  findings(): AuditFinding[] {
-    const samples = this.#samples
-    const candidates: AuditFinding[] = [
-      {
-        count: samples.keys.count,
-        details: {...this.#keysByState},
-        fix: 'Give each holder an API token with ckan-migrate issue-tokens, then clear the keys with ckan-migrate purge-keys.',
-        id: 'legacy-keys',
-        sample: samples.keys.names,
-        severity: 'info',
-        title: `${samples.keys.count} users hold a legacy API key (${describeStates(this.#keysByState)})`,
-      },
-      {
-        count: samples.keysWithoutToken.count,
-        fix: 'Run ckan-migrate issue-tokens so each of them has an API token before the upgrade: CKAN 2.10 ignores legacy keys.',
-        id: 'legacy-keys-without-token',
-        sample: samples.keysWithoutToken.names,
-        severity: 'blocker',
-        title: `${samples.keysWithoutToken.count} active users hold a legacy key and no API token: their scripts stop working on 2.10`,
-      },
-      {
-        count: samples.sysadminKeys.count,
-        fix: 'Issue these sysadmins tokens first and clear their keys soon after: a sysadmin key is full control of the site on 2.9.',
-        id: 'sysadmin-legacy-keys',
-        sample: samples.sysadminKeys.names,
-        severity: 'warning',
-        title: `${samples.sysadminKeys.count} active sysadmins hold a legacy key`,
-      },
-      {
-        count: samples.siteUserKey.count,
-        details: {siteUser: this.#siteUserName},
-        fix: 'Leave it while CKAN 2.9 runs DataPusher or XLoader without their token settings; clear it after the upgrade (2.10 ignores it).',
-        id: 'site-user-legacy-key',
-        sample: samples.siteUserKey.names,
-        severity: 'info',
-        title: `The site user ${this.#siteUserName} holds a legacy key (CKAN gives it one; 2.9 services may use it)`,
-      },
-      {
-        count: samples.keysNotUuid.count,
-        fix: 'These keys were set by hand or by a plugin: find out which client sends them, give it a token, then clear the keys.',
-        id: 'legacy-keys-not-uuid',
-        sample: samples.keysNotUuid.names,
-        severity: 'warning',
-        title: `${samples.keysNotUuid.count} legacy keys are not UUIDs`,
-      },
-      {
-        count: samples.duplicateKeys.count,
-        fix: 'Users sharing a key cannot be told apart on 2.9 (the first match wins): issue each a token, then clear these keys with ckan-migrate purge-keys.',
-        id: 'legacy-keys-duplicated',
-        sample: samples.duplicateKeys.names,
-        severity: 'warning',
-        title: `${samples.duplicateKeys.count} users hold a legacy key that another user also holds`,
-      },
-      {
-        count: samples.keyHoldersWithTokens.count,
-        fix: 'Check that their clients use the token, then clear the keys with ckan-migrate purge-keys.',
-        id: 'legacy-key-holders-with-tokens',
-        sample: samples.keyHoldersWithTokens.names,
-        severity: 'info',
-        title: `${samples.keyHoldersWithTokens.count} users with a legacy key already have API tokens`,
-      },
-      {
-        count: this.#apiTokens.total,
-        details: {users: this.#apiTokens.users},
-        fix: 'Nothing to do: tokens keep working after the upgrade as long as the JWT secret stays the same.',
-        id: 'api-tokens',
-        sample: samples.apiTokens.names,
-        severity: 'info',
-        title: `${this.#apiTokens.total} API tokens exist, held by ${this.#apiTokens.users} users`,
-      },
-      {
-        count: this.#apiTokens.neverUsed,
-        details: {users: samples.neverUsed.count},
-        fix: 'Ask the holders whether they still need them; revoke the ones nobody uses.',
-        id: 'api-tokens-never-used',
-        sample: samples.neverUsed.names,
-        severity: 'info',
-        title: `${this.#apiTokens.neverUsed} API tokens were never used (held by ${samples.neverUsed.count} users)`,
-      },
-      {
-        count: samples.withoutEmail.count,
-        details: {withLegacyKey: this.#withoutEmailWithKey},
-        fix: 'Add an email address for each (ckan user show / the user edit page) or hand their access bundle over another way.',
-        id: 'users-without-email',
-        sample: samples.withoutEmail.names,
-        severity: 'warning',
-        title: `${samples.withoutEmail.count} active users have no email address, so no access bundle can be mailed to them`,
-      },
-      {
-        count: samples.duplicateEmails.count,
-        fix: 'Give each active user its own email address or delete the duplicates (ckan db duplicate_emails lists them): CKAN 2.10 migration 102 adds a unique index on active emails and fails otherwise.',
-        id: 'duplicate-active-emails',
-        sample: samples.duplicateEmails.names,
-        severity: 'blocker',
-        title: `${samples.duplicateEmails.count} active users share an email address with another active user`,
-      },
-    ]
-    return candidates.filter((finding) => finding.count > 0)
-  }
+const DUPLICATE_EMAILS = `
+  SELECT email FROM "user" WHERE state = 'active' AND email IS NOT NULL GROUP BY email HAVING count(*) > 1`
 
-  summary(): UserSummary {
-    const total = (counts: StateCounts) => Object.values(counts).reduce((sum, count) => sum + count, 0)
-    return {
-      apiTokens: {...this.#apiTokens},
-      legacyKeys: {active: 0, deleted: 0, pending: 0, ...this.#keysByState, total: total(this.#keysByState)},
-      users: {active: 0, deleted: 0, pending: 0, ...this.#usersByState, sysadmins: this.#sysadmins, total: total(this.#usersByState)},
-    }
+/**
+ * Every per-user finding, computed in PostgreSQL: one pass for the counts (grouped by state),
+ * one hash aggregate each for duplicate keys and duplicate active emails, and a LIMIT query per
+ * finding for its sample (in database order). Nothing per user reaches this process.
+ */
+export async function collectUserFindings(
+  sql: Queryable,
+  options: UserFindingsOptions,
+): Promise<{findings: AuditFinding[]; summary: UserSummary}> {
+  const predicates = userPredicates(options.hasApiTokenTable)
+  const names = Object.keys(predicates) as PredicateName[]
+  const tokenSums = options.hasApiTokenTable
+    ? `(SELECT count(*)::int FROM api_token) AS tokens, (SELECT count(*)::int FROM api_token WHERE last_access IS NULL) AS unused`
+    : '0 AS tokens, 0 AS unused'
+  const {rows: byState} = await sql.query<Record<string, number | string> & {state: string}>(
+    `SELECT u.state, count(*)::int AS users, (count(*) FILTER (WHERE u.sysadmin))::int AS sysadmins,
+            ${names.map((name) => `(count(*) FILTER (WHERE ${predicates[name]}))::int AS "${name}"`).join(',\n            ')}
+     FROM "user" u GROUP BY u.state ORDER BY u.state`,
+    [options.siteUserName],
+  )
+  const {rows: tokenRows} = await sql.query<{tokens: number; unused: number}>(`SELECT ${tokenSums}`)
+  const total = (name: PredicateName) => byState.reduce((sum, row) => sum + Number(row[name]), 0)
+  const samples = await sampleNames(sql, names.filter((name) => total(name) > 0).map((name) => [name, predicates[name]]), options.siteUserName)
+
+  const duplicateKeys = await countAndSample(sql, `u.apikey IN (${DUPLICATE_KEYS})`)
+  const duplicateEmails = options.checkDuplicateEmails
+    ? await countAndSample(sql, `u.state = 'active' AND u.email IN (${DUPLICATE_EMAILS})`)
+    : {count: 0, sample: []}
+
+  const keysByState: StateCounts = {}
+  const usersByState: StateCounts = {}
+  let sysadmins = 0
+  for (const row of byState) {
+    usersByState[row.state] = Number(row.users)
+    if (Number(row.keys) > 0) keysByState[row.state] = Number(row.keys)
+    if (row.state === 'active') sysadmins = Number(row.sysadmins)
   }
+  const tokens = tokenRows[0]!
+  const count = (name: PredicateName) => total(name)
+  const sample = (name: PredicateName) => samples.get(name) ?? []
+  const candidates: AuditFinding[] = [
+    {
+      count: count('keys'),
+      details: {...keysByState},
+      fix: 'Give each holder an API token with ckan-migrate issue-tokens, then clear the keys with ckan-migrate purge-keys.',
+      id: 'legacy-keys',
+      sample: sample('keys'),
+      severity: 'info',
+      title: `${count('keys')} users hold a legacy API key (${describeStates(keysByState)})`,
+    },
+    {
+      count: count('keysWithoutToken'),
+      fix: 'Run ckan-migrate issue-tokens so each of them has an API token before the upgrade: CKAN 2.10 ignores legacy keys.',
+      id: 'legacy-keys-without-token',
+      sample: sample('keysWithoutToken'),
+      severity: 'blocker',
+      title: `${count('keysWithoutToken')} active users hold a legacy key and no API token: their scripts stop working on 2.10`,
+    },
+    {
+      count: count('sysadminKeys'),
+      fix: 'Issue these sysadmins tokens first and clear their keys soon after: a sysadmin key is full control of the site on 2.9.',
+      id: 'sysadmin-legacy-keys',
+      sample: sample('sysadminKeys'),
+      severity: 'warning',
+      title: `${count('sysadminKeys')} active sysadmins hold a legacy key`,
+    },
+    {
+      count: count('siteUserKey'),
+      details: {siteUser: options.siteUserName},
+      fix: 'Leave it while CKAN 2.9 runs DataPusher or XLoader without their token settings; clear it after the upgrade (2.10 ignores it).',
+      id: 'site-user-legacy-key',
+      sample: sample('siteUserKey'),
+      severity: 'info',
+      title: `The site user ${options.siteUserName} holds a legacy key (CKAN gives it one; 2.9 services may use it)`,
+    },
+    {
+      count: count('keysNotUuid'),
+      fix: 'These keys were set by hand or by a plugin: find out which client sends them, give it a token, then clear the keys.',
+      id: 'legacy-keys-not-uuid',
+      sample: sample('keysNotUuid'),
+      severity: 'warning',
+      title: `${count('keysNotUuid')} legacy keys are not UUIDs`,
+    },
+    {
+      count: duplicateKeys.count,
+      fix: 'Users sharing a key cannot be told apart on 2.9 (the first match wins): issue each a token, then clear these keys with ckan-migrate purge-keys.',
+      id: 'legacy-keys-duplicated',
+      sample: duplicateKeys.sample,
+      severity: 'warning',
+      title: `${duplicateKeys.count} users hold a legacy key that another user also holds`,
+    },
+    {
+      count: count('keyHoldersWithTokens'),
+      fix: 'Check that their clients use the token, then clear the keys with ckan-migrate purge-keys.',
+      id: 'legacy-key-holders-with-tokens',
+      sample: sample('keyHoldersWithTokens'),
+      severity: 'info',
+      title: `${count('keyHoldersWithTokens')} users with a legacy key already have API tokens`,
+    },
+    {
+      count: tokens.tokens,
+      details: {users: count('apiTokens')},
+      fix: 'Nothing to do: tokens keep working after the upgrade as long as the JWT secret stays the same.',
+      id: 'api-tokens',
+      sample: sample('apiTokens'),
+      severity: 'info',
+      title: `${tokens.tokens} API tokens exist, held by ${count('apiTokens')} users`,
+    },
+    {
+      count: tokens.unused,
+      details: {users: count('neverUsed')},
+      fix: 'Ask the holders whether they still need them; revoke the ones nobody uses.',
+      id: 'api-tokens-never-used',
+      sample: sample('neverUsed'),
+      severity: 'info',
+      title: `${tokens.unused} API tokens were never used (held by ${count('neverUsed')} users)`,
+    },
+    {
+      count: count('withoutEmail'),
+      details: {withLegacyKey: count('withoutEmailWithKey')},
+      fix: 'Add an email address for each (the user edit page) or hand their access bundle over another way.',
+      id: 'users-without-email',
+      sample: sample('withoutEmail'),
+      severity: 'warning',
+      title: `${count('withoutEmail')} active users have no email address, so no access bundle can be mailed to them`,
+    },
+    {
+      count: duplicateEmails.count,
+      fix: 'Give each active user its own email address or delete the duplicates (ckan db duplicate_emails lists them): CKAN 2.10 migration 102 adds a unique index on active emails and fails otherwise.',
+      id: 'duplicate-active-emails',
+      sample: duplicateEmails.sample,
+      severity: 'blocker',
+      title: `${duplicateEmails.count} active users share an email address with another active user`,
+    },
+  ]
+  const sum = (counts: StateCounts) => Object.values(counts).reduce((total_, value) => total_ + value, 0)
+  return {
+    findings: candidates.filter((finding) => finding.count > 0),
+    summary: {
+      apiTokens: {neverUsed: tokens.unused, total: tokens.tokens, users: count('apiTokens')},
+      legacyKeys: {active: 0, deleted: 0, pending: 0, ...keysByState, total: sum(keysByState)},
+      users: {active: 0, deleted: 0, pending: 0, ...usersByState, sysadmins, total: sum(usersByState)},
+    },
+  }
+}
+
+/** Up to SAMPLE_SIZE names per predicate, in one round trip (each branch stops at its LIMIT). */
+async function sampleNames(sql: Queryable, predicates: Array<[string, string]>, siteUserName: string): Promise<Map<string, string[]>> {
+  const samples = new Map<string, string[]>()
+  if (predicates.length === 0) return samples
+  const branches = predicates.map(
+    ([, predicate], index) => `(SELECT ${index} AS finding, array_agg(name) AS names FROM (SELECT u.name FROM "user" u WHERE ${predicate} LIMIT ${SAMPLE_SIZE}) s)`,
+  )
+  const {rows} = await sql.query<{finding: number; names: null | string[]}>(branches.join('\nUNION ALL\n'), [siteUserName])
+  for (const row of rows) samples.set(predicates[row.finding]![0], row.names ?? [])
+  return samples
+}
+
+async function countAndSample(sql: Queryable, predicate: string): Promise<{count: number; sample: string[]}> {
+  const {rows} = await sql.query<{count: number; sample: null | string[]}>(
+    `WITH matched AS MATERIALIZED (SELECT u.name FROM "user" u WHERE ${predicate})
+     SELECT (SELECT count(*)::int FROM matched) AS count, (SELECT array_agg(name) FROM (SELECT name FROM matched LIMIT ${SAMPLE_SIZE}) s) AS sample`,
+  )
+  return {count: rows[0]!.count, sample: rows[0]!.sample ?? []}
 }
 
 function describeStates(counts: StateCounts): string {

@@ -2,17 +2,17 @@ import {mkdir, mkdtemp, rename, rm} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 
 import {type AuditFinding, sortFindings} from '../audit/audit-finding.js'
+import type {AuditResult} from '../audit/audit-result.js'
 import {collectConfigFindings} from '../audit/config-findings.js'
 import {
   type AuditUserRow,
+  collectUserFindings,
   inspectCkanDatabase,
   scanUsers,
-  UserFindingsCollector,
-  type UserSummary,
   versionFindings,
 } from '../audit/database-findings.js'
 import {harvestSourceFindings, XLOADER_DEFAULT_JOBS_DB, xloaderJobsFindings} from '../audit/service-findings.js'
-import {type AuditVerdict, decideVerdict} from '../audit/verdict.js'
+import {decideVerdict} from '../audit/verdict.js'
 import {CkanApiClient, type CkanStatus} from '../ckan/ckan-api-client.js'
 import {CkanIni, readCkanIni} from '../ckan/ckan-ini.js'
 import {chooseDatabaseUrl, effectiveSetting} from '../ckan/ckan-settings.js'
@@ -43,33 +43,8 @@ export type AuditOptions = {
   timeoutMs?: number
 }
 
-export type AuditResult = {
-  ckan: {
-    /** Every row of alembic_version. */
-    alembicHeads: string[]
-    /** status_show's answer when --ckan-url was given. */
-    status: CkanStatus | null
-    /** The version the database schema belongs to; null when unknown or older than 2.9. */
-    version: CkanVersion | null
-  }
-  /** The ckan.ini read (top of the chain), or null. */
-  ckanIni: null | string
-  /** The CSV written, or null without --csv. */
-  csv: null | {path: string; rows: number}
-  database: {
-    /** Where the URL came from: --database-url, CKAN_SQLALCHEMY_URL, sqlalchemy.url in FILE. */
-    source: string
-    /** The URL with its password replaced by ***. */
-    url: string
-  }
-  /** Blockers first, then warnings, then infos. */
-  findings: AuditFinding[]
-  /** Counts over every user (only when the api_token table exists are token counts non-zero). */
-  summary: UserSummary
-  verdict: AuditVerdict
-  /** Things the user should know that are not findings (e.g. a postgres:// URL). */
-  warnings: string[]
-}
+
+export type {AuditResult} from '../audit/audit-result.js'
 
 const CSV_COLUMNS: ReadonlyArray<CsvColumn<AuditUserRow>> = [
   {header: 'id', value: (row) => row.id},
@@ -103,6 +78,8 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   const database = await openCkanDatabase(choice.url, {readOnly: true, statementTimeoutMs})
   try {
     await database.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+    // Room for the duplicate-key and duplicate-email hash aggregates without spilling to disk.
+    await database.client.query(`SET LOCAL work_mem = '64MB'`)
     const shape = await inspectCkanDatabase(database.client, database.where)
     // 2.9 lowercases option names; 2.10+ keep their case (ckan-facts §7).
     const ini = firstIni && new CkanIni(firstIni.files, {caseRule: caseRuleFor(shape.version), env})
@@ -111,10 +88,13 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
     const findings: AuditFinding[] = [...versionFindings(shape, status?.ckanVersion)]
     findings.push(...(await collectConfigFindings({env, ini, plugins, version: shape.version})))
 
-    const siteUserName = siteUserNameOf(ini, env)
-    const users = new UserFindingsCollector(siteUserName)
-    const csv = await scanAllUsers(database, shape.hasApiTokenTable, users, options)
-    findings.push(...users.findings())
+    const users = await collectUserFindings(database.client, {
+      checkDuplicateEmails: !shape.hasUniqueActiveEmailIndex,
+      hasApiTokenTable: shape.hasApiTokenTable,
+      siteUserName: siteUserNameOf(ini, env),
+    })
+    findings.push(...users.findings)
+    const csv = options.csvPath ? await writeUserCsv(database, shape.hasApiTokenTable, options.csvPath, options) : null
     if (shape.hasHarvestSourceTable) findings.push(...(await harvestSourceFindings(database.client)))
     if (plugins.includes('xloader')) {
       findings.push(
@@ -134,7 +114,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       csv,
       database: {source: choice.source, url: database.where},
       findings: sorted,
-      summary: users.summary(),
+      summary: users.summary,
       verdict: decideVerdict(sorted),
       warnings,
     }
@@ -145,19 +125,14 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   }
 }
 
-async function scanAllUsers(
-  database: CkanDatabase,
-  hasApiTokenTable: boolean,
-  users: UserFindingsCollector,
-  options: AuditOptions,
-): Promise<AuditResult['csv']> {
+/** Streams every user through the cursor into the CSV report, with a progress bar. */
+async function writeUserCsv(database: CkanDatabase, hasApiTokenTable: boolean, csvPath: string, options: AuditOptions): Promise<AuditResult['csv']> {
   const progress = options.onUserScan
   if (progress) progress.start((await database.client.query<{n: number}>(COUNT_USERS)).rows[0]!.n)
   let sinceLastReport = 0
-  const tapped = async function* () {
+  const rows = async function* () {
     for await (const row of scanUsers(database.client, {hasApiTokenTable})) {
       options.signal?.throwIfAborted()
-      users.add(row)
       sinceLastReport += 1
       if (progress && sinceLastReport >= 1000) {
         progress.advance(sinceLastReport)
@@ -167,12 +142,7 @@ async function scanAllUsers(
     }
   }
   try {
-    if (options.csvPath) {
-      const rows = await writeCsvBesideTarget(options.csvPath, tapped())
-      return {path: options.csvPath, rows}
-    }
-    for await (const _row of tapped());
-    return null
+    return {path: csvPath, rows: await writeCsvBesideTarget(csvPath, rows())}
   } finally {
     if (progress) {
       if (sinceLastReport > 0) progress.advance(sinceLastReport)
