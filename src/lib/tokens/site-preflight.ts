@@ -1,9 +1,7 @@
 import {CkanApiClient, CkanApiError, type CkanStatus} from '../ckan/ckan-api-client.js'
 import type {CkanIni} from '../ckan/ckan-ini.js'
 import {effectiveSetting} from '../ckan/ckan-settings.js'
-import {sampleUsers} from '../ckan/user-selection.js'
 import type {Credential} from '../credential.js'
-import type {Queryable} from '../db/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 
 export type SitePreflight = {
@@ -80,8 +78,8 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
  * Users sampled from the database must be known to the API under the same id and name: the
  * database and --ckan-url are the same site.
  */
-export async function checkSameSite(client: CkanApiClient, sql: Queryable, where: string): Promise<void> {
-  for (const sample of await sampleUsers(sql, 3)) {
+export async function checkSameSite(client: CkanApiClient, samples: Array<{id: string; name: string}>, where: string): Promise<void> {
+  for (const sample of samples) {
     let apiUser
     try {
       apiUser = await client.userShow(sample.id)

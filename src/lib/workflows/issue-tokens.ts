@@ -5,7 +5,7 @@ import pLimit from 'p-limit'
 import {CkanApiError, type CkanApiClient, CkanUnreachableError, OutcomeUnknownError} from '../ckan/ckan-api-client.js'
 import {readCkanIni} from '../ckan/ckan-ini.js'
 import {chooseDatabaseUrl} from '../ckan/ckan-settings.js'
-import {type CkanUserRow, readUsersFile, selectUsers, type SkippedUser} from '../ckan/user-selection.js'
+import {type CkanUserRow, readUsersFile, sampleUsers, selectUsers, type SkippedUser} from '../ckan/user-selection.js'
 import {readCredential} from '../credential.js'
 import {openCkanDatabase} from '../db/ckan-database.js'
 import {describeError, EXIT_CODES, MigrateError} from '../errors.js'
@@ -141,10 +141,13 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
       warnings.push('--expires-in is ignored: the expire_api_token plugin is not enabled, so CKAN tokens do not expire.')
     }
 
-    const database = await openCkanDatabase(databaseUrl, {readOnly: true, statementTimeoutMs: 120_000})
+    // READ ONLY per transaction, not per session: PGlite shares one session between its clients.
+    const database = await openCkanDatabase(databaseUrl, {readOnly: false, statementTimeoutMs: 120_000})
     let selection
+    let samples
     try {
-      await checkSameSite(client, database.client, database.where)
+      await database.client.query('BEGIN TRANSACTION READ ONLY')
+      samples = await sampleUsers(database.client, 3)
       selection = await selectUsers(database.client, {
         includePending: options.includePending,
         includeSiteUser: options.includeSiteUser,
@@ -153,9 +156,11 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
         sysadminsOnly: options.sysadminsOnly,
         users: named,
       })
+      await database.client.query('ROLLBACK')
     } finally {
       await database.close()
     }
+    await checkSameSite(client, samples, database.where)
 
     const runSite = {ckanUrl: options.ckanUrl.href, siteUserName: site.siteUserName}
     if (options.dryRun) {

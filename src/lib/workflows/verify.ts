@@ -64,9 +64,12 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   let legacyKeys = new Map<string, Secret>()
   if (options.legacy) {
     const ini = options.ckanIniPath ? await readCkanIni(options.ckanIniPath, {env}) : undefined
-    const database = await openCkanDatabase(chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini}, env).url, {readOnly: true})
+    const database = await openCkanDatabase(chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini}, env).url, {readOnly: false})
     try {
+      // READ ONLY per transaction, not per session: PGlite shares one session between its clients.
+      await database.client.query('BEGIN TRANSACTION READ ONLY')
       legacyKeys = await readLegacyKeys(database.client, [...new Set(tokens.map((token) => token.userId))])
+      await database.client.query('ROLLBACK')
     } finally {
       await database.close()
     }
