@@ -1,5 +1,7 @@
 import {configure, TextWriter, Uint8ArrayReader, ZipReader} from '@zip.js/zip.js'
-import {readFile} from 'node:fs/promises'
+import {randomUUID} from 'node:crypto'
+import {open, readFile, rename, rm} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
 
 import {encryptedZip, type ZipEncryption} from '../bundle/encrypted-zip.js'
 import {Secret} from '../secret.js'
@@ -13,6 +15,12 @@ export type AccessBundleEncryption = ZipEncryption
 
 export type WriteAccessBundleOptions = {
   encryption: AccessBundleEncryption
+  /**
+   * For batches: the caller has made the folder 0700 and fsyncs it once after the batch (before it
+   * records the passwords), so each bundle skips the folder setup and the folder fsync. The bundle
+   * itself is still written 0600 to a temporary file, fsync'd and renamed into place.
+   */
+  folderReady?: boolean
   password: Secret
   path: string
   serverCertPem: string
@@ -33,7 +41,26 @@ export async function writeAccessBundle(options: WriteAccessBundleOptions): Prom
     options.password,
     options.encryption,
   )
-  await writeSecretFile(options.path, archive)
+  if (options.folderReady) await replaceFile(options.path, archive)
+  else await writeSecretFile(options.path, archive)
+}
+
+/** Temporary file (0600, exclusive), fsync, rename over the target; the folder is the caller's to fsync. */
+async function replaceFile(path: string, contents: Uint8Array): Promise<void> {
+  const temporary = join(dirname(path), `.${randomUUID()}.tmp`)
+  try {
+    const handle = await open(temporary, 'wx', 0o600)
+    try {
+      await handle.writeFile(contents)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(temporary, path)
+  } catch (error) {
+    await rm(temporary, {force: true})
+    throw error
+  }
 }
 
 export type AccessBundleContents = {

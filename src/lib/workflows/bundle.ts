@@ -12,13 +12,13 @@ import {type AccessBundleEncryption, BundleReadError, readAccessBundle, writeAcc
 import {neutraliseCell, writeCsvReport} from '../files/csv-report.js'
 import {openRunFolder, type RunToken} from '../files/run-folder.js'
 import {safeFileNames} from '../files/safe-file-name.js'
-import {ensurePrivateFolder} from '../files/secret-file.js'
+import {ensurePrivateFolder, syncFolder} from '../files/secret-file.js'
 import {fingerprintOf, Secret} from '../secret.js'
 
 export const PASSWORDS_FILE = 'passwords.csv'
 export const DEFAULT_SUFFIX = '.dcor-access'
 /** Bundles in flight at once: enough to keep libuv's thread pool (PBKDF2, fsync) busy. */
-const CONCURRENCY = 8
+const CONCURRENCY = 16
 
 export const ZIPCRYPTO_WARNING =
   'ZipCrypto is weak: a token is a JWT, whose first bytes (eyJ0eXAiOiJKV1Qi…) every attacker knows, and that is enough known plaintext to recover the keys of a ZipCrypto archive without the password. Deliver these bundles only over channels you trust; see docs/security-model.md.'
@@ -161,7 +161,7 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
             outcome = 'would-write'
           } else {
             const password = supplied?.passwords.get(token.userName) ?? generatePassword()
-            await writeAccessBundle({encryption: options.encryption, password, path, serverCertPem: certificate.pem, token: token.token})
+            await writeAccessBundle({encryption: options.encryption, folderReady: true, password, path, serverCertPem: certificate.pem, token: token.token})
             rows.set(token.userName, {email, file, password, user: token.userName})
             written += 1
             outcome = 'written'
@@ -176,6 +176,8 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
     // Even after a failure or Ctrl-C, the passwords of the bundles written so far are saved.
     if (!options.dryRun) {
       try {
+        // One folder fsync makes every renamed bundle durable before passwords.csv names them.
+        await syncFolder(bundleDir)
         if (written > 0 || rows.size > 0) await savePasswords(passwordsFile, previous, rows)
       } finally {
         await run.unlock()
