@@ -13,11 +13,14 @@ export const ckanIniFlag = Flags.string({
   summary: "Path to the site's ckan.ini (use = config: chains are followed).",
 })
 
-export const ckanUrlFlag = Flags.url({
+const ckanUrlOptions = {
   env: 'CKAN_MIGRATE_CKAN_URL',
   helpGroup: 'SITE',
   summary: 'Base URL of the CKAN site, e.g. https://data.example.org.',
-})
+} as const
+export const ckanUrlFlag = Flags.url(ckanUrlOptions)
+/** --ckan-url for commands that cannot work without the action API. */
+export const requiredCkanUrlFlag = Flags.url({...ckanUrlOptions, required: true})
 
 export const apiKeyFileFlag = Flags.string({
   helpGroup: 'SITE',
@@ -31,10 +34,13 @@ export const caCertFlag = Flags.string({
   summary: 'PEM file with the CA certificate(s) to trust for --ckan-url (for private CAs). TLS is always verified.',
 })
 
-export const outFlag = Flags.string({
+const outOptions = {
   env: 'CKAN_MIGRATE_OUT',
   summary: 'Run folder (created 0700): token store, journal and reports. Reuse it to resume.',
-})
+} as const
+export const outFlag = Flags.string(outOptions)
+/** --out for commands that always work on a run folder. */
+export const requiredOutFlag = Flags.string({...outOptions, required: true})
 
 export const concurrencyFlag = Flags.integer({default: 4, max: 64, min: 1, summary: 'Parallel CKAN API calls.'})
 
