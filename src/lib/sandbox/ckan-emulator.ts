@@ -11,6 +11,11 @@ import {type EmulatorConfig, loadEmulatorConfig} from './emulator-config.js'
 import {pythonJson, pythonRepr, utcNowTimestamp} from './emulator-json.js'
 import {FaultPlan, type FaultKind, type FaultSettings} from './faults.js'
 
+/** True when the naive timestamp `earlier` is more than `seconds` before `later`. */
+function isOlderThan(earlier: string, later: string, seconds: number): boolean {
+  return Date.parse(`${later.replace(' ', 'T')}Z`) - Date.parse(`${earlier.replace(' ', 'T')}Z`) > seconds * 1000
+}
+
 export type CkanEmulatorOptions = {
   /** The site's ckan.ini; without it, requests get 503 until `loadConfig()` is called. */
   ckanIni?: string
@@ -130,27 +135,69 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     const payload = decodeToken(current, version, value)
     if (!payload) return undefined
     const now = utcNowTimestamp().text
-    const result =
-      version === '2.9'
-        ? await pool.query<Caller>({
-            name: 'emulator-identify-token-29',
-            text: `WITH t AS (UPDATE api_token SET last_access = $2::timestamp WHERE id = $1 RETURNING user_id)
-                   SELECT u.id, u.name, u.sysadmin, u.state FROM "user" u JOIN t ON u.id = t.user_id`,
-            values: [payload.jti, now],
-          })
-        : await pool.query<Caller>({
-            name: 'emulator-identify-token-210',
-            text: `WITH t AS (UPDATE api_token SET last_access = $2::timestamp WHERE id = $1 RETURNING user_id),
-                   a AS (UPDATE "user" SET last_active = $2::timestamp
-                         WHERE id IN (SELECT user_id FROM t) AND state = 'active'
-                           AND (last_active IS NULL OR last_active < $2::timestamp - make_interval(secs => $3)) RETURNING id)
-                   SELECT u.id, u.name, u.sysadmin, u.state FROM "user" u JOIN t ON u.id = t.user_id`,
-            values: [payload.jti, now, current.lastActiveInterval],
-          })
-    const caller = result.rows[0]
+    // ApiToken.touch(): last_access on every authenticated request, committed before the action runs.
+    const row = await touchToken(payload.jti, now)
+    if (!row) return undefined
+    const caller: Caller = {id: row.id, name: row.name, state: row.state, sysadmin: row.sysadmin}
+    if (version === '2.9') return caller
     // 2.10+: flask-login logs out any user whose state is not 'active'.
-    if (caller && version !== '2.9' && caller.state !== 'active') return undefined
+    if (caller.state !== 'active') return undefined
+    if (row.last_active === null || row.last_active === undefined || isOlderThan(row.last_active, now, current.lastActiveInterval)) {
+      await pool.query({
+        name: 'emulator-last-active',
+        text: `UPDATE "user" SET last_active = $2::timestamp WHERE id = $1
+               AND (last_active IS NULL OR last_active < $2::timestamp - make_interval(secs => $3))`,
+        values: [caller.id, now, current.lastActiveInterval],
+      })
+    }
     return caller
+  }
+
+  type TokenOwner = Caller & {last_active?: null | string}
+  type QueuedTouch = {promise: Promise<TokenOwner | undefined>; reject(error: unknown): void; resolve(owner: TokenOwner | undefined): void; timestamp: string}
+
+  // Requests with the same token share their UPDATE: at most one in flight per jti; requests that
+  // arrive meanwhile wait for the next one, which carries the newest time and tells them (after
+  // their arrival, so a revocation in between is seen) whether the token still exists and whose
+  // it is. Every request still waits for a committed last_access at least as recent as its own,
+  // as CKAN's touch-and-commit, without queueing on the row lock one by one.
+  const touchesInFlight = new Set<string>()
+  const touchesQueued = new Map<string, QueuedTouch>()
+
+  function touchToken(jti: string, timestamp: string): Promise<TokenOwner | undefined> {
+    const key = `${version}:${jti}`
+    if (!touchesInFlight.has(key)) return runTouch(key, jti, timestamp)
+    const queued = touchesQueued.get(key)
+    if (queued) {
+      if (timestamp > queued.timestamp) queued.timestamp = timestamp
+      return queued.promise
+    }
+    const queuedTouch = {timestamp} as QueuedTouch
+    queuedTouch.promise = new Promise<TokenOwner | undefined>((resolve, reject) => Object.assign(queuedTouch, {reject, resolve}))
+    touchesQueued.set(key, queuedTouch)
+    return queuedTouch.promise
+  }
+
+  function runTouch(key: string, jti: string, timestamp: string): Promise<TokenOwner | undefined> {
+    const modern = version !== '2.9'
+    const update = pool
+      .query<TokenOwner>({
+        name: `emulator-touch-token-${modern ? '210' : '29'}`,
+        text: `WITH t AS (UPDATE api_token SET last_access = $2::timestamp WHERE id = $1 RETURNING user_id)
+               SELECT u.id, u.name, u.sysadmin, u.state${modern ? ', u.last_active' : ''} FROM "user" u JOIN t ON u.id = t.user_id`,
+        values: [jti, timestamp],
+      })
+      .then((result) => result.rows[0])
+    touchesInFlight.add(key)
+    const next = () => {
+      touchesInFlight.delete(key)
+      const queued = touchesQueued.get(key)
+      if (!queued) return
+      touchesQueued.delete(key)
+      runTouch(key, jti, queued.timestamp).then(queued.resolve, queued.reject)
+    }
+    update.then(next, next)
+    return update
   }
 
   async function readBody(request: IncomingMessage): Promise<Buffer> {
