@@ -238,11 +238,44 @@ const userPredicates = (hasApiTokenTable: boolean) => {
 
 type PredicateName = keyof ReturnType<typeof userPredicates>
 
+/** Key values held by more than one user, with how many hold each (computed once, in PostgreSQL). */
 const DUPLICATE_KEYS = `
-  SELECT apikey FROM "user" WHERE apikey IS NOT NULL AND apikey <> '' GROUP BY apikey HAVING count(*) > 1`
+  SELECT apikey AS value, count(*) AS holders FROM "user"
+  WHERE apikey IS NOT NULL AND apikey <> '' GROUP BY apikey HAVING count(*) > 1`
 
+/** Emails shared by active users: what CKAN 2.10's unique index idx_only_one_active_email refuses. */
 const DUPLICATE_EMAILS = `
-  SELECT email FROM "user" WHERE state = 'active' AND email IS NOT NULL GROUP BY email HAVING count(*) > 1`
+  SELECT email AS value, count(*) AS holders FROM "user"
+  WHERE state = 'active' AND email IS NOT NULL GROUP BY email HAVING count(*) > 1`
+
+/**
+ * The counts behind every per-user finding in one pass: flags per user (tokens through one hash
+ * join), then counted per state. The FILTER names match userPredicates' keys.
+ */
+const countQuery = (hasApiTokenTable: boolean) => `
+  SELECT state, count(*)::int AS users, (count(*) FILTER (WHERE sysadmin))::int AS sysadmins,
+         (count(*) FILTER (WHERE has_tokens))::int AS "apiTokens",
+         (count(*) FILTER (WHERE has_key AND has_tokens))::int AS "keyHoldersWithTokens",
+         (count(*) FILTER (WHERE has_key))::int AS keys,
+         (count(*) FILTER (WHERE has_key AND NOT is_uuid))::int AS "keysNotUuid",
+         (count(*) FILTER (WHERE has_key AND active_person AND NOT has_tokens))::int AS "keysWithoutToken",
+         (count(*) FILTER (WHERE has_unused))::int AS "neverUsed",
+         (count(*) FILTER (WHERE has_key AND is_site_user))::int AS "siteUserKey",
+         (count(*) FILTER (WHERE has_key AND active_person AND sysadmin))::int AS "sysadminKeys",
+         (count(*) FILTER (WHERE active_person AND no_email))::int AS "withoutEmail",
+         (count(*) FILTER (WHERE active_person AND no_email AND has_key))::int AS "withoutEmailWithKey"
+  FROM (
+    SELECT u.state, coalesce(u.sysadmin, false) AS sysadmin, u.name = $1 AS is_site_user,
+           (u.state = 'active' AND u.name <> $1) AS active_person,
+           (u.apikey IS NOT NULL AND u.apikey <> '') AS has_key,
+           coalesce(u.apikey ~ '${UUID_PATTERN}', false) AS is_uuid,
+           (u.email IS NULL OR u.email = '') AS no_email,
+           (t.user_id IS NOT NULL) AS has_tokens, coalesce(t.unused > 0, false) AS has_unused
+    FROM "user" u
+    LEFT JOIN (${hasApiTokenTable ? 'SELECT user_id, count(*) FILTER (WHERE last_access IS NULL) AS unused FROM api_token GROUP BY user_id' : 'SELECT NULL::text AS user_id, 0 AS unused WHERE false'}) t
+      ON t.user_id = u.id
+  ) flags
+  GROUP BY state ORDER BY state`
 
 /**
  * Every per-user finding, computed in PostgreSQL: one pass for the counts (grouped by state),
@@ -258,19 +291,16 @@ export async function collectUserFindings(
   const tokenSums = options.hasApiTokenTable
     ? `(SELECT count(*)::int FROM api_token) AS tokens, (SELECT count(*)::int FROM api_token WHERE last_access IS NULL) AS unused`
     : '0 AS tokens, 0 AS unused'
-  const {rows: byState} = await sql.query<Record<string, number | string> & {state: string}>(
-    `SELECT u.state, count(*)::int AS users, (count(*) FILTER (WHERE u.sysadmin))::int AS sysadmins,
-            ${names.map((name) => `(count(*) FILTER (WHERE ${predicates[name]}))::int AS "${name}"`).join(',\n            ')}
-     FROM "user" u GROUP BY u.state ORDER BY u.state`,
-    [options.siteUserName],
-  )
+  const {rows: byState} = await sql.query<Record<string, number | string> & {state: string}>(countQuery(options.hasApiTokenTable), [
+    options.siteUserName,
+  ])
   const {rows: tokenRows} = await sql.query<{tokens: number; unused: number}>(`SELECT ${tokenSums}`)
   const total = (name: PredicateName) => byState.reduce((sum, row) => sum + Number(row[name]), 0)
   const samples = await sampleNames(sql, names.filter((name) => total(name) > 0).map((name) => [name, predicates[name]]), options.siteUserName)
 
-  const duplicateKeys = await countAndSample(sql, `u.apikey IN (${DUPLICATE_KEYS})`)
+  const duplicateKeys = await countAndSample(sql, DUPLICATE_KEYS, 'u.apikey IN (SELECT value FROM duplicated)')
   const duplicateEmails = options.checkDuplicateEmails
-    ? await countAndSample(sql, `u.state = 'active' AND u.email IN (${DUPLICATE_EMAILS})`)
+    ? await countAndSample(sql, DUPLICATE_EMAILS, `u.state = 'active' AND u.email IN (SELECT value FROM duplicated)`)
     : {count: 0, sample: []}
 
   const keysByState: StateCounts = {}
@@ -402,10 +432,12 @@ async function sampleNames(sql: Queryable, predicates: Array<[string, string]>, 
   return samples
 }
 
-async function countAndSample(sql: Queryable, predicate: string): Promise<{count: number; sample: string[]}> {
+/** Users holding a duplicated value: counted from the aggregate, sampled by a scan that stops at SAMPLE_SIZE. */
+async function countAndSample(sql: Queryable, duplicates: string, predicate: string): Promise<{count: number; sample: string[]}> {
   const {rows} = await sql.query<{count: number; sample: null | string[]}>(
-    `WITH matched AS MATERIALIZED (SELECT u.name FROM "user" u WHERE ${predicate})
-     SELECT (SELECT count(*)::int FROM matched) AS count, (SELECT array_agg(name) FROM (SELECT name FROM matched LIMIT ${SAMPLE_SIZE}) s) AS sample`,
+    `WITH duplicated AS MATERIALIZED (${duplicates})
+     SELECT (SELECT coalesce(sum(holders), 0)::int FROM duplicated) AS count,
+            (SELECT array_agg(name) FROM (SELECT u.name FROM "user" u WHERE ${predicate} LIMIT ${SAMPLE_SIZE}) s) AS sample`,
   )
   return {count: rows[0]!.count, sample: rows[0]!.sample ?? []}
 }

@@ -1,0 +1,108 @@
+import {execFile} from 'node:child_process'
+import {existsSync} from 'node:fs'
+import {copyFile, mkdir, rm, symlink} from 'node:fs/promises'
+import {fileURLToPath} from 'node:url'
+import {promisify} from 'node:util'
+import pg from 'pg'
+
+import {createCkanSchema} from '../src/lib/sandbox/ckan-schema.js'
+import {seedCkanSite} from '../src/lib/sandbox/ckan-site-seeder.js'
+import type {BenchResult} from './run.js'
+import {benchDatabase} from './support/bench-database.js'
+
+const run = promisify(execFile)
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const BUILD = fileURLToPath(new URL('.out/audit-build/', import.meta.url))
+const PSQL_COPY = String.raw`\copy (select id,name,apikey,state,sysadmin,email from "user") to '/dev/null'`
+
+type Measure = {maxRssMb: number; seconds: number}
+
+/**
+ * Issue 4: with one million users, `audit` takes at most 1.5x the time of psql copying the user
+ * columns it reads, and its peak RSS stays under 150 MB and flat between 100k and 1M users. The
+ * CLI runs as a child process from a compiled build (bin/run.js, as installed), under
+ * /usr/bin/time -v for its peak RSS. Each time is the best of two runs after a warm-up; each RSS the larger of the two.
+ */
+export default async function auditBench(): Promise<BenchResult> {
+  await buildCli()
+  const rows: string[] = []
+  let engine = ''
+  for (const users of [100_000, 1_000_000]) {
+    const database = await benchDatabase()
+    engine = database.engine
+    try {
+      const client = new pg.Client({connectionString: database.url})
+      await client.connect()
+      await createCkanSchema(client, '2.9', {harvest: true})
+      await seedCkanSite(client, {harvestSources: true, seed: 'bench', siteId: 'default', users, version: '2.9'})
+      await client.query('VACUUM ANALYZE')
+      await client.end()
+      const psql = () => measure('psql', [database.url, '-X', '-q', '-c', PSQL_COPY], 0)
+      const audit = (extra: string[]) =>
+        measure(process.execPath, [`${BUILD}bin/run.js`, 'audit', '--database-url', database.url, '--json', ...extra], 10)
+      await psql()
+      await audit([])
+      const copy = await best(psql)
+      const plain = await best(() => audit([]))
+      const csv = await best(() => audit(['--csv', `${BUILD}audit-users.csv`]))
+      const ratio = (measured: Measure) => (measured.seconds / copy.seconds).toFixed(2)
+      rows.push(
+        `| ${users.toLocaleString('en')} | ${copy.seconds.toFixed(2)} s | ${plain.seconds.toFixed(2)} s (${ratio(plain)}×) | ${csv.seconds.toFixed(2)} s (${ratio(csv)}×) | ${plain.maxRssMb} MB | ${csv.maxRssMb} MB |`,
+      )
+      console.error(`bench audit: ${rows.at(-1)}`)
+    } finally {
+      await database.release()
+    }
+  }
+  await rm(`${BUILD}audit-users.csv`, {force: true})
+  return {
+    markdown: `Commands: \`CKAN_MIGRATE_TEST_POSTGRES_URL=… npm run bench -- audit\`. Per size, a fresh ${engine} database with the CKAN 2.9 schema is seeded (\`seedCkanSite\`, about 40 % of users with a legacy key), then timed, each the best of two runs after one warm-up (peak RSS: the larger of the two):
+
+- reference: \`psql "$URL" -X -q -c "${PSQL_COPY.replaceAll('"', '\\"')}"\`
+- audit: \`node bin/run.js audit --database-url "$URL" --json > /dev/null\` (compiled build, a child process under \`/usr/bin/time -v\`)
+- audit --csv: the same with \`--csv audit-users.csv\` (one row per user)
+
+| users | psql \\copy | audit (× psql) | audit --csv (× psql) | audit peak RSS | audit --csv peak RSS |
+| --- | --- | --- | --- | --- | --- |
+${rows.join('\n')}
+
+Targets (issue 4): at one million users, audit ≤ 1.5× the psql copy; peak RSS < 150 MB and flat between 100k and 1M users (users stream through a server-side cursor, 2,000 rows per FETCH; counts and duplicate detection run in PostgreSQL).`,
+    title: 'Auditing a CKAN site (`audit`)',
+  }
+}
+
+/** Compiles src/ into bench/.out/audit-build, laid out like an installed package. */
+async function buildCli(): Promise<void> {
+  await rm(BUILD, {force: true, recursive: true})
+  await mkdir(`${BUILD}bin`, {recursive: true})
+  // Other commands may be mid-edit and fail to type-check; tsc still emits, and audit is all we run.
+  await run(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.json`, '--outDir', `${BUILD}dist`]).catch(
+    (error: unknown) => {
+      if (!existsSync(`${BUILD}dist/commands/audit.js`)) throw error
+    },
+  )
+  await copyFile(`${ROOT}package.json`, `${BUILD}package.json`)
+  await copyFile(`${ROOT}bin/run.js`, `${BUILD}bin/run.js`)
+  await symlink(`${ROOT}node_modules`, `${BUILD}node_modules`)
+  await symlink(`${ROOT}schema`, `${BUILD}schema`)
+  // As installed: oclif reads the manifest and imports only the command being run.
+  await run(process.execPath, [`${ROOT}node_modules/oclif/bin/run.js`, 'manifest', BUILD], {cwd: BUILD})
+}
+
+async function best(fn: () => Promise<Measure>): Promise<Measure> {
+  const runs = [await fn(), await fn()]
+  return {maxRssMb: Math.max(...runs.map((r) => r.maxRssMb)), seconds: Math.min(...runs.map((r) => r.seconds))}
+}
+
+/** Runs a command under /usr/bin/time -v; returns wall time and peak RSS (MB). */
+async function measure(command: string, args: string[], expectedExit: number): Promise<Measure> {
+  const started = performance.now()
+  const result = await run('/usr/bin/time', ['-v', command, ...args], {maxBuffer: 64 * 1024 * 1024}).then(
+    (output) => ({...output, code: 0}),
+    (error: {code?: number; stderr: string; stdout: string}) => ({code: error.code ?? -1, stderr: error.stderr, stdout: error.stdout}),
+  )
+  const seconds = (performance.now() - started) / 1000
+  if (result.code !== expectedExit) throw new Error(`${command} exited ${result.code}, expected ${expectedExit}:\n${result.stderr.slice(0, 2000)}`)
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(result.stderr)
+  return {maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN, seconds}
+}
