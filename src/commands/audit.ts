@@ -8,7 +8,7 @@ import {EXIT_CODES} from '../lib/errors.js'
 import {auditSite, type AuditResult} from '../lib/workflows/audit.js'
 
 export default class Audit extends MigrateCommand<AuditResult> {
-  static override description = `Read-only: one read-only, repeatable-read transaction with a statement_timeout on one connection (a SELECT-only role is enough). Counts legacy API keys and API tokens per user through a server-side cursor, checks ckan.ini (JWT secrets, header names, service tokens, token expiry, environment overrides), harvest sources and the XLoader jobs database, and gives a verdict: READY (exit 0) or NOT READY (exit 10). Never prints a key, token or secret; --csv writes one row per user with a key fingerprint (first 8 hex digits of its SHA-256).`
+  static override description = `Read-only: one read-only, repeatable-read transaction with a statement_timeout on one connection (a SELECT-only role is enough). Counts legacy API keys and API tokens in PostgreSQL (--csv streams users through a server-side cursor), checks ckan.ini (JWT secrets, header names, service tokens, token expiry, environment overrides), harvest sources and the XLoader jobs database, and gives a verdict: READY (exit 0) or NOT READY (exit 10). Never prints a key, token or secret; --csv writes one row per user with a key fingerprint (first 8 hex digits of its SHA-256).`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --ckan-ini /etc/ckan/default/ckan.ini',
     '<%= config.bin %> <%= command.id %> --ckan-ini /etc/ckan/default/ckan.ini --ckan-url https://data.example.org --csv audit-users.csv',
