@@ -6,15 +6,14 @@ import {
   apiKeyFileFlag,
   caCertFlag,
   ckanIniFlag,
-  ckanUrlFlag,
   concurrencyFlag,
   databaseUrlFlag,
   dryRunFlag,
-  outFlag,
+  requiredCkanUrlFlag,
+  requiredOutFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
 import {EXIT_CODES} from '../lib/errors.js'
-import {requireFlag} from '../lib/tokens/require-flag.js'
 import {DEFAULT_TOKEN_NAME} from '../lib/tokens/token-name.js'
 import {issueTokens, type IssueTokensResult} from '../lib/workflows/issue-tokens.js'
 
@@ -31,7 +30,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     'api-key-file': apiKeyFileFlag,
     'ca-cert': caCertFlag,
     'ckan-ini': ckanIniFlag,
-    'ckan-url': ckanUrlFlag,
+    'ckan-url': requiredCkanUrlFlag,
     concurrency: concurrencyFlag,
     'database-url': databaseUrlFlag,
     'dry-run': dryRunFlag,
@@ -39,7 +38,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     'include-pending': Flags.boolean({default: false, summary: 'Also give tokens to pending users (CKAN 2.10+ treats them as anonymous until activated).'}),
     'include-site-user': Flags.boolean({default: false, summary: 'Also give the site user (ckan.site_id) a token.'}),
     limit: Flags.integer({min: 1, summary: 'At most this many users (in name order): a small first batch.'}),
-    out: outFlag,
+    out: requiredOutFlag,
     'sysadmins-only': Flags.boolean({default: false, summary: 'Only sysadmins.'}),
     timeout: timeoutFlag,
     'token-name': Flags.string({default: DEFAULT_TOKEN_NAME, summary: 'Token name template: {date}, {run} (required) and {user}.'}),
@@ -51,14 +50,12 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
 
   async run(): Promise<IssueTokensResult> {
     const {flags} = await this.parse(IssueTokens)
-    const ckanUrl = requireFlag(flags['ckan-url'], '--ckan-url', 'the base URL of the CKAN site, e.g. --ckan-url https://data.example.org')
-    const out = requireFlag(flags.out, '--out', 'a run folder, e.g. --out ./run-2026-11 (reuse it to resume)')
     let bar: ProgressBar | undefined
     const result = await issueTokens({
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],
-      ckanUrl,
+      ckanUrl: flags['ckan-url'],
       concurrency: flags.concurrency,
       databaseUrl: flags['database-url'],
       dryRun: flags['dry-run'],
@@ -66,7 +63,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
       includePending: flags['include-pending'],
       includeSiteUser: flags['include-site-user'],
       limit: flags.limit,
-      out,
+      out: flags.out,
       progress: {
         advance: (failed) => bar?.increment(1, {failed}),
         start: (total) => {
@@ -92,12 +89,13 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     const {counts} = result
     const skipped = Object.entries(result.skippedByReason).map(([reason, count]) => `  skipped ${count}: ${reason}`)
     if (result.dryRun) {
-      this.log(`Dry run against CKAN ${result.ckanVersion}: ${counts.planned} users would get a token, ${counts.alreadyIssued} already have one from this run.`)
+      this.log(`Dry run against CKAN ${result.ckanVersion}: ${counts.planned} users would get a token, ${counts.alreadyIssued} already have one from this run${counts.revoked > 0 ? `, ${counts.revoked} had theirs revoked` : ''}.`)
       for (const line of skipped) this.log(line)
       this.log('Nothing was written to CKAN or to --out.')
       return
     }
     this.log(`${counts.issued} tokens issued, ${counts.alreadyIssued} already issued, ${counts.failed} failed, ${counts.notStarted} not started (run ${result.runId}, CKAN ${result.ckanVersion}).`)
+    if (counts.revoked > 0) this.log(`  ${counts.revoked} users' tokens of this run were revoked (rollback): they get no new one here; use a new --out to issue again.`)
     for (const line of skipped) this.log(line)
     for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
     if (result.interrupted) this.log('Interrupted: run the same command again to go on.')

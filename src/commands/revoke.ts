@@ -2,9 +2,8 @@ import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
-import {apiKeyFileFlag, caCertFlag, ckanUrlFlag, concurrencyFlag, dryRunFlag, outFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
+import {apiKeyFileFlag, caCertFlag, ckanUrlFlag, concurrencyFlag, dryRunFlag, requiredOutFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
 import {EXIT_CODES} from '../lib/errors.js'
-import {requireFlag} from '../lib/tokens/require-flag.js'
 import {revokeTokens, type RevokeResult} from '../lib/workflows/revoke.js'
 
 export default class Revoke extends MigrateCommand<RevokeResult> {
@@ -19,7 +18,7 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
     'ckan-url': ckanUrlFlag,
     concurrency: concurrencyFlag,
     'dry-run': dryRunFlag,
-    out: outFlag,
+    out: requiredOutFlag,
     timeout: timeoutFlag,
     users: Flags.string({summary: 'Only the tokens of these users: names or ids, comma-separated.'}),
   }
@@ -34,7 +33,7 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
       ckanUrl: flags['ckan-url'],
       concurrency: flags.concurrency,
       dryRun: flags['dry-run'],
-      out: requireFlag(flags.out, '--out', 'the run folder issue-tokens wrote, e.g. --out ./run-2026-11'),
+      out: flags.out,
       progress: {
         advance: (failed) => bar?.increment(1, {failed}),
         start: (total) => {
@@ -46,9 +45,9 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
       users: flags.users?.split(','),
     }).finally(() => bar?.stop())
     const {counts} = result
-    if (result.dryRun) this.log(`Dry run: would revoke ${counts.planned} tokens of run ${result.runId}. Nothing was changed.`)
+    if (result.dryRun) this.log(`Dry run: would revoke ${counts.planned} tokens of run ${result.runId} (${counts.alreadyRevoked} already revoked). Nothing was changed.`)
     else {
-      this.log(`${counts.revoked} of ${counts.tokens} tokens revoked, ${counts.failed} failed (run ${result.runId}).`)
+      this.log(`${counts.revoked} of ${counts.tokens} tokens revoked, ${counts.alreadyRevoked} already revoked, ${counts.failed} failed (run ${result.runId}).`)
       for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
       this.log(`Report: ${result.reportPath}`)
     }

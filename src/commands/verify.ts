@@ -2,9 +2,8 @@ import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
-import {caCertFlag, ckanIniFlag, ckanUrlFlag, concurrencyFlag, databaseUrlFlag, outFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
+import {caCertFlag, ckanIniFlag, ckanUrlFlag, concurrencyFlag, databaseUrlFlag, requiredOutFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
 import {EXIT_CODES} from '../lib/errors.js'
-import {requireFlag} from '../lib/tokens/require-flag.js'
 import {verifyTokens, type VerifyResult} from '../lib/workflows/verify.js'
 
 export default class Verify extends MigrateCommand<VerifyResult> {
@@ -20,7 +19,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
     concurrency: concurrencyFlag,
     'database-url': databaseUrlFlag,
     legacy: Flags.boolean({default: false, summary: "Also check every user's legacy key is refused (run after the upgrade; needs the database)."}),
-    out: outFlag,
+    out: requiredOutFlag,
     timeout: timeoutFlag,
   }
   static override summary = "Prove each token of a run works, using only that token."
@@ -35,7 +34,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       concurrency: flags.concurrency,
       databaseUrl: flags['database-url'],
       legacy: flags.legacy,
-      out: requireFlag(flags.out, '--out', 'the run folder issue-tokens wrote, e.g. --out ./run-2026-11'),
+      out: flags.out,
       progress: {
         advance: (failed) => bar?.increment(1, {failed}),
         start: (total) => {

@@ -124,6 +124,40 @@ describe('rewrite-config against the CKAN emulator', () => {
     expect(days).toBeLessThan(31)
   })
 
+  it('revokes a service token whose create never answered before a rerun creates it again', async () => {
+    const site = await startTestSite({apiTokenLines: false, users: 4, version: '2.9'})
+    const out = join(await tempDir(), 'run')
+    // CKAN commits the token, then the answer never comes: the outcome is unknown to us.
+    site.emulator.setFaults({actions: ['api_token_create'], hangAfterCommit: 1})
+    const hung = await runCli(args(site, out, '--timeout', '1'))
+    expect(hung.exitCode).not.toBe(0)
+    const runId = JSON.parse(await readFile(join(out, 'run.json'), 'utf8')).runId as string
+    const ofRun = async () => {
+      const client = new pg.Client({connectionString: site.databaseUrl})
+      await client.connect()
+      try {
+        return (await client.query<{id: string}>(`SELECT id FROM api_token WHERE name LIKE '%' || $1 || '%'`, [runId])).rows.map((row) => row.id)
+      } finally {
+        await client.end()
+      }
+    }
+    const [orphan] = await ofRun()
+    expect(orphan).toBeDefined()
+
+    site.emulator.setFaults({})
+    const rerun = await runCli(args(site, out))
+    expect(rerun.exitCode, rerun.stdout + rerun.stderr).toBe(0)
+    // The token we never received is gone; the ones that remain are exactly those in the store (revoke --out finds them).
+    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as {jti: string})
+    const remaining = await ofRun()
+    expect(remaining).not.toContain(orphan)
+    expect(remaining.sort()).toEqual(stored.map((token) => token.jti).sort())
+    expect(remaining).toHaveLength(2)
+    const journal = await readFile(join(out, 'journal.jsonl'), 'utf8')
+    expect(journal).toContain('"kind":"token-orphan-revoked"')
+    expect(journal).not.toContain(orphan!)
+  })
+
   it('ends with a one-line error (exit 4) when the service user does not exist, creating nothing', async () => {
     const site = await startTestSite({users: 4, version: '2.9'})
     const out = join(await tempDir(), 'run')

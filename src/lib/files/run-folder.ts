@@ -15,6 +15,8 @@ import {ensurePrivateFolder, writeSecretFile} from './secret-file.js'
  * - `tokens.jsonl` the token store: one line per token CKAN gave us, fsync'd before the user
  *                  counts as done. Holds secrets (the JWT and its jti).
  * - `journal.jsonl` what happened, event by event; no secret ever (jti fingerprints only).
+ * - `revoked.jsonl` the jtis `revoke` revoked (full jti: fingerprints can collide), so every
+ *                  command treats a revoked token of the run the same way.
  * - `lock`         held while a command writes to the run (pid inside).
  * - reports (CSV) and `bundles/` are written next to them by the commands.
  */
@@ -52,10 +54,20 @@ export type StoredToken = {
 }
 
 /** A token as the rest of the code sees it: secrets wrapped. */
-export type RunToken = Omit<StoredToken, 'jti' | 'token'> & {jti: Secret; token: Secret}
+export type RunToken = Omit<StoredToken, 'jti' | 'token'> & {
+  jti: Secret
+  /** Set by readTokens() when `revoke` revoked this token (from revoked.jsonl); never stored in tokens.jsonl. */
+  revokedAt?: string
+  token: Secret
+}
+
+/** One line of revoked.jsonl (0600: the jti is a secret). */
+type RevokedRecord = {at: string; jti: string; userId: string}
 
 export type JournalEvent =
   | {attempt: number; kind: 'create-sent'; tokenName: string; userId: string; userName: string}
+  /** Every earlier create for the user is accounted for: its token is in the store, or revoked as an orphan. */
+  | {kind: 'create-settled'; userId: string; userName: string}
   | {jtiFingerprint: string; kind: 'token-issued'; tokenName: string; userId: string; userName: string}
   | {jtiFingerprint: string; kind: 'token-orphan-revoked'; tokenName: string; userId: string; userName: string}
   | {jtiFingerprint: string; kind: 'token-revoked'; userId: string; userName: string}
@@ -80,6 +92,7 @@ export class RunFolder {
   readonly journal: JsonlFile<JournalEntry>
   readonly meta: RunMeta
   readonly path: string
+  readonly #revoked: JsonlFile<RevokedRecord>
   readonly #tokens: JsonlFile<StoredToken>
   #lockPath: string | undefined
 
@@ -87,6 +100,7 @@ export class RunFolder {
     this.path = path
     this.meta = meta
     this.journal = new JsonlFile<JournalEntry>(join(path, 'journal.jsonl'))
+    this.#revoked = new JsonlFile<RevokedRecord>(join(path, 'revoked.jsonl'))
     this.#tokens = new JsonlFile<StoredToken>(join(path, 'tokens.jsonl'))
   }
 
@@ -131,9 +145,21 @@ export class RunFolder {
     })
   }
 
+  /** Every stored token; those `revoke` revoked carry `revokedAt`. */
   async readTokens(): Promise<RunToken[]> {
-    const stored = await this.#tokens.readAll()
-    return stored.map(({jti, token, ...rest}) => ({...rest, jti: new Secret(jti), token: new Secret(token)}))
+    const [stored, revoked] = await Promise.all([this.#tokens.readAll(), this.#revoked.readAll()])
+    const revokedAt = new Map(revoked.map((record) => [record.jti, record.at]))
+    return stored.map(({jti, token, ...rest}) => {
+      const at = revokedAt.get(jti)
+      return {...rest, jti: new Secret(jti), token: new Secret(token), ...(at === undefined ? {} : {revokedAt: at})}
+    })
+  }
+
+  /** Records (fsync'd) that tokens of the run were revoked, by full jti. */
+  async recordRevoked(tokens: Array<{jti: Secret; userId: string}>): Promise<void> {
+    if (tokens.length === 0) return
+    const at = new Date().toISOString()
+    await this.#revoked.append(...tokens.map((token) => ({at, jti: token.jti.reveal(), userId: token.userId})))
   }
 
   async record(event: JournalEvent): Promise<void> {
@@ -142,7 +168,7 @@ export class RunFolder {
 
   /** Stores a token durably (fsync'd) before anything else may count it as issued. */
   async storeToken(token: RunToken): Promise<void> {
-    const {jti, token: jwt, ...rest} = token
+    const {jti, revokedAt: _revokedAt, token: jwt, ...rest} = token
     await this.#tokens.append({...rest, jti: jti.reveal(), token: jwt.reveal()})
   }
 

@@ -10,8 +10,9 @@ import {readCredential} from '../credential.js'
 import {openCkanDatabase} from '../db/ckan-database.js'
 import {describeError, EXIT_CODES, MigrateError} from '../errors.js'
 import {type CsvColumn, writeCsvReport} from '../files/csv-report.js'
-import {openRunFolder, type RunFolder} from '../files/run-folder.js'
+import {openRunFolder, type RunFolder, type RunToken} from '../files/run-folder.js'
 import type {Secret} from '../secret.js'
+import {reconcileUnknownCreate, unsettledCreates, type UnsettledUser} from '../tokens/reconcile.js'
 import {checkSameSite, preflightSite} from '../tokens/site-preflight.js'
 import {checkTokenNameTemplate, DEFAULT_TOKEN_NAME, renderTokenName} from '../tokens/token-name.js'
 
@@ -53,11 +54,11 @@ export type IssueTokensOptions = {
   usersFile?: string
 }
 
-export type Outcome = 'already issued' | 'failed' | 'issued' | 'not started' | 'planned' | 'skipped'
+export type Outcome = 'already issued' | 'failed' | 'issued' | 'not started' | 'planned' | 'revoked' | 'skipped'
 
 export type IssueTokensResult = {
   ckanVersion: string
-  counts: {alreadyIssued: number; failed: number; issued: number; notStarted: number; planned: number; selected: number; skipped: number}
+  counts: {alreadyIssued: number; failed: number; issued: number; notStarted: number; planned: number; revoked: number; selected: number; skipped: number}
   dryRun: boolean
   /** A few failures, for the summary; the report has all. */
   failures: Array<{reason: string; user: string}>
@@ -165,9 +166,12 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
     const runSite = {ckanUrl: options.ckanUrl.href, siteUserName: site.siteUserName}
     if (options.dryRun) {
       const run = await inspectRunFolder(options.out, runSite)
-      const done = new Set((await run?.readTokens())?.filter((token) => token.source === 'issue-tokens').map((token) => token.userId))
+      const done = new Map((await run?.readTokens())?.filter((token) => token.source === 'issue-tokens').map((token) => [token.userId, token]))
       const states = new Map<string, UserState>()
-      for (const user of selection.selected) states.set(user.id, {attempts: 0, outcome: done.has(user.id) ? 'already issued' : 'planned'})
+      for (const user of selection.selected) {
+        const token = done.get(user.id)
+        states.set(user.id, {attempts: 0, outcome: token ? (token.revokedAt ? 'revoked' : 'already issued') : 'planned'})
+      }
       return summarise({ckanVersion: site.status.ckanVersion, dryRun: true, interrupted: false, out: options.out, reportPath: null, run, selection, states, warnings})
     }
 
@@ -187,6 +191,8 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
 
       let failed = 0
       let fatal: unknown
+      // Creates a previous run left unaccounted for (kill -9, timeouts): nothing of theirs is in flight now.
+      await issuer.settle(options.concurrency)
       options.progress?.start(selection.selected.length)
       const limit = pLimit(options.concurrency)
       await Promise.all(
@@ -205,6 +211,8 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
           }),
         ),
       )
+      // The final sweep: every create of this run has ended, so a late commit is found now.
+      if (!fatal) await issuer.settle(options.concurrency)
       const reportPath = run.file(ISSUE_TOKENS_REPORT)
       await writeCsvReport(reportPath, COLUMNS, reportRows(selection, states))
       const result = summarise({
@@ -231,23 +239,25 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
 
 type IssuerSettings = {date: string; expiresIn?: number; template: string; unit?: number}
 
+type DoneToken = {createdAt: string; expiresAt?: string | null; jti: Secret; revokedAt?: string; tokenName: string}
+
 /** Issues one user's token with the run's durability rules. */
 class TokenIssuer {
   readonly #client: CkanApiClient
-  readonly #done: Map<string, {createdAt: string; expiresAt?: string | null; jti: Secret; tokenName: string}>
+  readonly #done: Map<string, DoneToken>
   readonly #jtis: Set<string>
   readonly #run: RunFolder
-  /** Users with a create-sent entry: a token of this run may exist that we never saw. */
-  readonly #sent: Set<string>
   readonly #settings: IssuerSettings
+  /** Creates per user whose outcome nothing accounts for yet (sent minus issued since the last settle). */
+  readonly #unsettled: Map<string, {count: number; userName: string}>
 
-  private constructor(run: RunFolder, client: CkanApiClient, settings: IssuerSettings, stored: Awaited<ReturnType<RunFolder['readTokens']>>, sent: Set<string>) {
+  private constructor(run: RunFolder, client: CkanApiClient, settings: IssuerSettings, stored: RunToken[], unsettled: Map<string, UnsettledUser>) {
     this.#run = run
     this.#client = client
     this.#settings = settings
-    this.#sent = sent
     this.#done = new Map()
     this.#jtis = new Set()
+    this.#unsettled = new Map([...unsettled.values()].map((user) => [user.userId, {count: 1, userName: user.userName}]))
     for (const token of stored) {
       this.#jtis.add(token.jti.reveal())
       if (token.source === 'issue-tokens') this.#done.set(token.userId, token)
@@ -255,9 +265,7 @@ class TokenIssuer {
   }
 
   static async create(run: RunFolder, client: CkanApiClient, settings: IssuerSettings): Promise<TokenIssuer> {
-    const sent = new Set<string>()
-    for (const entry of await run.journal.readAll()) if (entry.kind === 'create-sent') sent.add(entry.userId)
-    return new TokenIssuer(run, client, settings, await run.readTokens(), sent)
+    return new TokenIssuer(run, client, settings, await run.readTokens(), unsettledCreates(await run.journal.readAll()))
   }
 
   async issue(user: CkanUserRow, state: UserState): Promise<void> {
@@ -267,19 +275,21 @@ class TokenIssuer {
         createdAt: stored.createdAt,
         expiresAt: stored.expiresAt ?? null,
         jtiFingerprint: stored.jti.fingerprint(),
-        outcome: 'already issued',
         tokenName: stored.tokenName,
       })
+      // Revoked by `revoke`: a rollback, so the user gets no new token in this run.
+      if (stored.revokedAt) Object.assign(state, {outcome: 'revoked', reason: `revoked ${stored.revokedAt}; issue again with a new --out`})
+      else state.outcome = 'already issued'
       return
     }
     const tokenName = renderTokenName(this.#settings.template, {date: this.#settings.date, run: this.#run.meta.runId, user: user.name})
     state.tokenName = tokenName
-    let mustReconcile = this.#sent.has(user.id)
+    let mustReconcile = this.#unsettled.has(user.id)
     let lastReason = ''
     while (state.attempts < MAX_ATTEMPTS) {
       if (state.attempts > 0) await pause(state.attempts)
       try {
-        if (mustReconcile) await this.#reconcile(user)
+        if (mustReconcile) await this.#reconcile(user.id, user.name, false)
         mustReconcile = false
       } catch (error) {
         if (!isTransient(error)) throw error
@@ -289,7 +299,9 @@ class TokenIssuer {
       }
       state.attempts += 1
       await this.#run.record({attempt: state.attempts, kind: 'create-sent', tokenName, userId: user.id, userName: user.name})
-      this.#sent.add(user.id)
+      const unsettled = this.#unsettled.get(user.id) ?? {count: 0, userName: user.name}
+      unsettled.count += 1
+      this.#unsettled.set(user.id, unsettled)
       let created
       try {
         created = await this.#client.createApiToken({expiresIn: this.#settings.expiresIn, name: tokenName, unit: this.#settings.unit, user: user.id})
@@ -324,10 +336,38 @@ class TokenIssuer {
       this.#jtis.add(created.jti.reveal())
       this.#done.set(user.id, {createdAt, expiresAt: created.expiresAt, jti: created.jti, tokenName})
       await this.#run.record({jtiFingerprint: created.jti.fingerprint(), kind: 'token-issued', tokenName, userId: user.id, userName: user.name})
+      unsettled.count -= 1
+      if (unsettled.count <= 0) this.#unsettled.delete(user.id)
       Object.assign(state, {createdAt, expiresAt: created.expiresAt, jtiFingerprint: created.jti.fingerprint(), outcome: 'issued'})
       return
     }
     await this.#fail(user, state, `gave up after ${state.attempts} attempts: ${lastReason}`)
+  }
+
+  /**
+   * The sweep: reconciles every user with a create whose outcome is still unaccounted for, at a
+   * moment when none of their creates is in flight (before the first create of a run, after the
+   * last). A token CKAN committed after an earlier check is found here and revoked (never
+   * adopted: CKAN shows a token only once). A user whose check fails stays unsettled for the next
+   * run (and is reconciled before its next create). Returns how many users were settled.
+   */
+  async settle(concurrency: number): Promise<number> {
+    const limit = pLimit(concurrency)
+    let settled = 0
+    await Promise.all(
+      [...this.#unsettled.entries()].map(([userId, {userName}]) =>
+        limit(async () => {
+          try {
+            await this.#reconcile(userId, userName, true)
+            this.#unsettled.delete(userId)
+            settled += 1
+          } catch (error) {
+            if (!isTransient(error)) throw error
+          }
+        }),
+      ),
+    )
+    return settled
   }
 
   async #fail(user: CkanUserRow, state: UserState, reason: string): Promise<void> {
@@ -337,13 +377,8 @@ class TokenIssuer {
   }
 
   /** Revokes every token of this run that CKAN holds for the user but our store does not. */
-  async #reconcile(user: CkanUserRow): Promise<void> {
-    const runId = this.#run.meta.runId
-    for (const token of await this.#client.listApiTokens(user.id)) {
-      if (!token.name.includes(runId) || this.#jtis.has(token.id.reveal())) continue
-      await this.#client.revokeApiToken(token.id)
-      await this.#run.record({jtiFingerprint: token.id.fingerprint(), kind: 'token-orphan-revoked', tokenName: token.name, userId: user.id, userName: user.name})
-    }
+  async #reconcile(userId: string, userName: string, settle: boolean): Promise<void> {
+    await reconcileUnknownCreate(this.#client, this.#run, {settle, storedJtis: this.#jtis, userId, userName})
   }
 }
 
@@ -412,7 +447,7 @@ function summarise(input: {
   states: Map<string, UserState>
   warnings: string[]
 }): IssueTokensResult {
-  const counts = {alreadyIssued: 0, failed: 0, issued: 0, notStarted: 0, planned: 0, selected: input.selection.selected.length, skipped: input.selection.skipped.length}
+  const counts = {alreadyIssued: 0, failed: 0, issued: 0, notStarted: 0, planned: 0, revoked: 0, selected: input.selection.selected.length, skipped: input.selection.skipped.length}
   const failures: IssueTokensResult['failures'] = []
   for (const user of input.selection.selected) {
     const state = input.states.get(user.id)!
@@ -422,6 +457,7 @@ function summarise(input: {
       if (failures.length < 10) failures.push({reason: state.reason ?? '', user: user.name})
     } else if (state.outcome === 'issued') counts.issued += 1
     else if (state.outcome === 'planned') counts.planned += 1
+    else if (state.outcome === 'revoked') counts.revoked += 1
     else counts.notStarted += 1
   }
   const skippedByReason: Record<string, number> = {}

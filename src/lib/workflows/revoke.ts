@@ -27,7 +27,7 @@ export type RevokeOptions = {
 }
 
 export type RevokeResult = {
-  counts: {failed: number; planned: number; revoked: number; tokens: number}
+  counts: {alreadyRevoked: number; failed: number; planned: number; revoked: number; tokens: number}
   dryRun: boolean
   failures: Array<{reason: string; user: string}>
   reportPath: string | null
@@ -72,7 +72,8 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
   const {client} = site
   try {
     if (options.dryRun) {
-      return {counts: {failed: 0, planned: tokens.length, revoked: 0, tokens: tokens.length}, dryRun: true, failures: [], reportPath: null, runId: run.meta.runId}
+      const planned = tokens.filter((token) => !token.revokedAt).length
+      return {counts: {alreadyRevoked: tokens.length - planned, failed: 0, planned, revoked: 0, tokens: tokens.length}, dryRun: true, failures: [], reportPath: null, runId: run.meta.runId}
     }
     await run.lock('revoke')
     try {
@@ -80,14 +81,23 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
       const rows: Row[] = []
       const failures: RevokeResult['failures'] = []
       let failed = 0
+      let alreadyRevoked = 0
       options.progress?.start(tokens.length)
       const limit = pLimit(options.concurrency)
       await Promise.all(
         tokens.map((token) =>
           limit(async () => {
             if (options.signal?.aborted) return
+            if (token.revokedAt) {
+              alreadyRevoked += 1
+              rows.push({outcome: `already revoked ${token.revokedAt}`, token})
+              options.progress?.advance(failed)
+              return
+            }
             try {
               await client.revokeApiToken(token.jti)
+              // By full jti (0600 revoked.jsonl) so verify, bundle and a resumed issue-tokens skip it; the journal has the fingerprint.
+              await run.recordRevoked([token])
               await run.record({jtiFingerprint: token.jti.fingerprint(), kind: 'token-revoked', userId: token.userId, userName: token.userName})
               rows.push({outcome: 'revoked', token})
             } catch (error) {
@@ -103,7 +113,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
       )
       const reportPath = run.file(REVOKE_REPORT)
       await writeCsvReport(reportPath, COLUMNS, rows)
-      const counts = {failed, planned: 0, revoked: rows.length - failed, tokens: tokens.length}
+      const counts = {alreadyRevoked, failed, planned: 0, revoked: rows.length - failed - alreadyRevoked, tokens: tokens.length}
       await run.record({command: 'revoke', kind: 'run-finished', summary: counts})
       return {counts, dryRun: false, failures, reportPath, runId: run.meta.runId}
     } finally {

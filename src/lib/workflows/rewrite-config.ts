@@ -8,6 +8,7 @@ import {editIni, escapeIniValue, splitLines} from '../files/ini-editor.js'
 import {openRunFolder, type RunFolder, type RunToken} from '../files/run-folder.js'
 import {unifiedDiff} from '../files/unified-diff.js'
 import {Secret} from '../secret.js'
+import {reconcileUnknownCreate, unsettledCreates} from '../tokens/reconcile.js'
 import {
   assertReplaceable,
   assertUnchanged,
@@ -19,7 +20,7 @@ import {
 import {NEW_TOKEN_PLACEHOLDER, redactConfigLine} from '../services/config-redaction.js'
 import {normaliseServiceName, SERVICE_CATALOG, selectServices, type ServiceDefinition} from '../services/service-catalog.js'
 
-export type ServiceTokenClient = Pick<CkanApiClient, 'ckanUrl' | 'createApiToken' | 'getSiteUser' | 'statusShow' | 'userShow'>
+export type ServiceTokenClient = Pick<CkanApiClient, 'ckanUrl' | 'createApiToken' | 'getSiteUser' | 'listApiTokens' | 'revokeApiToken' | 'statusShow' | 'userShow'>
 
 export type ChainTarget = 'defining' | 'top'
 
@@ -155,10 +156,7 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
 
   // Which services need a new token, and for whom.
   const runFolder = await openRunFolderIfNeeded(options, services, tokenFiles)
-  const revoked = new Set(
-    runFolder ? (await runFolder.journal.readAll()).flatMap((entry) => (entry.kind === 'token-revoked' ? [entry.jtiFingerprint] : [])) : [],
-  )
-  const stored = runFolder ? (await runFolder.readTokens()).filter((token) => token.source === 'rewrite-config' && !revoked.has(token.jti.fingerprint())) : []
+  const stored = runFolder ? (await runFolder.readTokens()).filter((token) => token.source === 'rewrite-config' && !token.revokedAt) : []
   const plans: Array<ServicePlan & {token?: Secret}> = []
   for (const service of services) {
     const base = {configKey: service.configKey, envName: envvarsName(service.configKey), service: service.service}
@@ -406,6 +404,10 @@ async function createServiceToken(
 ): Promise<{token: Secret; tokenName: string}> {
   const {at, service} = options
   const tokenName = `ckan-migrate ${service} ${at.toISOString().slice(0, 10)} ${runFolder.meta.runId}`
+  // An earlier run's create whose answer never came may have made a token we do not hold: revoke it first.
+  if (unsettledCreates(await runFolder.journal.readAll()).has(user.id)) {
+    await reconcileUnknownCreate(ckan, runFolder, {settle: true, userId: user.id, userName: user.name})
+  }
   await runFolder.record({attempt: 1, kind: 'create-sent', tokenName, userId: user.id, userName: user.name})
   const created = await ckan.createApiToken({
     name: tokenName,
