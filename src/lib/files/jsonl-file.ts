@@ -1,4 +1,4 @@
-import {open, readFile} from 'node:fs/promises'
+import {type FileHandle, open, readFile} from 'node:fs/promises'
 
 /**
  * An append-only JSON Lines file. Each append is one write of whole lines followed by fsync,
@@ -10,6 +10,8 @@ export class JsonlFile<T> {
   readonly mode: number
   readonly path: string
   #flushing: Promise<void> | undefined
+  /** Whether the file's tail was checked for a torn line (a crash mid-write) by this instance. */
+  #tailChecked = false
   #pending: Array<{line: string; reject: (error: unknown) => void; resolve: () => void}> = []
 
   constructor(path: string, mode = 0o600) {
@@ -55,10 +57,13 @@ export class JsonlFile<T> {
       this.#pending = []
       try {
          
-        const handle = await open(this.path, 'a', this.mode)
+        const handle = await open(this.path, this.#tailChecked ? 'a' : 'a+', this.mode)
         try {
+          // A torn last line (kill -9 mid-write) must not swallow the next record: end it first.
+          const prefix = this.#tailChecked ? '' : await tornTailPrefix(handle)
+          this.#tailChecked = true
            
-          await handle.appendFile(batch.map((entry) => entry.line).join(''))
+          await handle.appendFile(prefix + batch.map((entry) => entry.line).join(''))
            
           await handle.sync()
         } finally {
@@ -72,4 +77,13 @@ export class JsonlFile<T> {
     }
     this.#flushing = undefined
   }
+}
+
+/** '\n' when the file does not end with a newline (a torn write), else ''. */
+async function tornTailPrefix(handle: FileHandle): Promise<string> {
+  const {size} = await handle.stat()
+  if (size === 0) return ''
+  const last = Buffer.alloc(1)
+  await handle.read(last, 0, 1, size - 1)
+  return last[0] === 0x0a ? '' : '\n'
 }
