@@ -1,7 +1,7 @@
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {inspectCkanDatabase, scanUsers} from '../../../src/lib/audit/database-findings.js'
+import {collectUserFindings, inspectCkanDatabase, scanUsers} from '../../../src/lib/audit/database-findings.js'
 import {MigrateError} from '../../../src/lib/errors.js'
 import {createCkanSchema} from '../../../src/lib/sandbox/ckan-schema.js'
 import {seedCkanSite} from '../../../src/lib/sandbox/ckan-site-seeder.js'
@@ -28,6 +28,32 @@ describe('scanUsers', () => {
       await client.query('COMMIT')
       expect(seen.size).toBe(53)
       for (const user of expected) expect(seen.get(user.id)).toBe(user.apikey ? fingerprintOf(user.apikey) : '')
+    } finally {
+      await client.end()
+    }
+  })
+
+  it('tells UUID keys (any case) from keys that only look like one', async () => {
+    const database = await createTestDatabase()
+    const client = new pg.Client({connectionString: database.url})
+    await client.connect()
+    try {
+      await createCkanSchema(client, '2.9')
+      const keys = {
+        'bad-dashes': 'aaaaaaa--aaaa-aaaa-aaaa-aaaaaaaaaaaa',
+        'bad-hex': 'zzzzzzzz-zzzz-4zzz-azzz-zzzzzzzzzzzz',
+        'bad-short': 'legacy-0123',
+        'good-lower': '0f0e2c3a-1b2c-4d5e-8f90-0123456789ab',
+        'good-upper': '0F0E2C3A-1B2C-4D5E-8F90-0123456789AB',
+      }
+      for (const [name, key] of Object.entries(keys)) {
+        await client.query(`INSERT INTO "user" (id, name, apikey, state, sysadmin) VALUES ($1, $1, $2, 'active', false)`, [name, key])
+      }
+      const {findings} = await collectUserFindings(client, {checkDuplicateEmails: true, hasApiTokenTable: true, siteUserName: 'default'})
+      const notUuid = findings.find((finding) => finding.id === 'legacy-keys-not-uuid')!
+      expect(notUuid.count).toBe(3)
+      expect([...notUuid.sample].sort()).toEqual(['bad-dashes', 'bad-hex', 'bad-short'])
+      expect(JSON.stringify(findings)).not.toMatch(/0f0e2c3a|zzzzzzzz/i)
     } finally {
       await client.end()
     }
