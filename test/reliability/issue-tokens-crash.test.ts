@@ -1,0 +1,126 @@
+import {spawn} from 'node:child_process'
+import {mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import pg from 'pg'
+import {describe, expect, it, onTestFinished} from 'vitest'
+
+import {mulberry32} from '../../src/lib/sandbox/faults.js'
+import {PROJECT_ROOT, runCli} from '../helpers/run-cli.js'
+import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
+import {startTestSite} from '../helpers/test-site.js'
+
+type ChildRun = {code: null | number; killed: boolean; output: string; signal: NodeJS.Signals | null}
+
+/**
+ * Runs the real CLI as a child process. With `killAfterStart`, waits until the child journals
+ * its first event (it is issuing), then SIGKILLs it after that many more milliseconds.
+ */
+async function runChild(args: string[], journal: string, killAfterStart?: number): Promise<ChildRun> {
+  const journalSize = async () => (await stat(journal).catch(() => undefined))?.size ?? 0
+  const startSize = await journalSize()
+  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'bin/dev.js'), ...args], {
+    cwd: PROJECT_ROOT,
+    env: {...process.env, CI: 'true', NODE_OPTIONS: ''},
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const chunks: Buffer[] = []
+  child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
+  child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk))
+  const exited = new Promise<{code: null | number; signal: NodeJS.Signals | null}>((resolve) => {
+    child.on('close', (code, signal) => resolve({code, signal}))
+  })
+  let killed = false
+  if (killAfterStart !== undefined) {
+    let running = true
+    void exited.then(() => {
+      running = false
+    })
+    // The run has started writing (run-started, then create-sent entries): kill it mid-flight.
+    while (running && (await journalSize()) <= startSize + 200) await sleep(10)
+    await sleep(killAfterStart)
+    if (running) killed = child.kill('SIGKILL')
+  }
+  const {code, signal} = await exited
+  return {code, killed: killed && signal === 'SIGKILL', output: Buffer.concat(chunks).toString('utf8'), signal}
+}
+
+/**
+ * kill -9 at random (seeded) moments while tokens are being issued, each followed by a resume with
+ * the same --out, under latency and the faults that leave a create's outcome unknown (commit then
+ * hang, reset after the write). Afterwards: exactly one token of the run per selected user, all of
+ * them in the store, all working, and no secret in anything the runs wrote. 1200 users (about 450
+ * selected) on PostgreSQL, 400 on PGlite (slower, one session), so the file stays under two minutes.
+ */
+describe('issue-tokens after kill -9', () => {
+  it('ends with exactly one stored, working token per selected user after 10+ kills and resumes', async () => {
+    const site = await startTestSite({
+      faults: {hangAfterCommit: 0.01, jitterMs: 10, latencyMs: 15, resetAfterWrite: 0.02, seed: 'kill-9'},
+      users: REAL_POSTGRES_URL ? 1200 : 400,
+      version: '2.9',
+    })
+    const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-crash-'))
+    onTestFinished(() => rm(dir, {force: true, recursive: true}))
+    const out = join(dir, 'run')
+    const journal = join(out, 'journal.jsonl')
+    const args = ['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', out, '--concurrency', '4', '--timeout', '1']
+    const random = mulberry32(20_261_122)
+    const outputs: string[] = []
+
+    let kills = 0
+    for (let attempt = 0; attempt < 25 && kills < 12; attempt += 1) {
+      const run = await runChild(args, journal, Math.floor(random() * 200))
+      outputs.push(run.output)
+      if (run.killed) kills += 1
+      else if (run.code === 0) break
+    }
+    expect(kills).toBeGreaterThanOrEqual(10)
+
+    let final: ChildRun | undefined
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      final = await runChild(args, journal)
+      outputs.push(final.output)
+      if (final.code === 0) break
+      expect(final.code, final.output).toBe(11)
+    }
+    expect(final?.code, final?.output).toBe(0)
+
+    site.emulator.setFaults({})
+    const client = new pg.Client({connectionString: site.databaseUrl})
+    await client.connect()
+    onTestFinished(() => client.end())
+    const runId = JSON.parse(await readFile(join(out, 'run.json'), 'utf8')).runId as string
+    const selected = (await client.query<{id: string}>(`SELECT id FROM "user" WHERE state = 'active' AND apikey IS NOT NULL AND apikey <> '' AND name <> $1`, [site.siteUserName])).rows
+    const tokens = (await client.query<{id: string; user_id: string}>(`SELECT id, user_id FROM api_token WHERE name LIKE '%' || $1 || '%'`, [runId])).rows
+    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8'))
+      .split('\n')
+      .filter((line) => line.startsWith('{') && line.endsWith('}'))
+      .map((line) => JSON.parse(line) as {jti: string; token: string; userId: string})
+
+    // Exactly one token of the run per selected user, each in our store, and nothing else stored.
+    expect(tokens.map((token) => token.user_id).sort()).toEqual(selected.map((user) => user.id).sort())
+    expect(new Set(tokens.map((token) => token.id))).toEqual(new Set(stored.map((token) => token.jti)))
+    expect(stored).toHaveLength(selected.length)
+    // The kills left creates whose outcome was unknown; the resumes reconciled them.
+    const entries = (await readFile(journal, 'utf8')).split('\n').filter((line) => line.startsWith('{') && line.endsWith('}')).map((line) => JSON.parse(line) as {kind: string})
+    expect(entries.filter((entry) => entry.kind === 'create-settled').length).toBeGreaterThan(0)
+
+    const verified = await runCli(['verify', '--out', out, '--concurrency', '8'])
+    expect(verified.exitCode, verified.stdout).toBe(0)
+    expect(verified.stdout).toContain(`${selected.length} of ${selected.length} tokens work`)
+
+    const files = await readdir(out)
+    const written = [
+      ...outputs,
+      verified.stdout,
+      verified.stderr,
+      ...(await Promise.all(files.filter((name) => name.endsWith('.csv') || name === 'journal.jsonl').map((name) => readFile(join(out, name), 'utf8')))),
+    ].join('\n')
+    for (const token of stored) {
+      expect(written.includes(token.jti)).toBe(false)
+      expect(written.includes(token.token)).toBe(false)
+    }
+    expect(written.includes(site.adminCredential.reveal())).toBe(false)
+  }, 180_000)
+})
