@@ -1,50 +1,14 @@
-import {spawn} from 'node:child_process'
-import {mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
+import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import pg from 'pg'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
 import {mulberry32} from '../../src/lib/sandbox/faults.js'
-import {PROJECT_ROOT, runCli} from '../helpers/run-cli.js'
+import {runCli} from '../helpers/run-cli.js'
+import {type ChildRun, runCliChild} from '../helpers/run-cli-child.js'
 import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
 import {startTestSite} from '../helpers/test-site.js'
-
-type ChildRun = {code: null | number; killed: boolean; output: string; signal: NodeJS.Signals | null}
-
-/**
- * Runs the real CLI as a child process. With `killAfterStart`, waits until the child journals
- * its first event (it is issuing), then SIGKILLs it after that many more milliseconds.
- */
-async function runChild(args: string[], journal: string, killAfterStart?: number): Promise<ChildRun> {
-  const journalSize = async () => (await stat(journal).catch(() => undefined))?.size ?? 0
-  const startSize = await journalSize()
-  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'bin/dev.js'), ...args], {
-    cwd: PROJECT_ROOT,
-    env: {...process.env, CI: 'true', NODE_OPTIONS: ''},
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const chunks: Buffer[] = []
-  child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
-  child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk))
-  const exited = new Promise<{code: null | number; signal: NodeJS.Signals | null}>((resolve) => {
-    child.on('close', (code, signal) => resolve({code, signal}))
-  })
-  let killed = false
-  if (killAfterStart !== undefined) {
-    let running = true
-    void exited.then(() => {
-      running = false
-    })
-    // The run has started writing (run-started, then create-sent entries): kill it mid-flight.
-    while (running && (await journalSize()) <= startSize + 200) await sleep(10)
-    await sleep(killAfterStart)
-    if (running) killed = child.kill('SIGKILL')
-  }
-  const {code, signal} = await exited
-  return {code, killed: killed && signal === 'SIGKILL', output: Buffer.concat(chunks).toString('utf8'), signal}
-}
 
 /**
  * kill -9 at random (seeded) moments while tokens are being issued, each followed by a resume with
@@ -70,16 +34,16 @@ describe('issue-tokens after kill -9', () => {
 
     let kills = 0
     for (let attempt = 0; attempt < 25 && kills < 12; attempt += 1) {
-      const run = await runChild(args, journal, Math.floor(random() * 200))
+      const run = await runCliChild(args, {interrupt: {delayMs: Math.floor(random() * 200), journal, signal: 'SIGKILL'}})
       outputs.push(run.output)
-      if (run.killed) kills += 1
+      if (run.signalled && run.signal === 'SIGKILL') kills += 1
       else if (run.code === 0) break
     }
     expect(kills).toBeGreaterThanOrEqual(10)
 
     let final: ChildRun | undefined
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      final = await runChild(args, journal)
+      final = await runCliChild(args)
       outputs.push(final.output)
       if (final.code === 0) break
       expect(final.code, final.output).toBe(11)
