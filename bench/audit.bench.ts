@@ -26,6 +26,7 @@ type Measure = {maxRssMb: number; seconds: number}
 export default async function auditBench(): Promise<BenchResult> {
   await buildCli()
   const rows: string[] = []
+  const figures: Array<{copy: Measure; csv: Measure; plain: Measure; users: number}> = []
   let engine = ''
   for (const users of [100_000, 1_000_000]) {
     const database = await benchDatabase()
@@ -49,12 +50,20 @@ export default async function auditBench(): Promise<BenchResult> {
       rows.push(
         `| ${users.toLocaleString('en')} | ${copy.seconds.toFixed(2)} s | ${plain.seconds.toFixed(2)} s (${ratio(plain)}×) | ${csv.seconds.toFixed(2)} s (${ratio(csv)}×) | ${plain.maxRssMb} MB | ${csv.maxRssMb} MB |`,
       )
+      figures.push({copy, csv, plain, users})
       console.error(`bench audit: ${rows.at(-1)}`)
     } finally {
       await database.release()
     }
   }
   await rm(`${BUILD}audit-users.csv`, {force: true})
+  const [small, large] = figures as [(typeof figures)[0], (typeof figures)[0]]
+  const ratio = large.plain.seconds / large.copy.seconds
+  const growth = large.plain.maxRssMb - small.plain.maxRssMb
+  const verdict = [
+    `- time at 1M users: ${ratio.toFixed(2)}× the psql copy: ${ratio <= 1.5 ? '**met**' : '**not met**'} (target ≤ 1.5×).`,
+    `- peak RSS: ${small.plain.maxRssMb} MB at 100k, ${large.plain.maxRssMb} MB at 1M (${growth >= 0 ? '+' : ''}${growth} MB): ${large.plain.maxRssMb < 150 && Math.abs(growth) <= 10 ? '**met**' : '**not met**'} (target < 150 MB and flat).`,
+  ].join('\n')
   return {
     markdown: `Commands: \`CKAN_MIGRATE_TEST_POSTGRES_URL=… npm run bench -- audit\`. Per size, a fresh ${engine} database with the CKAN 2.9 schema is seeded (\`seedCkanSite\`, about 40 % of users with a legacy key), then timed, each the best of two runs after one warm-up (peak RSS: the larger of the two):
 
@@ -66,7 +75,11 @@ export default async function auditBench(): Promise<BenchResult> {
 | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
 
-Targets (issue 4): at one million users, audit ≤ 1.5× the psql copy; peak RSS < 150 MB and flat between 100k and 1M users (users stream through a server-side cursor, 2,000 rows per FETCH; counts and duplicate detection run in PostgreSQL).`,
+Targets (issue 4): at one million users, audit ≤ 1.5× the psql copy; peak RSS < 150 MB and flat between 100k and 1M users.
+
+${verdict}
+
+Where the time goes: the counts run in PostgreSQL in one read-only transaction: one pass over \`"user"\` counted per combination of flags, a hash aggregate over the keys (duplicates) and, on 2.9 (no unique index), one over active emails, plus \`LIMIT 10\` sample queries; node's start-up and oclif's loading add about 0.3 s. psql only copies rows out; three aggregating passes have not matched it on this 2-core machine (next steps tried on paper: fusing the passes with GROUPING SETS, parallel aggregation). \`--csv\` streams every user through a cursor (2,000 rows per FETCH) and hashes each key for its fingerprint: its RSS is V8 letting its heap grow, not data kept (the 1M-user CSV also completes with \`--max-old-space-size=48\`, at about 175 MB RSS).`,
     title: 'Auditing a CKAN site (`audit`)',
   }
 }
