@@ -193,6 +193,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
       let fatal: unknown
       // Creates a previous run left unaccounted for (kill -9, timeouts): nothing of theirs is in flight now.
       await issuer.settle(options.concurrency)
+      issuer.plan(selection.selected, Math.max(64, options.concurrency * 8))
       options.progress?.start(selection.selected.length)
       const limit = pLimit(options.concurrency)
       await Promise.all(
@@ -212,6 +213,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
         ),
       )
       // The final sweep: every create of this run has ended, so a late commit is found now.
+      await issuer.flush()
       if (!fatal) await issuer.settle(options.concurrency)
       const reportPath = run.file(ISSUE_TOKENS_REPORT)
       await writeCsvReport(reportPath, COLUMNS, reportRows(selection, states))
@@ -243,11 +245,21 @@ type DoneToken = {createdAt: string; expiresAt?: string | null; jti: Secret; rev
 
 /** Issues one user's token with the run's durability rules. */
 class TokenIssuer {
+  /** Users whose first create-sent is journaled (ahead of time, a window at a time). */
+  readonly #announced = new Set<string>()
+  /** Announced users whose create was not sent (yet): settled without a call at the end of the run. */
+  readonly #announcedUnsent = new Map<string, string>()
+  #announcing: Promise<void> | undefined
   readonly #client: CkanApiClient
   readonly #done: Map<string, DoneToken>
+  /** Journal writes nobody waits for (token-issued), awaited by flush(). */
+  readonly #lateWrites: Array<Promise<void>> = []
+  #next = 0
+  #queue: CkanUserRow[] = []
   readonly #jtis: Set<string>
   readonly #run: RunFolder
   readonly #settings: IssuerSettings
+  #window = 64
   /** Creates per user whose outcome nothing accounts for yet (sent minus issued since the last settle). */
   readonly #unsettled: Map<string, {count: number; userName: string}>
 
@@ -266,6 +278,22 @@ class TokenIssuer {
 
   static async create(run: RunFolder, client: CkanApiClient, settings: IssuerSettings): Promise<TokenIssuer> {
     return new TokenIssuer(run, client, settings, await run.readTokens(), unsettledCreates(await run.journal.readAll()))
+  }
+
+  /** Waits for the journal writes issue() did not wait for; rethrows the first failure. */
+  async flush(): Promise<void> {
+    await Promise.all(this.#lateWrites)
+  }
+
+  /**
+   * The users this run will try, in order. Their first `create-sent` entries are journaled a
+   * window at a time, ahead of their creates (one fsync per window instead of one per user): an
+   * entry for a create never sent costs only one api_token_list on a resume after a crash.
+   */
+  plan(users: CkanUserRow[], window: number): void {
+    this.#queue = users.filter((user) => !this.#done.has(user.id))
+    this.#next = 0
+    this.#window = window
   }
 
   async issue(user: CkanUserRow, state: UserState): Promise<void> {
@@ -298,7 +326,10 @@ class TokenIssuer {
         continue
       }
       state.attempts += 1
-      await this.#run.record({attempt: state.attempts, kind: 'create-sent', tokenName, userId: user.id, userName: user.name})
+      // Write-ahead: the create-sent entry is on disk before the request leaves.
+      if (state.attempts === 1 && this.#queue.length > 0) await this.#announce(user.id)
+      else await this.#run.record({attempt: state.attempts, kind: 'create-sent', tokenName, userId: user.id, userName: user.name})
+      this.#announcedUnsent.delete(user.id)
       const unsettled = this.#unsettled.get(user.id) ?? {count: 0, userName: user.name}
       unsettled.count += 1
       this.#unsettled.set(user.id, unsettled)
@@ -335,7 +366,10 @@ class TokenIssuer {
       })
       this.#jtis.add(created.jti.reveal())
       this.#done.set(user.id, {createdAt, expiresAt: created.expiresAt, jti: created.jti, tokenName})
-      await this.#run.record({jtiFingerprint: created.jti.fingerprint(), kind: 'token-issued', tokenName, userId: user.id, userName: user.name})
+      // Not waited for: the store is the truth; without this entry a resume only re-checks the user.
+      const issued = this.#run.record({jtiFingerprint: created.jti.fingerprint(), kind: 'token-issued', tokenName, userId: user.id, userName: user.name})
+      issued.catch(() => {})
+      this.#lateWrites.push(issued)
       unsettled.count -= 1
       if (unsettled.count <= 0) this.#unsettled.delete(user.id)
       Object.assign(state, {createdAt, expiresAt: created.expiresAt, jtiFingerprint: created.jti.fingerprint(), outcome: 'issued'})
@@ -352,6 +386,14 @@ class TokenIssuer {
    * run (and is reconciled before its next create). Returns how many users were settled.
    */
   async settle(concurrency: number): Promise<number> {
+    // Announced users whose create never left this process: nothing to ask CKAN (unless an
+    // earlier run left them unsettled: the calls below check those).
+    const unsent = [...this.#announcedUnsent].filter(([userId]) => !this.#unsettled.has(userId))
+    this.#announcedUnsent.clear()
+    if (unsent.length > 0) {
+      const at = new Date().toISOString()
+      await this.#run.journal.append(...unsent.map(([userId, userName]) => ({at, kind: 'create-settled' as const, userId, userName})))
+    }
     const limit = pLimit(concurrency)
     let settled = 0
     await Promise.all(
@@ -368,6 +410,42 @@ class TokenIssuer {
       ),
     )
     return settled
+  }
+
+  /** Journals the first create-sent of the window of queued users that holds `userId` (one fsync). */
+  async #announce(userId: string): Promise<void> {
+    while (!this.#announced.has(userId)) {
+      if (this.#announcing) {
+        await this.#announcing
+        continue
+      }
+      const batch = this.#queue.slice(this.#next, this.#next + this.#window)
+      if (batch.length === 0) throw new Error(`issue-tokens: user ${userId} is not in the plan`)
+      this.#next += batch.length
+      const at = new Date().toISOString()
+      const {date, template} = this.#settings
+      const runId = this.#run.meta.runId
+      this.#announcing = this.#run.journal
+        .append(
+          ...batch.map((queued) => ({
+            at,
+            attempt: 1,
+            kind: 'create-sent' as const,
+            tokenName: renderTokenName(template, {date, run: runId, user: queued.name}),
+            userId: queued.id,
+            userName: queued.name,
+          })),
+        )
+        .then(() => {
+          for (const queued of batch) {
+            this.#announced.add(queued.id)
+            this.#announcedUnsent.set(queued.id, queued.name)
+          }
+        })
+        .finally(() => {
+          this.#announcing = undefined
+        })
+    }
   }
 
   async #fail(user: CkanUserRow, state: UserState, reason: string): Promise<void> {
