@@ -187,7 +187,11 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
       })
       const states = new Map<string, UserState>()
       for (const user of selection.selected) states.set(user.id, {attempts: 0, outcome: 'not started'})
-      for (const skip of selection.skipped) await run.record({kind: 'user-skipped', reason: skip.reason, userId: skip.user.id, userName: skip.user.name})
+      if (selection.skipped.length > 0) {
+        const at = new Date().toISOString()
+        // One write and one fsync for all of them.
+        await run.journal.append(...selection.skipped.map((skip) => ({at, kind: 'user-skipped' as const, reason: skip.reason, userId: skip.user.id, userName: skip.user.name})))
+      }
 
       let failed = 0
       let fatal: unknown
@@ -195,23 +199,23 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
       await issuer.settle(options.concurrency)
       issuer.plan(selection.selected, Math.max(64, options.concurrency * 8))
       options.progress?.start(selection.selected.length)
-      const limit = pLimit(options.concurrency)
-      await Promise.all(
-        selection.selected.map((user) =>
-          limit(async () => {
-            if (options.signal?.aborted || fatal) return
-            const state = states.get(user.id)!
-            try {
-              await issuer.issue(user, state)
-            } catch (error) {
-              fatal ??= error
-              return
-            }
-            if (state.outcome === 'failed') failed += 1
-            options.progress?.advance(failed)
-          }),
-        ),
-      )
+      // A fixed pool of workers taking users in order: no pending task per user (100k users stay small).
+      let next = 0
+      const worker = async () => {
+        while (next < selection.selected.length && !options.signal?.aborted && !fatal) {
+          const user = selection.selected[next++]!
+          const state = states.get(user.id)!
+          try {
+            await issuer.issue(user, state)
+          } catch (error) {
+            fatal ??= error
+            return
+          }
+          if (state.outcome === 'failed') failed += 1
+          options.progress?.advance(failed)
+        }
+      }
+      await Promise.all(Array.from({length: Math.min(options.concurrency, selection.selected.length)}, worker))
       // The final sweep: every create of this run has ended, so a late commit is found now.
       await issuer.flush()
       if (!fatal) await issuer.settle(options.concurrency)
@@ -252,8 +256,10 @@ class TokenIssuer {
   #announcing: Promise<void> | undefined
   readonly #client: CkanApiClient
   readonly #done: Map<string, DoneToken>
-  /** Journal writes nobody waits for (token-issued), awaited by flush(). */
-  readonly #lateWrites: Array<Promise<void>> = []
+  /** The first failure of a journal write nobody waited for (token-issued), rethrown by flush(). */
+  #lateError: unknown
+  /** Journal writes nobody waits for (token-issued) still in flight, awaited by flush(). */
+  readonly #lateWrites = new Set<Promise<void>>()
   #next = 0
   #queue: CkanUserRow[] = []
   readonly #jtis: Set<string>
@@ -283,6 +289,7 @@ class TokenIssuer {
   /** Waits for the journal writes issue() did not wait for; rethrows the first failure. */
   async flush(): Promise<void> {
     await Promise.all(this.#lateWrites)
+    if (this.#lateError) throw this.#lateError
   }
 
   /**
@@ -368,8 +375,12 @@ class TokenIssuer {
       this.#done.set(user.id, {createdAt, expiresAt: created.expiresAt, jti: created.jti, tokenName})
       // Not waited for: the store is the truth; without this entry a resume only re-checks the user.
       const issued = this.#run.record({jtiFingerprint: created.jti.fingerprint(), kind: 'token-issued', tokenName, userId: user.id, userName: user.name})
-      issued.catch(() => {})
-      this.#lateWrites.push(issued)
+      const tracked: Promise<void> = issued
+        .catch((error: unknown) => {
+          this.#lateError ??= error
+        })
+        .finally(() => this.#lateWrites.delete(tracked))
+      this.#lateWrites.add(tracked)
       unsettled.count -= 1
       if (unsettled.count <= 0) this.#unsettled.delete(user.id)
       Object.assign(state, {createdAt, expiresAt: created.expiresAt, jtiFingerprint: created.jti.fingerprint(), outcome: 'issued'})
