@@ -197,7 +197,14 @@ export async function backupEmbeddedDatabase(options: EmbeddedBackupOptions): Pr
   if (options.dryRun) return planned
   const {pgDump} = await import('@electric-sql/pglite-tools/pg_dump')
   // The WASM pg_dump builds the dump in memory (its virtual file system); it never touches the disk.
+  const searchPath = (await options.db.query<{search_path: string}>('SHOW search_path')).rows[0]?.search_path ?? 'public'
   const dumped = await pgDump({pg: options.db})
+  // The WASM pg_dump opens its snapshot transaction on PGlite's one shared session and exits
+  // without ending it (a real server ends it when the connection closes). Left open, the socket
+  // server would serve only its last client and every other (the emulator) would wait forever.
+  // It also empties search_path for the session, which every other client shares.
+  if (options.db.isInTransaction()) await options.db.exec('ROLLBACK')
+  await options.db.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [searchPath])
   const inspector = new PlainSqlInspector()
   const plain = countingTee(options.onProgress, async (chunk) => inspector.feed(chunk), () => {})
   Readable.fromWeb(dumped.stream() as import('node:stream/web').ReadableStream<Uint8Array>).pipe(plain)
