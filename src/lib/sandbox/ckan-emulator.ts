@@ -312,6 +312,8 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
         status = error.status
         payload = typeof error.body.bare === 'string' ? error.body.bare : {help, error: error.body, success: false}
       } else {
+        // CKAN logs the traceback and answers a bare 500; CKAN_MIGRATE_EMULATOR_DEBUG=1 shows ours.
+        if (process.env.CKAN_MIGRATE_EMULATOR_DEBUG) process.stderr.write(`emulator: ${actionName}: ${String(error)}\n`)
         status = 500
         payload = {help, error: {__type: 'Internal Server Error', message: 'Internal Server Error'}, success: false}
       }

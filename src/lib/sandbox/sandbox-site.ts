@@ -1,3 +1,4 @@
+import type {PGlite} from '@electric-sql/pglite'
 import {randomBytes} from 'node:crypto'
 import {join, resolve} from 'node:path'
 
@@ -67,6 +68,8 @@ export type SandboxSite = {
   dir: string
   emulator: CkanEmulator
   engine: 'pglite' | 'postgres'
+  /** The PGlite instance itself when engine is 'pglite' (for pglite-tools' dump). */
+  pglite?: PGlite
   siteUserName: string
   /** Stops the emulator and drops the database (or stops PGlite). Safe to call twice. */
   stop(): Promise<void>
@@ -80,12 +83,12 @@ function generatedSecret(): string {
   return randomBytes(20).toString('base64url').slice(0, 25)
 }
 
-type Database = {drop(): Promise<void>; engine: 'pglite' | 'postgres'; url: string}
+type Database = {drop(): Promise<void>; engine: 'pglite' | 'postgres'; pglite?: PGlite; url: string}
 
 async function createDatabase(serverUrl: string | undefined): Promise<Database> {
   if (!serverUrl) {
     const embedded = await startEmbeddedPostgres()
-    return {drop: () => embedded.stop(), engine: 'pglite', url: embedded.url}
+    return {drop: () => embedded.stop(), engine: 'pglite', pglite: embedded.db, url: embedded.url}
   }
   const name = `ckan_sandbox_${randomBytes(6).toString('hex')}`
   const admin = new pg.Client({connectionString: serverUrl})
@@ -187,7 +190,9 @@ export async function startSandboxSite(options: SandboxSiteOptions): Promise<San
       databaseUrl: database.url,
       env: options.env,
       faults: options.faults,
-      poolSize: database.engine === 'pglite' ? 4 : 16,
+      // PGlite is one session: named prepared statements of two pool connections would collide
+      // ("prepared statement already exists"), and it runs one query at a time anyway.
+      poolSize: database.engine === 'pglite' ? 1 : 16,
       port: options.port,
       version,
     })
@@ -234,6 +239,7 @@ export async function startSandboxSite(options: SandboxSiteOptions): Promise<San
       dir,
       emulator,
       engine: database.engine,
+      ...(database.pglite ? {pglite: database.pglite} : {}),
       siteUserName: SITE_ID,
       stop() {
         stopped ??= cleanup()
