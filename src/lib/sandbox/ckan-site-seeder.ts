@@ -93,7 +93,7 @@ export async function seedCkanSite(sql: Queryable, options: SeedOptions): Promis
                    WHEN r_name < 300 THEN NULL
                    ELSE 'User ' || i END,
               CASE WHEN r_email < 50 THEN NULL
-                   WHEN $4 AND r_email < 60 AND r_state < 900 THEN 'shared-' || (i % 97) || '@example.org'
+                   WHEN $4 AND r_email < 60 AND r_state < 900 THEN 'shared-' || (i % 11) || '@example.org'
                    ELSE 'user-' || i || '@example.org' END,
               r_admin < 5,
               CASE WHEN r_state < 900 THEN 'active' WHEN r_state < 950 THEN 'pending' ELSE 'deleted' END,
