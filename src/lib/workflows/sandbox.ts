@@ -7,7 +7,7 @@ import {EXIT_CODES, MigrateError} from '../errors.js'
 import {ensurePrivateFolder, writeFileAtomically} from '../files/secret-file.js'
 import type {CkanVersion} from '../sandbox/ckan-schema.js'
 import type {FaultSettings} from '../sandbox/faults.js'
-import {type SandboxSite, startSandboxSite} from '../sandbox/sandbox-site.js'
+import {type SandboxSite, type SandboxSiteOptions, startSandboxSite} from '../sandbox/sandbox-site.js'
 
 export const SANDBOX_FILE = 'sandbox.json'
 
@@ -21,6 +21,8 @@ export type SandboxOptions = {
   onStep?: (step: string) => void
   port: number
   seed: string
+  /** More settings for the site (e.g. a ckan.ini without api_token.* lines, as on sites upgraded from 2.8). */
+  site?: Pick<SandboxSiteOptions, 'apiTokenLines'>
   users: number
 }
 
@@ -88,6 +90,7 @@ export async function startSandbox(options: SandboxOptions): Promise<RunningSand
   await checkPort(options.port)
   options.onStep?.(options.databaseUrl ? 'Creating the sandbox database' : 'Starting PGlite')
   const site = await startSandboxSite({
+    ...options.site,
     dir,
     faults: options.faults,
     port: options.port,

@@ -1,0 +1,120 @@
+import pLimit from 'p-limit'
+
+import type {Secret} from '../secret.js'
+
+/** A client of the site: a person's script or a service, with the credential it uses right now. */
+export type ProbeClient = {
+  credential: Secret
+  kind: 'service' | 'user'
+  /** Who the client is, for the report: a user name or a service name. Never the credential. */
+  label: string
+  /** The user the credential belongs to: api_token_list for this user proves the identity. */
+  userName: string
+}
+
+export type ProbeFailure = {kind: ProbeClient['kind']; label: string; phase: string; status: number | string}
+
+export type ProbeStats = {
+  calls: number
+  failures: number
+  /** The first failures (at most 20), for the summary. */
+  failureSamples: ProbeFailure[]
+  /** Calls and failures per phase of the rehearsal. */
+  phases: Array<{calls: number; failures: number; name: string}>
+  rounds: number
+}
+
+/**
+ * The continuity probe of `sandbox --run`: while the migration runs, it keeps calling the
+ * site with every credential in use (each migrated user's current credential, each service's
+ * configured one) through an identity-proving action, `api_token_list` for the credential's own
+ * user: 200 means the client still works, anything else is a client left without access.
+ */
+export class ContinuityProbe {
+  #clients: ProbeClient[] = []
+  readonly #concurrency: number
+  readonly #failureSamples: ProbeFailure[] = []
+  readonly #headerName: string
+  #loop: Promise<void> | undefined
+  #phase = 'start'
+  readonly #phases = new Map<string, {calls: number; failures: number}>()
+  #rounds = 0
+  #running = false
+  readonly #url: string
+
+  constructor(options: {ckanUrl: string; concurrency?: number; headerName?: string}) {
+    this.#url = `${options.ckanUrl.replace(/\/+$/, '')}/api/3/action/api_token_list`
+    this.#concurrency = options.concurrency ?? 4
+    this.#headerName = options.headerName ?? 'Authorization'
+  }
+
+  /** One full pass over every client. */
+  async round(): Promise<void> {
+    const clients = this.#clients
+    const limit = pLimit(this.#concurrency)
+    await Promise.all(clients.map((client) => limit(() => this.#check(client))))
+    this.#rounds += 1
+  }
+
+  /** Replaces the set of clients (e.g. when users switch from their key to their token). */
+  setClients(clients: ProbeClient[]): void {
+    this.#clients = clients
+  }
+
+  setPhase(name: string): void {
+    this.#phase = name
+  }
+
+  /** Starts probing in rounds, in the background, until stop(). */
+  start(): void {
+    if (this.#running) return
+    this.#running = true
+    this.#loop = (async () => {
+      while (this.#running) {
+         
+        await this.round()
+         
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    })()
+  }
+
+  stats(): ProbeStats {
+    let calls = 0
+    let failures = 0
+    const phases = [...this.#phases].map(([name, counts]) => {
+      calls += counts.calls
+      failures += counts.failures
+      return {name, ...counts}
+    })
+    return {calls, failureSamples: [...this.#failureSamples], failures, phases, rounds: this.#rounds}
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false
+    await this.#loop
+  }
+
+  async #check(client: ProbeClient): Promise<void> {
+    const phase = this.#phase
+    const counts = this.#phases.get(phase) ?? {calls: 0, failures: 0}
+    this.#phases.set(phase, counts)
+    counts.calls += 1
+    let status: number | string
+    try {
+      const response = await fetch(this.#url, {
+        body: JSON.stringify({user: client.userName, user_id: client.userName}),
+        headers: {'Content-Type': 'application/json', [this.#headerName]: client.credential.reveal()},
+        method: 'POST',
+        signal: AbortSignal.timeout(30_000),
+      })
+      status = response.status
+      await response.arrayBuffer()
+    } catch (error) {
+      status = (error as {cause?: {code?: string}}).cause?.code ?? (error as Error).name
+    }
+    if (status === 200) return
+    counts.failures += 1
+    if (this.#failureSamples.length < 20) this.#failureSamples.push({kind: client.kind, label: client.label, phase, status})
+  }
+}

@@ -1,0 +1,301 @@
+import * as openpgp from 'openpgp'
+import {join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import pg from 'pg'
+
+import {CkanApiClient} from '../ckan/ckan-api-client.js'
+import {readCkanIni} from '../ckan/ckan-ini.js'
+import {describeError, EXIT_CODES, MigrateError} from '../errors.js'
+import {openRunFolder} from '../files/run-folder.js'
+import {writeSecretFile} from '../files/secret-file.js'
+import {type ContinuityProbe as Probe, ContinuityProbe, type ProbeClient, type ProbeStats} from '../sandbox/continuity-probe.js'
+import {upgradeSandboxDatabase} from '../sandbox/sandbox-site.js'
+import {Secret} from '../secret.js'
+import {auditSite} from './audit.js'
+import {backupDatabase, backupEmbeddedDatabase, type BackupResult} from './backup.js'
+import {bundleAccess} from './bundle.js'
+import {issueTokens} from './issue-tokens.js'
+import {purgeKeys} from './purge-keys.js'
+import {rewriteServiceConfigs} from './rewrite-config.js'
+import {type RunningSandbox, startSandbox} from './sandbox.js'
+import {verifyTokens} from './verify.js'
+
+/** The certificate the sandbox's bundles carry (the emulator speaks plain HTTP). */
+export const SANDBOX_SERVER_CERT = fileURLToPath(new URL('../../../assets/sandbox-server.cert', import.meta.url))
+
+export type RehearsalOptions = {
+  /** A real PostgreSQL server to run the site on instead of PGlite. */
+  databaseUrl?: string
+  dir: string
+  /** Called when a step starts and when it ends. */
+  onStep?: (event: {name: string; step?: RehearsalStep}) => void
+  seed: string
+  signal?: AbortSignal
+  users: number
+}
+
+export type RehearsalStep = {
+  /** What this step produced, in one line (counts, verdicts; never a secret). */
+  detail: string
+  durationMs: number
+  /** What a correct migration shows at this step. */
+  expected: string
+  name: string
+  ok: boolean
+}
+
+export type RehearsalResult = {
+  ckanUrl: string
+  /** Every credential in use stayed working: probe.failures === 0. */
+  continuity: ProbeStats
+  ok: boolean
+  paths: {
+    auditCsv: string
+    backup: null | string
+    bundles: null | string
+    ckanIni: string
+    passwords: null | string
+    report: null | string
+    runFolder: string
+    sandboxDir: string
+  }
+  steps: RehearsalStep[]
+}
+
+type Step = {detail: string; ok: boolean}
+
+/**
+ * `sandbox --run`: the whole runbook on an embedded CKAN 2.9 site, end to end — backup, audit
+ * (NOT READY), fix the blockers only an admin can fix, rewrite-config (dry run, then for real),
+ * issue-tokens (dry run, then for real), verify, bundle, audit again (READY), then the emulator
+ * becomes 2.10 and 2.11 over the same database and ckan.ini, where every issued token must still
+ * work and every legacy key must be refused, and finally purge-keys. A continuity probe keeps
+ * calling the site with every credential in use the whole time and counts failures.
+ */
+export async function rehearseMigration(options: RehearsalOptions): Promise<RehearsalResult> {
+  const dir = resolve(options.dir)
+  const stamp = new Date().toISOString().replaceAll(/[:.]/g, '-')
+  const runFolder = join(dir, 'runs', stamp)
+  const auditCsv = join(dir, 'reports', `audit-before-${stamp}.csv`)
+  const steps: RehearsalStep[] = []
+  let sandbox: RunningSandbox | undefined
+  let sql: pg.Client | undefined
+  let probe: Probe | undefined
+  const paths: RehearsalResult['paths'] = {
+    auditCsv,
+    backup: null,
+    bundles: null,
+    ckanIni: join(dir, 'ckan.ini'),
+    passwords: null,
+    report: null,
+    runFolder,
+    sandboxDir: dir,
+  }
+
+  const step = async (name: string, expected: string, body: () => Promise<Step>): Promise<Step> => {
+    if (options.signal?.aborted) throw new MigrateError('Interrupted', {exitCode: EXIT_CODES.interrupted})
+    options.onStep?.({name})
+    probe?.setPhase(name)
+    const started = performance.now()
+    let outcome: Step
+    try {
+      outcome = await body()
+    } catch (error) {
+      outcome = {detail: `failed: ${describeError(error)}`, ok: false}
+    }
+    const record = {...outcome, durationMs: Math.round(performance.now() - started), expected, name}
+    steps.push(record)
+    options.onStep?.({name, step: record})
+    return outcome
+  }
+
+  try {
+    // A site upgraded from 2.8, as most 2.9 sites with legacy keys are: no api_token.* lines, so
+    // tokens are signed with beaker.session.secret and the secret must be pinned before 2.11.
+    sandbox = await startSandbox({ckanVersion: '2.9', databaseUrl: options.databaseUrl, dir, port: 0, seed: options.seed, site: {apiTokenLines: false}, users: options.users})
+    const site = sandbox.site
+    paths.ckanIni = site.ckanIni
+    sql = new pg.Client({connectionString: site.databaseUrl})
+    sql.on('error', () => {})
+    await sql.connect()
+    const db = sql
+    const ckanUrl = new URL(site.ckanUrl)
+    const admin = new CkanApiClient({ckanUrl, credential: site.adminCredential})
+
+    // The backup first: it is step one of the runbook, and on PGlite the dump tool resets
+    // prepared statements, which must happen before any client depends on them.
+    const keyFiles = await makeBackupKeys(dir)
+    let backup: BackupResult | undefined
+    await step('backup', 'an encrypted dump of the 2.9 database', async () => {
+      const common = {dir: join(dir, 'backups'), recipient: {keyFile: keyFiles.publicKey}, site: site.siteUserName}
+      backup =
+        site.engine === 'pglite' && site.pglite
+          ? await backupEmbeddedDatabase({...common, db: site.pglite})
+          : await backupDatabase({...common, databaseUrl: site.databaseUrl})
+      paths.backup = backup.file
+      return {detail: `${backup.file} (${backup.bytes} bytes, ${backup.tables.length} tables, ${backup.dumpFormat})`, ok: backup.bytes !== null}
+    })
+
+    probe = new ContinuityProbe({ckanUrl: site.ckanUrl})
+    const users = await keyHolders(db, site.siteUserName)
+    const siteKey = await siteUserKey(db, site.siteUserName)
+    const serviceClients = (xloader: Secret | undefined, datapusher: Secret | undefined): ProbeClient[] => [
+      {credential: xloader ?? siteKey, kind: 'service', label: 'xloader', userName: site.siteUserName},
+      {credential: datapusher ?? siteKey, kind: 'service', label: 'datapusher', userName: site.siteUserName},
+    ]
+    let services = serviceClients(undefined, undefined)
+    let people: ProbeClient[] = users.map((user) => ({credential: user.key, kind: 'user', label: user.name, userName: user.name}))
+    probe.setClients([...people, ...services])
+    probe.setPhase('before the migration')
+    await probe.round()
+    probe.start()
+
+    await step('audit', 'NOT READY: blockers for 2.10/2.11', async () => {
+      const audit = await auditSite({ckanIniPath: site.ckanIni, ckanUrl, csvPath: auditCsv})
+      const ids = audit.findings.filter((finding) => finding.severity === 'blocker').map((finding) => finding.id)
+      return {detail: `${audit.verdict.status}, ${audit.verdict.blockers} blockers: ${ids.join(', ')}`, ok: audit.verdict.status === 'NOT READY'}
+    })
+
+    await step('fix duplicate emails', 'no two active users share an email (an admin decision; here: renamed)', async () => {
+      const fixed = await fixDuplicateEmails(db)
+      return {detail: `${fixed} addresses made unique`, ok: true}
+    })
+
+    await step('rewrite-config --dry-run', 'a redacted diff, no file changed, no token created', async () => {
+      const before = await tokenCount(db)
+      const plan = await rewriteServiceConfigs({alsoPaths: [], chainTarget: 'defining', ckan: admin, ckanIniPath: site.ckanIni, dryRun: true, envFilePaths: [], fixHeader: false, out: runFolder, services: [], tokenFiles: [], tokenLifetimeDays: 365})
+      const after = await tokenCount(db)
+      const changes = plan.files.reduce((total, file) => total + file.changes.length, 0)
+      return {detail: `${changes} settings would change; services ${plan.services.map((service) => service.service).join(', ')}`, ok: before === after && changes > 0}
+    })
+
+    await step('rewrite-config', 'service tokens in ckan.ini, JWT secret pinned; CKAN restarted', async () => {
+      const result = await rewriteServiceConfigs({alsoPaths: [], chainTarget: 'defining', ckan: admin, ckanIniPath: site.ckanIni, dryRun: false, envFilePaths: [], fixHeader: false, out: runFolder, services: [], tokenFiles: [], tokenLifetimeDays: 365})
+      await site.emulator.loadConfig()
+      const ini = await readCkanIni(site.ckanIni)
+      const xloader = ini.get('ckanext.xloader.api_token')
+      const datapusher = ini.get('ckan.datapusher.api_token')
+      services = serviceClients(xloader ? new Secret(xloader) : undefined, datapusher ? new Secret(datapusher) : undefined)
+      probe!.setClients([...people, ...services])
+      return {
+        detail: `${result.services.map((service) => `${service.service}: ${service.tokenSource}`).join(', ')}; JWT secret pinned: ${result.secretPinning ? result.secretPinning.keys.join(' and ') : 'already'}`,
+        ok: Boolean(xloader && datapusher),
+      }
+    })
+
+    await step('issue-tokens --dry-run', 'the plan; no token created', async () => {
+      const before = await tokenCount(db)
+      const plan = await issueTokens({apiKeyFile: site.apiKeyFile, ckanIniPath: site.ckanIni, ckanUrl, concurrency: 4, dryRun: true, out: runFolder})
+      return {detail: `${plan.counts.planned} planned, ${plan.counts.skipped} skipped`, ok: plan.counts.planned > 0 && before === (await tokenCount(db))}
+    })
+
+    let issued = 0
+    await step('issue-tokens', 'exactly one token per selected user, stored in the run folder', async () => {
+      const result = await issueTokens({apiKeyFile: site.apiKeyFile, ckanIniPath: site.ckanIni, ckanUrl, concurrency: 4, dryRun: false, out: runFolder})
+      paths.report = result.reportPath
+      issued = result.counts.issued
+      return {detail: `${result.counts.issued} issued, ${result.counts.skipped} skipped, ${result.counts.failed} failed`, ok: result.counts.failed === 0 && result.counts.issued > 0}
+    })
+
+    await step('verify', 'every token of the run works, each used alone', async () => {
+      const result = await verifyTokens({ckanIniPath: site.ckanIni, concurrency: 4, legacy: false, out: runFolder})
+      return {detail: `${result.counts.ok}/${result.counts.tokens} tokens work`, ok: result.counts.failed === 0 && result.counts.ok >= issued}
+    })
+
+    await step('bundle', 'an AES-encrypted .dcor-access bundle per person; passwords apart', async () => {
+      const result = await bundleAccess({database: {ckanIni: site.ckanIni}, dryRun: false, encryption: 'aes256', force: false, out: runFolder, serverCert: {file: SANDBOX_SERVER_CERT}, suffix: '.dcor-access'})
+      paths.bundles = result.bundleDir
+      paths.passwords = result.passwordsFile
+      // Bundles delivered: from now on every person's scripts use their token, not their key.
+      const run = await openRunFolder(runFolder, {create: false})
+      const tokens = new Map((await run.readTokens()).filter((token) => token.source === 'issue-tokens').map((token) => [token.userName, token.token]))
+      people = people.map((client) => ({...client, credential: tokens.get(client.userName) ?? client.credential}))
+      probe!.setClients([...people, ...services])
+      const switched = people.filter((client) => tokens.has(client.userName)).length
+      return {detail: `${result.counts.written} bundles written; ${switched}/${people.length} clients switched to their token`, ok: switched === people.length}
+    })
+
+    await step('audit again', 'READY', async () => {
+      const audit = await auditSite({ckanIniPath: site.ckanIni, ckanUrl})
+      const ids = audit.findings.filter((finding) => finding.severity === 'blocker').map((finding) => finding.id)
+      return {detail: `${audit.verdict.status}${ids.length > 0 ? `: ${ids.join(', ')}` : ''} (${audit.verdict.warnings} warnings)`, ok: audit.verdict.status === 'READY'}
+    })
+
+    for (const version of ['2.10', '2.11'] as const) {
+      await step(`upgrade to ${version}`, 'every issued token works, every legacy key is refused', async () => {
+        await probe!.round()
+        await upgradeSandboxDatabase(db, version)
+        await site.emulator.setVersion(version)
+        const result = await verifyTokens({ckanIniPath: site.ckanIni, concurrency: 4, legacy: true, out: runFolder})
+        await probe!.round()
+        return {
+          detail: `${result.counts.ok}/${result.counts.tokens} tokens work, ${result.counts.legacyStillAccepted} legacy keys still accepted`,
+          ok: result.counts.failed === 0 && result.counts.legacyStillAccepted === 0,
+        }
+      })
+    }
+
+    await step('purge-keys', 'legacy keys cleared for every verified user; the backup checked first', async () => {
+      const ini = await readCkanIni(site.ckanIni, {caseRule: 'preserve'})
+      const result = await purgeKeys({all: false, backup: paths.backup ? {file: paths.backup, maxAgeHours: 24} : 'none', confirm29: false, databaseUrl: site.databaseUrl, dryRun: false, includeSiteUser: false, ini, out: runFolder})
+      await probe!.round()
+      return {detail: `${result.purged} keys cleared; site user ${result.siteUser.protected ? 'kept' : 'cleared'}`, ok: result.purged > 0}
+    })
+
+    await probe.stop()
+    const continuity = probe.stats()
+    return {ckanUrl: site.ckanUrl, continuity, ok: steps.every((entry) => entry.ok) && continuity.failures === 0, paths, steps}
+  } finally {
+    await probe?.stop()
+    await sql?.end().catch(() => {})
+    await sandbox?.stop()
+  }
+}
+
+/** A throwaway OpenPGP key pair for the sandbox's backup (never for a real site). */
+async function makeBackupKeys(dir: string): Promise<{privateKey: string; publicKey: string}> {
+  const {privateKey, publicKey} = await openpgp.generateKey({
+    curve: 'curve25519Legacy',
+    format: 'armored',
+    type: 'ecc',
+    userIDs: [{name: 'ckan-migrate sandbox backup (throwaway)'}],
+  })
+  const paths = {privateKey: join(dir, 'backup-key.sec.asc'), publicKey: join(dir, 'backup-key.pub.asc')}
+  await writeSecretFile(paths.publicKey, publicKey)
+  await writeSecretFile(paths.privateKey, privateKey)
+  return paths
+}
+
+/** The people whose scripts use a legacy key today: active, a key of their own, not the site user. */
+async function keyHolders(db: pg.Client, siteUserName: string): Promise<Array<{key: Secret; name: string}>> {
+  const {rows} = await db.query<{apikey: string; name: string}>(
+    `SELECT name, apikey FROM "user" u
+     WHERE state = 'active' AND apikey IS NOT NULL AND name <> $1
+       AND (SELECT count(*) FROM "user" o WHERE o.apikey = u.apikey) = 1
+     ORDER BY name`,
+    [siteUserName],
+  )
+  return rows.map((row) => ({key: new Secret(row.apikey), name: row.name}))
+}
+
+async function siteUserKey(db: pg.Client, siteUserName: string): Promise<Secret> {
+  const {rows} = await db.query<{apikey: null | string}>('SELECT apikey FROM "user" WHERE name = $1', [siteUserName])
+  if (!rows[0]?.apikey) throw new MigrateError('The sandbox site user has no legacy key', {exitCode: EXIT_CODES.unexpected})
+  return new Secret(rows[0].apikey)
+}
+
+async function tokenCount(db: pg.Client): Promise<number> {
+  const {rows} = await db.query<{n: number}>('SELECT count(*)::int AS n FROM api_token')
+  return rows[0]!.n
+}
+
+/** Gives every active user but the first of each shared address its own address. */
+async function fixDuplicateEmails(db: pg.Client): Promise<number> {
+  const result = await db.query(
+    `UPDATE "user" u SET email = split_part(u.email, '@', 1) || '+' || u.id || '@' || split_part(u.email, '@', 2)
+     FROM (SELECT id, row_number() OVER (PARTITION BY email ORDER BY created, id) AS n
+           FROM "user" WHERE state = 'active' AND email IS NOT NULL) d
+     WHERE u.id = d.id AND d.n > 1`,
+  )
+  return result.rowCount ?? 0
+}

@@ -1,0 +1,77 @@
+import {mkdtemp, readdir, readFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {describe, expect, it} from 'vitest'
+
+import {openRunFolder} from '../../src/lib/files/run-folder.js'
+import type {RehearsalResult} from '../../src/lib/workflows/rehearse-migration.js'
+import {runCliJson} from '../helpers/run-cli.js'
+import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
+
+/** Every file below `dir`, as text (bundles are binary: their bytes as latin1 are still searched). */
+async function everyFileText(dir: string): Promise<string> {
+  const entries = await readdir(dir, {recursive: true, withFileTypes: true})
+  const texts = await Promise.all(
+    entries.filter((entry) => entry.isFile()).map((entry) => readFile(join(entry.parentPath, entry.name), 'latin1')),
+  )
+  return texts.join('\n')
+}
+
+describe('ckan-migrate sandbox --run', () => {
+  it('rehearses the whole runbook on a 2.9 site, through 2.10 and 2.11, without a client ever losing access', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sandbox-run-'))
+    const args = ['sandbox', '--run', '--users', '150', '--dir', dir, ...(REAL_POSTGRES_URL ? ['--database-url', REAL_POSTGRES_URL] : [])]
+    const {exitCode, json, stderr, stdout} = await runCliJson<RehearsalResult>(args)
+    expect(exitCode, stderr).toBe(0)
+    const result = json.result!
+    expect(result.ok).toBe(true)
+    expect(result.steps.map((step) => step.name)).toEqual([
+      'backup',
+      'audit',
+      'fix duplicate emails',
+      'rewrite-config --dry-run',
+      'rewrite-config',
+      'issue-tokens --dry-run',
+      'issue-tokens',
+      'verify',
+      'bundle',
+      'audit again',
+      'upgrade to 2.10',
+      'upgrade to 2.11',
+      'purge-keys',
+    ])
+    for (const step of result.steps) expect(step.ok, `${step.name}: ${step.detail}`).toBe(true)
+    expect(result.steps.find((step) => step.name === 'audit')?.detail).toMatch(/^NOT READY/)
+    expect(result.steps.find((step) => step.name === 'audit again')?.detail).toMatch(/^READY/)
+    expect(result.continuity.failures).toBe(0)
+    expect(result.continuity.calls).toBeGreaterThan(100)
+    expect(result.continuity.phases.map((phase) => phase.name)).toEqual(
+      expect.arrayContaining(['before the migration', 'upgrade to 2.10', 'upgrade to 2.11', 'purge-keys']),
+    )
+
+    // Nothing secret reaches the output: the tokens of the run, the bundle passwords.
+    const run = await openRunFolder(result.paths.runFolder, {create: false})
+    const secrets = (await run.readTokens()).flatMap((token) => [token.token.reveal(), token.jti.reveal()])
+    const passwords = (await readFile(result.paths.passwords!, 'utf8'))
+      .split('\n')
+      .slice(1)
+      .map((line) => line.split(',').at(-1)!.trim())
+      .filter((password) => password.length > 0)
+    expect(secrets.length).toBeGreaterThan(10)
+    expect(passwords.length).toBeGreaterThan(5)
+    for (const secret of [...secrets, ...passwords]) {
+      expect(stdout).not.toContain(secret)
+      expect(stderr).not.toContain(secret)
+    }
+    // …nor the journal and the reports; the token store and passwords.csv are where they live.
+    const journal = await readFile(run.file('journal.jsonl'), 'utf8')
+    const report = await readFile(result.paths.report!, 'utf8')
+    for (const secret of secrets) {
+      expect(journal).not.toContain(secret)
+      expect(report).not.toContain(secret)
+    }
+    // The bundles are encrypted: no token is readable in them.
+    const bundles = await everyFileText(result.paths.bundles!)
+    for (const secret of secrets) expect(bundles.includes(secret), 'a token readable inside the bundle folder').toBe(false)
+  })
+})
