@@ -1,0 +1,204 @@
+import {execFile, spawn} from 'node:child_process'
+import {access, copyFile, mkdir, mkdtemp, readFile, rm, symlink} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+
+import pg from 'pg'
+
+import {type SandboxSite, startSandboxSite} from '../src/lib/sandbox/sandbox-site.js'
+import type {BenchResult} from './run.js'
+
+const execFileAsync = promisify(execFile)
+const ROOT = new URL('..', import.meta.url).pathname
+const AUTOCANNON = new URL('../node_modules/autocannon/autocannon.js', import.meta.url).pathname
+const REPORTER_JS = new URL('support/usage-reporter.mjs', import.meta.url).pathname
+const SERVER = process.env.CKAN_MIGRATE_TEST_POSTGRES_URL
+/** Seeded users per selected one: about 37 % of the seeder's users are active key holders. */
+const SEED_FACTOR = 2.8
+
+type CliRun = {code: null | number; cpuMicros: number; maxRssBytes: number; output: string; seconds: number; tokens: number}
+
+/**
+ * Builds the CLI as it ships (tsc to dist/, oclif manifest) into a temporary folder, so the
+ * measured process is the production one (bin/run.js loads only the command it runs), not the
+ * development loader (tsx, every command imported to build a manifest).
+ */
+async function buildCli(): Promise<{bin: string; remove(): Promise<void>}> {
+  const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-build-'))
+  await mkdir(join(dir, 'bin'))
+  await copyFile(join(ROOT, 'package.json'), join(dir, 'package.json'))
+  await copyFile(join(ROOT, 'bin/run.js'), join(dir, 'bin/run.js'))
+  await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
+  // Type errors in files other developers are editing do not stop the emit.
+  await execFileAsync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.json'), '--outDir', join(dir, 'dist')]).catch(() => {})
+  await access(join(dir, 'dist/commands/issue-tokens.js'))
+  await execFileAsync(process.execPath, [join(ROOT, 'node_modules/oclif/bin/run.js'), 'manifest'], {cwd: dir})
+  return {bin: join(dir, 'bin/run.js'), remove: () => rm(dir, {force: true, recursive: true})}
+}
+
+let cliBin = join(ROOT, 'bin/run.js')
+
+/** Runs the CLI as a child (as an admin would), with its own CPU and peak RSS reported on exit. */
+async function runCli(args: string[]): Promise<CliRun> {
+  const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-usage-'))
+  const usageFile = join(dir, 'usage.json')
+  try {
+    const child = spawn(process.execPath, ['--import', REPORTER_JS, cliBin, ...args], {
+      cwd: ROOT,
+      env: {...process.env, CI: 'true', CKAN_MIGRATE_USAGE_FILE: usageFile},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const chunks: Buffer[] = []
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk))
+    const code = await new Promise<null | number>((resolve) => child.on('close', resolve))
+    const usage = JSON.parse(await readFile(usageFile, 'utf8')) as {cpuMicros: number; maxRssBytes: number}
+    return {code, ...usage, output: Buffer.concat(chunks).toString('utf8'), seconds: 0, tokens: 0}
+  } finally {
+    await rm(dir, {force: true, recursive: true})
+  }
+}
+
+/** Issuing time from the run's own journal: first create-sent to last token-issued. */
+async function issuingWindow(out: string): Promise<{seconds: number; tokens: number}> {
+  let first = Number.POSITIVE_INFINITY
+  let last = 0
+  let tokens = 0
+  for (const line of (await readFile(join(out, 'journal.jsonl'), 'utf8')).split('\n')) {
+    if (!line) continue
+    const entry = JSON.parse(line) as {at: string; kind: string}
+    const at = Date.parse(entry.at)
+    if (entry.kind === 'create-sent') first = Math.min(first, at)
+    if (entry.kind === 'token-issued') {
+      last = Math.max(last, at)
+      tokens += 1
+    }
+  }
+  return {seconds: (last - first) / 1000, tokens}
+}
+
+async function issue(site: SandboxSite, out: string, extra: string[]): Promise<CliRun> {
+  const args = ['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', out, ...extra]
+  const run = await runCli(args)
+  if (run.code !== 0) throw new Error(`issue-tokens exited ${run.code}:\n${run.output}`)
+  return {...run, ...(await issuingWindow(out))}
+}
+
+/** autocannon POSTing api_token_create (the same body each time) at `connections`, `amount` requests. */
+async function autocannon(site: SandboxSite, connections: number, amount: number): Promise<{perSecond: number; total: number}> {
+  const args = [
+    AUTOCANNON, '--json', '-c', String(connections), '-a', String(amount), '-m', 'POST',
+    '-H', `Authorization=${site.adminCredential.reveal()}`, '-H', 'Content-Type=application/json',
+    '-b', JSON.stringify({name: 'bench-autocannon', user: 'admin'}), `${site.ckanUrl}/api/3/action/api_token_create`,
+  ]
+  const started = process.hrtime.bigint()
+  const {stdout} = await execFileAsync(process.execPath, args, {maxBuffer: 64 * 1024 * 1024})
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  const report = JSON.parse(stdout) as {duration: number; errors: number; non2xx: number; requests: {total: number}}
+  if (report.errors + report.non2xx > 0) throw new Error(`autocannon saw ${report.errors} errors and ${report.non2xx} non-2xx answers`)
+  // autocannon's own duration excludes its start-up; fall back to wall time.
+  return {perSecond: report.requests.total / (report.duration || seconds), total: report.requests.total}
+}
+
+/** A plain sequential loop of api_token_create calls (undici fetch, keep-alive), one user each. */
+async function sequentialLoop(site: SandboxSite, userIds: string[]): Promise<number> {
+  const started = process.hrtime.bigint()
+  for (const [index, user] of userIds.entries()) {
+    const response = await fetch(`${site.ckanUrl}/api/3/action/api_token_create`, {
+      body: JSON.stringify({name: `bench-loop ${index}`, user}),
+      headers: {Authorization: site.adminCredential.reveal(), 'Content-Type': 'application/json'},
+      method: 'POST',
+    })
+    if (!response.ok) throw new Error(`api_token_create answered ${response.status}`)
+    await response.json()
+  }
+  return userIds.length / (Number(process.hrtime.bigint() - started) / 1e9)
+}
+
+async function withSite<T>(users: number, latencyMs: number, work: (site: SandboxSite, dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-bench-issue-'))
+  const site = await startSandboxSite({
+    datapusher: false,
+    dir: join(dir, 'site'),
+    faults: latencyMs > 0 ? {latencyMs} : undefined,
+    serverUrl: SERVER,
+    users,
+    version: '2.10',
+    xloader: false,
+  })
+  try {
+    return await work(site, dir)
+  } finally {
+    await site.stop()
+    await rm(dir, {force: true, recursive: true})
+  }
+}
+
+async function someUserIds(site: SandboxSite, count: number): Promise<string[]> {
+  const client = new pg.Client({connectionString: site.databaseUrl})
+  await client.connect()
+  try {
+    const rows = await client.query<{id: string}>(`SELECT id FROM "user" WHERE state = 'active' ORDER BY name DESC LIMIT $1`, [count])
+    return rows.rows.map((row) => row.id)
+  } finally {
+    await client.end()
+  }
+}
+
+const fmt = (value: number, digits = 0) => value.toLocaleString('en', {maximumFractionDigits: digits, minimumFractionDigits: digits})
+const mib = (bytes: number) => `${fmt(bytes / 2 ** 20, 0)} MiB`
+
+export default async function issueTokensBench(): Promise<BenchResult> {
+  const engine = SERVER ? 'PostgreSQL 15' : 'PGlite'
+  const users = Number(process.env.BENCH_ISSUE_USERS ?? 10_000)
+  const bigUsers = Number(process.env.BENCH_ISSUE_BIG_USERS ?? 100_000)
+  const sequentialUsers = 500
+  const build = await buildCli()
+  cliBin = build.bin
+  try {
+    return await measureAll(engine, users, bigUsers, sequentialUsers)
+  } finally {
+    await build.remove()
+  }
+}
+
+async function measureAll(engine: string, users: number, bigUsers: number, sequentialUsers: number): Promise<BenchResult> {
+
+  // 1. Throughput at concurrency 16 against autocannon, 5 ms added latency, same emulator.
+  const throughput = await withSite(Math.ceil(users * SEED_FACTOR), 5, async (site, dir) => {
+    const loadGenerator = await autocannon(site, 16, users)
+    const dry = await runCli(['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', join(dir, 'dry'), '--limit', String(users), '--dry-run'])
+    const ours = await issue(site, join(dir, 'run'), ['--concurrency', '16', '--limit', String(users)])
+    return {dryCpu: dry.cpuMicros, loadGenerator, ours}
+  })
+  const ratio = throughput.ours.tokens / throughput.ours.seconds / throughput.loadGenerator.perSecond
+  const cpuPerToken = (throughput.ours.cpuMicros - throughput.dryCpu) / throughput.ours.tokens
+
+  // 2. Concurrency 1 against a plain sequential loop, same emulator and latency.
+  const sequential = await withSite(Math.ceil(sequentialUsers * 2 * SEED_FACTOR), 5, async (site, dir) => {
+    const loop = await sequentialLoop(site, await someUserIds(site, sequentialUsers))
+    const ours = await issue(site, join(dir, 'run'), ['--concurrency', '1', '--limit', String(sequentialUsers)])
+    return {loop, ours: ours.tokens / ours.seconds}
+  })
+
+  // 3. Peak RSS at 100k users (no added latency, concurrency 16).
+  const big = await withSite(Math.ceil(bigUsers * SEED_FACTOR), 0, async (site, dir) =>
+    issue(site, join(dir, 'run'), ['--concurrency', '16', '--limit', String(bigUsers)]),
+  )
+
+  return {
+    markdown: `Command: \`CKAN_MIGRATE_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:55432/postgres npm run bench -- issue-tokens\` (${engine}).
+The emulator (CKAN 2.10, \`startSandboxSite\`) runs in the benchmark process; \`ckan-migrate issue-tokens\` runs as a child process as it ships (built with \`tsc\` and \`oclif manifest\` into a temporary folder: \`node bin/run.js issue-tokens … --limit N\`), with \`bench/support/usage-reporter.mjs\` preloaded to report its own CPU time and peak RSS on exit. Issuing time is read from the run's journal (first \`create-sent\` to last \`token-issued\`), so start-up, preflight and the CSV report are not in the rate. Every token is journaled before its create and fsync'd to the store before it counts (group commit: one fsync per batch of concurrent appends).
+
+| measurement | ckan-migrate issue-tokens | reference | ratio | target |
+| --- | --- | --- | --- | --- |
+| ${fmt(throughput.ours.tokens)} users, concurrency 16, 5 ms latency | ${fmt(throughput.ours.tokens / throughput.ours.seconds)} tokens/s | autocannon \`-c 16 -a ${users}\` POST api_token_create: ${fmt(throughput.loadGenerator.perSecond)} req/s | ${fmt(ratio, 2)}× | ≥ 0.95× |
+| concurrency 1, ${sequentialUsers} users, 5 ms latency | ${fmt(sequential.ours)} tokens/s | sequential fetch loop: ${fmt(sequential.loop)} req/s | ${fmt(sequential.ours / sequential.loop, 2)}× | (reported) |
+| client CPU per token | ${fmt(cpuPerToken)} µs | (CPU of the run minus that of a \`--dry-run\` over the same users: start-up, preflight, selection) | | (reported) |
+| peak RSS, ${fmt(big.tokens)} users, concurrency 16 | ${mib(big.maxRssBytes)} | issuing ${fmt(big.tokens / big.seconds)} tokens/s without added latency | | ≤ 200 MB |
+
+Users are seeded at about ${SEED_FACTOR}× the wanted count (about 37 % of seeded users are active key holders) and \`--limit\` picks the first N by name. Override the sizes with \`BENCH_ISSUE_USERS\` and \`BENCH_ISSUE_BIG_USERS\`.`,
+    title: 'issue-tokens throughput, CPU and memory',
+  }
+}
