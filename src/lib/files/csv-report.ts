@@ -5,7 +5,7 @@ import {open, rename, rm} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
-import {ensurePrivateFolder, syncFolder} from './secret-file.js'
+import {ensureFolder, syncFolder} from './secret-file.js'
 
 /** Cells starting with these make spreadsheets evaluate a formula (CSV injection). */
 const FORMULA_START = /^[=+\-@\t\r]/
@@ -23,7 +23,7 @@ export function neutraliseCell(value: unknown): string {
 export type CsvColumn<Row> = {header: string; value: (row: Row) => boolean | number | string | null | undefined}
 
 /**
- * Writes a UTF-8 CSV report (with a BOM so spreadsheets read UTF-8), 0600 in a 0700 folder,
+ * Writes a UTF-8 CSV report (with a BOM so spreadsheets read UTF-8), 0600 (its folder is made 0700 when we create it),
  * atomically, streaming rows so a million-row report needs no memory. Every cell is neutralised.
  * Reports never hold secrets; callers pass fingerprints, never values.
  */
@@ -33,7 +33,8 @@ export async function writeCsvReport<Row>(
   rows: AsyncIterable<Row> | Iterable<Row>,
 ): Promise<number> {
   const folder = dirname(path)
-  await ensurePrivateFolder(folder)
+  // A report holds no secret: create its folder when missing, never change an existing one (/tmp).
+  await ensureFolder(folder)
   const temporary = join(folder, `.${randomUUID()}.csv.tmp`)
   let count = 0
   const stringifier = stringify({bom: true, header: true, columns: columns.map((column) => column.header)})

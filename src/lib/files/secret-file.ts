@@ -1,11 +1,41 @@
 import {randomUUID} from 'node:crypto'
-import {chmod, mkdir, open, rename, rm} from 'node:fs/promises'
+import {chmod, mkdir, open, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
-/** Creates a folder (and its parents) and makes sure the folder itself is 0700. */
+import {EXIT_CODES, MigrateError} from '../errors.js'
+
+/**
+ * Creates a folder of ours (a run folder, a bundle folder, the sandbox) and makes sure it is
+ * 0700, tightening it if it already exists. Never call it on a folder the user named for
+ * something else (a report's folder): use ensureFolder there.
+ */
 export async function ensurePrivateFolder(folder: string): Promise<void> {
   await mkdir(folder, {mode: 0o700, recursive: true})
   await chmod(folder, 0o700)
+}
+
+/** Creates a folder (0700) when missing; an existing folder keeps its mode. */
+export async function ensureFolder(folder: string): Promise<void> {
+  await mkdir(folder, {mode: 0o700, recursive: true})
+}
+
+/**
+ * Makes sure secrets may be written into `folder`: created 0700 when missing; an existing folder
+ * that others can enter is refused (never silently chmod'ed: it may be /tmp or a home folder).
+ */
+export async function ensureFolderForSecrets(folder: string): Promise<void> {
+  const created = await mkdir(folder, {mode: 0o700, recursive: true})
+  if (created !== undefined) {
+    await chmod(folder, 0o700)
+    return
+  }
+  const info = await stat(folder)
+  if ((info.mode & 0o077) !== 0) {
+    throw new MigrateError(`${folder} can be entered by other users (mode ${(info.mode & 0o777).toString(8)}); files holding secrets are only written into private folders`, {
+      exitCode: EXIT_CODES.writeFailed,
+      suggestion: `Choose a new folder (it is created 0700), or chmod 700 ${folder} if it is yours alone.`,
+    })
+  }
 }
 
 /**
@@ -15,7 +45,7 @@ export async function ensurePrivateFolder(folder: string): Promise<void> {
  */
 export async function writeSecretFile(path: string, contents: string | Uint8Array): Promise<void> {
   const folder = dirname(path)
-  await ensurePrivateFolder(folder)
+  await ensureFolderForSecrets(folder)
   await writeFileAtomically(path, contents, 0o600)
 }
 

@@ -30,7 +30,7 @@ import {PlainSqlInspector} from '../backup/plain-sql-inspector.js'
 import {openCkanDatabase, type Queryable, translateDatabaseError} from '../db/ckan-database.js'
 import {parseDatabaseUrl, toNodePostgresUrl} from '../db/database-url.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {ensurePrivateFolder, syncFolder, writeFileAtomically} from '../files/secret-file.js'
+import {ensureFolderForSecrets, syncFolder, writeFileAtomically} from '../files/secret-file.js'
 import type {Secret} from '../secret.js'
 import {translateSystemError} from '../system-errors.js'
 
@@ -353,7 +353,7 @@ async function openRecipient(choice: RecipientChoice): Promise<Encryption> {
 async function prepareFolder(dir: string, dryRun: boolean): Promise<void> {
   try {
     if (!dryRun) {
-      await ensurePrivateFolder(dir)
+      await ensureFolderForSecrets(dir)
       await access(dir, constants.W_OK)
       return
     }
@@ -370,6 +370,7 @@ async function prepareFolder(dir: string, dryRun: boolean): Promise<void> {
     if (!(await stat(existing)).isDirectory()) throw Object.assign(new Error('not a folder'), {code: 'ENOTDIR'})
     await access(existing, constants.W_OK)
   } catch (error) {
+    if (error instanceof MigrateError) throw error
     const code = (error as NodeJS.ErrnoException).code ?? 'error'
     throw new MigrateError(`Cannot write backups to ${dir}: ${code}`, {
       cause: error,

@@ -12,7 +12,7 @@ import {type AccessBundleEncryption, BundleReadError, readAccessBundle, writeAcc
 import {neutraliseCell, writeCsvReport} from '../files/csv-report.js'
 import {openRunFolder, type RunToken} from '../files/run-folder.js'
 import {safeFileNames} from '../files/safe-file-name.js'
-import {ensurePrivateFolder, syncFolder} from '../files/secret-file.js'
+import {ensureFolderForSecrets, syncFolder} from '../files/secret-file.js'
 import {fingerprintOf, Secret} from '../secret.js'
 
 export const PASSWORDS_FILE = 'passwords.csv'
@@ -264,6 +264,7 @@ async function holds(path: string, password: Secret, token: RunToken, pem: strin
 }
 
 function notWritable(path: string, error: unknown): MigrateError {
+  if (error instanceof MigrateError) return error
   return new MigrateError(`Cannot write to the bundle folder ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
     cause: error,
     exitCode: EXIT_CODES.writeFailed,
@@ -329,7 +330,7 @@ async function checkBundleDir(path: string, suffix: string): Promise<void> {
 
 async function prepareBundleDir(path: string): Promise<void> {
   try {
-    await ensurePrivateFolder(path)
+    await ensureFolderForSecrets(path)
   } catch (error) {
     throw notWritable(path, error)
   }

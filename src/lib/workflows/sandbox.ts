@@ -4,7 +4,7 @@ import {join, resolve} from 'node:path'
 
 import {parseDatabaseUrl} from '../db/database-url.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {ensurePrivateFolder, writeFileAtomically} from '../files/secret-file.js'
+import {ensureFolderForSecrets, writeFileAtomically} from '../files/secret-file.js'
 import type {CkanVersion} from '../sandbox/ckan-schema.js'
 import type {FaultSettings} from '../sandbox/faults.js'
 import {type SandboxSite, type SandboxSiteOptions, startSandboxSite} from '../sandbox/sandbox-site.js'
@@ -50,7 +50,7 @@ export type RunningSandbox = {
 
 async function checkFolder(dir: string): Promise<void> {
   try {
-    await ensurePrivateFolder(dir)
+    await ensureFolderForSecrets(dir)
     await access(dir, constants.W_OK)
   } catch (error) {
     throw new MigrateError(`Cannot write into the sandbox folder ${dir}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {

@@ -30,3 +30,14 @@ describe('writeCsvReport', () => {
     expect((await stat(path)).mode & 0o777).toBe(0o600)
   })
 })
+
+describe('report folders', () => {
+  it('leaves an existing folder (think /tmp) as it is', async () => {
+    const {chmod} = await import('node:fs/promises')
+    const dir = await mkdtemp(join(tmpdir(), 'csv-'))
+    await chmod(dir, 0o1777)
+    await writeCsvReport(join(dir, 'audit.csv'), [{header: 'n', value: (row: number) => row}], [1, 2])
+    expect((await stat(dir)).mode & 0o7777).toBe(0o1777)
+    expect((await stat(join(dir, 'audit.csv'))).mode & 0o777).toBe(0o600)
+  })
+})
