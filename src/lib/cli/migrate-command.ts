@@ -75,9 +75,11 @@ export abstract class MigrateCommand<Result> extends Command {
     const cliError = error instanceof Errors.CLIError ? error : undefined
     const message = error instanceof Error ? error.message : String(error)
     const suggestion = cliError?.suggestions?.[0]
+    const status = cliError?.oclif.exit || EXIT_CODES.unexpected
+    // oclif's own parse errors (missing or unknown flag) carry no code: name them by their exit code.
     return {
-      error: {code: cliError?.code ?? 'unexpected', message, ...(suggestion ? {suggestion} : {})},
-      status: cliError?.oclif.exit || EXIT_CODES.unexpected,
+      error: {code: cliError?.code ?? errorCodeName(status), message, ...(suggestion ? {suggestion} : {})},
+      status,
       warnings: this.#warnings,
     }
   }

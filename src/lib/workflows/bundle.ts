@@ -218,7 +218,8 @@ async function peopleTokens(journal: Promise<Array<{jtiFingerprint?: string; kin
   const revoked = new Set((await journal).filter((entry) => entry.kind === 'token-revoked').map((entry) => entry.jtiFingerprint))
   const newest = new Map<string, RunToken>()
   for (const token of tokens) {
-    if (token.source !== 'issue-tokens' || revoked.has(fingerprintOf(token.jti.reveal()))) continue
+    // revokedAt comes from the run's private revoked.jsonl (full jti); the journal's fingerprints cover older runs.
+    if (token.source !== 'issue-tokens' || token.revokedAt !== undefined || revoked.has(fingerprintOf(token.jti.reveal()))) continue
     const known = newest.get(token.userName)
     if (!known || known.createdAt <= token.createdAt) newest.set(token.userName, token)
   }
