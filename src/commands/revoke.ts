@@ -33,6 +33,7 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
       ckanUrl: flags['ckan-url'],
       concurrency: flags.concurrency,
       dryRun: flags['dry-run'],
+      onWarning: (message) => this.warn(message),
       out: flags.out,
       progress: {
         advance: (failed) => bar?.increment(1, {failed}),

@@ -18,6 +18,8 @@ export type RevokeOptions = {
   dryRun: boolean
   env?: NodeJS.ProcessEnv
   fetch?: typeof fetch
+  /** Told about things worth knowing that are not errors (e.g. a key file others can read). */
+  onWarning?: (message: string) => void
   out: string
   progress?: {advance(failed: number): void; start(total: number): void}
   signal?: AbortSignal
@@ -68,6 +70,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     tokens = tokens.filter((token) => wanted.has(token.userId) || wanted.has(token.userName))
   }
   const credential = await readCredential({env, file: options.apiKeyFile})
+  if (credential.warning) options.onWarning?.(credential.warning)
   const site = await preflightSite({caCertPath: options.caCertPath, ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl), credential, env, fetch: options.fetch, timeoutMs: options.timeoutMs})
   const {client} = site
   try {
