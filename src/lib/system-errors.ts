@@ -25,6 +25,14 @@ export function translateSystemError(error: unknown): MigrateError | undefined {
         suggestion: 'Free some disk space or choose a folder on another disk, then run the same command again.',
       })
     }
+    case 'EEXIST': {
+      // mkdir -p over a path where a regular file sits (e.g. --csv some-file/report.csv).
+      return new MigrateError(`A file is in the way where a folder is needed:${where}`, {
+        cause: error,
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Check the path you passed: a part of it is a file, not a folder.',
+      })
+    }
     case 'EISDIR':
     case 'ENOENT':
     case 'ENOTDIR': {

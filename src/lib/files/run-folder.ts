@@ -251,7 +251,9 @@ async function assertEmptyOrMissing(path: string): Promise<void> {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return
     if (code === 'ENOTDIR') {
-      throw new MigrateError(`--out ${path} is a file, not a folder`, {
+      // Either --out itself is a file, or a folder on its path is (then it cannot be created).
+      const itself = await stat(path).then((info) => info.isFile(), () => false)
+      throw new MigrateError(itself ? `--out ${path} is a file, not a folder` : `--out ${path} cannot be created: a part of its path is a file, not a folder`, {
         exitCode: EXIT_CODES.badInput,
         suggestion: 'Pass a new folder name for the run.',
       })
