@@ -1,0 +1,196 @@
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {createServer} from 'node:net'
+import {join} from 'node:path'
+import pg from 'pg'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {createCkanSchema} from '../../src/lib/sandbox/ckan-schema.js'
+import {seedCkanSite} from '../../src/lib/sandbox/ckan-site-seeder.js'
+import {makeThrowawayKey} from '../lib/backup/throwaway-key.js'
+import {createTestDatabase, REAL_POSTGRES_URL, type TestDatabase} from '../helpers/test-database.js'
+import {exists, expectRefused, removeFolder, snapshotFolder, temporaryFolder} from './support.js'
+
+/** A port nobody listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const {port} = server.address() as {port: number}
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+const ADMIN_KEY = '5d0b0c1e-9a4f-4b7e-8c3d-2f6a1b9e7c44'
+
+describe('bad input: ckan.ini (audit)', () => {
+  let dir: string
+  beforeAll(async () => {
+    dir = await temporaryFolder('ckan-migrate-bad-', {autoRemove: false})
+  })
+  afterAll(() => removeFolder(dir))
+
+  const ini = async (name: string, text: string) => {
+    const path = join(dir, name)
+    await writeFile(path, text)
+    return path
+  }
+
+  it('a garbage line', async () => {
+    const path = await ini('garbage.ini', 'this is not ini\n[app:main]\nckan.site_id = default\n')
+    await expectRefused(['audit', '--ckan-ini', path], {code: 'badInput', message: /garbage\.ini line 1 is not a setting, a section or a comment$/, suggestion: /Fix that line/})
+  })
+
+  it('no [app:main] section', async () => {
+    const path = await ini('nomain.ini', '[DEFAULT]\ndebug = false\n[server:main]\nport = 5000\n')
+    await expectRefused(['audit', '--ckan-ini', path], {code: 'badInput', message: /nomain\.ini has no \[app:main\] section/})
+  })
+
+  it('a broken %(...)s interpolation', async () => {
+    const path = await ini('interp.ini', '[app:main]\nsqlalchemy.url = postgresql://ckan:%(db_password)s@localhost/ckan\n')
+    await expectRefused(['audit', '--ckan-ini', path], {code: 'badInput', message: /sqlalchemy\.url cannot be interpolated: it refers to %\(db_password\)s, which is not set/})
+  })
+
+  it('a use = config: chain to a missing file', async () => {
+    const path = await ini('chain.ini', '[app:main]\nuse = config:base-missing.ini\nckan.site_id = default\n')
+    await expectRefused(['audit', '--ckan-ini', path], {code: 'badInput', message: /base-missing\.ini does not exist \(named by use = config: in .*chain\.ini\)/})
+  })
+
+  it('an unreadable ckan.ini (a folder)', async () => {
+    // Tests run as root, who reads any file: a folder is what root cannot read as a file.
+    await expectRefused(['audit', '--ckan-ini', dir], {code: 'badInput', message: /cannot be read \(EISDIR\)/})
+  })
+
+  it('a ckan.ini that does not exist', async () => {
+    await expectRefused(['audit', '--ckan-ini', join(dir, 'nope.ini')], {code: 'badInput', message: /nope\.ini does not exist$/})
+  })
+})
+
+describe('bad input: the database URL (audit)', () => {
+  it('an unreachable port', async () => {
+    const port = await closedPort()
+    await expectRefused(['audit', '--database-url', `postgresql://ckan:s3cret-pw@127.0.0.1:${port}/ckan_default`], {
+      code: 'databaseUnreachable',
+      message: /Cannot reach the CKAN database at postgresql:\/\/ckan:\*\*\*@127\.0\.0\.1:\d+\/ckan_default: connection refused/,
+      secrets: ['s3cret-pw'],
+    })
+  })
+
+  it.skipIf(!REAL_POSTGRES_URL)('an unknown role with a password (PostgreSQL refuses the login)', async () => {
+    const url = new URL(REAL_POSTGRES_URL!)
+    url.username = 'no_such_role'
+    url.password = 's3cret-pw'
+    await expectRefused(['audit', '--database-url', url.href], {code: 'databaseUnreachable', message: /refused the login \(wrong user or password\)/, secrets: ['s3cret-pw']})
+  })
+
+  it.skipIf(!REAL_POSTGRES_URL)('a database that does not exist', async () => {
+    const url = new URL(REAL_POSTGRES_URL!)
+    url.pathname = '/no_such_ckan_database'
+    await expectRefused(['audit', '--database-url', url.href], {code: 'databaseUnreachable', message: /the database does not exist/})
+  })
+
+  it('a database that is not CKAN’s (no "user" table)', async () => {
+    const database = await createTestDatabase()
+    await expectRefused(['audit', '--database-url', database.url], {code: 'notCkanDatabase', message: /is not a CKAN database: it has no "user" table/})
+  })
+
+  it('a non-PostgreSQL URL scheme', async () => {
+    await expectRefused(['audit', '--database-url', 'mysql://ckan:s3cret-pw@127.0.0.1/ckan'], {code: 'badInput', message: /scheme mysql:\/\/ is not PostgreSQL/, secrets: ['s3cret-pw']})
+  })
+
+  it('a database URL that is not a URL', async () => {
+    // (runCli splits arguments on spaces, so no spaces here.)
+    await expectRefused(['audit', '--database-url', 'postgresql://ckan:s3cret-pw@[db-host/ckan'], {code: 'badInput', message: /is not a valid URL/, secrets: ['s3cret-pw']})
+  })
+
+  it('no database at all (no --database-url, no --ckan-ini)', async () => {
+    const previous = process.env.CKAN_INI
+    delete process.env.CKAN_INI
+    try {
+      await expectRefused(['audit'], {code: 'badInput', message: /^No database given/})
+    } finally {
+      if (previous !== undefined) process.env.CKAN_INI = previous
+    }
+  })
+})
+
+describe('bad input: output files and backups (audit --csv, backup)', () => {
+  let database: TestDatabase
+  beforeAll(async () => {
+    database = await createTestDatabase({autoRelease: false})
+    const client = new pg.Client({connectionString: database.url})
+    client.on('error', () => {})
+    await client.connect()
+    await createCkanSchema(client, '2.9')
+    await seedCkanSite(client, {adminApiKey: ADMIN_KEY, seed: 'bad-input', siteId: 'default', users: 20, version: '2.9'})
+    await client.end()
+  })
+  afterAll(() => database?.release())
+
+  it('audit --csv under a regular file (a file in the way): no report, no stray file', async () => {
+    const dir = await temporaryFolder()
+    await writeFile(join(dir, 'plain-file'), 'x')
+    await expectRefused(['audit', '--database-url', database.url, '--csv', join(dir, 'plain-file', 'users.csv')], {
+      code: 'badInput',
+      message: /A file is in the way where a folder is needed: .*plain-file$/,
+      secrets: [ADMIN_KEY],
+    })
+    expect(await snapshotFolder(dir)).toEqual({'plain-file': expect.any(String)})
+    expect(await readFile(join(dir, 'plain-file'), 'utf8')).toBe('x')
+  })
+
+  it('backup with a recipient key file that does not exist: nothing written', async () => {
+    const dir = join(await temporaryFolder(), 'backups')
+    await expectRefused(['backup', '--database-url', database.url, '--dir', dir, '--recipient-key', join(dir, '..', 'no-key.asc')], {
+      code: 'badInput',
+      message: /Cannot read the recipient key .*no-key\.asc: ENOENT/,
+    })
+    expect(await exists(dir)).toBe(false)
+  })
+
+  it('backup with a recipient key that is not an OpenPGP public key: nothing written', async () => {
+    const tmp = await temporaryFolder()
+    const notAKey = join(tmp, 'key.asc')
+    await writeFile(notAKey, '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\ngarbage\n-----END PGP PUBLIC KEY BLOCK-----\n')
+    await expectRefused(['backup', '--database-url', database.url, '--dir', join(tmp, 'backups'), '--recipient-key', notAKey], {
+      code: 'badInput',
+      message: /key\.asc is not an OpenPGP public key/,
+    })
+    expect(await exists(join(tmp, 'backups'))).toBe(false)
+  })
+
+  it('backup with no pg_dump on the PATH: exit 12, nothing written', async () => {
+    const key = await makeThrowawayKey()
+    const tmp = await temporaryFolder()
+    const emptyBin = join(tmp, 'bin')
+    await mkdir(emptyBin)
+    const previous = process.env.PATH
+    process.env.PATH = emptyBin
+    try {
+      await expectRefused(['backup', '--database-url', database.url, '--dir', join(tmp, 'backups'), '--recipient-key', key.publicKeyFile], {
+        code: 'toolMissing',
+        message: /pg_dump/,
+      })
+    } finally {
+      process.env.PATH = previous
+    }
+    expect(await exists(join(tmp, 'backups'))).toBe(false)
+  })
+})
+
+describe('bad input: sandbox', () => {
+  it('an unknown --ckan-version is a usage error', async () => {
+    await expectRefused(['sandbox', '--ckan-version', '2.8'], {code: 'usage', message: /Expected --ckan-version=2\.8 to be one of: 2\.9, 2\.10, 2\.11/})
+  })
+
+  it('an occupied --port: refused before anything starts, --dir not created', async () => {
+    const server = createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const {port} = server.address() as {port: number}
+    const dir = join(await temporaryFolder(), 'sandbox')
+    try {
+      await expectRefused(['sandbox', '--port', String(port), '--dir', dir, '--users', '11'], {code: 'badInput', message: new RegExp(`^Port ${port} on 127\\.0\\.0\\.1 is already in use`)})
+    } finally {
+      await new Promise((resolve) => server.close(resolve))
+    }
+    expect(await exists(join(dir, 'ckan.ini'))).toBe(false)
+  })
+})
