@@ -1,11 +1,9 @@
 import {configure, TextWriter, Uint8ArrayReader, ZipReader} from '@zip.js/zip.js'
-import {randomUUID} from 'node:crypto'
-import {open, readFile, rename, rm} from 'node:fs/promises'
-import {dirname, join} from 'node:path'
+import {readFile} from 'node:fs/promises'
 
 import {encryptedZip, type ZipEncryption} from '../bundle/encrypted-zip.js'
 import {Secret} from '../secret.js'
-import {writeSecretFile} from './secret-file.js'
+import {writeFileAtomically, writeSecretFile} from './secret-file.js'
 
 /** The two members DCOR-Aid and dclab read (`zipfile.ZipFile(path).read(name, pwd=…)`), at the archive root. */
 export const API_KEY_MEMBER = 'api_key.txt'
@@ -41,26 +39,9 @@ export async function writeAccessBundle(options: WriteAccessBundleOptions): Prom
     options.password,
     options.encryption,
   )
-  if (options.folderReady) await replaceFile(options.path, archive)
+  // With folderReady the caller made the folder private and fsyncs it once for many bundles.
+  if (options.folderReady) await writeFileAtomically(options.path, archive, 0o600, {syncFolder: false})
   else await writeSecretFile(options.path, archive)
-}
-
-/** Temporary file (0600, exclusive), fsync, rename over the target; the folder is the caller's to fsync. */
-async function replaceFile(path: string, contents: Uint8Array): Promise<void> {
-  const temporary = join(dirname(path), `.${randomUUID()}.tmp`)
-  try {
-    const handle = await open(temporary, 'wx', 0o600)
-    try {
-      await handle.writeFile(contents)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(temporary, path)
-  } catch (error) {
-    await rm(temporary, {force: true})
-    throw error
-  }
 }
 
 export type AccessBundleContents = {

@@ -49,8 +49,16 @@ export async function writeSecretFile(path: string, contents: string | Uint8Arra
   await writeFileAtomically(path, contents, 0o600)
 }
 
-/** Atomic replace with fsync of the file and of its folder. The folder must exist. */
-export async function writeFileAtomically(path: string, contents: string | Uint8Array, mode: number): Promise<void> {
+/**
+ * Atomic replace with fsync of the file and (unless `syncFolder: false`, for a caller that writes
+ * many files and fsyncs the folder once) of its folder. The folder must exist.
+ */
+export async function writeFileAtomically(
+  path: string,
+  contents: string | Uint8Array,
+  mode: number,
+  options: {syncFolder?: boolean} = {},
+): Promise<void> {
   const folder = dirname(path)
   const temporary = join(folder, `.${randomUUID()}.tmp`)
   try {
@@ -67,7 +75,7 @@ export async function writeFileAtomically(path: string, contents: string | Uint8
     await rm(temporary, {force: true})
     throw error
   }
-  await syncFolder(folder)
+  if (options.syncFolder !== false) await syncFolder(folder)
 }
 
 /** fsync a folder so a rename or a new file in it survives a power cut. */
