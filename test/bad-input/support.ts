@@ -1,6 +1,6 @@
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
+import {appendFile, mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {expect, onTestFinished} from 'vitest'
@@ -65,6 +65,11 @@ export async function expectRefused(args: string[], refusal: Refusal): Promise<R
   // Exactly one document: parsing the whole of stdout worked (runCliJson), and nothing else is there.
   expect(JSON.stringify(JSON.parse(json.stdout))).toBe(JSON.stringify(json.json))
   expectNoLeak(`${json.stdout}\n${json.stderr}`, refusal.secrets)
+  // BAD_INPUT_TABLE=file.jsonl collects what users see, for docs/bad-input.md.
+  if (process.env.BAD_INPUT_TABLE) {
+    const line = {args: args.join(' '), code: json.json.status, message: json.json.error?.message, suggestion: json.json.error?.suggestion, test: expect.getState().currentTestName}
+    await appendFile(process.env.BAD_INPUT_TABLE, `${JSON.stringify(line)}\n`)
+  }
   return {human, json}
 }
 
