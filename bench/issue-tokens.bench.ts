@@ -44,7 +44,8 @@ async function runCli(args: string[]): Promise<CliRun> {
   const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-usage-'))
   const usageFile = join(dir, 'usage.json')
   try {
-    const child = spawn(process.execPath, ['--import', REPORTER_JS, cliBin, ...args], {
+    const nodeArgs = process.env.BENCH_ISSUE_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+    const child = spawn(process.execPath, [...nodeArgs, '--import', REPORTER_JS, cliBin, ...args], {
       cwd: ROOT,
       env: {...process.env, CI: 'true', CKAN_MIGRATE_USAGE_FILE: usageFile},
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -149,23 +150,19 @@ async function someUserIds(site: SandboxSite, count: number): Promise<string[]> 
 const fmt = (value: number, digits = 0) => value.toLocaleString('en', {maximumFractionDigits: digits, minimumFractionDigits: digits})
 const mib = (bytes: number) => `${fmt(bytes / 2 ** 20, 0)} MiB`
 
-export default async function issueTokensBench(): Promise<BenchResult> {
-  const engine = SERVER ? 'PostgreSQL 15' : 'PGlite'
-  const users = Number(process.env.BENCH_ISSUE_USERS ?? 10_000)
-  const bigUsers = Number(process.env.BENCH_ISSUE_BIG_USERS ?? 100_000)
-  const sequentialUsers = 500
+/** Builds the CLI once for `work` and removes the build afterwards. */
+export async function withBuiltCli<T>(work: () => Promise<T>): Promise<T> {
   const build = await buildCli()
   cliBin = build.bin
   try {
-    return await measureAll(engine, users, bigUsers, sequentialUsers)
+    return await work()
   } finally {
     await build.remove()
   }
 }
 
-async function measureAll(engine: string, users: number, bigUsers: number, sequentialUsers: number): Promise<BenchResult> {
-
-  // 1. Throughput at concurrency 16 against autocannon, 5 ms added latency, same emulator.
+/** 1. Throughput at concurrency 16 against autocannon, 5 ms added latency, same emulator. */
+export async function measureThroughput(users: number) {
   const throughput = await withSite(Math.ceil(users * SEED_FACTOR), 5, async (site, dir) => {
     const loadGenerator = await autocannon(site, 16, users)
     const dry = await runCli(['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', join(dir, 'dry'), '--limit', String(users), '--dry-run'])
@@ -174,21 +171,37 @@ async function measureAll(engine: string, users: number, bigUsers: number, seque
   })
   const ratio = throughput.ours.tokens / throughput.ours.seconds / throughput.loadGenerator.perSecond
   const cpuPerToken = (throughput.ours.cpuMicros - throughput.dryCpu) / throughput.ours.tokens
+  return {...throughput, cpuPerToken, ratio}
+}
 
-  // 2. Concurrency 1 against a plain sequential loop, same emulator and latency.
-  const sequential = await withSite(Math.ceil(sequentialUsers * 2 * SEED_FACTOR), 5, async (site, dir) => {
+/** 2. Concurrency 1 against a plain sequential loop, same emulator and latency. */
+export async function measureSequential(sequentialUsers: number) {
+  return withSite(Math.ceil(sequentialUsers * 2 * SEED_FACTOR), 5, async (site, dir) => {
     const loop = await sequentialLoop(site, await someUserIds(site, sequentialUsers))
     const ours = await issue(site, join(dir, 'run'), ['--concurrency', '1', '--limit', String(sequentialUsers)])
     return {loop, ours: ours.tokens / ours.seconds}
   })
+}
 
-  // 3. Peak RSS at 100k users (no added latency, concurrency 16).
-  const big = await withSite(Math.ceil(bigUsers * SEED_FACTOR), 0, async (site, dir) =>
+/** 3. Peak RSS at 100k users (no added latency, concurrency 16). */
+export async function measureMemory(bigUsers: number) {
+  return withSite(Math.ceil(bigUsers * SEED_FACTOR), 0, async (site, dir) =>
     issue(site, join(dir, 'run'), ['--concurrency', '16', '--limit', String(bigUsers)]),
   )
+}
 
-  return {
-    markdown: `Command: \`CKAN_MIGRATE_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:55432/postgres npm run bench -- issue-tokens\` (${engine}).
+export default async function issueTokensBench(): Promise<BenchResult> {
+  const engine = SERVER ? 'PostgreSQL 15' : 'PGlite'
+  const users = Number(process.env.BENCH_ISSUE_USERS ?? 10_000)
+  const bigUsers = Number(process.env.BENCH_ISSUE_BIG_USERS ?? 100_000)
+  const sequentialUsers = 500
+  return withBuiltCli(async () => {
+    const throughput = await measureThroughput(users)
+    const sequential = await measureSequential(sequentialUsers)
+    const big = await measureMemory(bigUsers)
+    const {cpuPerToken, ratio} = throughput
+    return {
+      markdown: `Command: \`CKAN_MIGRATE_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:55432/postgres npm run bench -- issue-tokens\` (${engine}).
 The emulator (CKAN 2.10, \`startSandboxSite\`) runs in the benchmark process; \`ckan-migrate issue-tokens\` runs as a child process as it ships (built with \`tsc\` and \`oclif manifest\` into a temporary folder: \`node bin/run.js issue-tokens … --limit N\`), with \`bench/support/usage-reporter.mjs\` preloaded to report its own CPU time and peak RSS on exit. Issuing time is read from the run's journal (first \`create-sent\` to last \`token-issued\`), so start-up, preflight and the CSV report are not in the rate. Every token is journaled before its create and fsync'd to the store before it counts (group commit: one fsync per batch of concurrent appends).
 
 | measurement | ckan-migrate issue-tokens | reference | ratio | target |
@@ -200,5 +213,6 @@ The emulator (CKAN 2.10, \`startSandboxSite\`) runs in the benchmark process; \`
 
 Users are seeded at about ${SEED_FACTOR}× the wanted count (about 37 % of seeded users are active key holders) and \`--limit\` picks the first N by name. Override the sizes with \`BENCH_ISSUE_USERS\` and \`BENCH_ISSUE_BIG_USERS\`.`,
     title: 'issue-tokens throughput, CPU and memory',
-  }
+    }
+  })
 }

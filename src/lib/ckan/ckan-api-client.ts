@@ -1,6 +1,6 @@
 import {readFileSync} from 'node:fs'
-import ky, {HTTPError, isHTTPError, isNetworkError, isTimeoutError, type KyInstance, type RetryOptions} from 'ky'
-import {Agent, fetch as undiciFetch} from 'undici'
+import ky, {isHTTPError, isNetworkError, isTimeoutError, type KyInstance, type RetryOptions} from 'ky'
+import {Agent, request as undiciRequest, fetch as undiciFetch} from 'undici'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {Secret} from '../secret.js'
@@ -97,6 +97,8 @@ const DNS_CODES = new Set(['EAI_AGAIN', 'ENOTFOUND'])
  */
 export class CkanApiClient {
   readonly ckanUrl: URL
+  /** Base of every action URL, ending in `/api/3/action/`. */
+  readonly #actionBase: string
   readonly #agent: Agent | undefined
   readonly #credential: Secret | undefined
   readonly #headerName: string
@@ -125,8 +127,9 @@ export class CkanApiClient {
         return response as unknown as Response
       })
     const base = options.ckanUrl.href.endsWith('/') ? options.ckanUrl.href : `${options.ckanUrl.href}/`
+    this.#actionBase = new URL('api/3/action/', base).href
     this.#http = ky.create({
-      baseUrl: new URL('api/3/action/', base).href,
+      baseUrl: this.#actionBase,
       fetch: fetchImpl,
       retry: 0,
       timeout: options.timeoutMs ?? 30_000,
@@ -184,7 +187,11 @@ export class CkanApiClient {
     const params: Record<string, unknown> = {name: options.name, user: options.user}
     if (options.expiresIn !== undefined) params.expires_in = options.expiresIn
     if (options.unit !== undefined) params.unit = options.unit
-    const result = await this.callAction<{token?: unknown}>('api_token_create', params, {replay: 'before-send'})
+    // The hot path of issue-tokens: undici's request() directly (no Request/Response objects,
+    // no web streams); the fetch test seam keeps going through callAction.
+    const result = this.#agent
+      ? await this.#postBeforeSend<{token?: unknown}>('api_token_create', JSON.stringify(params))
+      : await this.callAction<{token?: unknown}>('api_token_create', params, {replay: 'before-send'})
     if (typeof result?.token !== 'string') {
       throw new OutcomeUnknownError('api_token_create', 'CKAN answered without a token')
     }
@@ -264,6 +271,62 @@ export class CkanApiClient {
     return new CkanApiClient({...this.#options, credential}, {agent: this.#agent})
   }
 
+  /**
+   * POSTs a write that must never be replayed once it may have reached CKAN, with undici's
+   * request() on the client's agent: the same rules as callAction with replay 'before-send' (ky):
+   * retried only after a 429 (honouring Retry-After) or a refused connection, with jittered
+   * backoff; a timeout, a reset after sending, a 5xx or a 2xx that is not JSON is an
+   * OutcomeUnknownError; every error translated by the same code as callAction's.
+   */
+  async #postBeforeSend<T>(action: string, body: string): Promise<T> {
+    const secrets: Secret[] = this.#credential ? [this.#credential] : []
+    const headers: Record<string, string> = {accept: 'application/json', 'content-type': 'application/json'}
+    if (this.#credential) headers[this.#headerName.toLowerCase()] = this.#credential.reveal()
+    const timeoutMs = this.#options.timeoutMs ?? 30_000
+    const limit = this.#options.retryLimit ?? 4
+    const url = this.#actionBase + action
+    for (let retries = 0; ; retries += 1) {
+      let status: number
+      let text: string
+      let retryAfter: string | string[] | undefined
+      try {
+        const response = await undiciRequest(url, {body, bodyTimeout: timeoutMs, dispatcher: this.#agent, headers, headersTimeout: timeoutMs, method: 'POST'})
+        status = response.statusCode
+        retryAfter = response.headers['retry-after']
+        text = await response.body.text()
+        if (status >= 200 && status < 300) {
+          let envelope: ActionEnvelope<T>
+          try {
+            envelope = JSON.parse(text) as ActionEnvelope<T>
+          } catch {
+            throw new OutcomeUnknownError(action, 'the answer was not JSON')
+          }
+          if (!envelope || typeof envelope !== 'object' || envelope.success !== true) {
+            throw new CkanApiError(action, 200, redact(describeCkanError(envelope) ?? 'not a CKAN action API answer', secrets))
+          }
+          return envelope.result
+        }
+        if (status === 429 && retries < limit) {
+          await sleep(retryAfterMs(retryAfter) ?? backoffMs(retries + 1))
+          continue
+        }
+        const type = String(response.headers['content-type'] ?? '')
+        throw this.#translateStatus(action, status, errorData(text, type), 'before-send', secrets)
+      } catch (error) {
+        if (error instanceof MigrateError) throw error
+        const code = causeCode(error)
+        if (code?.startsWith('UND_ERR_INVALID')) throw unexpected(action, error, secrets)
+        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') throw this.#timedOut(action, 'before-send')
+        // Refused before sending: CKAN saw nothing, so trying again cannot make a second token.
+        if ((code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT') && retries < limit) {
+          await sleep(backoffMs(retries + 1))
+          continue
+        }
+        throw this.#translateNetwork(action, error, 'before-send', secrets)
+      }
+    }
+  }
+
   #retryOptions(replay: Replay): RetryOptions {
     const limit = this.#options.retryLimit ?? 4
     if (replay === 'safe') {
@@ -304,45 +367,37 @@ export class CkanApiClient {
   }
 
   #translate(action: string, error: unknown, replay: Replay, secrets: Secret[]): Error {
-    const timeoutMs = this.#options.timeoutMs ?? 30_000
-    const seconds = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`
-    if (isHTTPError(error)) return this.#translateHttp(action, error, replay, secrets)
-    if (isTimeoutError(error)) {
-      if (replay === 'before-send') return new OutcomeUnknownError(action, `no answer within ${seconds}`)
-      return new CkanUnreachableError(
-        action,
-        `no answer within ${seconds}`,
-        'Check that CKAN is up; raise --timeout for a slow site, then run the same command again.',
-      )
-    }
-    if (isNetworkError(error) || error instanceof TypeError) {
-      const code = causeCode(error)
-      const detail = redact(causeMessage(error) ?? 'network error', secrets)
-      if (code && TLS_CODE.test(code)) return new CkanTlsError(action, `${code} (${this.ckanUrl.host})`)
-      if (code && DNS_CODES.has(code)) {
-        return new CkanUnreachableError(action, `host ${this.ckanUrl.hostname} not found (${code})`, 'Check the host name in --ckan-url.')
-      }
-      if ((code && NOT_SENT_CODES.has(code)) || detail === 'bad port') {
-        return new CkanUnreachableError(action, `${code ?? detail} at ${this.ckanUrl.host}`)
-      }
-      if (replay === 'before-send') return new OutcomeUnknownError(action, `connection lost after sending (${code ?? detail})`)
-      return new CkanUnreachableError(action, `connection lost (${code ?? detail})`)
-    }
+    if (isHTTPError(error)) return this.#translateStatus(action, error.response.status, error.data, replay, secrets)
+    if (isTimeoutError(error)) return this.#timedOut(action, replay)
+    if (isNetworkError(error) || error instanceof TypeError) return this.#translateNetwork(action, error, replay, secrets)
     if (error instanceof MigrateError) return error
     if (error instanceof SyntaxError) {
       // 2xx with a body that is not JSON: a login page, a proxy, a wrong URL.
       if (replay === 'before-send') return new OutcomeUnknownError(action, 'the answer was not JSON')
       return new CkanUnreachableError(action, 'the answer is not JSON', 'Check --ckan-url: it must be the CKAN site’s base URL.')
     }
-    return new MigrateError(`Unexpected failure calling ${action}: ${redact(error instanceof Error ? error.name : String(error), secrets)}`, {
-      exitCode: EXIT_CODES.unexpected,
-      suggestion: 'This is a bug in ckan-migrate; please report it with the command you ran.',
-    })
+    return unexpected(action, error, secrets)
   }
 
-  #translateHttp(action: string, error: HTTPError, replay: Replay, secrets: Secret[]): Error {
-    const {status} = error.response
-    const described = describeCkanError(error.data)
+  /** A connection-level failure (refused, DNS, TLS, reset). */
+  #translateNetwork(action: string, error: unknown, replay: Replay, secrets: Secret[]): Error {
+    const code = causeCode(error)
+    if (!code && !(error instanceof Error)) return unexpected(action, error, secrets)
+    const detail = redact(causeMessage(error) ?? 'network error', secrets)
+    if (code && TLS_CODE.test(code)) return new CkanTlsError(action, `${code} (${this.ckanUrl.host})`)
+    if (code && DNS_CODES.has(code)) {
+      return new CkanUnreachableError(action, `host ${this.ckanUrl.hostname} not found (${code})`, 'Check the host name in --ckan-url.')
+    }
+    if ((code && NOT_SENT_CODES.has(code)) || detail === 'bad port') {
+      return new CkanUnreachableError(action, `${code ?? detail} at ${this.ckanUrl.host}`)
+    }
+    if (replay === 'before-send') return new OutcomeUnknownError(action, `connection lost after sending (${code ?? detail})`)
+    return new CkanUnreachableError(action, `connection lost (${code ?? detail})`)
+  }
+
+  /** An answer with a status that is not 2xx; `data` is its body (parsed when JSON). */
+  #translateStatus(action: string, status: number, data: unknown, replay: Replay, secrets: Secret[]): Error {
+    const described = describeCkanError(data)
     if (status >= 500 || status === 408) {
       // A proxy's 502/504 (or a CKAN 500 after its commit) can hide a token CKAN did create.
       const reason = `HTTP ${status}${described ? `: ${redact(described, secrets)}` : ''}`
@@ -359,6 +414,54 @@ export class CkanApiClient {
     }
     return new CkanApiError(action, status, redact(described, secrets))
   }
+
+  #timedOut(action: string, replay: Replay): Error {
+    const timeoutMs = this.#options.timeoutMs ?? 30_000
+    const seconds = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`
+    if (replay === 'before-send') return new OutcomeUnknownError(action, `no answer within ${seconds}`)
+    return new CkanUnreachableError(
+      action,
+      `no answer within ${seconds}`,
+      'Check that CKAN is up; raise --timeout for a slow site, then run the same command again.',
+    )
+  }
+}
+
+function unexpected(action: string, error: unknown, secrets: Secret[]): MigrateError {
+  return new MigrateError(`Unexpected failure calling ${action}: ${redact(error instanceof Error ? error.name : String(error), secrets)}`, {
+    exitCode: EXIT_CODES.unexpected,
+    suggestion: 'This is a bug in ckan-migrate; please report it with the command you ran.',
+  })
+}
+
+/** ky's backoff for retry number `attempt` (1, 2, …): 0.3 s doubling, jittered, at most 10 s. */
+function backoffMs(attempt: number): number {
+  return Math.min(10_000, Math.random() * 0.3 * 2 ** (attempt - 1) * 1000)
+}
+
+/** Retry-After (seconds or an HTTP date) in ms, at most 120 s; undefined when absent or unreadable. */
+function retryAfterMs(header: string | string[] | undefined): number | undefined {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim()
+  if (!value) return undefined
+  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now()
+  return Number.isFinite(ms) ? Math.min(120_000, Math.max(0, ms)) : undefined
+}
+
+/** An error answer's body as ky hands it over: parsed when JSON, the text otherwise. */
+function errorData(text: string, contentType: string): unknown {
+  if (!text) return undefined
+  if (!/\bjson\b|\+json/i.test(contentType)) return text
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    return text
+  }
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((resolve) => {
+    setTimeout(resolve, ms)
+  })
 }
 
 function createAgent(caCertPath: string | undefined): Agent {

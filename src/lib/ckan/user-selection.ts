@@ -74,11 +74,29 @@ export const SKIP_REASONS = {
   siteUser: 'the site user (pass --include-site-user; services get their own token from rewrite-config)',
 } as const
 
+/** One user of the selection: selected, or skipped with the reason. */
+export type SelectionItem = {reason?: string; user: CkanUserRow}
+
 /** Selects the users of a run. Unknown names in `users` end in one badInput error. */
 export async function selectUsers(sql: Queryable, options: UserSelectionOptions): Promise<UserSelection> {
   const selected: CkanUserRow[] = []
   const skipped: SkippedUser[] = []
+  for await (const {reason, user} of streamUsers(sql, options)) {
+    if (reason === undefined) selected.push(user)
+    else skipped.push({reason, user})
+  }
+  return {selected, skipped}
+}
+
+/**
+ * The selection one user at a time, in name order (named users: all read at once, they are on
+ * the command line). Key holders are read in keyset pages, so memory stays flat however big the
+ * site; nothing is kept once yielded. Unknown names in `users` end in one badInput error before
+ * anything is yielded.
+ */
+export async function* streamUsers(sql: Queryable, options: UserSelectionOptions): AsyncGenerator<SelectionItem> {
   const limit = options.limit ?? Number.POSITIVE_INFINITY
+  let selected = 0
   const classify = (user: CkanUserRow): string | undefined => {
     if (user.state === 'deleted') return SKIP_REASONS.deleted
     if (user.state !== 'active' && !(user.state === 'pending' && options.includePending)) {
@@ -105,12 +123,16 @@ export async function selectUsers(sql: Queryable, options: UserSelectionOptions)
         {exitCode: EXIT_CODES.badInput, suggestion: 'Check the names in --users / --users-file (user names or ids, as in CKAN).'},
       )
     }
-    for (const row of rows.map(toUser)) {
-      const reason = classify(row)
-      if (reason) skipped.push({reason, user: row})
-      else if (selected.length < limit) selected.push(row)
+    for (const row of rows) {
+      const user = toUser(row)
+      const reason = classify(user)
+      if (reason) yield {reason, user}
+      else if (selected < limit) {
+        selected += 1
+        yield {user}
+      }
     }
-    return {selected, skipped}
+    return
   }
 
   const pageSize = options.pageSize ?? 2000
@@ -118,16 +140,19 @@ export async function selectUsers(sql: Queryable, options: UserSelectionOptions)
   for (;;) {
     // One page at a time (keyset on the unique name): memory stays flat however big the site.
     const {rows} = await sql.query<UserRecord>(SELECT_KEY_HOLDERS_PAGE, [after, pageSize])
-    for (const row of rows.map(toUser)) {
-      const reason = classify(row)
+    for (const row of rows) {
+      const user = toUser(row)
+      const reason = classify(user)
       if (reason === SKIP_REASONS.notSysadmin) continue
-      if (reason) skipped.push({reason, user: row})
-      else if (selected.length < limit) selected.push(row)
+      if (reason) yield {reason, user}
+      else if (selected < limit) {
+        selected += 1
+        yield {user}
+      }
     }
-    if (rows.length < pageSize || selected.length >= limit) break
+    if (rows.length < pageSize || selected >= limit) break
     after = rows.at(-1)!.name
   }
-  return {selected, skipped}
 }
 
 /** A few active users, spread over the table: the database-and-API-are-one-site check. */

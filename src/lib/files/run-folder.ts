@@ -104,6 +104,11 @@ export class RunFolder {
     this.#tokens = new JsonlFile<StoredToken>(join(path, 'tokens.jsonl'))
   }
 
+  /** Writes what is queued (deferred journal entries too) and closes the run's files. */
+  async close(): Promise<void> {
+    await Promise.all([this.journal.close(), this.#revoked.close(), this.#tokens.close()])
+  }
+
   /** Path of a file inside the run folder. */
   file(name: string): string {
     return join(this.path, name)
@@ -155,6 +160,18 @@ export class RunFolder {
     })
   }
 
+  /**
+   * Every stored token, one at a time (tokens.jsonl is never loaded whole); those `revoke`
+   * revoked carry `revokedAt`, as in readTokens().
+   */
+  async *streamTokens(): AsyncGenerator<RunToken> {
+    const revokedAt = new Map((await this.#revoked.readAll()).map((record) => [record.jti, record.at]))
+    for await (const {jti, token, ...rest} of this.#tokens.stream()) {
+      const at = revokedAt.get(jti)
+      yield {...rest, jti: new Secret(jti), token: new Secret(token), ...(at === undefined ? {} : {revokedAt: at})}
+    }
+  }
+
   /** Records (fsync'd) that tokens of the run were revoked, by full jti. */
   async recordRevoked(tokens: Array<{jti: Secret; userId: string}>): Promise<void> {
     if (tokens.length === 0) return
@@ -164,6 +181,14 @@ export class RunFolder {
 
   async record(event: JournalEvent): Promise<void> {
     await this.journal.append({...event, at: new Date().toISOString()} as JournalEntry)
+  }
+
+  /**
+   * Journals an event that needs no fsync of its own (it goes to disk with the next record()):
+   * only for advice whose loss in a crash costs a re-check, never for a write-ahead entry.
+   */
+  recordDeferred(event: JournalEvent): void {
+    this.journal.appendDeferred({...event, at: new Date().toISOString()} as JournalEntry)
   }
 
   /** Stores a token durably (fsync'd) before anything else may count it as issued. */

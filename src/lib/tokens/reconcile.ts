@@ -14,18 +14,32 @@ export type UnsettledUser = {userId: string; userName: string}
  */
 export function unsettledCreates(entries: Iterable<JournalEntry>): Map<string, UnsettledUser> {
   const open = new Map<string, UnsettledUser & {count: number}>()
-  for (const entry of entries) {
-    if (entry.kind === 'create-sent') {
-      const current = open.get(entry.userId) ?? {count: 0, userId: entry.userId, userName: entry.userName}
-      current.count += 1
-      open.set(entry.userId, current)
-    } else if (entry.kind === 'token-issued') {
-      const current = open.get(entry.userId)
-      if (current) current.count -= 1
-    } else if (entry.kind === 'create-settled') {
-      open.delete(entry.userId)
-    }
+  for (const entry of entries) countCreate(open, entry)
+  return unsettledOf(open)
+}
+
+/** unsettledCreates() over a streamed journal: only users with open creates are kept in memory. */
+export async function unsettledCreatesFrom(entries: AsyncIterable<JournalEntry>): Promise<Map<string, UnsettledUser>> {
+  const open = new Map<string, UnsettledUser & {count: number}>()
+  for await (const entry of entries) countCreate(open, entry)
+  return unsettledOf(open)
+}
+
+function countCreate(open: Map<string, UnsettledUser & {count: number}>, entry: JournalEntry): void {
+  if (entry.kind === 'create-sent') {
+    const current = open.get(entry.userId)
+    if (current) current.count += 1
+    else open.set(entry.userId, {count: 1, userId: entry.userId, userName: entry.userName})
+  } else if (entry.kind === 'token-issued') {
+    const current = open.get(entry.userId)
+    // A user whose creates are all accounted for needs no memory (a 100k-user journal stays small).
+    if (current && --current.count <= 0) open.delete(entry.userId)
+  } else if (entry.kind === 'create-settled') {
+    open.delete(entry.userId)
   }
+}
+
+function unsettledOf(open: Map<string, UnsettledUser & {count: number}>): Map<string, UnsettledUser> {
   const result = new Map<string, UnsettledUser>()
   for (const [userId, {count, userName}] of open) if (count > 0) result.set(userId, {userId, userName})
   return result
