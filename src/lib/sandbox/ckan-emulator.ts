@@ -80,7 +80,10 @@ const TYPES = {
  * 2.9.11, 2.10.10 or 2.11.5 answer them (see docs/emulator.md), over the site's own database.
  */
 export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<CkanEmulator> {
-  const pool = new pg.Pool({connectionString: options.databaseUrl, max: options.poolSize ?? 16, types: TYPES})
+  // One connection (PGlite's one shared session) is never closed when idle: pg.Pool's default 10 s
+  // idle timeout would reconnect into the same session, where our named prepared statements
+  // still exist ("prepared statement … already exists" on every request after a pause).
+  const pool = new pg.Pool({connectionString: options.databaseUrl, max: options.poolSize ?? 16, types: TYPES, ...(options.poolSize === 1 ? {idleTimeoutMillis: 0} : {})})
   pool.on('error', () => {
     // An idle client lost its connection (database stopped); the next query reconnects or fails.
   })
