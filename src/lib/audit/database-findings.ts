@@ -212,15 +212,16 @@ export type UserFindingsOptions = {
 
 /**
  * A UUID, exactly, tested cheaply (a full UUID regex costs PostgreSQL about 1.5 µs per key): dashes
- * at 9, 14, 19 and 24 (LIKE), only hex digits and dashes, and no other dash (32 digits left).
+ * at 9, 14, 19 and 24 (LIKE), no fifth dash (NOT LIKE), and no character that is neither a hex digit
+ * nor a dash (a negated character class, which stops at the first offending character).
  */
 const isUuidSql = (column: string) =>
-  `(${column} LIKE '________-____-____-____-____________' AND ${column} ~ '^[0-9A-Fa-f-]+$' AND length(replace(${column}, '-', '')) = 32)`
+  `(${column} LIKE '________-____-____-____-____________' AND ${column} NOT LIKE '%-%-%-%-%-%' AND ${column} !~ '[^0-9A-Fa-f-]')`
 
 /**
- * The predicates of the per-user findings, over "user" u ($1 = the site user's name). Token
- * membership uses `u.id IN (SELECT user_id FROM api_token)`, which PostgreSQL runs as one hashed
- * subplan: api_token has no index on user_id.
+ * The predicates of the per-user findings, over "user" u ($1 = the site user's name): what each
+ * finding's sample is drawn from. Token membership uses `u.id IN (SELECT user_id FROM api_token)`,
+ * which PostgreSQL runs as one hashed subplan: api_token has no index on user_id.
  */
 const userPredicates = (hasApiTokenTable: boolean) => {
   const hasKey = `(u.apikey IS NOT NULL AND u.apikey <> '')`
@@ -243,56 +244,54 @@ const userPredicates = (hasApiTokenTable: boolean) => {
 
 type PredicateName = keyof ReturnType<typeof userPredicates>
 
-/** Key values held by more than one user, with how many hold each (computed once, in PostgreSQL). */
-const DUPLICATE_KEYS = `
-  SELECT apikey AS value, count(*) AS holders FROM "user"
-  WHERE apikey IS NOT NULL AND apikey <> '' GROUP BY apikey HAVING count(*) > 1`
-
-/** Emails shared by active users: what CKAN 2.10's unique index idx_only_one_active_email refuses. */
-const DUPLICATE_EMAILS = `
-  SELECT email AS value, count(*) AS holders FROM "user"
-  WHERE state = 'active' AND email IS NOT NULL GROUP BY email HAVING count(*) > 1`
-
 /**
- * The counts behind every per-user finding in one pass: flags per user (tokens through one hash
- * join), counted per combination of flags (a few dozen groups, one aggregate step per user).
+ * The counts behind every per-user finding in one parallel pass over "user": flags per user,
+ * counted per combination of flags (a few dozen groups; each worker aggregates its share of the
+ * table). Token membership is looked up only for key holders (the only findings that combine
+ * keys and tokens); users with tokens are counted from api_token itself (tokenCounts).
  */
 const countQuery = (hasApiTokenTable: boolean) => `
-  SELECT state, sysadmin, is_site_user, has_key, is_uuid, no_email, has_tokens, has_unused, count(*)::int AS users
+  SELECT state, sysadmin, is_site_user, has_key, is_uuid, no_email, key_has_tokens, count(*)::int AS users
   FROM (
     SELECT u.state, coalesce(u.sysadmin, false) AS sysadmin, coalesce(u.name = $1, false) AS is_site_user,
-           (u.apikey IS NOT NULL AND u.apikey <> '') AS has_key,
+           coalesce(u.apikey <> '', false) AS has_key,
            coalesce(${isUuidSql('u.apikey')}, false) AS is_uuid,
            (u.email IS NULL OR u.email = '') AS no_email,
-           (t.user_id IS NOT NULL) AS has_tokens, coalesce(t.unused > 0, false) AS has_unused
+           ${hasApiTokenTable ? `coalesce(u.apikey <> '' AND u.id IN (SELECT user_id FROM api_token), false)` : 'false'} AS key_has_tokens
     FROM "user" u
-    LEFT JOIN (${hasApiTokenTable ? 'SELECT user_id, count(*) FILTER (WHERE last_access IS NULL) AS unused FROM api_token GROUP BY user_id' : 'SELECT NULL::text AS user_id, 0 AS unused WHERE false'}) t
-      ON t.user_id = u.id
   ) flags
-  GROUP BY 1, 2, 3, 4, 5, 6, 7, 8`
+  GROUP BY 1, 2, 3, 4, 5, 6, 7`
+
+/**
+ * Tokens and their holders, from api_token alone. Its user_id references "user".id (a foreign key
+ * since CKAN 2.9's first migration), so every holder counted here is a user.
+ */
+const TOKEN_COUNTS = `
+  SELECT count(*)::int AS tokens, (count(*) FILTER (WHERE last_access IS NULL))::int AS unused,
+         count(DISTINCT user_id)::int AS users, (count(DISTINCT user_id) FILTER (WHERE last_access IS NULL))::int AS unused_users
+  FROM api_token`
 
 type FlagGroup = {
   has_key: boolean
-  has_tokens: boolean
-  has_unused: boolean
   is_site_user: boolean
   is_uuid: boolean
+  key_has_tokens: boolean
   no_email: boolean
   state: string
   sysadmin: boolean
   users: number
 }
 
-/** The same predicates as userPredicates, over one group of countQuery. */
-function groupMatches(group: FlagGroup): Record<PredicateName, boolean> {
+type CountedPredicate = Exclude<PredicateName, 'apiTokens' | 'neverUsed'>
+
+/** The predicates of userPredicates that countQuery counts, over one of its groups. */
+function groupMatches(group: FlagGroup): Record<CountedPredicate, boolean> {
   const activePerson = group.state === 'active' && !group.is_site_user
   return {
-    apiTokens: group.has_tokens,
-    keyHoldersWithTokens: group.has_key && group.has_tokens,
+    keyHoldersWithTokens: group.has_key && group.key_has_tokens,
     keys: group.has_key,
     keysNotUuid: group.has_key && !group.is_uuid,
-    keysWithoutToken: group.has_key && activePerson && !group.has_tokens,
-    neverUsed: group.has_unused,
+    keysWithoutToken: group.has_key && activePerson && !group.key_has_tokens,
     siteUserKey: group.has_key && group.is_site_user,
     sysadminKeys: group.has_key && activePerson && group.sysadmin,
     withoutEmail: activePerson && group.no_email,
@@ -300,10 +299,79 @@ function groupMatches(group: FlagGroup): Record<PredicateName, boolean> {
   }
 }
 
+/** The values checked for duplicates: legacy keys, and (before 2.10's unique index) active users' emails. */
+const DUPLICATE_KINDS = {
+  emails: {column: 'email', where: `u.state = 'active' AND u.email IS NOT NULL`},
+  keys: {column: 'apikey', where: `u.apikey IS NOT NULL AND u.apikey <> ''`},
+} as const
+
+type DuplicateKind = keyof typeof DUPLICATE_KINDS
+
 /**
- * Every per-user finding, computed in PostgreSQL: one pass for the counts (grouped by state),
- * one hash aggregate each for duplicate keys and duplicate active emails, and a LIMIT query per
- * finding for its sample (in database order). Nothing per user reaches this process.
+ * Users holding a value another user also holds, for each kind, in one statement. Values are
+ * grouped by a 64-bit hash (hashtextextended, seed 0) with a sort rather than a hash table (an
+ * 8-byte sort key; most values are unique, and a hash table would hold a group for each): equal
+ * values always share the hash, so no duplicate is ever missed. A group also compares a second,
+ * independent 64-bit hash (seed 1) of its members: when that differs, two different values met on
+ * the first hash (`mixed`), and collectDuplicates counts that kind again by the values themselves.
+ * The sample is the first SAMPLE_SIZE holders of duplicated values in database order; it is
+ * fetched only when duplicates exist (otherwise its scan would read the whole table). OFFSET 0
+ * keeps both hashes computed in the scan, so the sort moves 16-byte rows, not the values.
+ */
+const duplicatesQuery = (kinds: DuplicateKind[]) =>
+  kinds
+    .map((kind) => {
+      const {column, where} = DUPLICATE_KINDS[kind]
+      const cte = `dup_${kind}`
+      return `(WITH ${cte} AS MATERIALIZED (
+         SELECT h, count(*) AS holders, min(h2) <> max(h2) AS mixed
+         FROM (SELECT hashtextextended(u.${column}, 0) AS h, hashtextextended(u.${column}, 1) AS h2 FROM "user" u WHERE ${where} OFFSET 0) v
+         GROUP BY h HAVING count(*) > 1)
+       SELECT '${kind}' AS kind, coalesce(sum(holders), 0)::int AS count, coalesce(bool_or(mixed), false) AS mixed,
+              CASE WHEN count(*) > 0 THEN (SELECT array_agg(name) FROM (
+                SELECT u.name FROM "user" u WHERE ${where} AND hashtextextended(u.${column}, 0) IN (SELECT h FROM ${cte})
+                LIMIT ${SAMPLE_SIZE}) s) END AS sample
+       FROM ${cte})`
+    })
+    .join('\nUNION ALL\n')
+
+/** The exact, slower count for a kind where two different values shared a hash: grouped by value. */
+const exactDuplicatesQuery = (kind: DuplicateKind) => {
+  const {column, where} = DUPLICATE_KINDS[kind]
+  return `WITH duplicated AS MATERIALIZED (
+      SELECT u.${column} AS value, count(*) AS holders FROM "user" u WHERE ${where} GROUP BY u.${column} HAVING count(*) > 1)
+    SELECT (SELECT coalesce(sum(holders), 0)::int FROM duplicated) AS count,
+           (SELECT array_agg(name) FROM (SELECT u.name FROM "user" u WHERE ${where} AND u.${column} IN (SELECT value FROM duplicated)
+              LIMIT ${SAMPLE_SIZE}) s) AS sample`
+}
+
+type Duplicates = {count: number; sample: string[]}
+
+async function collectDuplicates(sql: Queryable, kinds: DuplicateKind[]): Promise<Record<DuplicateKind, Duplicates>> {
+  const found: Record<DuplicateKind, Duplicates> = {emails: {count: 0, sample: []}, keys: {count: 0, sample: []}}
+  if (kinds.length === 0) return found
+  // Sort-based grouping: with most values unique, sorting 8-byte hashes beats a hash table of a
+  // million one-member groups by about a factor of two.
+  await sql.query('SET LOCAL enable_hashagg = off')
+  try {
+    const {rows} = await sql.query<{count: number; kind: DuplicateKind; mixed: boolean; sample: null | string[]}>(duplicatesQuery(kinds))
+    for (const row of rows) found[row.kind] = {count: row.count, sample: row.sample ?? []}
+    for (const row of rows.filter((candidate) => candidate.mixed)) {
+      await sql.query('SET LOCAL enable_hashagg = on')
+      const {rows: exact} = await sql.query<{count: number; sample: null | string[]}>(exactDuplicatesQuery(row.kind))
+      found[row.kind] = {count: exact[0]!.count, sample: exact[0]!.sample ?? []}
+    }
+  } finally {
+    await sql.query('SET LOCAL enable_hashagg = on')
+  }
+  return found
+}
+
+/**
+ * Every per-user finding, computed in PostgreSQL: one parallel pass for the flag counts, token
+ * counts from api_token, one statement finding duplicate keys and duplicate active emails, and
+ * one statement sampling (LIMIT 10 per finding, in database order) only the findings that exist.
+ * Nothing per user reaches this process.
  */
 export async function collectUserFindings(
   sql: Queryable,
@@ -311,31 +379,29 @@ export async function collectUserFindings(
 ): Promise<{findings: AuditFinding[]; summary: UserSummary}> {
   const predicates = userPredicates(options.hasApiTokenTable)
   const names = Object.keys(predicates) as PredicateName[]
-  const tokenSums = options.hasApiTokenTable
-    ? `(SELECT count(*)::int FROM api_token) AS tokens, (SELECT count(*)::int FROM api_token WHERE last_access IS NULL) AS unused`
-    : '0 AS tokens, 0 AS unused'
   const {rows: groups} = await sql.query<FlagGroup>(countQuery(options.hasApiTokenTable), [options.siteUserName])
-  const {rows: tokenRows} = await sql.query<{tokens: number; unused: number}>(`SELECT ${tokenSums}`)
+  const tokens = options.hasApiTokenTable
+    ? (await sql.query<{tokens: number; unused: number; unused_users: number; users: number}>(TOKEN_COUNTS)).rows[0]!
+    : {tokens: 0, unused: 0, unused_users: 0, users: 0}
   const totals = Object.fromEntries(names.map((name) => [name, 0])) as Record<PredicateName, number>
+  totals.apiTokens = tokens.users
+  totals.neverUsed = tokens.unused_users
   const keysByState: StateCounts = {}
   const usersByState: StateCounts = {}
   let sysadmins = 0
   for (const group of groups) {
     const matches = groupMatches(group)
-    for (const name of names) if (matches[name]) totals[name] += group.users
+    for (const name of Object.keys(matches) as CountedPredicate[]) if (matches[name]) totals[name] += group.users
     usersByState[group.state] = (usersByState[group.state] ?? 0) + group.users
     if (group.has_key) keysByState[group.state] = (keysByState[group.state] ?? 0) + group.users
     if (group.state === 'active' && group.sysadmin) sysadmins += group.users
   }
   const total = (name: PredicateName) => totals[name]
+  const duplicates = await collectDuplicates(sql, options.checkDuplicateEmails ? ['keys', 'emails'] : ['keys'])
   const samples = await sampleNames(sql, names.filter((name) => total(name) > 0).map((name) => [name, predicates[name]]), options.siteUserName)
+  const duplicateKeys = duplicates.keys
+  const duplicateEmails = duplicates.emails
 
-  const duplicateKeys = await countAndSample(sql, DUPLICATE_KEYS, 'u.apikey IN (SELECT value FROM duplicated)')
-  const duplicateEmails = options.checkDuplicateEmails
-    ? await countAndSample(sql, DUPLICATE_EMAILS, `u.state = 'active' AND u.email IN (SELECT value FROM duplicated)`)
-    : {count: 0, sample: []}
-
-  const tokens = tokenRows[0]!
   const count = (name: PredicateName) => total(name)
   const sample = (name: PredicateName) => samples.get(name) ?? []
   const candidates: AuditFinding[] = [
@@ -454,16 +520,6 @@ async function sampleNames(sql: Queryable, predicates: Array<[string, string]>, 
   const {rows} = await sql.query<{finding: number; names: null | string[]}>(branches.join('\nUNION ALL\n'), [siteUserName])
   for (const row of rows) samples.set(predicates[row.finding]![0], row.names ?? [])
   return samples
-}
-
-/** Users holding a duplicated value: counted from the aggregate, sampled by a scan that stops at SAMPLE_SIZE. */
-async function countAndSample(sql: Queryable, duplicates: string, predicate: string): Promise<{count: number; sample: string[]}> {
-  const {rows} = await sql.query<{count: number; sample: null | string[]}>(
-    `WITH duplicated AS MATERIALIZED (${duplicates})
-     SELECT (SELECT coalesce(sum(holders), 0)::int FROM duplicated) AS count,
-            (SELECT array_agg(name) FROM (SELECT u.name FROM "user" u WHERE ${predicate} LIMIT ${SAMPLE_SIZE}) s) AS sample`,
-  )
-  return {count: rows[0]!.count, sample: rows[0]!.sample ?? []}
 }
 
 function describeStates(counts: StateCounts): string {
