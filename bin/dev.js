@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-import {execute} from '@oclif/core'
-
-// PBKDF2 (bundles), fsync and DNS share libuv's thread pool; 4 threads starve under load.
+// See bin/run.js for both settings.
 process.env.UV_THREADPOOL_SIZE ??= '16'
+if (!process.stderr.isTTY) process.env.OCLIF_COLUMNS ??= '1000'
 
+const {execute} = await import('@oclif/core')
 await execute({development: true, dir: import.meta.url, loadOptions: {ignoreManifest: true}})

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-import {execute} from '@oclif/core'
-
 // PBKDF2 (bundles), fsync and DNS share libuv's thread pool; 4 threads starve under load.
 process.env.UV_THREADPOOL_SIZE ??= '16'
+// oclif wraps messages at 80 columns when stderr is not a terminal; in a log file or a runbook's
+// captured output an error should stay one line. (Read once when @oclif/core loads.)
+if (!process.stderr.isTTY) process.env.OCLIF_COLUMNS ??= '1000'
 
+const {execute} = await import('@oclif/core')
 await execute({dir: import.meta.url})
