@@ -17,7 +17,7 @@ const SERVER = process.env.CKAN_MIGRATE_TEST_POSTGRES_URL
 /** Seeded users per selected one: about 37 % of the seeder's users are active key holders. */
 const SEED_FACTOR = 2.8
 
-type CliRun = {code: null | number; cpuMicros: number; maxRssBytes: number; output: string; seconds: number; tokens: number}
+type CliRun = {atPeak?: Record<string, number>; rssPerSecond?: number[]; code: null | number; cpuMicros: number; maxRssBytes: number; output: string; seconds: number; tokens: number}
 
 /**
  * Builds the CLI as it ships (tsc to dist/, oclif manifest) into a temporary folder, so the
@@ -40,7 +40,7 @@ async function buildCli(): Promise<{bin: string; remove(): Promise<void>}> {
 let cliBin = join(ROOT, 'bin/run.js')
 
 /** Runs the CLI as a child (as an admin would), with its own CPU and peak RSS reported on exit. */
-async function runCli(args: string[]): Promise<CliRun> {
+export async function runCli(args: string[]): Promise<CliRun> {
   const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-usage-'))
   const usageFile = join(dir, 'usage.json')
   try {
@@ -54,7 +54,7 @@ async function runCli(args: string[]): Promise<CliRun> {
     child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
     child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk))
     const code = await new Promise<null | number>((resolve) => child.on('close', resolve))
-    const usage = JSON.parse(await readFile(usageFile, 'utf8')) as {cpuMicros: number; maxRssBytes: number}
+    const usage = JSON.parse(await readFile(usageFile, 'utf8')) as {atPeak: Record<string, number>; cpuMicros: number; maxRssBytes: number; rssPerSecond: number[]}
     return {code, ...usage, output: Buffer.concat(chunks).toString('utf8'), seconds: 0, tokens: 0}
   } finally {
     await rm(dir, {force: true, recursive: true})
@@ -117,7 +117,7 @@ async function sequentialLoop(site: SandboxSite, userIds: string[]): Promise<num
   return userIds.length / (Number(process.hrtime.bigint() - started) / 1e9)
 }
 
-async function withSite<T>(users: number, latencyMs: number, work: (site: SandboxSite, dir: string) => Promise<T>): Promise<T> {
+export async function withSite<T>(users: number, latencyMs: number, work: (site: SandboxSite, dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-bench-issue-'))
   const site = await startSandboxSite({
     datapusher: false,

@@ -92,7 +92,7 @@ export class JsonlFile<T> {
 
   /** Every complete record, one at a time (a big file never sits in memory); torn lines skipped as in readAll(). */
   async *stream(): AsyncGenerator<T> {
-    const input = createReadStream(this.path, {encoding: 'utf8', highWaterMark: 256 * 1024})
+    const input = createReadStream(this.path, {encoding: 'utf8', highWaterMark: 64 * 1024})
     const opened = new Promise<boolean>((resolve, reject) => {
       input.once('open', () => resolve(true))
       input.once('error', (error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? resolve(false) : reject(error)))

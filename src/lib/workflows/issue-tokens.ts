@@ -23,6 +23,7 @@ import {readScratch, removeScratch, ScratchWriter} from '../tokens/scratch-file.
 import {checkSameSite, preflightSite} from '../tokens/site-preflight.js'
 import {AnnouncedFeed, TokenIssuer, type UserOutcome} from '../tokens/token-issuer.js'
 import {checkTokenNameTemplate, DEFAULT_TOKEN_NAME} from '../tokens/token-name.js'
+import {limitHeapGrowth} from '../tokens/heap-growth.js'
 
 export type {Outcome} from '../tokens/token-issuer.js'
 
@@ -97,6 +98,8 @@ const QUEUE_FILE = '.issue-tokens-queue.jsonl'
 const OUTCOMES_FILE = '.issue-tokens-outcomes.jsonl'
 /** Skipped users are journaled this many per write (one fsync each). */
 const SKIPPED_PER_WRITE = 1000
+/** How far V8 may grow its heap during a run (see heap-growth.ts). */
+const HEAP_GROWTH = {newSpaceMiB: 16, oldGrowingPercent: 50}
 
 /**
  * Gives every selected user exactly one API token of this run, durably and resumably:
@@ -209,6 +212,8 @@ async function issueRun(input: {
   warnings: string[]
 }): Promise<IssueTokensResult> {
   const {options, run, tally} = input
+  // A run keeps a few MiB alive whatever its size; see heap-growth.ts for why V8 is reined in.
+  const unlimit = limitHeapGrowth(HEAP_GROWTH)
   await run.record({command: 'issue-tokens', dryRun: false, kind: 'run-started'})
   const outcomes = await ScratchWriter.create<UserOutcome>(run.file(OUTCOMES_FILE))
   const queue = await ScratchWriter.create<CkanUserRow>(run.file(QUEUE_FILE))
@@ -307,6 +312,7 @@ async function issueRun(input: {
     if (fatal) throw fatal
     return result
   } finally {
+    unlimit()
     await Promise.allSettled([outcomes.end(), queue.end()])
     await Promise.all([removeScratch(outcomes.path), removeScratch(queue.path)])
   }
