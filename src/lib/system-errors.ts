@@ -54,3 +54,21 @@ export function translateSystemError(error: unknown): MigrateError | undefined {
     }
   }
 }
+
+/**
+ * The one error for a folder we could not create or write (`--out`, `--dir`, `--bundle-dir`):
+ * a file in the way is the user's input (exit 7); permissions, a full disk or a read-only file
+ * system are a write failure (exit 13). A MigrateError passes through unchanged.
+ */
+export function folderError(folder: string, error: unknown, label: string, suggestion: string): MigrateError {
+  if (error instanceof MigrateError) return error
+  const code = (error as NodeJS.ErrnoException).code
+  if (code === 'ENOTDIR' || code === 'EEXIST') {
+    return new MigrateError(`${label} ${folder} cannot be created: a part of its path is a file, not a folder`, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion,
+    })
+  }
+  return new MigrateError(`Cannot write into ${label} ${folder}: ${code ?? 'error'}`, {cause: error, exitCode: EXIT_CODES.writeFailed, suggestion})
+}

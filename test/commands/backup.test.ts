@@ -177,9 +177,13 @@ describe('backup', () => {
     await writeFile(join(tmp, 'plain-file'), 'x')
     const realUrl = REAL_POSTGRES_URL ? await seededDatabase() : undefined
     if (realUrl) {
-      const unwritable = await runCli(['backup', '--database-url', realUrl, '--dir', join(tmp, 'plain-file', 'sub'), '--recipient-key', key.publicKeyFile])
+      // A file in the way is bad input (7); a folder nobody may create (EPERM under /sys, even for root) is a write failure (13).
+      const fileInTheWay = await runCli(['backup', '--database-url', realUrl, '--dir', join(tmp, 'plain-file', 'sub'), '--recipient-key', key.publicKeyFile])
+      expect(fileInTheWay.exitCode).toBe(7)
+      expect(fileInTheWay.error?.message).toMatch(/^the backup folder .* cannot be created: a part of its path is a file/)
+      const unwritable = await runCli(['backup', '--database-url', realUrl, '--dir', '/sys/ckan-migrate-backups', '--recipient-key', key.publicKeyFile])
       expect(unwritable.exitCode).toBe(13)
-      expect(unwritable.error?.message).toMatch(/^Cannot write backups to /)
+      expect(unwritable.error?.message).toMatch(/^Cannot write into the backup folder /)
       const dry = await runCliJson<{dryRun: boolean; file: string}>(['backup', '--database-url', realUrl, '--dir', dir, '--recipient-key', key.publicKeyFile, '--dry-run'])
       expect(dry.exitCode).toBe(0)
       expect(dry.json.result).toMatchObject({dryRun: true})

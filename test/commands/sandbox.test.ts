@@ -42,12 +42,16 @@ describe('ckan-migrate sandbox: bad input', () => {
     }
   })
 
-  it('refuses a --dir it cannot create with exit 13', async () => {
+  it('refuses a --dir it may not create with exit 13, and one under a file with exit 7', async () => {
+    // EPERM under /sys, even for root.
+    const run = await runCli(['sandbox', '--dir', '/sys/ckan-migrate-sandbox'])
+    expect(run.exitCode).toBe(13)
+    expect(run.error?.message).toMatch(/^Cannot write into the sandbox folder .*: EPERM$/)
     const file = join(await tempFolder(), 'a-file')
     await writeFile(file, 'x')
-    const run = await runCli(['sandbox', '--dir', join(file, 'sandbox')])
-    expect(run.exitCode).toBe(13)
-    expect(run.error?.message).toMatch(/^Cannot write into the sandbox folder .*: ENOTDIR$/)
+    const underFile = await runCli(['sandbox', '--dir', join(file, 'sandbox')])
+    expect(underFile.exitCode).toBe(7)
+    expect(underFile.error?.message).toMatch(/cannot be created: a part of its path is a file, not a folder$/)
   })
 
   it('refuses malformed --faults with exit 7', async () => {

@@ -32,7 +32,7 @@ import {parseDatabaseUrl, toNodePostgresUrl} from '../db/database-url.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {ensureFolderForSecrets, syncFolder, writeFileAtomically} from '../files/secret-file.js'
 import type {Secret} from '../secret.js'
-import {translateSystemError} from '../system-errors.js'
+import {folderError, translateSystemError} from '../system-errors.js'
 
 /** --recipient-key FILE (OpenPGP.js, in-process) or --key-id ID (the local GnuPG keyring). */
 export type RecipientChoice = {keyFile: string} | {keyId: string}
@@ -370,13 +370,7 @@ async function prepareFolder(dir: string, dryRun: boolean): Promise<void> {
     if (!(await stat(existing)).isDirectory()) throw Object.assign(new Error('not a folder'), {code: 'ENOTDIR'})
     await access(existing, constants.W_OK)
   } catch (error) {
-    if (error instanceof MigrateError) throw error
-    const code = (error as NodeJS.ErrnoException).code ?? 'error'
-    throw new MigrateError(`Cannot write backups to ${dir}: ${code}`, {
-      cause: error,
-      exitCode: EXIT_CODES.writeFailed,
-      suggestion: 'Pass --dir with a folder this user may create and write (it is made 0700).',
-    })
+    throw folderError(dir, error, 'the backup folder', 'Pass --dir with a folder this user may create and write (it is made 0700).')
   }
 }
 

@@ -4,6 +4,7 @@ import {join, resolve} from 'node:path'
 
 import {parseDatabaseUrl} from '../db/database-url.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {folderError} from '../system-errors.js'
 import {ensureFolderForSecrets, writeFileAtomically} from '../files/secret-file.js'
 import type {CkanVersion} from '../sandbox/ckan-schema.js'
 import type {FaultSettings} from '../sandbox/faults.js'
@@ -53,11 +54,7 @@ async function checkFolder(dir: string): Promise<void> {
     await ensureFolderForSecrets(dir)
     await access(dir, constants.W_OK)
   } catch (error) {
-    throw new MigrateError(`Cannot write into the sandbox folder ${dir}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
-      cause: error,
-      exitCode: EXIT_CODES.writeFailed,
-      suggestion: 'Pass a --dir you can write to (it is created if missing).',
-    })
+    throw folderError(dir, error, 'the sandbox folder', 'Pass a --dir you can write to (it is created 0700 if missing).')
   }
 }
 
