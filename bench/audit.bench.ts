@@ -41,7 +41,11 @@ export default async function auditBench(): Promise<BenchResult> {
       await client.end()
       const psql = () => measure('psql', [database.url, '-X', '-q', '-c', PSQL_COPY], 0)
       const audit = (extra: string[]) =>
-        measure(process.execPath, [`${BUILD}bin/run.js`, 'audit', '--database-url', database.url, '--json', ...extra], 10)
+        measure(
+          process.execPath,
+          [`${BUILD}bin/run.js`, 'audit', '--database-url', database.url, '--json', ...extra],
+          10,
+        )
       await psql()
       await audit([])
       const copy = await best(psql)
@@ -90,11 +94,15 @@ async function buildCli(): Promise<void> {
   await rm(BUILD, {force: true, recursive: true})
   await mkdir(`${BUILD}bin`, {recursive: true})
   // Other commands may be mid-edit and fail to type-check; tsc still emits, and audit is all we run.
-  await run(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.json`, '--outDir', `${BUILD}dist`]).catch(
-    (error: unknown) => {
-      if (!existsSync(`${BUILD}dist/commands/audit.js`)) throw error
-    },
-  )
+  await run(process.execPath, [
+    `${ROOT}node_modules/typescript/bin/tsc`,
+    '-p',
+    `${ROOT}tsconfig.json`,
+    '--outDir',
+    `${BUILD}dist`,
+  ]).catch((error: unknown) => {
+    if (!existsSync(`${BUILD}dist/commands/audit.js`)) throw error
+  })
   await copyFile(`${ROOT}package.json`, `${BUILD}package.json`)
   await copyFile(`${ROOT}bin/run.js`, `${BUILD}bin/run.js`)
   await symlink(`${ROOT}node_modules`, `${BUILD}node_modules`)
@@ -113,10 +121,15 @@ async function measure(command: string, args: string[], expectedExit: number): P
   const started = performance.now()
   const result = await run('/usr/bin/time', ['-v', command, ...args], {maxBuffer: 64 * 1024 * 1024}).then(
     (output) => ({...output, code: 0}),
-    (error: {code?: number; stderr: string; stdout: string}) => ({code: error.code ?? -1, stderr: error.stderr, stdout: error.stdout}),
+    (error: {code?: number; stderr: string; stdout: string}) => ({
+      code: error.code ?? -1,
+      stderr: error.stderr,
+      stdout: error.stdout,
+    }),
   )
   const seconds = (performance.now() - started) / 1000
-  if (result.code !== expectedExit) throw new Error(`${command} exited ${result.code}, expected ${expectedExit}:\n${result.stderr.slice(0, 2000)}`)
+  if (result.code !== expectedExit)
+    throw new Error(`${command} exited ${result.code}, expected ${expectedExit}:\n${result.stderr.slice(0, 2000)}`)
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(result.stderr)
   return {maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN, seconds}
 }

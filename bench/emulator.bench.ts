@@ -15,21 +15,41 @@ const AUTOCANNON = new URL('../node_modules/autocannon/autocannon.js', import.me
 const CONNECTIONS = 32
 const SECONDS = 15
 
-type Measured = {cpuMicros: number; errors: number; non2xx: number; p50: number; p99: number; perSecond: number; rows: number; total: number}
+type Measured = {
+  cpuMicros: number
+  errors: number
+  non2xx: number
+  p50: number
+  p99: number
+  perSecond: number
+  rows: number
+  total: number
+}
 
 async function measure(version: CkanVersion): Promise<Measured> {
   const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-bench-'))
-  const site = await startSandboxSite({dir, serverUrl: process.env.CKAN_MIGRATE_TEST_POSTGRES_URL, users: 2000, version})
+  const site = await startSandboxSite({
+    dir,
+    serverUrl: process.env.CKAN_MIGRATE_TEST_POSTGRES_URL,
+    users: 2000,
+    version,
+  })
   try {
     const args = [
       AUTOCANNON,
       '--json',
-      '-c', String(CONNECTIONS),
-      '-d', String(SECONDS),
-      '-m', 'POST',
-      '-H', `Authorization=${site.adminCredential.reveal()}`,
-      '-H', 'Content-Type=application/json',
-      '-b', JSON.stringify({name: 'bench', user: 'user-1'}),
+      '-c',
+      String(CONNECTIONS),
+      '-d',
+      String(SECONDS),
+      '-m',
+      'POST',
+      '-H',
+      `Authorization=${site.adminCredential.reveal()}`,
+      '-H',
+      'Content-Type=application/json',
+      '-b',
+      JSON.stringify({name: 'bench', user: 'user-1'}),
       `${site.ckanUrl}/api/3/action/api_token_create`,
     ]
     const cpu = process.cpuUsage()
@@ -43,7 +63,9 @@ async function measure(version: CkanVersion): Promise<Measured> {
     }
     const client = new pg.Client({connectionString: site.databaseUrl})
     await client.connect()
-    const rows = Number((await client.query<{n: string}>(`SELECT count(*) AS n FROM api_token WHERE name = 'bench'`)).rows[0]!.n)
+    const rows = Number(
+      (await client.query<{n: string}>(`SELECT count(*) AS n FROM api_token WHERE name = 'bench'`)).rows[0]!.n,
+    )
     await client.end()
     return {
       cpuMicros: (used.user + used.system) / Math.max(1, report.requests.total),

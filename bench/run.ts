@@ -26,7 +26,9 @@ below); otherwise they start PGlite.
 `
 
 const names = process.argv.slice(2)
-const available = (await readdir(new URL('.', import.meta.url))).filter((file) => file.endsWith('.bench.ts')).map((file) => file.replace(/\.bench\.ts$/, ''))
+const available = (await readdir(new URL('.', import.meta.url)))
+  .filter((file) => file.endsWith('.bench.ts'))
+  .map((file) => file.replace(/\.bench\.ts$/, ''))
 const chosen = names.length > 0 ? names : available
 let page: string
 try {

@@ -19,7 +19,9 @@ export default async function seederBench(): Promise<BenchResult> {
     const {rows: counts} = await client.query(`SELECT count(*)::int AS n, count(apikey)::int AS keys FROM "user"`)
     await client.end()
     await database.release()
-    rows.push(`| ${users.toLocaleString('en')} | ${counts[0].n.toLocaleString('en')} | ${counts[0].keys.toLocaleString('en')} | ${seconds.toFixed(1)} s | ${database.engine} |`)
+    rows.push(
+      `| ${users.toLocaleString('en')} | ${counts[0].n.toLocaleString('en')} | ${counts[0].keys.toLocaleString('en')} | ${seconds.toFixed(1)} s | ${database.engine} |`,
+    )
   }
   return {
     markdown: `Command: \`npm run bench -- seeder\` (seeds a CKAN 2.9 schema with \`seedCkanSite\`, timing the seeding alone).

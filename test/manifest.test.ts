@@ -22,7 +22,9 @@ describe('oclif.manifest.json', () => {
         '--outDir',
         join(scratch, 'dist'),
       ])
-      await run(process.execPath, [join(PROJECT_ROOT, 'node_modules/oclif/bin/run.js'), 'manifest', scratch], {cwd: scratch})
+      await run(process.execPath, [join(PROJECT_ROOT, 'node_modules/oclif/bin/run.js'), 'manifest', scratch], {
+        cwd: scratch,
+      })
       const fresh = JSON.parse(await readFile(join(scratch, 'oclif.manifest.json'), 'utf8'))
       const committed = JSON.parse(await readFile(join(PROJECT_ROOT, 'oclif.manifest.json'), 'utf8'))
       expect(committed).toEqual(fresh)

@@ -21,7 +21,11 @@ if (target) {
     if (++ticks % 20 === 0) timeline.push(Math.round(now.rss / 2 ** 20))
     if (now.rss > peak.rss) {
       peak = now
-      spaces = Object.fromEntries(getHeapSpaceStatistics().filter((space) => space.space_size >= 2 ** 20).map((space) => [space.space_name, Math.round(space.space_size / 2 ** 20)]))
+      spaces = Object.fromEntries(
+        getHeapSpaceStatistics()
+          .filter((space) => space.space_size >= 2 ** 20)
+          .map((space) => [space.space_name, Math.round(space.space_size / 2 ** 20)]),
+      )
       spaces.atMs = Date.now() - started
       if (process.env.CKAN_MIGRATE_USAGE_SMAPS) spaces.smaps = smaps()
     }
@@ -34,7 +38,14 @@ if (target) {
     writeFileSync(
       target,
       JSON.stringify({
-        atPeak: {arrayBuffers: mib(peak.arrayBuffers), external: mib(peak.external), heapTotal: mib(peak.heapTotal), heapUsed: mib(peak.heapUsed), rss: mib(peak.rss), ...spaces},
+        atPeak: {
+          arrayBuffers: mib(peak.arrayBuffers),
+          external: mib(peak.external),
+          heapTotal: mib(peak.heapTotal),
+          heapUsed: mib(peak.heapUsed),
+          rss: mib(peak.rss),
+          ...spaces,
+        },
         cpuMicros: cpu.user + cpu.system,
         rssPerSecond: timeline,
         maxRssBytes: process.resourceUsage().maxRSS * 1024,
@@ -51,10 +62,16 @@ function smaps() {
     const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line)
     if (header) {
       const path = header[1] || 'anon'
-      current = path.includes('node') && !path.includes('node_modules') ? 'node binary' : path.startsWith('/') ? 'files' : path
+      current =
+        path.includes('node') && !path.includes('node_modules') ? 'node binary' : path.startsWith('/') ? 'files' : path
     } else if (line.startsWith('Rss:')) {
       totals[current] = (totals[current] ?? 0) + Number(line.split(/\s+/)[1]) / 1024
     }
   }
-  return Object.fromEntries(Object.entries(totals).filter(([, mib]) => mib >= 1).sort((a, b) => b[1] - a[1]).map(([key, mib]) => [key, Math.round(mib)]))
+  return Object.fromEntries(
+    Object.entries(totals)
+      .filter(([, mib]) => mib >= 1)
+      .sort((a, b) => b[1] - a[1])
+      .map(([key, mib]) => [key, Math.round(mib)]),
+  )
 }

@@ -18,12 +18,20 @@ export default class Audit extends MigrateCommand<AuditResult> {
     'ca-cert': caCertFlag,
     'ckan-ini': ckanIniFlag,
     'ckan-url': ckanUrlFlag,
-    csv: Flags.string({summary: 'Write one row per user to this CSV file (0600): id, name, state, sysadmin, has_email, has_legacy_key, key_fingerprint, token_count, last_token_use.'}),
+    csv: Flags.string({
+      summary:
+        'Write one row per user to this CSV file (0600): id, name, state, sysadmin, has_email, has_legacy_key, key_fingerprint, token_count, last_token_use.',
+    }),
     'database-url': databaseUrlFlag,
-    'statement-timeout': Flags.integer({default: 120, min: 1, summary: 'Seconds any one database query may take (PostgreSQL statement_timeout).'}),
+    'statement-timeout': Flags.integer({
+      default: 120,
+      min: 1,
+      summary: 'Seconds any one database query may take (PostgreSQL statement_timeout).',
+    }),
     timeout: timeoutFlag,
   }
-  static override summary = 'Inventory legacy API keys and tokens, check the configuration, and say whether the site is READY for CKAN 2.10/2.11.'
+  static override summary =
+    'Inventory legacy API keys and tokens, check the configuration, and say whether the site is READY for CKAN 2.10/2.11.'
 
   async run(): Promise<AuditResult> {
     const {flags} = await this.parse(Audit)

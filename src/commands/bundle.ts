@@ -15,7 +15,9 @@ AES-256 (the default) opens in 7-Zip and most archive tools; DCOR-Aid and dclab 
     '<%= config.bin %> <%= command.id %> --out run-2026-11 --server-cert server.pem --users alice,bob --password-file chosen-passwords.csv',
   ]
   static override flags = {
-    'bundle-dir': Flags.string({summary: 'Folder for the bundles and passwords.csv (created 0700). Default: bundles/ inside --out.'}),
+    'bundle-dir': Flags.string({
+      summary: 'Folder for the bundles and passwords.csv (created 0700). Default: bundles/ inside --out.',
+    }),
     'ckan-ini': ckanIniFlag,
     'ckan-url': ckanUrlFlag,
     'database-url': databaseUrlFlag,
@@ -23,22 +25,35 @@ AES-256 (the default) opens in 7-Zip and most archive tools; DCOR-Aid and dclab 
     encryption: Flags.option({
       default: 'aes256' as const,
       options: ['aes256', 'zipcrypto'] as const,
-      summary: 'aes256: WinZip AES-256 (7-Zip, WinZip). zipcrypto: weak, but the only kind DCOR-Aid/dclab (Python zipfile) can open.',
+      summary:
+        'aes256: WinZip AES-256 (7-Zip, WinZip). zipcrypto: weak, but the only kind DCOR-Aid/dclab (Python zipfile) can open.',
     })(),
     'fetch-cert': Flags.boolean({
       exactlyOne: ['server-cert', 'fetch-cert'],
-      summary: 'Take the certificate chain from a TLS handshake with --ckan-url (default: the run\'s site).',
+      summary: "Take the certificate chain from a TLS handshake with --ckan-url (default: the run's site).",
     }),
-    force: Flags.boolean({default: false, summary: 'Rewrite every selected bundle with a new password, even an up-to-date one.'}),
-    out: Flags.string({env: outFlag.env, required: true, summary: 'Run folder that issue-tokens wrote (--out of that run): the tokens to bundle.'}),
+    force: Flags.boolean({
+      default: false,
+      summary: 'Rewrite every selected bundle with a new password, even an up-to-date one.',
+    }),
+    out: Flags.string({
+      env: outFlag.env,
+      required: true,
+      summary: 'Run folder that issue-tokens wrote (--out of that run): the tokens to bundle.',
+    }),
     'password-file': Flags.string({summary: 'CSV of user,password lines to use instead of generated passwords.'}),
     'server-cert': Flags.string({
       exactlyOne: ['server-cert', 'fetch-cert'],
-      summary: "PEM file with the site's certificate (chain), server certificate first; its CN must be the site's host.",
+      summary:
+        "PEM file with the site's certificate (chain), server certificate first; its CN must be the site's host.",
     }),
     suffix: Flags.string({default: DEFAULT_SUFFIX, summary: 'File name ending of each bundle.'}),
     timeout: timeoutFlag,
-    users: Flags.string({delimiter: ',', multiple: true, summary: 'Only these users (CKAN names, comma-separated). Default: everyone with a token in the run.'}),
+    users: Flags.string({
+      delimiter: ',',
+      multiple: true,
+      summary: 'Only these users (CKAN names, comma-separated). Default: everyone with a token in the run.',
+    }),
   }
   static override summary = 'Write an encrypted DCOR-Aid access bundle (.dcor-access) per user, passwords kept apart.'
 
@@ -70,8 +85,11 @@ AES-256 (the default) opens in 7-Zip and most archive tools; DCOR-Aid and dclab 
         ? `Dry run: would write ${counts.written} bundle(s) and keep ${counts.kept} in ${result.bundleDir}; nothing was written.`
         : `Wrote ${counts.written} bundle(s), kept ${counts.kept} up-to-date one(s) in ${result.bundleDir} (${result.encryption}).`,
     )
-    this.log(`Server certificate: CN=${serverCert.cn ?? '(none)'}, ${serverCert.count} in chain, SHA-256 ${serverCert.fingerprint256}.`)
-    if (!result.dryRun) this.log(`Passwords: ${result.passwordsFile} (0600). Send them through a different channel than the bundles.`)
+    this.log(
+      `Server certificate: CN=${serverCert.cn ?? '(none)'}, ${serverCert.count} in chain, SHA-256 ${serverCert.fingerprint256}.`,
+    )
+    if (!result.dryRun)
+      this.log(`Passwords: ${result.passwordsFile} (0600). Send them through a different channel than the bundles.`)
     return result
   }
 }

@@ -34,17 +34,29 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     concurrency: concurrencyFlag,
     'database-url': databaseUrlFlag,
     'dry-run': dryRunFlag,
-    'expires-in': Flags.integer({min: 1, summary: 'Token lifetime in --unit steps (required when CKAN has the expire_api_token plugin).'}),
-    'include-pending': Flags.boolean({default: false, summary: 'Also give tokens to pending users (CKAN 2.10+ treats them as anonymous until activated).'}),
+    'expires-in': Flags.integer({
+      min: 1,
+      summary: 'Token lifetime in --unit steps (required when CKAN has the expire_api_token plugin).',
+    }),
+    'include-pending': Flags.boolean({
+      default: false,
+      summary: 'Also give tokens to pending users (CKAN 2.10+ treats them as anonymous until activated).',
+    }),
     'include-site-user': Flags.boolean({default: false, summary: 'Also give the site user (ckan.site_id) a token.'}),
     limit: Flags.integer({min: 1, summary: 'At most this many users (in name order): a small first batch.'}),
     out: requiredOutFlag,
     'sysadmins-only': Flags.boolean({default: false, summary: 'Only sysadmins.'}),
     timeout: timeoutFlag,
-    'token-name': Flags.string({default: DEFAULT_TOKEN_NAME, summary: 'Token name template: {date}, {run} (required) and {user}.'}),
+    'token-name': Flags.string({
+      default: DEFAULT_TOKEN_NAME,
+      summary: 'Token name template: {date}, {run} (required) and {user}.',
+    }),
     unit: Flags.option({options: ['second', 'minute', 'hour', 'day'] as const, summary: 'Unit of --expires-in.'})(),
     users: Flags.string({exclusive: ['users-file'], summary: 'Only these users: names or ids, comma-separated.'}),
-    'users-file': Flags.string({exclusive: ['users'], summary: 'Only the users named in this file, one name or id per line.'}),
+    'users-file': Flags.string({
+      exclusive: ['users'],
+      summary: 'Only the users named in this file, one name or id per line.',
+    }),
   }
   static override summary = 'Give every selected user exactly one API token (resumable, never a secret in output).'
 
@@ -89,13 +101,20 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     const {counts} = result
     const skipped = Object.entries(result.skippedByReason).map(([reason, count]) => `  skipped ${count}: ${reason}`)
     if (result.dryRun) {
-      this.log(`Dry run against CKAN ${result.ckanVersion}: ${counts.planned} users would get a token, ${counts.alreadyIssued} already have one from this run${counts.revoked > 0 ? `, ${counts.revoked} had theirs revoked` : ''}.`)
+      this.log(
+        `Dry run against CKAN ${result.ckanVersion}: ${counts.planned} users would get a token, ${counts.alreadyIssued} already have one from this run${counts.revoked > 0 ? `, ${counts.revoked} had theirs revoked` : ''}.`,
+      )
       for (const line of skipped) this.log(line)
       this.log('Nothing was written to CKAN or to --out.')
       return
     }
-    this.log(`${counts.issued} tokens issued, ${counts.alreadyIssued} already issued, ${counts.failed} failed, ${counts.notStarted} not started (run ${result.runId}, CKAN ${result.ckanVersion}).`)
-    if (counts.revoked > 0) this.log(`  ${counts.revoked} users' tokens of this run were revoked (rollback): they get no new one here; use a new --out to issue again.`)
+    this.log(
+      `${counts.issued} tokens issued, ${counts.alreadyIssued} already issued, ${counts.failed} failed, ${counts.notStarted} not started (run ${result.runId}, CKAN ${result.ckanVersion}).`,
+    )
+    if (counts.revoked > 0)
+      this.log(
+        `  ${counts.revoked} users' tokens of this run were revoked (rollback): they get no new one here; use a new --out to issue again.`,
+      )
     for (const line of skipped) this.log(line)
     for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
     if (result.interrupted) this.log('Interrupted: run the same command again to go on.')

@@ -16,22 +16,46 @@ export default class PurgeKeys extends MigrateCommand<PurgeKeysResult> {
   ]
   static override flags = {
     all: Flags.boolean({default: false, summary: "Clear every user's key, not only those whose token verified."}),
-    backup: Flags.string({exclusive: ['no-backup'], summary: 'A backup made by ckan-migrate backup (its FILE.json sidecar is checked: age, SHA-256, same database).'}),
+    backup: Flags.string({
+      exclusive: ['no-backup'],
+      summary: 'A backup made by ckan-migrate backup (its FILE.json sidecar is checked: age, SHA-256, same database).',
+    }),
     'ckan-ini': ckanIniFlag,
-    'confirm-2.9': Flags.boolean({default: false, summary: 'The site still runs CKAN 2.9, where keys still work: clear them anyway.'}),
+    'confirm-2.9': Flags.boolean({
+      default: false,
+      summary: 'The site still runs CKAN 2.9, where keys still work: clear them anyway.',
+    }),
     'database-url': databaseUrlFlag,
     'dry-run': dryRunFlag,
-    'include-site-user': Flags.boolean({default: false, summary: "Also clear the site user's key on 2.9 (DataPusher / XLoader before 2.1 use it)."}),
+    'include-site-user': Flags.boolean({
+      default: false,
+      summary: "Also clear the site user's key on 2.9 (DataPusher / XLoader before 2.1 use it).",
+    }),
     'max-backup-age': Flags.integer({default: 24, min: 1, summary: 'Hours a --backup may be old.'}),
-    'no-backup': Flags.boolean({default: false, exclusive: ['backup'], summary: 'Go on without a backup (say so explicitly).'}),
-    out: Flags.string({env: 'CKAN_MIGRATE_OUT', required: true, summary: 'The run folder of issue-tokens and verify: its journal says whose token verified; the CSV and journal entries go there.'}),
+    'no-backup': Flags.boolean({
+      default: false,
+      exclusive: ['backup'],
+      summary: 'Go on without a backup (say so explicitly).',
+    }),
+    out: Flags.string({
+      env: 'CKAN_MIGRATE_OUT',
+      required: true,
+      summary:
+        'The run folder of issue-tokens and verify: its journal says whose token verified; the CSV and journal entries go there.',
+    }),
   }
   static override summary = 'Clear legacy API keys (user.apikey) once the tokens that replace them work.'
 
   async run(): Promise<PurgeKeysResult> {
     const {flags} = await this.parse(PurgeKeys)
     if (!flags.backup && !flags['no-backup']) {
-      throw new MigrateError('purge-keys needs --backup FILE (made by ckan-migrate backup) or an explicit --no-backup', {exitCode: EXIT_CODES.badInput, suggestion: 'Run ckan-migrate backup first and pass the file it wrote with --backup.'})
+      throw new MigrateError(
+        'purge-keys needs --backup FILE (made by ckan-migrate backup) or an explicit --no-backup',
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Run ckan-migrate backup first and pass the file it wrote with --backup.',
+        },
+      )
     }
     const ini = flags['ckan-ini'] ? await readCkanIni(flags['ckan-ini']) : undefined
     const {url} = chooseDatabaseUrl({databaseUrl: flags['database-url'], ini})
@@ -47,7 +71,9 @@ export default class PurgeKeys extends MigrateCommand<PurgeKeysResult> {
     })
     for (const warning of result.warnings) this.warn(warning)
     const skipped = `skipped: ${result.skipped.siteUser} site user, ${result.skipped.alreadyWithoutKey} already without a key, ${result.skipped.notInDatabase} not in this database`
-    this.log(`${result.dryRun ? 'Dry run: would clear' : 'Cleared'} ${result.purged} legacy keys (${result.mode === 'all' ? 'all users' : `${result.selected} users with a verified token`}; ${skipped}).`)
+    this.log(
+      `${result.dryRun ? 'Dry run: would clear' : 'Cleared'} ${result.purged} legacy keys (${result.mode === 'all' ? 'all users' : `${result.selected} users with a verified token`}; ${skipped}).`,
+    )
     if (result.csv) this.log(`Report: ${result.csv}`)
     else if (result.dryRun) this.log('Nothing was written.')
     return result

@@ -2,7 +2,15 @@ import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
-import {apiKeyFileFlag, caCertFlag, ckanUrlFlag, concurrencyFlag, dryRunFlag, requiredOutFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
+import {
+  apiKeyFileFlag,
+  caCertFlag,
+  ckanUrlFlag,
+  concurrencyFlag,
+  dryRunFlag,
+  requiredOutFlag,
+  timeoutFlag,
+} from '../lib/cli/shared-flags.js'
 import {EXIT_CODES} from '../lib/errors.js'
 import {revokeTokens, type RevokeResult} from '../lib/workflows/revoke.js'
 
@@ -46,9 +54,14 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
       users: flags.users?.split(','),
     }).finally(() => bar?.stop())
     const {counts} = result
-    if (result.dryRun) this.log(`Dry run: would revoke ${counts.planned} tokens of run ${result.runId} (${counts.alreadyRevoked} already revoked). Nothing was changed.`)
+    if (result.dryRun)
+      this.log(
+        `Dry run: would revoke ${counts.planned} tokens of run ${result.runId} (${counts.alreadyRevoked} already revoked). Nothing was changed.`,
+      )
     else {
-      this.log(`${counts.revoked} of ${counts.tokens} tokens revoked, ${counts.alreadyRevoked} already revoked, ${counts.failed} failed (run ${result.runId}).`)
+      this.log(
+        `${counts.revoked} of ${counts.tokens} tokens revoked, ${counts.alreadyRevoked} already revoked, ${counts.failed} failed (run ${result.runId}).`,
+      )
       for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
       this.log(`Report: ${result.reportPath}`)
     }

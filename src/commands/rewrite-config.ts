@@ -3,7 +3,15 @@ import {Flags} from '@oclif/core'
 import {CkanApiClient} from '../lib/ckan/ckan-api-client.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {startProgressBar} from '../lib/cli/progress-bar.js'
-import {apiKeyFileFlag, caCertFlag, ckanIniFlag, ckanUrlFlag, dryRunFlag, outFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
+import {
+  apiKeyFileFlag,
+  caCertFlag,
+  ckanIniFlag,
+  ckanUrlFlag,
+  dryRunFlag,
+  outFlag,
+  timeoutFlag,
+} from '../lib/cli/shared-flags.js'
 import {readCredential} from '../lib/credential.js'
 import {type RewriteConfigResult, rewriteServiceConfigs} from '../lib/workflows/rewrite-config.js'
 
@@ -15,27 +23,51 @@ export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {
     '<%= config.bin %> <%= command.id %> --env-file ./ckan-docker/.env --token-file xloader=./xloader.token --fix-header',
   ]
   static override flags = {
-    also: Flags.string({multiple: true, summary: "Another node's copy of ckan.ini (web or worker) to give the same change; repeatable."}),
+    also: Flags.string({
+      multiple: true,
+      summary: "Another node's copy of ckan.ini (web or worker) to give the same change; repeatable.",
+    }),
     'api-key-file': apiKeyFileFlag,
     'ca-cert': caCertFlag,
     'chain-target': Flags.string({
       default: 'defining',
       options: ['defining', 'top'],
-      summary: 'With use = config: chains, write a key in the file that defines it (defining) or override it in the top file (top).',
+      summary:
+        'With use = config: chains, write a key in the file that defines it (defining) or override it in the top file (top).',
     }),
     'ckan-ini': ckanIniFlag,
     'ckan-url': ckanUrlFlag,
     'dry-run': dryRunFlag,
-    'env-file': Flags.string({multiple: true, summary: 'Docker env file to set ckanext-envvars variables in (CKANEXT__XLOADER__API_TOKEN, …); repeatable.'}),
-    'fix-header': Flags.boolean({default: false, summary: 'Set apitoken_header_name = Authorization (what CKAN 2.11 and XLoader use).'}),
+    'env-file': Flags.string({
+      multiple: true,
+      summary: 'Docker env file to set ckanext-envvars variables in (CKANEXT__XLOADER__API_TOKEN, …); repeatable.',
+    }),
+    'fix-header': Flags.boolean({
+      default: false,
+      summary: 'Set apitoken_header_name = Authorization (what CKAN 2.11 and XLoader use).',
+    }),
     out: outFlag,
-    service: Flags.string({multiple: true, summary: 'Configure this service even if its plugin is not in ckan.plugins: xloader, datapusher, datapusher_plus, validation.'}),
-    'service-user': Flags.string({summary: 'CKAN user the service tokens belong to (default: the site user, ckan.site_id).'}),
+    service: Flags.string({
+      multiple: true,
+      summary:
+        'Configure this service even if its plugin is not in ckan.plugins: xloader, datapusher, datapusher_plus, validation.',
+    }),
+    'service-user': Flags.string({
+      summary: 'CKAN user the service tokens belong to (default: the site user, ckan.site_id).',
+    }),
     timeout: timeoutFlag,
-    'token-file': Flags.string({multiple: true, summary: 'Use the token in FILE instead of creating one: FILE for every service, or SERVICE=FILE; repeatable.'}),
-    'token-lifetime-days': Flags.integer({default: 365, min: 1, summary: 'Lifetime of created tokens when the expire_api_token plugin is enabled.'}),
+    'token-file': Flags.string({
+      multiple: true,
+      summary: 'Use the token in FILE instead of creating one: FILE for every service, or SERVICE=FILE; repeatable.',
+    }),
+    'token-lifetime-days': Flags.integer({
+      default: 365,
+      min: 1,
+      summary: 'Lifetime of created tokens when the expire_api_token plugin is enabled.',
+    }),
   }
-  static override summary = 'Give each service (XLoader, DataPusher, …) its own API token in ckan.ini and env files, touching nothing else.'
+  static override summary =
+    'Give each service (XLoader, DataPusher, …) its own API token in ckan.ini and env files, touching nothing else.'
 
   async run(): Promise<RewriteConfigResult> {
     const {flags} = await this.parse(RewriteConfig)
@@ -43,7 +75,12 @@ export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {
     const credential = ckanUrl ? await readCredential({file: flags['api-key-file']}) : undefined
     if (credential?.warning) this.warn(credential.warning)
     const ckan = ckanUrl
-      ? new CkanApiClient({caCertPath: flags['ca-cert'], ckanUrl, credential: credential!.secret, timeoutMs: flags.timeout * 1000})
+      ? new CkanApiClient({
+          caCertPath: flags['ca-cert'],
+          ckanUrl,
+          credential: credential!.secret,
+          timeoutMs: flags.timeout * 1000,
+        })
       : undefined
     const progress = startProgressBar({enabled: !this.jsonEnabled(), label: 'Rewriting config', total: 1})
     try {
@@ -75,17 +112,26 @@ export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {
     for (const warning of result.warnings) this.warn(warning)
     for (const service of result.services) {
       const token = service.tokenFingerprint ? ` token ${service.tokenFingerprint}` : ''
-      this.log(`${service.service}: ${service.configKey} ← ${service.tokenSource}${token}${service.user ? ` (user ${service.user})` : ''}`)
+      this.log(
+        `${service.service}: ${service.configKey} ← ${service.tokenSource}${token}${service.user ? ` (user ${service.user})` : ''}`,
+      )
     }
-    if (result.secretPinning) this.log(`JWT secret pinned: ${result.secretPinning.keys.join(', ')} (from ${result.secretPinning.from})`)
+    if (result.secretPinning)
+      this.log(`JWT secret pinned: ${result.secretPinning.keys.join(', ')} (from ${result.secretPinning.from})`)
     for (const file of result.files) {
       if (result.dryRun && file.diff) this.log(file.diff.trimEnd())
       const what = file.changes.map((change) => `${change.setting} (${change.action}, line ${change.line})`).join(', ')
       if (file.status === 'unchanged') this.log(`${file.path}: nothing to change`)
-      else this.log(`${file.path}: ${file.status === 'changed' ? 'changed' : 'would change'} ${what}${file.backupPath ? `; backup ${file.backupPath}` : ''}`)
+      else
+        this.log(
+          `${file.path}: ${file.status === 'changed' ? 'changed' : 'would change'} ${what}${file.backupPath ? `; backup ${file.backupPath}` : ''}`,
+        )
     }
     if (result.nothingToChange) this.log('Nothing to change: the files already hold these settings.')
     else if (result.dryRun) this.log('Dry run: nothing was written and no token was created.')
-    else this.log('Restart every CKAN web and worker process that reads these files (see docs/commands/rewrite-config.md, Runbook).')
+    else
+      this.log(
+        'Restart every CKAN web and worker process that reads these files (see docs/commands/rewrite-config.md, Runbook).',
+      )
   }
 }

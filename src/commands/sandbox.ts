@@ -18,13 +18,22 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
     '<%= config.bin %> <%= command.id %> --database-url postgresql://postgres@127.0.0.1:5432/postgres --users 200000',
   ]
   static override flags = {
-    'ckan-version': Flags.string({default: '2.9', options: [...CKAN_VERSIONS], summary: 'CKAN version the site is and answers as.'}),
-    'database-url': Flags.string({
-      summary: 'A real PostgreSQL server (its maintenance-database URL) to create the sandbox database on, instead of PGlite. The database is dropped on exit.',
+    'ckan-version': Flags.string({
+      default: '2.9',
+      options: [...CKAN_VERSIONS],
+      summary: 'CKAN version the site is and answers as.',
     }),
-    dir: Flags.string({default: '.sandbox', summary: 'Folder for ckan.ini, the credential file and sandbox.json (created 0700).'}),
+    'database-url': Flags.string({
+      summary:
+        'A real PostgreSQL server (its maintenance-database URL) to create the sandbox database on, instead of PGlite. The database is dropped on exit.',
+    }),
+    dir: Flags.string({
+      default: '.sandbox',
+      summary: 'Folder for ckan.ini, the credential file and sandbox.json (created 0700).',
+    }),
     faults: Flags.string({
-      summary: 'Fault injection for the emulator: JSON or key=value,… (status500, status502, status503, status429, retryAfterSeconds, resetBeforeWrite, resetAfterWrite, hangAfterCommit, latencyMs, jitterMs, actions, seed). See docs/emulator.md.',
+      summary:
+        'Fault injection for the emulator: JSON or key=value,… (status500, status502, status503, status429, retryAfterSeconds, resetBeforeWrite, resetAfterWrite, hangAfterCommit, latencyMs, jitterMs, actions, seed). See docs/emulator.md.',
     }),
     run: Flags.boolean({
       default: false,
@@ -32,11 +41,24 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
       summary:
         'Rehearse the whole runbook on a fresh 2.9 site and exit: backup, audit, rewrite-config, issue-tokens, verify, bundle, audit, upgrade to 2.10 and 2.11, purge-keys, with a continuity probe.',
     }),
-    port: Flags.integer({default: 0, max: 65_535, min: 0, summary: 'Port of the emulator on 127.0.0.1; 0 picks a free one.'}),
-    seed: Flags.string({default: 'sandbox', summary: 'Seed of the generated users: the same seed gives the same site.'}),
-    users: Flags.integer({default: 2000, min: 11, summary: 'Users to seed, including the site user, admin and the hostile-name users.'}),
+    port: Flags.integer({
+      default: 0,
+      max: 65_535,
+      min: 0,
+      summary: 'Port of the emulator on 127.0.0.1; 0 picks a free one.',
+    }),
+    seed: Flags.string({
+      default: 'sandbox',
+      summary: 'Seed of the generated users: the same seed gives the same site.',
+    }),
+    users: Flags.integer({
+      default: 2000,
+      min: 11,
+      summary: 'Users to seed, including the site user, admin and the hostile-name users.',
+    }),
   }
-  static override summary = 'Run a seeded CKAN 2.9/2.10/2.11 sandbox site (database + action-API emulator) until interrupted.'
+  static override summary =
+    'Run a seeded CKAN 2.9/2.10/2.11 sandbox site (database + action-API emulator) until interrupted.'
 
   async run(): Promise<RehearsalResult | SandboxResult> {
     const {flags} = await this.parse(Sandbox)
@@ -56,8 +78,11 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
     })
     try {
       const {result} = sandbox
-      const credential = result.ckanVersion === '2.9' ? "the admin sysadmin's legacy API key" : "an API token of the admin sysadmin"
-      this.log(`CKAN ${result.ckanVersion} sandbox is running (${result.engine === 'pglite' ? 'PGlite' : 'PostgreSQL'}, ${result.users} users).`)
+      const credential =
+        result.ckanVersion === '2.9' ? "the admin sysadmin's legacy API key" : 'an API token of the admin sysadmin'
+      this.log(
+        `CKAN ${result.ckanVersion} sandbox is running (${result.engine === 'pglite' ? 'PGlite' : 'PostgreSQL'}, ${result.users} users).`,
+      )
       this.log(`  CKAN URL:      ${result.ckanUrl}`)
       this.log(`  ckan.ini:      ${result.ckanIni}`)
       this.log(`  Database URL:  ${result.databaseUrl}`)
@@ -73,16 +98,32 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
     }
   }
 
-  private async rehearse(flags: {'ckan-version': string; 'database-url'?: string; dir: string; json?: boolean; seed: string; users: number}): Promise<RehearsalResult> {
-    if (flags['ckan-version'] !== '2.9') this.warn('--run always starts from a CKAN 2.9 site (it upgrades it to 2.10 and 2.11 itself); --ckan-version is ignored.')
+  private async rehearse(flags: {
+    'ckan-version': string
+    'database-url'?: string
+    dir: string
+    json?: boolean
+    seed: string
+    users: number
+  }): Promise<RehearsalResult> {
+    if (flags['ckan-version'] !== '2.9')
+      this.warn(
+        '--run always starts from a CKAN 2.9 site (it upgrades it to 2.10 and 2.11 itself); --ckan-version is ignored.',
+      )
     const quiet = flags.json
-    if (!quiet) this.log(`Rehearsing the upgrade runbook on an embedded CKAN 2.9 site with ${flags.users} users (${flags['database-url'] ? 'PostgreSQL' : 'PGlite'}).`)
+    if (!quiet)
+      this.log(
+        `Rehearsing the upgrade runbook on an embedded CKAN 2.9 site with ${flags.users} users (${flags['database-url'] ? 'PostgreSQL' : 'PGlite'}).`,
+      )
     const result = await rehearseMigration({
       databaseUrl: flags['database-url'],
       dir: flags.dir,
       onStep: ({name, step}) => {
         if (quiet) return
-        if (step) this.log(`  ${step.ok ? '✓' : '✗'} ${name.padEnd(26)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}${step.ok ? '' : `  (expected: ${step.expected})`}`)
+        if (step)
+          this.log(
+            `  ${step.ok ? '✓' : '✗'} ${name.padEnd(26)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}${step.ok ? '' : `  (expected: ${step.expected})`}`,
+          )
         else if (process.stderr.isTTY && !process.env.CI) this.logToStderr(`  … ${name}`)
       },
       seed: flags.seed,
@@ -91,15 +132,23 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
     })
     const {continuity, paths} = result
     this.log('')
-    this.log(`Continuity probe: ${continuity.calls} calls in ${continuity.rounds} rounds with every credential in use (each person's key, then token; each service's configured credential): ${continuity.failures} failures.`)
-    for (const failure of continuity.failureSamples.slice(0, 5)) this.log(`  ✗ ${failure.kind} ${failure.label} during "${failure.phase}": ${failure.status}`)
+    this.log(
+      `Continuity probe: ${continuity.calls} calls in ${continuity.rounds} rounds with every credential in use (each person's key, then token; each service's configured credential): ${continuity.failures} failures.`,
+    )
+    for (const failure of continuity.failureSamples.slice(0, 5))
+      this.log(`  ✗ ${failure.kind} ${failure.label} during "${failure.phase}": ${failure.status}`)
     this.log(`  Run folder:    ${paths.runFolder}`)
     if (paths.report) this.log(`  Report (CSV):  ${paths.report}`)
     if (paths.bundles) this.log(`  Bundles:       ${paths.bundles}`)
     if (paths.passwords) this.log(`  Passwords:     ${paths.passwords} (deliver apart from the bundles)`)
-    if (paths.backup) this.log(`  Backup:        ${paths.backup} (key pair: ${paths.sandboxDir}/backup-key.*.asc, sandbox only)`)
+    if (paths.backup)
+      this.log(`  Backup:        ${paths.backup} (key pair: ${paths.sandboxDir}/backup-key.*.asc, sandbox only)`)
     this.log(`  ckan.ini:      ${paths.ckanIni}`)
-    this.log(result.ok ? 'Every step did what the runbook promises, and no client lost access.' : 'The rehearsal found problems: see the ✗ lines above.')
+    this.log(
+      result.ok
+        ? 'Every step did what the runbook promises, and no client lost access.'
+        : 'The rehearsal found problems: see the ✗ lines above.',
+    )
     if (!result.ok) this.setExitCode(EXIT_CODES.verificationFailed)
     return result
   }

@@ -2,7 +2,15 @@ import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
-import {caCertFlag, ckanIniFlag, ckanUrlFlag, concurrencyFlag, databaseUrlFlag, requiredOutFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
+import {
+  caCertFlag,
+  ckanIniFlag,
+  ckanUrlFlag,
+  concurrencyFlag,
+  databaseUrlFlag,
+  requiredOutFlag,
+  timeoutFlag,
+} from '../lib/cli/shared-flags.js'
 import {EXIT_CODES} from '../lib/errors.js'
 import {verifyTokens, type VerifyResult} from '../lib/workflows/verify.js'
 
@@ -18,11 +26,14 @@ export default class Verify extends MigrateCommand<VerifyResult> {
     'ckan-url': ckanUrlFlag,
     concurrency: concurrencyFlag,
     'database-url': databaseUrlFlag,
-    legacy: Flags.boolean({default: false, summary: "Also check every user's legacy key is refused (run after the upgrade; needs the database)."}),
+    legacy: Flags.boolean({
+      default: false,
+      summary: "Also check every user's legacy key is refused (run after the upgrade; needs the database).",
+    }),
     out: requiredOutFlag,
     timeout: timeoutFlag,
   }
-  static override summary = "Prove each token of a run works, using only that token."
+  static override summary = 'Prove each token of a run works, using only that token.'
 
   async run(): Promise<VerifyResult> {
     const {flags} = await this.parse(Verify)
@@ -45,7 +56,9 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       timeoutMs: flags.timeout * 1000,
     }).finally(() => bar?.stop())
     const {counts} = result
-    this.log(`${counts.ok} of ${counts.tokens} tokens work${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`)
+    this.log(
+      `${counts.ok} of ${counts.tokens} tokens work${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`,
+    )
     for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
     this.log(`Report: ${result.reportPath}`)
     if (this.signal.aborted) this.setExitCode(EXIT_CODES.interrupted)

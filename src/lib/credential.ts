@@ -48,11 +48,14 @@ export async function readCredential(source: CredentialSource): Promise<Credenti
       if ((info.mode & 0o077) !== 0)
         warning = `${source.file} can be read by other users (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it.`
     } catch (error) {
-      throw new MigrateError(`Cannot read the API key file ${source.file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`, {
-        cause: error,
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass --api-key-file with a readable file that holds only the sysadmin token or key.',
-      })
+      throw new MigrateError(
+        `Cannot read the API key file ${source.file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+        {
+          cause: error,
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Pass --api-key-file with a readable file that holds only the sysadmin token or key.',
+        },
+      )
     }
     return build(text, source.file, warning)
   }

@@ -70,5 +70,9 @@ export function folderError(folder: string, error: unknown, label: string, sugge
       suggestion,
     })
   }
-  return new MigrateError(`Cannot write into ${label} ${folder}: ${code ?? 'error'}`, {cause: error, exitCode: EXIT_CODES.writeFailed, suggestion})
+  return new MigrateError(`Cannot write into ${label} ${folder}: ${code ?? 'error'}`, {
+    cause: error,
+    exitCode: EXIT_CODES.writeFailed,
+    suggestion,
+  })
 }

@@ -36,22 +36,38 @@ describe('bad input: ckan.ini (audit)', () => {
 
   it('a garbage line', async () => {
     const path = await ini('garbage.ini', 'this is not ini\n[app:main]\nckan.site_id = default\n')
-    await expectRefused(['audit', '--ckan-ini', path], {code: 'badInput', message: /garbage\.ini line 1 is not a setting, a section or a comment$/, suggestion: /Fix that line/})
+    await expectRefused(['audit', '--ckan-ini', path], {
+      code: 'badInput',
+      message: /garbage\.ini line 1 is not a setting, a section or a comment$/,
+      suggestion: /Fix that line/,
+    })
   })
 
   it('no [app:main] section', async () => {
     const path = await ini('nomain.ini', '[DEFAULT]\ndebug = false\n[server:main]\nport = 5000\n')
-    await expectRefused(['audit', '--ckan-ini', path], {code: 'badInput', message: /nomain\.ini has no \[app:main\] section/})
+    await expectRefused(['audit', '--ckan-ini', path], {
+      code: 'badInput',
+      message: /nomain\.ini has no \[app:main\] section/,
+    })
   })
 
   it('a broken %(...)s interpolation', async () => {
-    const path = await ini('interp.ini', '[app:main]\nsqlalchemy.url = postgresql://ckan:%(db_password)s@localhost/ckan\n')
-    await expectRefused(['audit', '--ckan-ini', path], {code: 'badInput', message: /sqlalchemy\.url cannot be interpolated: it refers to %\(db_password\)s, which is not set/})
+    const path = await ini(
+      'interp.ini',
+      '[app:main]\nsqlalchemy.url = postgresql://ckan:%(db_password)s@localhost/ckan\n',
+    )
+    await expectRefused(['audit', '--ckan-ini', path], {
+      code: 'badInput',
+      message: /sqlalchemy\.url cannot be interpolated: it refers to %\(db_password\)s, which is not set/,
+    })
   })
 
   it('a use = config: chain to a missing file', async () => {
     const path = await ini('chain.ini', '[app:main]\nuse = config:base-missing.ini\nckan.site_id = default\n')
-    await expectRefused(['audit', '--ckan-ini', path], {code: 'badInput', message: /base-missing\.ini does not exist \(named by use = config: in .*chain\.ini\)/})
+    await expectRefused(['audit', '--ckan-ini', path], {
+      code: 'badInput',
+      message: /base-missing\.ini does not exist \(named by use = config: in .*chain\.ini\)/,
+    })
   })
 
   it('an unreadable ckan.ini (a folder)', async () => {
@@ -60,7 +76,10 @@ describe('bad input: ckan.ini (audit)', () => {
   })
 
   it('a ckan.ini that does not exist', async () => {
-    await expectRefused(['audit', '--ckan-ini', join(dir, 'nope.ini')], {code: 'badInput', message: /nope\.ini does not exist$/})
+    await expectRefused(['audit', '--ckan-ini', join(dir, 'nope.ini')], {
+      code: 'badInput',
+      message: /nope\.ini does not exist$/,
+    })
   })
 })
 
@@ -69,7 +88,8 @@ describe('bad input: the database URL (audit)', () => {
     const port = await closedPort()
     await expectRefused(['audit', '--database-url', `postgresql://ckan:s3cret-pw@127.0.0.1:${port}/ckan_default`], {
       code: 'databaseUnreachable',
-      message: /Cannot reach the CKAN database at postgresql:\/\/ckan:\*\*\*@127\.0\.0\.1:\d+\/ckan_default: connection refused/,
+      message:
+        /Cannot reach the CKAN database at postgresql:\/\/ckan:\*\*\*@127\.0\.0\.1:\d+\/ckan_default: connection refused/,
       secrets: ['s3cret-pw'],
     })
   })
@@ -78,27 +98,45 @@ describe('bad input: the database URL (audit)', () => {
     const url = new URL(REAL_POSTGRES_URL!)
     url.username = 'no_such_role'
     url.password = 's3cret-pw'
-    await expectRefused(['audit', '--database-url', url.href], {code: 'databaseUnreachable', message: /refused the login \(wrong user or password\)/, secrets: ['s3cret-pw']})
+    await expectRefused(['audit', '--database-url', url.href], {
+      code: 'databaseUnreachable',
+      message: /refused the login \(wrong user or password\)/,
+      secrets: ['s3cret-pw'],
+    })
   })
 
   it.skipIf(!REAL_POSTGRES_URL)('a database that does not exist', async () => {
     const url = new URL(REAL_POSTGRES_URL!)
     url.pathname = '/no_such_ckan_database'
-    await expectRefused(['audit', '--database-url', url.href], {code: 'databaseUnreachable', message: /the database does not exist/})
+    await expectRefused(['audit', '--database-url', url.href], {
+      code: 'databaseUnreachable',
+      message: /the database does not exist/,
+    })
   })
 
   it('a database that is not CKAN’s (no "user" table)', async () => {
     const database = await createTestDatabase()
-    await expectRefused(['audit', '--database-url', database.url], {code: 'notCkanDatabase', message: /is not a CKAN database: it has no "user" table/})
+    await expectRefused(['audit', '--database-url', database.url], {
+      code: 'notCkanDatabase',
+      message: /is not a CKAN database: it has no "user" table/,
+    })
   })
 
   it('a non-PostgreSQL URL scheme', async () => {
-    await expectRefused(['audit', '--database-url', 'mysql://ckan:s3cret-pw@127.0.0.1/ckan'], {code: 'badInput', message: /scheme mysql:\/\/ is not PostgreSQL/, secrets: ['s3cret-pw']})
+    await expectRefused(['audit', '--database-url', 'mysql://ckan:s3cret-pw@127.0.0.1/ckan'], {
+      code: 'badInput',
+      message: /scheme mysql:\/\/ is not PostgreSQL/,
+      secrets: ['s3cret-pw'],
+    })
   })
 
   it('a database URL that is not a URL', async () => {
     // (runCli splits arguments on spaces, so no spaces here.)
-    await expectRefused(['audit', '--database-url', 'postgresql://ckan:s3cret-pw@[db-host/ckan'], {code: 'badInput', message: /is not a valid URL/, secrets: ['s3cret-pw']})
+    await expectRefused(['audit', '--database-url', 'postgresql://ckan:s3cret-pw@[db-host/ckan'], {
+      code: 'badInput',
+      message: /is not a valid URL/,
+      secrets: ['s3cret-pw'],
+    })
   })
 
   it('no database at all (no --database-url, no --ckan-ini)', async () => {
@@ -120,7 +158,13 @@ describe('bad input: output files and backups (audit --csv, backup)', () => {
     client.on('error', () => {})
     await client.connect()
     await createCkanSchema(client, '2.9')
-    await seedCkanSite(client, {adminApiKey: ADMIN_KEY, seed: 'bad-input', siteId: 'default', users: 20, version: '2.9'})
+    await seedCkanSite(client, {
+      adminApiKey: ADMIN_KEY,
+      seed: 'bad-input',
+      siteId: 'default',
+      users: 20,
+      version: '2.9',
+    })
     await client.end()
   })
   afterAll(() => database?.release())
@@ -139,10 +183,13 @@ describe('bad input: output files and backups (audit --csv, backup)', () => {
 
   it('backup with a recipient key file that does not exist: nothing written', async () => {
     const dir = join(await temporaryFolder(), 'backups')
-    await expectRefused(['backup', '--database-url', database.url, '--dir', dir, '--recipient-key', join(dir, '..', 'no-key.asc')], {
-      code: 'badInput',
-      message: /Cannot read the recipient key .*no-key\.asc: ENOENT/,
-    })
+    await expectRefused(
+      ['backup', '--database-url', database.url, '--dir', dir, '--recipient-key', join(dir, '..', 'no-key.asc')],
+      {
+        code: 'badInput',
+        message: /Cannot read the recipient key .*no-key\.asc: ENOENT/,
+      },
+    )
     expect(await exists(dir)).toBe(false)
   })
 
@@ -150,10 +197,13 @@ describe('bad input: output files and backups (audit --csv, backup)', () => {
     const tmp = await temporaryFolder()
     const notAKey = join(tmp, 'key.asc')
     await writeFile(notAKey, '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\ngarbage\n-----END PGP PUBLIC KEY BLOCK-----\n')
-    await expectRefused(['backup', '--database-url', database.url, '--dir', join(tmp, 'backups'), '--recipient-key', notAKey], {
-      code: 'badInput',
-      message: /key\.asc is not an OpenPGP public key/,
-    })
+    await expectRefused(
+      ['backup', '--database-url', database.url, '--dir', join(tmp, 'backups'), '--recipient-key', notAKey],
+      {
+        code: 'badInput',
+        message: /key\.asc is not an OpenPGP public key/,
+      },
+    )
     expect(await exists(join(tmp, 'backups'))).toBe(false)
   })
 
@@ -165,10 +215,13 @@ describe('bad input: output files and backups (audit --csv, backup)', () => {
     const previous = process.env.PATH
     process.env.PATH = emptyBin
     try {
-      await expectRefused(['backup', '--database-url', database.url, '--dir', join(tmp, 'backups'), '--recipient-key', key.publicKeyFile], {
-        code: 'toolMissing',
-        message: /pg_dump/,
-      })
+      await expectRefused(
+        ['backup', '--database-url', database.url, '--dir', join(tmp, 'backups'), '--recipient-key', key.publicKeyFile],
+        {
+          code: 'toolMissing',
+          message: /pg_dump/,
+        },
+      )
     } finally {
       process.env.PATH = previous
     }
@@ -178,7 +231,10 @@ describe('bad input: output files and backups (audit --csv, backup)', () => {
 
 describe('bad input: sandbox', () => {
   it('an unknown --ckan-version is a usage error', async () => {
-    await expectRefused(['sandbox', '--ckan-version', '2.8'], {code: 'usage', message: /Expected --ckan-version=2\.8 to be one of: 2\.9, 2\.10, 2\.11/})
+    await expectRefused(['sandbox', '--ckan-version', '2.8'], {
+      code: 'usage',
+      message: /Expected --ckan-version=2\.8 to be one of: 2\.9, 2\.10, 2\.11/,
+    })
   })
 
   it('an occupied --port: refused before anything starts, --dir not created', async () => {
@@ -187,7 +243,10 @@ describe('bad input: sandbox', () => {
     const {port} = server.address() as {port: number}
     const dir = join(await temporaryFolder(), 'sandbox')
     try {
-      await expectRefused(['sandbox', '--port', String(port), '--dir', dir, '--users', '11'], {code: 'badInput', message: new RegExp(`^Port ${port} on 127\\.0\\.0\\.1 is already in use`)})
+      await expectRefused(['sandbox', '--port', String(port), '--dir', dir, '--users', '11'], {
+        code: 'badInput',
+        message: new RegExp(`^Port ${port} on 127\\.0\\.0\\.1 is already in use`),
+      })
     } finally {
       await new Promise((resolve) => server.close(resolve))
     }

@@ -56,7 +56,18 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
   let site: TestSite
   let dir: string
   let secrets: string[]
-  const issue = (apiKeyFile: string, out: string, ...extra: string[]) => ['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', apiKeyFile, '--ckan-ini', site.ckanIni, '--out', out, ...extra]
+  const issue = (apiKeyFile: string, out: string, ...extra: string[]) => [
+    'issue-tokens',
+    '--ckan-url',
+    site.ckanUrl,
+    '--api-key-file',
+    apiKeyFile,
+    '--ckan-ini',
+    site.ckanIni,
+    '--out',
+    out,
+    ...extra,
+  ]
 
   beforeAll(async () => {
     site = await startTestSite({autoStop: false, users: 30, version: '2.9'})
@@ -72,15 +83,27 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
   it('a garbage credential: CKAN treats it as anonymous, refused, no run folder', async () => {
     const key = await secretFile(dir, 'garbage.key', 'not-a-key-at-all\n')
     const out = join(dir, 'garbage-run')
-    await expectRefused(issue(key, out), {code: 'ckanRejected', message: /garbage\.key is not a sysadmin's: CKAN answered 403 to get_site_user/, secrets})
+    await expectRefused(issue(key, out), {
+      code: 'ckanRejected',
+      message: /garbage\.key is not a sysadmin's: CKAN answered 403 to get_site_user/,
+      secrets,
+    })
     expect(await exists(out)).toBe(false)
   })
 
   it('a non-sysadmin’s legacy key', async () => {
-    const {apikey} = await queryOne<{apikey: string}>(site, `SELECT apikey FROM "user" WHERE NOT sysadmin AND state = 'active' AND apikey IS NOT NULL AND name <> $1 ORDER BY name LIMIT 1`, [site.siteUserName])
+    const {apikey} = await queryOne<{apikey: string}>(
+      site,
+      `SELECT apikey FROM "user" WHERE NOT sysadmin AND state = 'active' AND apikey IS NOT NULL AND name <> $1 ORDER BY name LIMIT 1`,
+      [site.siteUserName],
+    )
     const key = await secretFile(dir, 'user.key', `${apikey}\n`)
     const out = join(dir, 'user-run')
-    await expectRefused(issue(key, out), {code: 'ckanRejected', message: /user\.key is not a sysadmin's/, secrets: [...secrets, apikey]})
+    await expectRefused(issue(key, out), {
+      code: 'ckanRejected',
+      message: /user\.key is not a sysadmin's/,
+      secrets: [...secrets, apikey],
+    })
     expect(await exists(out)).toBe(false)
   })
 
@@ -96,22 +119,42 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
 
   it('a credential file holding two lines (the admin key and something else)', async () => {
     const key = await secretFile(dir, 'two.key', `${site.adminCredential.reveal()}\nsecond-line\n`)
-    await expectRefused(issue(key, join(dir, 'two-run')), {code: 'badInput', message: /two\.key must hold exactly one API token or key, with nothing else/, secrets: [...secrets, 'second-line']})
+    await expectRefused(issue(key, join(dir, 'two-run')), {
+      code: 'badInput',
+      message: /two\.key must hold exactly one API token or key, with nothing else/,
+      secrets: [...secrets, 'second-line'],
+    })
   })
 
   it('a credential file that does not exist', async () => {
-    await expectRefused(issue(join(dir, 'missing.key'), join(dir, 'missing-run')), {code: 'badInput', message: /Cannot read the API key file .*missing\.key: ENOENT/})
+    await expectRefused(issue(join(dir, 'missing.key'), join(dir, 'missing-run')), {
+      code: 'badInput',
+      message: /Cannot read the API key file .*missing\.key: ENOENT/,
+    })
   })
 
   it('a CKAN nobody answers on (connection refused)', async () => {
     const {port, server} = await listen(createNetServer())
     await close(server)
     const out = join(dir, 'refused-run')
-    await expectRefused(['issue-tokens', '--ckan-url', `http://127.0.0.1:${port}`, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', out], {
-      code: 'ckanUnreachable',
-      message: /^Cannot reach CKAN for status_show/,
-      secrets,
-    })
+    await expectRefused(
+      [
+        'issue-tokens',
+        '--ckan-url',
+        `http://127.0.0.1:${port}`,
+        '--api-key-file',
+        site.apiKeyFile,
+        '--ckan-ini',
+        site.ckanIni,
+        '--out',
+        out,
+      ],
+      {
+        code: 'ckanUnreachable',
+        message: /^Cannot reach CKAN for status_show/,
+        secrets,
+      },
+    )
     expect(await exists(out)).toBe(false)
   })
 
@@ -119,11 +162,26 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
     const sockets = new Set<Socket>()
     const {port, server} = await listen(createNetServer((socket) => sockets.add(socket)))
     try {
-      await expectRefused(['issue-tokens', '--ckan-url', `http://127.0.0.1:${port}`, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', join(dir, 'timeout-run'), '--timeout', '1'], {
-        code: 'ckanUnreachable',
-        message: /status_show.*(timed out|timeout|no answer)/i,
-        secrets,
-      })
+      await expectRefused(
+        [
+          'issue-tokens',
+          '--ckan-url',
+          `http://127.0.0.1:${port}`,
+          '--api-key-file',
+          site.apiKeyFile,
+          '--ckan-ini',
+          site.ckanIni,
+          '--out',
+          join(dir, 'timeout-run'),
+          '--timeout',
+          '1',
+        ],
+        {
+          code: 'ckanUnreachable',
+          message: /status_show.*(timed out|timeout|no answer)/i,
+          secrets,
+        },
+      )
     } finally {
       for (const socket of sockets) socket.destroy()
       await close(server)
@@ -132,7 +190,10 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
   })
 
   it('a CKAN that answers 500 to everything', async () => {
-    site.emulator.setFaults({actions: ['status_show', 'get_site_user', 'user_show', 'api_token_create', 'api_token_list'], status500: 1})
+    site.emulator.setFaults({
+      actions: ['status_show', 'get_site_user', 'user_show', 'api_token_create', 'api_token_list'],
+      status500: 1,
+    })
     try {
       await expectRefused(issue(site.apiKeyFile, join(dir, '500-run')), {code: 'ckanRejected', message: /500/, secrets})
     } finally {
@@ -143,11 +204,24 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
 
   it('the database of one site and the API of another', async () => {
     const other = await startTestSite({seed: 'another-site', users: 15, version: '2.9'})
-    await expectRefused(['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--ckan-ini', other.ckanIni, '--out', join(dir, 'mixed-run')], {
-      code: 'badInput',
-      message: /are different sites/,
-      secrets: [...secrets, other.adminCredential.reveal()],
-    })
+    await expectRefused(
+      [
+        'issue-tokens',
+        '--ckan-url',
+        site.ckanUrl,
+        '--api-key-file',
+        site.apiKeyFile,
+        '--ckan-ini',
+        other.ckanIni,
+        '--out',
+        join(dir, 'mixed-run'),
+      ],
+      {
+        code: 'badInput',
+        message: /are different sites/,
+        secrets: [...secrets, other.adminCredential.reveal()],
+      },
+    )
     expect(await exists(join(dir, 'mixed-run'))).toBe(false)
   })
 
@@ -160,14 +234,33 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
       // A self-signed certificate for 127.0.0.1, and an HTTPS front for the emulator.
       const keyFile = join(dir, 'tls-key.pem')
       certFile = join(dir, 'tls-cert.pem')
-      await execFileAsync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'])
+      await execFileAsync('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ])
       const {readFile} = await import('node:fs/promises')
       const target = new URL(site.ckanUrl)
       const server = createHttpsServer({cert: await readFile(certFile), key: await readFile(keyFile)}, (req, res) => {
-        const upstream = httpRequest({headers: req.headers, host: target.hostname, method: req.method, path: req.url, port: target.port}, (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.headers)
-          answer.pipe(res)
-        })
+        const upstream = httpRequest(
+          {headers: req.headers, host: target.hostname, method: req.method, path: req.url, port: target.port},
+          (answer) => {
+            res.writeHead(answer.statusCode ?? 502, answer.headers)
+            answer.pipe(res)
+          },
+        )
         upstream.on('error', () => res.destroy())
         req.pipe(upstream)
       })
@@ -177,25 +270,67 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
 
     it('a self-signed certificate is refused (TLS is never skipped)', async () => {
       const out = join(dir, 'tls-run')
-      await expectRefused(['issue-tokens', '--ckan-url', `https://127.0.0.1:${port}`, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', out, '--dry-run'], {
-        code: 'tlsFailure',
-        message: /^TLS failed for status_show: DEPTH_ZERO_SELF_SIGNED_CERT/,
-        secrets,
-        suggestion: /--ca-cert/,
-      })
+      await expectRefused(
+        [
+          'issue-tokens',
+          '--ckan-url',
+          `https://127.0.0.1:${port}`,
+          '--api-key-file',
+          site.apiKeyFile,
+          '--ckan-ini',
+          site.ckanIni,
+          '--out',
+          out,
+          '--dry-run',
+        ],
+        {
+          code: 'tlsFailure',
+          message: /^TLS failed for status_show: DEPTH_ZERO_SELF_SIGNED_CERT/,
+          secrets,
+          suggestion: /--ca-cert/,
+        },
+      )
       expect(await exists(out)).toBe(false)
     })
 
     it('--ca-cert that is not a PEM certificate', async () => {
       const notPem = await secretFile(dir, 'not-a-cert.pem', 'hello\n')
-      await expectRefused(['issue-tokens', '--ckan-url', `https://127.0.0.1:${port}`, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', join(dir, 'tls-run'), '--ca-cert', notPem], {
-        code: 'badInput',
-        message: /--ca-cert .*not-a-cert\.pem holds no PEM certificate/,
-      })
+      await expectRefused(
+        [
+          'issue-tokens',
+          '--ckan-url',
+          `https://127.0.0.1:${port}`,
+          '--api-key-file',
+          site.apiKeyFile,
+          '--ckan-ini',
+          site.ckanIni,
+          '--out',
+          join(dir, 'tls-run'),
+          '--ca-cert',
+          notPem,
+        ],
+        {
+          code: 'badInput',
+          message: /--ca-cert .*not-a-cert\.pem holds no PEM certificate/,
+        },
+      )
     })
 
     it('…and trusted with --ca-cert (the same run then works)', async () => {
-      const run = await runCliJson<{counts: {planned: number}}>(['issue-tokens', '--ckan-url', `https://127.0.0.1:${port}`, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', join(dir, 'tls-run'), '--dry-run', '--ca-cert', certFile])
+      const run = await runCliJson<{counts: {planned: number}}>([
+        'issue-tokens',
+        '--ckan-url',
+        `https://127.0.0.1:${port}`,
+        '--api-key-file',
+        site.apiKeyFile,
+        '--ckan-ini',
+        site.ckanIni,
+        '--out',
+        join(dir, 'tls-run'),
+        '--dry-run',
+        '--ca-cert',
+        certFile,
+      ])
       expect(run.exitCode, run.stdout).toBe(0)
       expect(run.json.result?.counts.planned).toBeGreaterThan(0)
       expectNoLeak(run.stdout + run.stderr, secrets)
@@ -206,7 +341,22 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
 describe('bad input: credentials against CKAN 2.10 (expire_api_token)', () => {
   let site: TestSite
   let dir: string
-  const issue = (apiKeyFile: string, ...extra: string[]) => ['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', apiKeyFile, '--ckan-ini', site.ckanIni, '--out', join(dir, 'run'), '--expires-in', '30', '--unit', 'day', ...extra]
+  const issue = (apiKeyFile: string, ...extra: string[]) => [
+    'issue-tokens',
+    '--ckan-url',
+    site.ckanUrl,
+    '--api-key-file',
+    apiKeyFile,
+    '--ckan-ini',
+    site.ckanIni,
+    '--out',
+    join(dir, 'run'),
+    '--expires-in',
+    '30',
+    '--unit',
+    'day',
+    ...extra,
+  ]
 
   beforeAll(async () => {
     site = await startTestSite({autoStop: false, expireApiToken: true, users: 20, version: '2.10'})
@@ -218,27 +368,51 @@ describe('bad input: credentials against CKAN 2.10 (expire_api_token)', () => {
   })
 
   it('a legacy API key against 2.10', async () => {
-    const {apikey} = await queryOne<{apikey: string}>(site, `SELECT apikey FROM "user" WHERE name = $1`, [site.adminName])
+    const {apikey} = await queryOne<{apikey: string}>(site, `SELECT apikey FROM "user" WHERE name = $1`, [
+      site.adminName,
+    ])
     expect(apikey).toBeTruthy()
     const key = await secretFile(dir, 'legacy.key', `${apikey}\n`)
-    await expectRefused(issue(key), {code: 'ckanRejected', message: /legacy\.key is a legacy API key, and legacy keys stop working on 2\.10/, secrets: [apikey, site.adminCredential.reveal()]})
+    await expectRefused(issue(key), {
+      code: 'ckanRejected',
+      message: /legacy\.key is a legacy API key, and legacy keys stop working on 2\.10/,
+      secrets: [apikey, site.adminCredential.reveal()],
+    })
     expect(await exists(join(dir, 'run'))).toBe(false)
   })
 
   it('a revoked token', async () => {
-    const {token} = await action<{token: string}>(site, 'api_token_create', {expires_in: 1, name: 'soon-revoked', unit: 86_400, user: site.adminName})
+    const {token} = await action<{token: string}>(site, 'api_token_create', {
+      expires_in: 1,
+      name: 'soon-revoked',
+      unit: 86_400,
+      user: site.adminName,
+    })
     const jti = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')).jti as string
     await action(site, 'api_token_revoke', {jti})
     const key = await secretFile(dir, 'revoked.token', `${token}\n`)
-    await expectRefused(issue(key), {code: 'ckanRejected', message: /revoked\.token is not a sysadmin's: CKAN answered 403/, secrets: [token, jti, site.adminCredential.reveal()]})
+    await expectRefused(issue(key), {
+      code: 'ckanRejected',
+      message: /revoked\.token is not a sysadmin's: CKAN answered 403/,
+      secrets: [token, jti, site.adminCredential.reveal()],
+    })
     expect(await exists(join(dir, 'run'))).toBe(false)
   })
 
   it('an expired token', async () => {
-    const {token} = await action<{token: string}>(site, 'api_token_create', {expires_in: 1, name: 'short-lived', unit: 1, user: site.adminName})
+    const {token} = await action<{token: string}>(site, 'api_token_create', {
+      expires_in: 1,
+      name: 'short-lived',
+      unit: 1,
+      user: site.adminName,
+    })
     const key = await secretFile(dir, 'expired.token', `${token}\n`)
     await sleep(2100)
-    await expectRefused(issue(key), {code: 'ckanRejected', message: /expired\.token is not a sysadmin's: CKAN answered 403/, secrets: [token, site.adminCredential.reveal()]})
+    await expectRefused(issue(key), {
+      code: 'ckanRejected',
+      message: /expired\.token is not a sysadmin's: CKAN answered 403/,
+      secrets: [token, site.adminCredential.reveal()],
+    })
     expect(await exists(join(dir, 'run'))).toBe(false)
   })
 })

@@ -9,4 +9,7 @@ process.env.UV_THREADPOOL_SIZE ??= '16'
 if (!process.stderr.isTTY) process.env.OCLIF_COLUMNS ??= '1000'
 const {execute} = await import('@oclif/core')
 
-await execute({dir: import.meta.url, loadOptions: {ignoreManifest: true, root: fileURLToPath(new URL('../..', import.meta.url))}})
+await execute({
+  dir: import.meta.url,
+  loadOptions: {ignoreManifest: true, root: fileURLToPath(new URL('../..', import.meta.url))},
+})

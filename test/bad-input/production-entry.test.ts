@@ -14,7 +14,13 @@ import {exists, expectNoLeak, type ProductionRun, runProduction, storedSecrets, 
  * What the installed ckan-migrate prints (oclif's production error handling, a child process):
  * the message on one line, oclif's "Code:" line, the "Try this:" suggestion, and nothing else.
  */
-function expectProductionError(run: ProductionRun, exit: number, code: string, message: RegExp, secrets: string[] = []): void {
+function expectProductionError(
+  run: ProductionRun,
+  exit: number,
+  code: string,
+  message: RegExp,
+  secrets: string[] = [],
+): void {
   const describe = `exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`
   expect(run.code, describe).toBe(exit)
   expect(run.stdout, describe).toBe('')
@@ -25,7 +31,13 @@ function expectProductionError(run: ProductionRun, exit: number, code: string, m
   expectNoLeak(run.stdout + run.stderr, secrets)
 }
 
-function expectProductionJson(run: ProductionRun, exit: number, code: string, message: RegExp, secrets: string[] = []): void {
+function expectProductionJson(
+  run: ProductionRun,
+  exit: number,
+  code: string,
+  message: RegExp,
+  secrets: string[] = [],
+): void {
   expect(run.code, run.stderr).toBe(exit)
   const json = JSON.parse(run.stdout) as {error: {code: string; message: string; suggestion?: string}; status: number}
   expect(json.status).toBe(exit)
@@ -41,40 +53,100 @@ describe('bad input through the production entry (a child process, as users run 
     const dir = await temporaryFolder()
     const ini = join(dir, 'ckan.ini')
     await writeFile(ini, '[app:main]\nsqlalchemy.url = postgresql://ckan:%(password)s@db/ckan\n')
-    expectProductionError(await runProduction(['audit', '--ckan-ini', ini]), 7, 'badInput', /sqlalchemy\.url cannot be interpolated/)
-    expectProductionJson(await runProduction(['audit', '--ckan-ini', ini, '--json']), 7, 'badInput', /cannot be interpolated/)
+    expectProductionError(
+      await runProduction(['audit', '--ckan-ini', ini]),
+      7,
+      'badInput',
+      /sqlalchemy\.url cannot be interpolated/,
+    )
+    expectProductionJson(
+      await runProduction(['audit', '--ckan-ini', ini, '--json']),
+      7,
+      'badInput',
+      /cannot be interpolated/,
+    )
   })
 
   it('a database that is not CKAN’s', async () => {
     const database = await createTestDatabase()
-    expectProductionError(await runProduction(['audit', '--database-url', database.url]), 9, 'notCkanDatabase', /is not a CKAN database: it has no "user" table$/)
-    expectProductionJson(await runProduction(['audit', '--database-url', database.url, '--json']), 9, 'notCkanDatabase', /no "user" table/)
+    expectProductionError(
+      await runProduction(['audit', '--database-url', database.url]),
+      9,
+      'notCkanDatabase',
+      /is not a CKAN database: it has no "user" table$/,
+    )
+    expectProductionJson(
+      await runProduction(['audit', '--database-url', database.url, '--json']),
+      9,
+      'notCkanDatabase',
+      /no "user" table/,
+    )
   })
 
   it('an unreachable database with a password in the URL (backup): the password never shows', async () => {
     const dir = await temporaryFolder()
     const {makeThrowawayKey} = await import('../lib/backup/throwaway-key.js')
     const key = await makeThrowawayKey()
-    const args = ['backup', '--database-url', 'postgresql://ckan:s3cret-pw@127.0.0.1:9/ckan', '--dir', join(dir, 'backups'), '--recipient-key', key.publicKeyFile]
-    expectProductionError(await runProduction(args), 8, 'databaseUnreachable', /Cannot reach the CKAN database at postgresql:\/\/ckan:\*\*\*@127\.0\.0\.1:9\/ckan/, ['s3cret-pw'])
-    expectProductionJson(await runProduction([...args, '--json']), 8, 'databaseUnreachable', /connection refused/, ['s3cret-pw'])
+    const args = [
+      'backup',
+      '--database-url',
+      'postgresql://ckan:s3cret-pw@127.0.0.1:9/ckan',
+      '--dir',
+      join(dir, 'backups'),
+      '--recipient-key',
+      key.publicKeyFile,
+    ]
+    expectProductionError(
+      await runProduction(args),
+      8,
+      'databaseUnreachable',
+      /Cannot reach the CKAN database at postgresql:\/\/ckan:\*\*\*@127\.0\.0\.1:9\/ckan/,
+      ['s3cret-pw'],
+    )
+    expectProductionJson(await runProduction([...args, '--json']), 8, 'databaseUnreachable', /connection refused/, [
+      's3cret-pw',
+    ])
     expect(await exists(join(dir, 'backups'))).toBe(false)
   })
 
   it('no credential, and a credential in the environment that is two lines', async () => {
     const dir = await temporaryFolder()
-    const args = ['issue-tokens', '--ckan-url', 'http://127.0.0.1:9', '--database-url', 'postgresql://ckan@127.0.0.1:9/ckan', '--out', join(dir, 'run')]
-    expectProductionError(await runProduction(args, {CKAN_MIGRATE_API_KEY: ''}), 7, 'badInput', /^No CKAN credential given$/)
+    const args = [
+      'issue-tokens',
+      '--ckan-url',
+      'http://127.0.0.1:9',
+      '--database-url',
+      'postgresql://ckan@127.0.0.1:9/ckan',
+      '--out',
+      join(dir, 'run'),
+    ]
+    expectProductionError(
+      await runProduction(args, {CKAN_MIGRATE_API_KEY: ''}),
+      7,
+      'badInput',
+      /^No CKAN credential given$/,
+    )
     const twoLines = 'first-secret-line\nsecond-secret-line'
-    expectProductionError(await runProduction(args, {CKAN_MIGRATE_API_KEY: twoLines}), 7, 'badInput', /^CKAN_MIGRATE_API_KEY must hold exactly one API token or key/, ['first-secret-line', 'second-secret-line'])
+    expectProductionError(
+      await runProduction(args, {CKAN_MIGRATE_API_KEY: twoLines}),
+      7,
+      'badInput',
+      /^CKAN_MIGRATE_API_KEY must hold exactly one API token or key/,
+      ['first-secret-line', 'second-secret-line'],
+    )
     expect(await exists(join(dir, 'run'))).toBe(false)
   })
 
   it('usage errors (an unknown flag, an unknown --ckan-version): exit 2, no stack', async () => {
-    for (const args of [['audit', '--no-such-flag'], ['sandbox', '--ckan-version', '2.8']]) {
+    for (const args of [
+      ['audit', '--no-such-flag'],
+      ['sandbox', '--ckan-version', '2.8'],
+    ]) {
       const run = await runProduction(args)
       expect(run.code, run.stderr).toBe(2)
-      expect(run.stderr).toMatch(/^ › {3}Error: (Nonexistent flag: --no-such-flag|Expected --ckan-version=2\.8 to be one of: 2\.9, 2\.10, 2\.11)/)
+      expect(run.stderr).toMatch(
+        /^ › {3}Error: (Nonexistent flag: --no-such-flag|Expected --ckan-version=2\.8 to be one of: 2\.9, 2\.10, 2\.11)/,
+      )
       expectNoLeak(run.stdout + run.stderr)
     }
   })
@@ -83,14 +155,31 @@ describe('bad input through the production entry (a child process, as users run 
     const site = await startTestSite({faults: {latencyMs: 40}, users: 60, version: '2.9'})
     const dir = await temporaryFolder()
     const out = join(dir, 'run')
-    const args = ['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', out, '--concurrency', '2']
-    const interrupted = await runCliChild(args, {interrupt: {delayMs: 100, journal: join(out, 'journal.jsonl'), signal: 'SIGINT'}})
+    const args = [
+      'issue-tokens',
+      '--ckan-url',
+      site.ckanUrl,
+      '--api-key-file',
+      site.apiKeyFile,
+      '--ckan-ini',
+      site.ckanIni,
+      '--out',
+      out,
+      '--concurrency',
+      '2',
+    ]
+    const interrupted = await runCliChild(args, {
+      interrupt: {delayMs: 100, journal: join(out, 'journal.jsonl'), signal: 'SIGINT'},
+    })
     expect(interrupted.signalled).toBe(true)
     expect(interrupted.code, interrupted.output).toBe(130)
     expect(interrupted.output).toContain('Interrupted: run the same command again to go on.')
     const stored = await storedSecrets(out)
     expectNoLeak(interrupted.output, [site.adminCredential.reveal(), ...stored])
-    const report = parse(await readFile(join(out, 'issue-tokens-report.csv'), 'utf8'), {bom: true, columns: true}) as Array<Record<string, string>>
+    const report = parse(await readFile(join(out, 'issue-tokens-report.csv'), 'utf8'), {
+      bom: true,
+      columns: true,
+    }) as Array<Record<string, string>>
     const issuedBefore = report.filter((row) => row.outcome === 'issued').length
     expect(issuedBefore).toBeGreaterThan(0)
     expect(report.some((row) => row.outcome === 'not started')).toBe(true)
@@ -104,7 +193,10 @@ describe('bad input through the production entry (a child process, as users run 
     await client.connect()
     try {
       const runId = JSON.parse(await readFile(join(out, 'run.json'), 'utf8')).runId as string
-      const perUser = await client.query<{count: string}>(`SELECT count(*) FROM api_token WHERE name LIKE '%' || $1 || '%' GROUP BY user_id`, [runId])
+      const perUser = await client.query<{count: string}>(
+        `SELECT count(*) FROM api_token WHERE name LIKE '%' || $1 || '%' GROUP BY user_id`,
+        [runId],
+      )
       expect(perUser.rows.every((row) => row.count === '1')).toBe(true)
       expect(perUser.rows).toHaveLength(issuedBefore + resumed.json.result!.counts.issued)
     } finally {

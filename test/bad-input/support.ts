@@ -67,14 +67,23 @@ export async function expectRefused(args: string[], refusal: Refusal): Promise<R
   expectNoLeak(`${json.stdout}\n${json.stderr}`, refusal.secrets)
   // BAD_INPUT_TABLE=file.jsonl collects what users see, for docs/bad-input.md.
   if (process.env.BAD_INPUT_TABLE) {
-    const line = {args: args.join(' '), code: json.json.status, message: json.json.error?.message, suggestion: json.json.error?.suggestion, test: expect.getState().currentTestName}
+    const line = {
+      args: args.join(' '),
+      code: json.json.status,
+      message: json.json.error?.message,
+      suggestion: json.json.error?.suggestion,
+      test: expect.getState().currentTestName,
+    }
     await appendFile(process.env.BAD_INPUT_TABLE, `${JSON.stringify(line)}\n`)
   }
   return {human, json}
 }
 
 /** A temporary folder removed when the test finishes (or, from beforeAll, call `removeFolder` in afterAll). */
-export async function temporaryFolder(prefix = 'ckan-migrate-bad-', options: {autoRemove?: boolean} = {}): Promise<string> {
+export async function temporaryFolder(
+  prefix = 'ckan-migrate-bad-',
+  options: {autoRemove?: boolean} = {},
+): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
   if (options.autoRemove !== false) onTestFinished(() => removeFolder(dir))
   return dir
@@ -96,7 +105,11 @@ export async function snapshotFolder(dir: string): Promise<Record<string, string
   const snapshot: Record<string, string> = {}
   for (const name of (await readdir(dir)).sort()) {
     const info = await stat(join(dir, name))
-    snapshot[name] = info.isFile() ? createHash('sha256').update(await readFile(join(dir, name))).digest('hex') : 'folder'
+    snapshot[name] = info.isFile()
+      ? createHash('sha256')
+          .update(await readFile(join(dir, name)))
+          .digest('hex')
+      : 'folder'
   }
   return snapshot
 }
@@ -121,12 +134,16 @@ export type ProductionRun = {code: null | number; stderr: string; stdout: string
  * of the installed `ckan-migrate` sees: no stack in development style), loading src/ via tsx.
  */
 export async function runProduction(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ProductionRun> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'test/bad-input/production-entry.js'), ...args], {
-    cwd: PROJECT_ROOT,
-    // NODE_ENV=development only lets oclif map dist/ to src/; the error printing is production's.
-    env: {...process.env, CI: 'true', NODE_ENV: 'development', NODE_OPTIONS: '', OCLIF_COLUMNS: '1000', ...env},
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(PROJECT_ROOT, 'test/bad-input/production-entry.js'), ...args],
+    {
+      cwd: PROJECT_ROOT,
+      // NODE_ENV=development only lets oclif map dist/ to src/; the error printing is production's.
+      env: {...process.env, CI: 'true', NODE_ENV: 'development', NODE_OPTIONS: '', OCLIF_COLUMNS: '1000', ...env},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')))

@@ -25,7 +25,14 @@ async function seededSite(version: CkanVersion, users = 1500): Promise<Site> {
   const client = new pg.Client({connectionString: database.url})
   await client.connect()
   await createCkanSchema(client, version, {harvest: true})
-  await seedCkanSite(client, {adminApiKey: ADMIN_KEY, harvestSources: true, seed: 'audit', siteId: 'default', users, version})
+  await seedCkanSite(client, {
+    adminApiKey: ADMIN_KEY,
+    harvestSources: true,
+    seed: 'audit',
+    siteId: 'default',
+    users,
+    version,
+  })
   await client.end()
   return {query: (text, values) => queryOnce(database.url, text, values), url: database.url}
 }
@@ -63,11 +70,18 @@ describe('ckan-migrate audit', () => {
     it(`finds every legacy-key problem of a seeded CKAN ${version} site and says NOT READY (exit 10)`, async () => {
       const site = await seededSite(version)
       // Two hostile users share an address: only 2.9 allows it (2.10's migration 102 added a unique index).
-      if (version === '2.9') await site.query(`UPDATE "user" SET email = 'hostile2@example.org' WHERE email = 'hostile3@example.org'`)
+      if (version === '2.9')
+        await site.query(`UPDATE "user" SET email = 'hostile2@example.org' WHERE email = 'hostile3@example.org'`)
       const folder = await scratchFolder()
       const csvPath = join(folder, 'users.csv')
       const run = await runCliJson<AuditResult>([
-        'audit', '--database-url', site.url, '--ckan-ini', join(FIXTURES, 'legacy-2.9.ini'), '--csv', csvPath,
+        'audit',
+        '--database-url',
+        site.url,
+        '--ckan-ini',
+        join(FIXTURES, 'legacy-2.9.ini'),
+        '--csv',
+        csvPath,
       ])
       expect(run.exitCode).toBe(10)
       expect(run.json.status).toBe(10)
@@ -95,7 +109,10 @@ describe('ckan-migrate audit', () => {
       expect(truth!.duplicated).toBeGreaterThan(0)
       expect(finding(result, 'legacy-keys')).toMatchObject({count: truth!.keys, severity: 'info'})
       expect(finding(result, 'legacy-keys')!.details).toMatchObject({pending: truth!.pending_keys})
-      expect(finding(result, 'legacy-keys-without-token')).toMatchObject({count: truth!.without_token, severity: 'blocker'})
+      expect(finding(result, 'legacy-keys-without-token')).toMatchObject({
+        count: truth!.without_token,
+        severity: 'blocker',
+      })
       expect(finding(result, 'sysadmin-legacy-keys')).toMatchObject({count: truth!.sysadmin_keys, severity: 'warning'})
       expect(finding(result, 'sysadmin-legacy-keys')!.sample).toContain('admin')
       expect(finding(result, 'site-user-legacy-key')).toMatchObject({count: 1, sample: ['default']})
@@ -108,13 +125,20 @@ describe('ckan-migrate audit', () => {
       // Only 2.9 can hold duplicate active emails: 2.10's migration 102 forbids them.
       if (version === '2.9') {
         expect(truth!.duplicate_emails).toBeGreaterThan(0)
-        expect(finding(result, 'duplicate-active-emails')).toMatchObject({count: truth!.duplicate_emails, severity: 'blocker'})
-        expect(finding(result, 'duplicate-active-emails')!.sample).toEqual(expect.arrayContaining([HOSTILE_USERS[2]!.name, HOSTILE_USERS[3]!.name]))
+        expect(finding(result, 'duplicate-active-emails')).toMatchObject({
+          count: truth!.duplicate_emails,
+          severity: 'blocker',
+        })
+        expect(finding(result, 'duplicate-active-emails')!.sample).toEqual(
+          expect.arrayContaining([HOSTILE_USERS[2]!.name, HOSTILE_USERS[3]!.name]),
+        )
       } else {
         expect(finding(result, 'duplicate-active-emails')).toBeUndefined()
       }
       expect(finding(result, 'harvest-sources-with-api-key')).toMatchObject({count: 3, severity: 'warning'})
-      expect(finding(result, 'harvest-sources-with-api-key')!.sample[0]).toBe('Remote portal 1 (https://remote1.example.org/)')
+      expect(finding(result, 'harvest-sources-with-api-key')!.sample[0]).toBe(
+        'Remote portal 1 (https://remote1.example.org/)',
+      )
       expect(result.summary.users.total).toBe(truth!.users)
 
       // The hostile names appear as they are in JSON (nothing neutralised there).
@@ -128,10 +152,18 @@ describe('ckan-migrate audit', () => {
         'datapusher (ckan.datapusher.api_token)',
         'xloader (ckanext.xloader.api_token)',
       ])
-      for (const id of ['apikey-header-name-set', 'create-default-api-keys', 'cookie-auth-in-api', 'tokens-never-expire', 'xloader-jobs-db-unreachable'])
+      for (const id of [
+        'apikey-header-name-set',
+        'create-default-api-keys',
+        'cookie-auth-in-api',
+        'tokens-never-expire',
+        'xloader-jobs-db-unreachable',
+      ])
         expect(finding(result, id), id).toBeDefined()
       expect(result.findings.map((item) => item.severity)).toEqual(
-        [...result.findings.map((item) => item.severity)].sort((a, b) => ['blocker', 'warning', 'info'].indexOf(a) - ['blocker', 'warning', 'info'].indexOf(b)),
+        [...result.findings.map((item) => item.severity)].sort(
+          (a, b) => ['blocker', 'warning', 'info'].indexOf(a) - ['blocker', 'warning', 'info'].indexOf(b),
+        ),
       )
 
       // The CSV: one row per user, the key only as a fingerprint, formulas neutralised.
@@ -141,10 +173,23 @@ describe('ckan-migrate audit', () => {
       const rows = parse(csvText, {bom: true, columns: true}) as Array<Record<string, string>>
       expect(rows).toHaveLength(truth!.users!)
       expect(Object.keys(rows[0]!)).toEqual([
-        'id', 'name', 'state', 'sysadmin', 'has_email', 'has_legacy_key', 'key_fingerprint', 'token_count', 'last_token_use',
+        'id',
+        'name',
+        'state',
+        'sysadmin',
+        'has_email',
+        'has_legacy_key',
+        'key_fingerprint',
+        'token_count',
+        'last_token_use',
       ])
       const admin = rows.find((row) => row.name === 'admin')!
-      expect(admin).toMatchObject({has_legacy_key: 'true', key_fingerprint: fingerprintOf(ADMIN_KEY), state: 'active', sysadmin: 'true'})
+      expect(admin).toMatchObject({
+        has_legacy_key: 'true',
+        key_fingerprint: fingerprintOf(ADMIN_KEY),
+        state: 'active',
+        sysadmin: 'true',
+      })
       expect(rows.map((row) => row.name)).toContain(`'=hyperlink("http://x")`)
       expect(rows.map((row) => row.name)).toContain(`'+cmd`)
       expect(rows.map((row) => row.name)).toContain(HOSTILE_USERS[1]!.name)
@@ -176,14 +221,20 @@ describe('ckan-migrate audit', () => {
     const site = await seededSite('2.10', 100)
     const folder = await scratchFolder()
     await copyFile(join(FIXTURES, 'ready.ini'), join(folder, 'base.ini'))
-    const base = (await readFile(join(folder, 'base.ini'), 'utf8')).replace('[app:main]\n', `[app:main]\nsqlalchemy.url = ${site.url.replaceAll('%', '%%')}\n`)
+    const base = (await readFile(join(folder, 'base.ini'), 'utf8')).replace(
+      '[app:main]\n',
+      `[app:main]\nsqlalchemy.url = ${site.url.replaceAll('%', '%%')}\n`,
+    )
     await writeFile(join(folder, 'base.ini'), base)
     await writeFile(join(folder, 'ckan.ini'), '[app:main]\nuse = config:base.ini\n')
     const fromIni = await runCliJson<AuditResult>(['audit', '--ckan-ini', join(folder, 'ckan.ini')])
     expect(fromIni.json.result!.database.source).toBe(`sqlalchemy.url in ${join(folder, 'base.ini')}`)
     expect(fromIni.json.result!.ckan.version).toBe('2.10')
 
-    await writeFile(join(folder, 'ckan.ini'), '[app:main]\nuse = config:base.ini\nsqlalchemy.url = postgresql://ckan:secret@127.0.0.1:1/nowhere\n')
+    await writeFile(
+      join(folder, 'ckan.ini'),
+      '[app:main]\nuse = config:base.ini\nsqlalchemy.url = postgresql://ckan:secret@127.0.0.1:1/nowhere\n',
+    )
     process.env.CKAN_SQLALCHEMY_URL = site.url
     onTestFinished(() => {
       delete process.env.CKAN_SQLALCHEMY_URL
@@ -195,7 +246,11 @@ describe('ckan-migrate audit', () => {
 
   it('accepts a postgres:// URL with a warning that CKAN 2.10 rejects it', async () => {
     const site = await seededSite('2.9', 50)
-    const run = await runCliJson<AuditResult>(['audit', '--database-url', site.url.replace(/^postgresql:/, 'postgres:')])
+    const run = await runCliJson<AuditResult>([
+      'audit',
+      '--database-url',
+      site.url.replace(/^postgresql:/, 'postgres:'),
+    ])
     expect(run.json.status).toBe(10)
     expect(run.json.warnings.join('\n')).toMatch(/postgres:\/\/, which CKAN 2\.10\+ rejects/)
   })
@@ -204,7 +259,10 @@ describe('ckan-migrate audit', () => {
     const site = await seededSite('2.9', 50)
     await site.query(`UPDATE alembic_version SET version_num = '0123456789ab'`)
     const unknown = await runCliJson<AuditResult>(['audit', '--database-url', site.url])
-    expect(finding(unknown.json.result, 'unknown-alembic-head')).toMatchObject({sample: ['0123456789ab'], severity: 'warning'})
+    expect(finding(unknown.json.result, 'unknown-alembic-head')).toMatchObject({
+      sample: ['0123456789ab'],
+      severity: 'warning',
+    })
     expect(unknown.json.result!.ckan.version).toBeNull()
 
     await site.query('DROP TABLE api_token')
@@ -219,17 +277,32 @@ describe('ckan-migrate audit', () => {
     const folder = await scratchFolder()
     const {DatabaseSync} = await import('node:sqlite')
     const jobs = new DatabaseSync(join(folder, 'jobs.db'))
-    jobs.exec("CREATE TABLE jobs (job_id TEXT, api_key TEXT); INSERT INTO jobs VALUES ('a', 'k1'), ('b', NULL), ('c', 'k2')")
+    jobs.exec(
+      "CREATE TABLE jobs (job_id TEXT, api_key TEXT); INSERT INTO jobs VALUES ('a', 'k1'), ('b', NULL), ('c', 'k2')",
+    )
     jobs.close()
-    const ini = (uri: string) => `[app:main]\nckan.plugins = xloader\nckanext.xloader.api_token = eyJhbGciOiJIUzI1NiJ9.e30.c2ln\napi_token.jwt.encode.secret = string:x\napi_token.jwt.decode.secret = string:x\nckanext.xloader.jobs_db.uri = ${uri}\n`
+    const ini = (uri: string) =>
+      `[app:main]\nckan.plugins = xloader\nckanext.xloader.api_token = eyJhbGciOiJIUzI1NiJ9.e30.c2ln\napi_token.jwt.encode.secret = string:x\napi_token.jwt.decode.secret = string:x\nckanext.xloader.jobs_db.uri = ${uri}\n`
     await writeFile(join(folder, 'sqlite.ini'), ini('sqlite:///jobs.db'))
-    const sqlite = await runCliJson<AuditResult>(['audit', '--database-url', site.url, '--ckan-ini', join(folder, 'sqlite.ini')])
+    const sqlite = await runCliJson<AuditResult>([
+      'audit',
+      '--database-url',
+      site.url,
+      '--ckan-ini',
+      join(folder, 'sqlite.ini'),
+    ])
     expect(finding(sqlite.json.result, 'xloader-jobs-hold-keys')).toMatchObject({count: 2, severity: 'warning'})
 
     await site.query('CREATE TABLE jobs (job_id text, api_key text)')
     await site.query(`INSERT INTO jobs VALUES ('a', 'k1'), ('b', NULL)`)
     await writeFile(join(folder, 'pg.ini'), ini(site.url.replaceAll('%', '%%')))
-    const postgres = await runCliJson<AuditResult>(['audit', '--database-url', site.url, '--ckan-ini', join(folder, 'pg.ini')])
+    const postgres = await runCliJson<AuditResult>([
+      'audit',
+      '--database-url',
+      site.url,
+      '--ckan-ini',
+      join(folder, 'pg.ini'),
+    ])
     expect(finding(postgres.json.result, 'xloader-jobs-hold-keys')).toMatchObject({count: 1})
     expect(finding(postgres.json.result, 'service-token-missing')).toBeUndefined()
   })
@@ -238,16 +311,24 @@ describe('ckan-migrate audit', () => {
     const site = await seededSite('2.10', 50)
     const server = createServer((request, response) => {
       response.setHeader('Content-Type', 'application/json;charset=utf-8')
-      response.end(JSON.stringify({
-        help: 'http://localhost/api/3/action/help_show?name=status_show',
-        result: {ckan_version: '2.9.11', extensions: ['stats', 'expire_api_token'], site_url: 'http://localhost'},
-        success: request.url?.startsWith('/api/3/action/status_show') ?? false,
-      }))
+      response.end(
+        JSON.stringify({
+          help: 'http://localhost/api/3/action/help_show?name=status_show',
+          result: {ckan_version: '2.9.11', extensions: ['stats', 'expire_api_token'], site_url: 'http://localhost'},
+          success: request.url?.startsWith('/api/3/action/status_show') ?? false,
+        }),
+      )
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())))
     const {port} = server.address() as {port: number}
-    const run = await runCliJson<AuditResult>(['audit', '--database-url', site.url, '--ckan-url', `http://127.0.0.1:${port}`])
+    const run = await runCliJson<AuditResult>([
+      'audit',
+      '--database-url',
+      site.url,
+      '--ckan-url',
+      `http://127.0.0.1:${port}`,
+    ])
     expect(run.json.result!.ckan.status).toMatchObject({ckanVersion: '2.9.11'})
     expect(finding(run.json.result, 'ckan-version-mismatch')).toMatchObject({severity: 'warning'})
     expect(finding(run.json.result, 'expire-api-token-enabled')).toBeDefined()
@@ -287,7 +368,9 @@ describe('ckan-migrate audit', () => {
     it('exits 8 when the database cannot be reached', async () => {
       const run = await runCli(['audit', '--database-url', 'postgresql://ckan:hunter2@127.0.0.1:1/ckan'])
       expect(run.exitCode).toBe(8)
-      expect(run.error?.message).toBe('Cannot reach the CKAN database at postgresql://ckan:***@127.0.0.1:1/ckan: connection refused')
+      expect(run.error?.message).toBe(
+        'Cannot reach the CKAN database at postgresql://ckan:***@127.0.0.1:1/ckan: connection refused',
+      )
       expect(`${run.stdout}${run.stderr}${run.error?.message}`).not.toContain('hunter2')
       expectOneLineError(run)
     })
@@ -302,7 +385,7 @@ describe('ckan-migrate audit', () => {
       expect(run.stdout).not.toContain(':wrong@')
     })
 
-    it('exits 9 for a database that is not CKAN\'s', async () => {
+    it("exits 9 for a database that is not CKAN's", async () => {
       const database = await createTestDatabase()
       const run = await runCli(['audit', '--database-url', database.url])
       expect(run.exitCode).toBe(9)
@@ -329,9 +412,17 @@ describe('ckan-migrate audit', () => {
 
     it('exits 7 for a broken %(...)s interpolation anywhere in [app:main]', async () => {
       const site = await seededSite('2.9', 20)
-      const run = await runCliJson(['audit', '--database-url', site.url, '--ckan-ini', join(FIXTURES, 'broken-interpolation.ini')])
+      const run = await runCliJson([
+        'audit',
+        '--database-url',
+        site.url,
+        '--ckan-ini',
+        join(FIXTURES, 'broken-interpolation.ini'),
+      ])
       expect(run.json).toMatchObject({error: {code: 'badInput'}, status: 7})
-      expect(run.json.error!.message).toMatch(/api_token\.jwt\.encode\.secret cannot be interpolated: it refers to %\(beaker\.session\.secrte\)s/)
+      expect(run.json.error!.message).toMatch(
+        /api_token\.jwt\.encode\.secret cannot be interpolated: it refers to %\(beaker\.session\.secrte\)s/,
+      )
     })
 
     it.skipIf(process.getuid?.() === 0)('exits 7 for a ckan.ini this user may not read', async () => {

@@ -33,7 +33,8 @@ async function seededDatabase(): Promise<string> {
 /** PGlite as a Queryable: multi-statement SQL through exec, parameterised SQL through query. */
 function pgliteQueryable(db: PGlite): Queryable {
   return {
-    query: async (text: string, values?: unknown[]) => (values ? db.query(text, values) : ((await db.exec(text)).at(-1) ?? {rows: []})),
+    query: async (text: string, values?: unknown[]) =>
+      values ? db.query(text, values) : ((await db.exec(text)).at(-1) ?? {rows: []}),
   } as unknown as Queryable
 }
 
@@ -73,77 +74,111 @@ function watchFolder(dir: string) {
 }
 
 describe('backup', () => {
-  it.runIf(REAL_POSTGRES_URL)('writes an encrypted pg_dump that round-trips through decryption and pg_restore --list, and never a plain byte', async () => {
-    const url = await seededDatabase()
-    const key = await makeThrowawayKey()
-    const dir = await temporaryFolder('ckan-backup-')
-    const watcher = watchFolder(dir)
-    const run = await runCliJson<{file: string; sha256: string; sidecar: string; tables: string[]}>(['backup', '--database-url', url, '--dir', dir, '--recipient-key', key.publicKeyFile])
-    watcher.stop()
-    expect(run.exitCode, run.stdout + run.stderr).toBe(0)
-    const {file, sidecar, tables} = run.json.result!
-    const database = new URL(url).pathname.slice(1)
-    expect(basename(file)).toMatch(new RegExp(`^ckan-db_${database}_\\d{8}T\\d{6}Z_${key.keyId}\\.pgc\\.gpg$`))
-    expect(await listFolder(dir)).toEqual([basename(file), `${basename(file)}.json`].sort())
-    expect((await stat(file)).mode & 0o777).toBe(0o600)
-    expect((await stat(dir)).mode & 0o777).toBe(0o700)
-    expect(tables).toEqual(expect.arrayContaining(['public.api_token', 'public.user', 'public.alembic_version']))
+  it.runIf(REAL_POSTGRES_URL)(
+    'writes an encrypted pg_dump that round-trips through decryption and pg_restore --list, and never a plain byte',
+    async () => {
+      const url = await seededDatabase()
+      const key = await makeThrowawayKey()
+      const dir = await temporaryFolder('ckan-backup-')
+      const watcher = watchFolder(dir)
+      const run = await runCliJson<{file: string; sha256: string; sidecar: string; tables: string[]}>([
+        'backup',
+        '--database-url',
+        url,
+        '--dir',
+        dir,
+        '--recipient-key',
+        key.publicKeyFile,
+      ])
+      watcher.stop()
+      expect(run.exitCode, run.stdout + run.stderr).toBe(0)
+      const {file, sidecar, tables} = run.json.result!
+      const database = new URL(url).pathname.slice(1)
+      expect(basename(file)).toMatch(new RegExp(`^ckan-db_${database}_\\d{8}T\\d{6}Z_${key.keyId}\\.pgc\\.gpg$`))
+      expect(await listFolder(dir)).toEqual([basename(file), `${basename(file)}.json`].sort())
+      expect((await stat(file)).mode & 0o777).toBe(0o600)
+      expect((await stat(dir)).mode & 0o777).toBe(0o700)
+      expect(tables).toEqual(expect.arrayContaining(['public.api_token', 'public.user', 'public.alembic_version']))
 
-    // Every file that ever appeared was the sidecar or OpenPGP data: never a plain dump.
-    for (const [name, heads] of watcher.seen) {
-      for (const head of heads) {
-        expect(head.startsWith('PGDMP'), name).toBe(false)
-        if (head.length > 0 && !head.startsWith('{')) expect(head.charCodeAt(0) & 0x80, name).toBe(0x80)
+      // Every file that ever appeared was the sidecar or OpenPGP data: never a plain dump.
+      for (const [name, heads] of watcher.seen) {
+        for (const head of heads) {
+          expect(head.startsWith('PGDMP'), name).toBe(false)
+          if (head.length > 0 && !head.startsWith('{')) expect(head.charCodeAt(0) & 0x80, name).toBe(0x80)
+        }
       }
-    }
-    const cipher = await readFile(file)
-    expect(cipher.includes(ADMIN_KEY)).toBe(false)
-    expect(cipher.includes('admin@example.org')).toBe(false)
+      const cipher = await readFile(file)
+      expect(cipher.includes(ADMIN_KEY)).toBe(false)
+      expect(cipher.includes('admin@example.org')).toBe(false)
 
-    const meta = JSON.parse(await readFile(sidecar, 'utf8')) as BackupSidecar
-    expect(meta.bytes).toBe(cipher.length)
-    expect(meta.sha256).toBe(run.json.result!.sha256)
-    expect(meta.encryption.keyId).toBe(key.keyId)
+      const meta = JSON.parse(await readFile(sidecar, 'utf8')) as BackupSidecar
+      expect(meta.bytes).toBe(cipher.length)
+      expect(meta.sha256).toBe(run.json.result!.sha256)
+      expect(meta.encryption.keyId).toBe(key.keyId)
 
-    const listing = await restoreList(file, key.secretKeyFile, key.passphrase)
-    expect(listing).toMatch(/TABLE DATA public user /)
+      const listing = await restoreList(file, key.secretKeyFile, key.passphrase)
+      expect(listing).toMatch(/TABLE DATA public user /)
 
-    process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE = key.passphrase
-    try {
-      const verified = await runCli(['backup', '--verify', file, '--secret-key', key.secretKeyFile])
-      expect(verified.exitCode, verified.stderr).toBe(0)
-      expect(verified.stdout).toMatch(/decrypts intact/)
+      process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE = key.passphrase
+      try {
+        const verified = await runCli(['backup', '--verify', file, '--secret-key', key.secretKeyFile])
+        expect(verified.exitCode, verified.stderr).toBe(0)
+        expect(verified.stdout).toMatch(/decrypts intact/)
 
-      // A flipped byte in the middle is caught.
-      const tampered = Buffer.from(cipher)
-      tampered[Math.floor(tampered.length / 2)]! ^= 0xff
-      await writeFile(file, tampered)
-      const broken = await runCli(['backup', '--verify', file, '--secret-key', key.secretKeyFile])
-      expect(broken.exitCode).toBe(6)
-      expect(broken.error?.message).not.toContain('\n')
-    } finally {
-      delete process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE
-    }
-  })
+        // A flipped byte in the middle is caught.
+        const tampered = Buffer.from(cipher)
+        tampered[Math.floor(tampered.length / 2)]! ^= 0xff
+        await writeFile(file, tampered)
+        const broken = await runCli(['backup', '--verify', file, '--secret-key', key.secretKeyFile])
+        expect(broken.exitCode).toBe(6)
+        expect(broken.error?.message).not.toContain('\n')
+      } finally {
+        delete process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE
+      }
+    },
+  )
 
-  it.runIf(REAL_POSTGRES_URL)('encrypts to a key id of the GnuPG keyring, and refuses an unknown one without leaving a file', async () => {
-    const url = await seededDatabase()
-    const key = await makeThrowawayKey()
-    await useThrowawayGnupgHome(key)
-    const dir = await temporaryFolder('ckan-backup-')
-    const run = await runCliJson<{file: string}>(['backup', '--database-url', url, '--dir', dir, '--key-id', key.keyId])
-    expect(run.exitCode, run.stdout).toBe(0)
-    expect(run.json.result!.file).toMatch(new RegExp(`_${key.keyId}\\.pgc\\.gpg$`))
-    const verified = await verifyBackup({file: run.json.result!.file, passphrase: {reveal: () => key.passphrase} as never, secretKey: key.secretKeyFile})
-    expect(verified.checksum).toBe('match')
-    expect(verified.tables).toContain('public.user')
+  it.runIf(REAL_POSTGRES_URL)(
+    'encrypts to a key id of the GnuPG keyring, and refuses an unknown one without leaving a file',
+    async () => {
+      const url = await seededDatabase()
+      const key = await makeThrowawayKey()
+      await useThrowawayGnupgHome(key)
+      const dir = await temporaryFolder('ckan-backup-')
+      const run = await runCliJson<{file: string}>([
+        'backup',
+        '--database-url',
+        url,
+        '--dir',
+        dir,
+        '--key-id',
+        key.keyId,
+      ])
+      expect(run.exitCode, run.stdout).toBe(0)
+      expect(run.json.result!.file).toMatch(new RegExp(`_${key.keyId}\\.pgc\\.gpg$`))
+      const verified = await verifyBackup({
+        file: run.json.result!.file,
+        passphrase: {reveal: () => key.passphrase} as never,
+        secretKey: key.secretKeyFile,
+      })
+      expect(verified.checksum).toBe('match')
+      expect(verified.tables).toContain('public.user')
 
-    const other = await temporaryFolder('ckan-backup-')
-    const unknown = await runCliJson(['backup', '--database-url', url, '--dir', other, '--key-id', 'DEADBEEFDEADBEEF'])
-    expect(unknown.exitCode).toBe(7)
-    expect(unknown.json.error?.message).toMatch(/No key DEADBEEFDEADBEEF in the GnuPG keyring/)
-    expect(await listFolder(other)).toEqual([])
-  })
+      const other = await temporaryFolder('ckan-backup-')
+      const unknown = await runCliJson([
+        'backup',
+        '--database-url',
+        url,
+        '--dir',
+        other,
+        '--key-id',
+        'DEADBEEFDEADBEEF',
+      ])
+      expect(unknown.exitCode).toBe(7)
+      expect(unknown.json.error?.message).toMatch(/No key DEADBEEFDEADBEEF in the GnuPG keyring/)
+      expect(await listFolder(other)).toEqual([])
+    },
+  )
 
   it('refuses a server newer than pg_dump (PGlite is PostgreSQL 18) in one line, exit 12, writing nothing', async () => {
     const embedded = await startEmbeddedPostgres()
@@ -151,7 +186,15 @@ describe('backup', () => {
       await createCkanSchema(pgliteQueryable(embedded.db), '2.9')
       const key = await makeThrowawayKey()
       const dir = join(await temporaryFolder('ckan-backup-'), 'new')
-      const run = await runCli(['backup', '--database-url', embedded.url, '--dir', dir, '--recipient-key', key.publicKeyFile])
+      const run = await runCli([
+        'backup',
+        '--database-url',
+        embedded.url,
+        '--dir',
+        dir,
+        '--recipient-key',
+        key.publicKeyFile,
+      ])
       expect(run.exitCode).toBe(12)
       expect(run.error?.message).toMatch(/^pg_dump 1\d cannot dump a PostgreSQL 18 server/)
       expect(run.error?.message).not.toContain('\n')
@@ -166,25 +209,78 @@ describe('backup', () => {
     const tmp = await temporaryFolder('ckan-backup-')
     const dir = join(tmp, 'out')
     const url = 'postgresql://ckan:s3cret-pw@127.0.0.1:9/ckan'
-    const noTool = await runCliJson(['backup', '--database-url', url, '--dir', dir, '--recipient-key', key.publicKeyFile, '--pg-bin', tmp])
+    const noTool = await runCliJson([
+      'backup',
+      '--database-url',
+      url,
+      '--dir',
+      dir,
+      '--recipient-key',
+      key.publicKeyFile,
+      '--pg-bin',
+      tmp,
+    ])
     expect(noTool.json.error).toMatchObject({code: 'toolMissing'})
     expect(noTool.exitCode).toBe(12)
-    const unreachable = await runCliJson(['backup', '--database-url', url, '--dir', dir, '--recipient-key', key.publicKeyFile])
+    const unreachable = await runCliJson([
+      'backup',
+      '--database-url',
+      url,
+      '--dir',
+      dir,
+      '--recipient-key',
+      key.publicKeyFile,
+    ])
     expect(unreachable.exitCode).toBe(8)
     expect(unreachable.stdout).not.toContain('s3cret-pw')
-    const notAKey = await runCli(['backup', '--database-url', url, '--dir', dir, '--recipient-key', key.secretKeyFile.replace('secret', 'nothing')])
+    const notAKey = await runCli([
+      'backup',
+      '--database-url',
+      url,
+      '--dir',
+      dir,
+      '--recipient-key',
+      key.secretKeyFile.replace('secret', 'nothing'),
+    ])
     expect(notAKey.exitCode).toBe(7)
     await writeFile(join(tmp, 'plain-file'), 'x')
     const realUrl = REAL_POSTGRES_URL ? await seededDatabase() : undefined
     if (realUrl) {
       // A file in the way is bad input (7); a folder nobody may create (EPERM under /sys, even for root) is a write failure (13).
-      const fileInTheWay = await runCli(['backup', '--database-url', realUrl, '--dir', join(tmp, 'plain-file', 'sub'), '--recipient-key', key.publicKeyFile])
+      const fileInTheWay = await runCli([
+        'backup',
+        '--database-url',
+        realUrl,
+        '--dir',
+        join(tmp, 'plain-file', 'sub'),
+        '--recipient-key',
+        key.publicKeyFile,
+      ])
       expect(fileInTheWay.exitCode).toBe(7)
-      expect(fileInTheWay.error?.message).toMatch(/^the backup folder .* cannot be created: a part of its path is a file/)
-      const unwritable = await runCli(['backup', '--database-url', realUrl, '--dir', '/sys/ckan-migrate-backups', '--recipient-key', key.publicKeyFile])
+      expect(fileInTheWay.error?.message).toMatch(
+        /^the backup folder .* cannot be created: a part of its path is a file/,
+      )
+      const unwritable = await runCli([
+        'backup',
+        '--database-url',
+        realUrl,
+        '--dir',
+        '/sys/ckan-migrate-backups',
+        '--recipient-key',
+        key.publicKeyFile,
+      ])
       expect(unwritable.exitCode).toBe(13)
       expect(unwritable.error?.message).toMatch(/^Cannot write into the backup folder /)
-      const dry = await runCliJson<{dryRun: boolean; file: string}>(['backup', '--database-url', realUrl, '--dir', dir, '--recipient-key', key.publicKeyFile, '--dry-run'])
+      const dry = await runCliJson<{dryRun: boolean; file: string}>([
+        'backup',
+        '--database-url',
+        realUrl,
+        '--dir',
+        dir,
+        '--recipient-key',
+        key.publicKeyFile,
+        '--dry-run',
+      ])
       expect(dry.exitCode).toBe(0)
       expect(dry.json.result).toMatchObject({dryRun: true})
     }
@@ -209,7 +305,13 @@ describe('backupEmbeddedDatabase (the sandbox path)', () => {
 
       process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE = key.passphrase
       try {
-        const verified = await runCliJson<{checksum: string; dumpFormat: string; tables: string[]}>(['backup', '--verify', result.file, '--secret-key', key.secretKeyFile])
+        const verified = await runCliJson<{checksum: string; dumpFormat: string; tables: string[]}>([
+          'backup',
+          '--verify',
+          result.file,
+          '--secret-key',
+          key.secretKeyFile,
+        ])
         expect(verified.exitCode, verified.stdout).toBe(0)
         expect(verified.json.result).toMatchObject({checksum: 'match', dumpFormat: 'plain-sql'})
         expect(verified.json.result!.tables).toContain('public.user')
@@ -217,7 +319,13 @@ describe('backupEmbeddedDatabase (the sandbox path)', () => {
         delete process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE
       }
       const wrongKey = await makeThrowawayKey()
-      await expect(verifyBackup({file: result.file, passphrase: {reveal: () => wrongKey.passphrase} as never, secretKey: wrongKey.secretKeyFile})).rejects.toMatchObject({exitCode: 7})
+      await expect(
+        verifyBackup({
+          file: result.file,
+          passphrase: {reveal: () => wrongKey.passphrase} as never,
+          secretKey: wrongKey.secretKeyFile,
+        }),
+      ).rejects.toMatchObject({exitCode: 7})
       // The sandbox still answers queries after the dump.
       expect((await db.query<{n: number}>('SELECT count(*)::int AS n FROM "user"')).rows[0]!.n).toBe(20)
     } finally {

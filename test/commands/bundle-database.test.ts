@@ -27,11 +27,22 @@ describe('bundle --database-url', () => {
     const fixture = await makeRun(users.map((user) => ({id: user.id, name: user.name})))
     const {certPath} = await makeCertificate('dcor.example.org')
     const {json} = await runCliJson<{bundleDir: string; emails: string}>([
-      'bundle', '--out', fixture.path, '--server-cert', certPath, '--encryption', 'zipcrypto', '--database-url', database.url,
+      'bundle',
+      '--out',
+      fixture.path,
+      '--server-cert',
+      certPath,
+      '--encryption',
+      'zipcrypto',
+      '--database-url',
+      database.url,
     ])
     expect(json.status).toBe(0)
     expect(json.result!.emails).toBe('database')
-    const rows = parse(await readFile(join(json.result!.bundleDir, 'passwords.csv')), {bom: true, columns: true}) as Array<Record<string, string>>
+    const rows = parse(await readFile(join(json.result!.bundleDir, 'passwords.csv')), {
+      bom: true,
+      columns: true,
+    }) as Array<Record<string, string>>
     expect(rows).toHaveLength(users.length)
     const admin = rows.find((row) => row.user === 'admin')!
     expect(admin.email).toBe('admin@example.org')

@@ -56,7 +56,15 @@ describe('bundle: ZipCrypto for DCOR-Aid', () => {
   it("writes bundles Python's zipfile opens with the password from passwords.csv, and only with it", async () => {
     const fixture = await makeRun(USERS)
     const {cert, certPath} = await makeCertificate('dcor.example.org')
-    const {exitCode, stderr, stdout} = await runCli(['bundle', '--out', fixture.path, '--server-cert', certPath, '--encryption', 'zipcrypto'])
+    const {exitCode, stderr, stdout} = await runCli([
+      'bundle',
+      '--out',
+      fixture.path,
+      '--server-cert',
+      certPath,
+      '--encryption',
+      'zipcrypto',
+    ])
     expect(exitCode).toBe(0)
     expect(stderr).toMatch(/ZipCrypto is weak/)
     const bundleDir = join(fixture.path, 'bundles')
@@ -73,7 +81,10 @@ describe('bundle: ZipCrypto for DCOR-Aid', () => {
     }
     expect((await stat(bundleDir)).mode & 0o777).toBe(0o700)
     expect((await stat(join(bundleDir, 'passwords.csv'))).mode & 0o777).toBe(0o600)
-    expectNoSecrets([stdout, stderr], [...rows.map((row) => row.password), ...[...fixture.tokens.values()].flatMap((t) => [t.token, t.jti])])
+    expectNoSecrets(
+      [stdout, stderr],
+      [...rows.map((row) => row.password), ...[...fixture.tokens.values()].flatMap((t) => [t.token, t.jti])],
+    )
   })
 })
 
@@ -81,7 +92,13 @@ describe('bundle: AES-256 (default)', () => {
   it('writes WinZip AES bundles that zip.js (and 7z, when installed) opens; a wrong password fails; Python cannot open them', async () => {
     const fixture = await makeRun(USERS)
     const {cert, certPath} = await makeCertificate('dcor.example.org')
-    const {exitCode, json, stderr, stdout} = await runCliJson<Result>(['bundle', '--out', fixture.path, '--server-cert', certPath])
+    const {exitCode, json, stderr, stdout} = await runCliJson<Result>([
+      'bundle',
+      '--out',
+      fixture.path,
+      '--server-cert',
+      certPath,
+    ])
     expect(exitCode).toBe(0)
     expect(json.status).toBe(0)
     expect(json.result).toMatchObject({counts: {kept: 0, total: 3, written: 3}, encryption: 'aes256'})
@@ -89,7 +106,10 @@ describe('bundle: AES-256 (default)', () => {
     expect(json.warnings.join('\n')).not.toMatch(/ZipCrypto/)
     const rows = await passwords(json.result!.bundleDir)
     const file = join(json.result!.bundleDir, 'alice.dcor-access')
-    expect(await zipJsRead(file, passwordOf(rows, 'alice'))).toEqual({apiKey: `${fixture.tokens.get('alice')!.token}\n`, serverCert: cert})
+    expect(await zipJsRead(file, passwordOf(rows, 'alice'))).toEqual({
+      apiKey: `${fixture.tokens.get('alice')!.token}\n`,
+      serverCert: cert,
+    })
     await expect(zipJsRead(file, passwordOf(rows, 'bob'))).rejects.toThrow(/password/i)
     expect((await pythonRead(file, passwordOf(rows, 'alice'))).error).toMatch(/NotImplementedError/)
     const sevenZip = ['7z', '7za', '7zz'].find((tool) => existsSync(`/usr/bin/${tool}`))
@@ -97,7 +117,10 @@ describe('bundle: AES-256 (default)', () => {
       const {stdout: listed} = await promisify(execFile)(sevenZip, ['t', `-p${passwordOf(rows, 'alice')}`, file])
       expect(listed).toMatch(/Everything is Ok/)
     }
-    expectNoSecrets([stdout, stderr], [...rows.map((row) => row.password), ...[...fixture.tokens.values()].flatMap((t) => [t.token, t.jti])])
+    expectNoSecrets(
+      [stdout, stderr],
+      [...rows.map((row) => row.password), ...[...fixture.tokens.values()].flatMap((t) => [t.token, t.jti])],
+    )
   })
 })
 
@@ -129,7 +152,9 @@ describe('bundle: reruns', () => {
     expect(passwordOf(renewed, 'alice')).not.toBe(passwordOf(before, 'alice'))
     expect(passwordOf(renewed, 'bob')).toBe(passwordOf(before, 'bob'))
     expect(renewed).toHaveLength(3)
-    expect((await zipJsRead(join(bundleDir, 'alice.dcor-access'), passwordOf(renewed, 'alice'))).apiKey).toBe(`${fixture.tokens.get('alice')!.token}\n`)
+    expect((await zipJsRead(join(bundleDir, 'alice.dcor-access'), passwordOf(renewed, 'alice'))).apiKey).toBe(
+      `${fixture.tokens.get('alice')!.token}\n`,
+    )
   })
 
   it('rewrites a bundle whose certificate changed, and --dry-run writes nothing', async () => {
@@ -146,7 +171,9 @@ describe('bundle: reruns', () => {
     const second = await runCliJson<Result>(['bundle', '--out', fixture.path, '--server-cert', renewedCert.certPath])
     expect(second.json.result!.counts).toEqual({kept: 0, total: 3, written: 3})
     const rows = await passwords(second.json.result!.bundleDir)
-    expect((await zipJsRead(join(second.json.result!.bundleDir, 'bob.dcor-access'), passwordOf(rows, 'bob'))).serverCert).toBe(renewedCert.cert)
+    expect(
+      (await zipJsRead(join(second.json.result!.bundleDir, 'bob.dcor-access'), passwordOf(rows, 'bob'))).serverCert,
+    ).toBe(renewedCert.cert)
   })
 })
 
@@ -155,15 +182,36 @@ describe('bundle: --password-file', () => {
     const fixture = await makeRun([{name: 'alice'}, {name: 'bob'}])
     const {certPath} = await makeCertificate('dcor.example.org')
     const folder = await temporaryFolder()
-    const file = await writeText(join(folder, 'chosen.csv'), 'user,password\nalice,"correct,horse battery"\nbob,Tr0ub4dor&3-staple\n')
-    const {exitCode} = await runCli(['bundle', '--out', fixture.path, '--server-cert', certPath, '--encryption', 'zipcrypto', '--password-file', file])
+    const file = await writeText(
+      join(folder, 'chosen.csv'),
+      'user,password\nalice,"correct,horse battery"\nbob,Tr0ub4dor&3-staple\n',
+    )
+    const {exitCode} = await runCli([
+      'bundle',
+      '--out',
+      fixture.path,
+      '--server-cert',
+      certPath,
+      '--encryption',
+      'zipcrypto',
+      '--password-file',
+      file,
+    ])
     expect(exitCode).toBe(0)
     const opened = await pythonRead(join(fixture.path, 'bundles', 'alice.dcor-access'), 'correct,horse battery')
     expect(opened.apiKey).toBe(`${fixture.tokens.get('alice')!.token}\n`)
     expect(passwordOf(await passwords(join(fixture.path, 'bundles')), 'bob')).toBe('Tr0ub4dor&3-staple')
 
     const weak = await writeText(join(folder, 'weak.csv'), 'alice,hunter2\nbob,Tr0ub4dor&3-staple\n')
-    const refused = await runCliJson(['bundle', '--out', fixture.path, '--server-cert', certPath, '--password-file', weak])
+    const refused = await runCliJson([
+      'bundle',
+      '--out',
+      fixture.path,
+      '--server-cert',
+      certPath,
+      '--password-file',
+      weak,
+    ])
     expect(refused.exitCode).toBe(7)
     expect(refused.json.error!.message).toMatch(/weak\.csv line 1: the password is shorter than 12/)
     expect(refused.stdout).not.toContain('hunter2')
@@ -189,16 +237,37 @@ describe('bundle: --fetch-cert', () => {
     expect(matching.json.warnings.join('\n')).not.toMatch(/CN/)
     expect(matching.json.warnings.join('\n')).toMatch(/No trusted CA vouches/)
     const rows = await passwords(matching.json.result!.bundleDir)
-    expect((await zipJsRead(join(matching.json.result!.bundleDir, 'alice.dcor-access'), passwordOf(rows, 'alice'))).serverCert).toBe(cert)
+    expect(
+      (await zipJsRead(join(matching.json.result!.bundleDir, 'alice.dcor-access'), passwordOf(rows, 'alice')))
+        .serverCert,
+    ).toBe(cert)
 
-    const mismatch = await runCli(['bundle', '--out', fixture.path, '--fetch-cert', '--ckan-url', `https://127.0.0.1:${port}`, '--users', 'bob'])
+    const mismatch = await runCli([
+      'bundle',
+      '--out',
+      fixture.path,
+      '--fetch-cert',
+      '--ckan-url',
+      `https://127.0.0.1:${port}`,
+      '--users',
+      'bob',
+    ])
     expect(mismatch.exitCode).toBe(0)
-    expect(mismatch.stderr.replaceAll(/\s+›?\s*/g, ' ')).toMatch(/CN is "localhost", not 127\.0\.0\.1 \(its SAN matches, but DCOR-Aid reads only the CN\)/)
+    expect(mismatch.stderr.replaceAll(/\s+›?\s*/g, ' ')).toMatch(
+      /CN is "localhost", not 127\.0\.0\.1 \(its SAN matches, but DCOR-Aid reads only the CN\)/,
+    )
   })
 
   it('exits 3 with one line when the host cannot be reached', async () => {
     const fixture = await makeRun(USERS)
-    const {error, exitCode, stderr} = await runCli(['bundle', '--out', fixture.path, '--fetch-cert', '--ckan-url', 'https://127.0.0.1:9'])
+    const {error, exitCode, stderr} = await runCli([
+      'bundle',
+      '--out',
+      fixture.path,
+      '--fetch-cert',
+      '--ckan-url',
+      'https://127.0.0.1:9',
+    ])
     expect(exitCode).toBe(3)
     expect(error?.message).toMatch(/^Cannot reach 127\.0\.0\.1:9 to fetch its certificate: ECONNREFUSED$/)
     expect(stderr).not.toMatch(/\n\s+at /)
@@ -213,7 +282,12 @@ describe('bundle: bad input', () => {
     ['a certificate file that is not PEM', 'not-pem', 7, /is not a PEM certificate/],
     ['a certificate file holding a private key', 'private-key', 7, /holds a private key/],
     ['an unwritable bundle folder', 'unwritable', 13, /Cannot write to the bundle folder/],
-    ['an unknown --users name', 'unknown-user', 7, /1 user\(s\) given with --users have no token in this run: "mallory"/],
+    [
+      'an unknown --users name',
+      'unknown-user',
+      7,
+      /1 user\(s\) given with --users have no token in this run: "mallory"/,
+    ],
   ])('%s (%s): one-line error and its exit code', async (_label, kind, code, message) => {
     const fixture = kind === 'empty-run' ? await makeRun([]) : await makeRun(USERS)
     const {cert, certPath, key} = await makeCertificate('dcor.example.org')
@@ -223,7 +297,8 @@ describe('bundle: bad input', () => {
     if (kind === 'missing-cert') args[4] = join(folder, 'nope.pem')
     if (kind === 'not-pem') args[4] = await writeText(join(folder, 'cert.der'), 'MIIB...not a certificate')
     if (kind === 'private-key') args[4] = await writeText(join(folder, 'both.pem'), `${cert}${key}`)
-    if (kind === 'unwritable') args.push('--bundle-dir', existsSync('/sys/kernel') ? '/sys/ckan-migrate-bundles' : join(folder, 'ro'))
+    if (kind === 'unwritable')
+      args.push('--bundle-dir', existsSync('/sys/kernel') ? '/sys/ckan-migrate-bundles' : join(folder, 'ro'))
     if (kind === 'unknown-user') args.push('--users', 'alice,mallory')
     const {exitCode, json, stderr} = await runCliJson(args)
     expect(exitCode).toBe(code)
@@ -247,7 +322,15 @@ describe('bundle: file names', () => {
     const {HOSTILE_USERS} = await import('../../src/lib/sandbox/ckan-site-seeder.js')
     const fixture = await makeRun([...HOSTILE_USERS.map((user) => ({name: user.name})), {name: 'CON'}, {name: 'alice'}])
     const {certPath} = await makeCertificate('dcor.example.org')
-    const {json} = await runCliJson<Result>(['bundle', '--out', fixture.path, '--server-cert', certPath, '--encryption', 'zipcrypto'])
+    const {json} = await runCliJson<Result>([
+      'bundle',
+      '--out',
+      fixture.path,
+      '--server-cert',
+      certPath,
+      '--encryption',
+      'zipcrypto',
+    ])
     expect(json.status).toBe(0)
     const bundleDir = json.result!.bundleDir
     const files = json.result!.bundles.map((bundle) => bundle.file)

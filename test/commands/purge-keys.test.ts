@@ -37,7 +37,8 @@ async function fakeBackup(client: pg.Client, dir: string, changes: Partial<Backu
   const bytes = Buffer.from('\xc1 stand-in for an OpenPGP message', 'latin1')
   await writeFile(file, bytes, {mode: 0o600})
   const database = (await client.query('SELECT current_database() AS d')).rows[0].d as string
-  const oldest = (await client.query('SELECT id FROM "user" ORDER BY created NULLS LAST, id LIMIT 1')).rows[0].id as string
+  const oldest = (await client.query('SELECT id FROM "user" ORDER BY created NULLS LAST, id LIMIT 1')).rows[0]
+    .id as string
   const sidecar: BackupSidecar = {
     bytes: bytes.length,
     createdAt: new Date(Date.now() - 3_600_000).toISOString(),
@@ -60,20 +61,39 @@ async function fakeBackup(client: pg.Client, dir: string, changes: Partial<Backu
 
 async function writeIni(dir: string, url: string, plugins: string): Promise<string> {
   const path = join(dir, 'ckan.ini')
-  await writeFile(path, `[app:main]\nsqlalchemy.url = ${url}\nckan.site_id = default\nckan.site_url = https://data.example.org\nckan.plugins = ${plugins}\n`)
+  await writeFile(
+    path,
+    `[app:main]\nsqlalchemy.url = ${url}\nckan.site_id = default\nckan.site_url = https://data.example.org\nckan.plugins = ${plugins}\n`,
+  )
   return path
 }
 
 /** Writes a run folder whose journal says which tokens verified, with every twist of the rule. */
 async function runFolderFor(client: pg.Client) {
   const dir = join(await temporaryFolder('ckan-run-'), 'run')
-  const run = await openRunFolder(dir, {create: true, site: {ckanUrl: 'https://data.example.org', siteUserName: 'default'}})
-  const withKey = (await client.query<UserRow>(`SELECT id, name FROM "user" WHERE apikey IS NOT NULL AND name LIKE 'user-%' ORDER BY name LIMIT 4`)).rows
-  const withoutKey = (await client.query<UserRow>(`SELECT id, name FROM "user" WHERE apikey IS NULL ORDER BY name LIMIT 1`)).rows[0]!
+  const run = await openRunFolder(dir, {
+    create: true,
+    site: {ckanUrl: 'https://data.example.org', siteUserName: 'default'},
+  })
+  const withKey = (
+    await client.query<UserRow>(
+      `SELECT id, name FROM "user" WHERE apikey IS NOT NULL AND name LIKE 'user-%' ORDER BY name LIMIT 4`,
+    )
+  ).rows
+  const withoutKey = (
+    await client.query<UserRow>(`SELECT id, name FROM "user" WHERE apikey IS NULL ORDER BY name LIMIT 1`)
+  ).rows[0]!
   const site = (await client.query<UserRow>(`SELECT id, name FROM "user" WHERE name = 'default'`)).rows[0]!
   const [a, b, c, d] = withKey as [UserRow, UserRow, UserRow, UserRow]
   const verified = (user: UserRow, ok: boolean, jti: string) =>
-    run.record({jtiFingerprint: jti, kind: 'token-verified', ok, status: ok ? 'ok' : 'rejected', userId: user.id, userName: user.name})
+    run.record({
+      jtiFingerprint: jti,
+      kind: 'token-verified',
+      ok,
+      status: ok ? 'ok' : 'rejected',
+      userId: user.id,
+      userName: user.name,
+    })
   await verified(a, true, 'aaaa0001')
   await verified(b, true, 'bbbb0001')
   await verified(c, false, 'cccc0001')
@@ -113,7 +133,14 @@ describe('purge-keys', () => {
 
     const dry = await runCliJson<Record<string, unknown>>([...args, '--dry-run'])
     expect(dry.exitCode, dry.stdout).toBe(0)
-    expect(dry.json.result).toMatchObject({ckanSeries: '2.9', csv: null, dryRun: true, purged: 2, selected: 5, skipped: {alreadyWithoutKey: 1, notInDatabase: 1, siteUser: 1}})
+    expect(dry.json.result).toMatchObject({
+      ckanSeries: '2.9',
+      csv: null,
+      dryRun: true,
+      purged: 2,
+      selected: 5,
+      skipped: {alreadyWithoutKey: 1, notInDatabase: 1, siteUser: 1},
+    })
     expect(dry.json.warnings.join('\n')).toMatch(/needs --confirm-2\.9/)
     expect(await site.snapshot()).toEqual(before)
     expect((await readdir(dir)).filter((name) => name.endsWith('.csv'))).toEqual([])
@@ -125,7 +152,9 @@ describe('purge-keys', () => {
 
     const run = await runCliJson<{csv: string; purged: number}>([...args, '--confirm-2.9'])
     expect(run.exitCode, run.stdout).toBe(0)
-    expect(run.json.warnings.join('\n')).toMatch(/Keeping the site user default's key: on CKAN 2\.9 DataPusher is enabled/)
+    expect(run.json.warnings.join('\n')).toMatch(
+      /Keeping the site user default's key: on CKAN 2\.9 DataPusher is enabled/,
+    )
     const after = await site.snapshot()
     expect(differences(before, after)).toEqual(Object.fromEntries(expected.map((user) => [user.name, ['apikey']])))
     for (const user of expected) expect(after.find((row) => row.id === user.id)!.apikey).toBeNull()
@@ -154,9 +183,20 @@ describe('purge-keys', () => {
     const tmp = await temporaryFolder('ckan-purge-')
     const ini = await writeIni(tmp, site.url, 'xloader')
     const before = await site.snapshot()
-    const run = await runCliJson(['purge-keys', '--ckan-ini', ini, '--out', dir, '--no-backup', '--confirm-2.9', '--include-site-user'])
+    const run = await runCliJson([
+      'purge-keys',
+      '--ckan-ini',
+      ini,
+      '--out',
+      dir,
+      '--no-backup',
+      '--confirm-2.9',
+      '--include-site-user',
+    ])
     expect(run.exitCode, run.stdout).toBe(0)
-    expect(Object.keys(differences(before, await site.snapshot())).sort()).toEqual([...expected.map((user) => user.name), siteUser.name].sort())
+    expect(Object.keys(differences(before, await site.snapshot())).sort()).toEqual(
+      [...expected.map((user) => user.name), siteUser.name].sort(),
+    )
   })
 
   it('refuses without a backup, with a stale, changed or foreign one, changing nothing', async () => {
@@ -183,7 +223,9 @@ describe('purge-keys', () => {
     await writeFile(changed, 'tampered')
     expect((await runCliJson([...base, '--backup', changed])).json.error?.message).toMatch(/does not match the SHA-256/)
 
-    expect((await runCliJson([...base, '--backup', join(tmp, 'missing.pgc.gpg')])).json.error?.message).toMatch(/has no readable sidecar/)
+    expect((await runCliJson([...base, '--backup', join(tmp, 'missing.pgc.gpg')])).json.error?.message).toMatch(
+      /has no readable sidecar/,
+    )
     expect(await site.snapshot()).toEqual(before)
   })
 
@@ -191,7 +233,15 @@ describe('purge-keys', () => {
     const site = await seededSite('2.10')
     const {dir} = await runFolderFor(site.client)
     const before = await site.snapshot()
-    const run = await runCliJson<{purged: number; siteUser: {protected: boolean}}>(['purge-keys', '--database-url', site.url, '--out', dir, '--all', '--no-backup'])
+    const run = await runCliJson<{purged: number; siteUser: {protected: boolean}}>([
+      'purge-keys',
+      '--database-url',
+      site.url,
+      '--out',
+      dir,
+      '--all',
+      '--no-backup',
+    ])
     expect(run.exitCode, run.stdout).toBe(0)
     const holders = before.filter((row) => row.apikey !== null)
     expect(run.json.result).toMatchObject({ckanSeries: '2.10+', purged: holders.length, siteUser: {protected: false}})
@@ -206,7 +256,15 @@ describe('purge-keys', () => {
     const key = await makeThrowawayKey()
     const backups = await temporaryFolder('ckan-backups-')
     const backup = await backupDatabase({databaseUrl: site.url, dir: backups, recipient: {keyFile: key.publicKeyFile}})
-    const run = await runCliJson<{backup: {file: string}; purged: number}>(['purge-keys', '--database-url', site.url, '--out', dir, '--backup', backup.file])
+    const run = await runCliJson<{backup: {file: string}; purged: number}>([
+      'purge-keys',
+      '--database-url',
+      site.url,
+      '--out',
+      dir,
+      '--backup',
+      backup.file,
+    ])
     expect(run.exitCode, run.stdout).toBe(0)
     expect(run.json.result).toMatchObject({backup: {file: backup.file}, purged: expected.length + 1})
   })

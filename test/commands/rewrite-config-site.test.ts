@@ -41,7 +41,18 @@ async function authenticatesAs(site: TestSite, token: string): Promise<boolean> 
 }
 
 function args(site: TestSite, out: string, ...extra: string[]): string[] {
-  return ['rewrite-config', '--ckan-ini', site.ckanIni, '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--out', out, ...extra]
+  return [
+    'rewrite-config',
+    '--ckan-ini',
+    site.ckanIni,
+    '--ckan-url',
+    site.ckanUrl,
+    '--api-key-file',
+    site.apiKeyFile,
+    '--out',
+    out,
+    ...extra,
+  ]
 }
 
 describe('rewrite-config against the CKAN emulator', () => {
@@ -77,7 +88,10 @@ describe('rewrite-config against the CKAN emulator', () => {
     expect(ini.get('api_token.jwt.encode.secret')).toBe(`string:${ini.get('beaker.session.secret')}`)
 
     // The run folder holds both tokens for revoke, and the journal says which file changed (no values).
-    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line))
+    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
     expect(stored.map((token) => [token.service, token.source, token.userName])).toEqual([
       ['datapusher', 'rewrite-config', site.siteUserName],
       ['xloader', 'rewrite-config', site.siteUserName],
@@ -107,7 +121,9 @@ describe('rewrite-config against the CKAN emulator', () => {
     expect(run.exitCode, run.stdout).toBe(0)
     expect(run.json.result!.services.map((service) => service.tokenSource)).toEqual(['kept', 'kept'])
     const after = await readCkanIni(site.ckanIni, {caseRule: 'preserve'})
-    expect(after.raw('api_token.jwt.encode.secret')).toBe(`string:${before.get('beaker.session.secret')!.replaceAll('%', '%%')}`)
+    expect(after.raw('api_token.jwt.encode.secret')).toBe(
+      `string:${before.get('beaker.session.secret')!.replaceAll('%', '%%')}`,
+    )
     expect(after.raw('api_token.jwt.decode.secret')).toBe(after.raw('api_token.jwt.encode.secret'))
     expect(await authenticatesAs(site, after.get('ckanext.xloader.api_token')!)).toBe(true)
   })
@@ -117,8 +133,13 @@ describe('rewrite-config against the CKAN emulator', () => {
     const out = join(await tempDir(), 'run')
     const run = await runCliJson<RewriteConfigResult>(args(site, out, '--token-lifetime-days', '30'))
     expect(run.exitCode, run.stdout).toBe(0)
-    expect(run.json.result!.services.map((service) => [service.service, service.tokenSource])).toEqual([['datapusher', 'created']])
-    const [stored] = (await readFile(join(out, 'tokens.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line))
+    expect(run.json.result!.services.map((service) => [service.service, service.tokenSource])).toEqual([
+      ['datapusher', 'created'],
+    ])
+    const [stored] = (await readFile(join(out, 'tokens.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
     const days = (Date.parse(stored.expiresAt) - Date.now()) / 86_400_000
     expect(days).toBeGreaterThan(29)
     expect(days).toBeLessThan(31)
@@ -136,7 +157,9 @@ describe('rewrite-config against the CKAN emulator', () => {
       const client = new pg.Client({connectionString: site.databaseUrl})
       await client.connect()
       try {
-        return (await client.query<{id: string}>(`SELECT id FROM api_token WHERE name LIKE '%' || $1 || '%'`, [runId])).rows.map((row) => row.id)
+        return (
+          await client.query<{id: string}>(`SELECT id FROM api_token WHERE name LIKE '%' || $1 || '%'`, [runId])
+        ).rows.map((row) => row.id)
       } finally {
         await client.end()
       }
@@ -148,7 +171,10 @@ describe('rewrite-config against the CKAN emulator', () => {
     const rerun = await runCli(args(site, out))
     expect(rerun.exitCode, rerun.stdout + rerun.stderr).toBe(0)
     // The token we never received is gone; the ones that remain are exactly those in the store (revoke --out finds them).
-    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as {jti: string})
+    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as {jti: string})
     const remaining = await ofRun()
     expect(remaining).not.toContain(orphan)
     expect(remaining.sort()).toEqual(stored.map((token) => token.jti).sort())

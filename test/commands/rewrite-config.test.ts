@@ -11,8 +11,10 @@ import {runCli, runCliJson} from '../helpers/run-cli.js'
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/rewrite-config/', import.meta.url))
 // Shaped like CKAN tokens (JWTs); never sent anywhere: these runs do not talk to CKAN.
-const XLOADER_TOKEN = 'eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ4bG9hZGVyLWp0aSIsImlhdCI6MTcwMDAwMDAwMH0.eGxvYWRlci1zaWduYXR1cmU'
-const DATAPUSHER_TOKEN = 'eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJkcC1qdGkiLCJpYXQiOjE3MDAwMDAwMDB9.ZHAtc2lnbmF0dXJl'
+const XLOADER_TOKEN =
+  'eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ4bG9hZGVyLWp0aSIsImlhdCI6MTcwMDAwMDAwMH0.eGxvYWRlci1zaWduYXR1cmU'
+const DATAPUSHER_TOKEN =
+  'eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJkcC1qdGkiLCJpYXQiOjE3MDAwMDAwMDB9.ZHAtc2lnbmF0dXJl'
 
 let folders: string[] = []
 afterEach(async () => {
@@ -34,7 +36,11 @@ async function workspace(): Promise<{dir: string; path: (name: string) => string
  * Proves every untouched byte stayed: drop the lines the command says it inserted, and the file
  * must be the original except at the lines it says it replaced.
  */
-function expectOnlyReportedLinesChanged(before: string, after: string, changes: RewriteConfigResult['files'][number]['changes']): void {
+function expectOnlyReportedLinesChanged(
+  before: string,
+  after: string,
+  changes: RewriteConfigResult['files'][number]['changes'],
+): void {
   const inserted = new Set(changes.filter((change) => change.action !== 'replace').map((change) => change.line))
   const replacedAfter = new Set(changes.filter((change) => change.action === 'replace').map((change) => change.line))
   const oldSplit = splitLines(before)
@@ -59,7 +65,15 @@ describe('rewrite-config on files (no CKAN: tokens from --token-file)', () => {
     const ini = ws.path('generated-2.9.ini')
     await chmod(ini, 0o640)
     const before = await readFile(ini, 'utf8')
-    const args = ['rewrite-config', '--ckan-ini', ini, '--token-file', `xloader=${ws.path('xloader.token')}`, '--token-file', `datapusher=${ws.path('datapusher.token')}`]
+    const args = [
+      'rewrite-config',
+      '--ckan-ini',
+      ini,
+      '--token-file',
+      `xloader=${ws.path('xloader.token')}`,
+      '--token-file',
+      `datapusher=${ws.path('datapusher.token')}`,
+    ]
     const first = await runCliJson<RewriteConfigResult>(args)
     expect(first.exitCode, first.stdout).toBe(0)
     const after = await readFile(ini, 'utf8')
@@ -69,7 +83,10 @@ describe('rewrite-config on files (no CKAN: tokens from --token-file)', () => {
       ['datapusher', 'token-file'],
       ['xloader', 'token-file'],
     ])
-    expect(result.secretPinning).toEqual({from: 'beaker.session.secret', keys: ['api_token.jwt.encode.secret', 'api_token.jwt.decode.secret']})
+    expect(result.secretPinning).toEqual({
+      from: 'beaker.session.secret',
+      keys: ['api_token.jwt.encode.secret', 'api_token.jwt.decode.secret'],
+    })
     expectOnlyReportedLinesChanged(before, after, result.files[0]!.changes)
     expect((await stat(ini)).mode & 0o777).toBe(0o640)
     const [backup] = await backupsIn(ws.dir)
@@ -90,48 +107,93 @@ describe('rewrite-config on files (no CKAN: tokens from --token-file)', () => {
     const ws = await workspace()
     const ini = ws.path('crlf-bom.ini')
     const before = await readFile(ini, 'utf8')
-    const run = await runCliJson<RewriteConfigResult>(['rewrite-config', '--ckan-ini', ini, '--token-file', ws.path('xloader.token')])
+    const run = await runCliJson<RewriteConfigResult>([
+      'rewrite-config',
+      '--ckan-ini',
+      ini,
+      '--token-file',
+      ws.path('xloader.token'),
+    ])
     expect(run.exitCode, run.stdout).toBe(0)
     const after = await readFile(ini, 'utf8')
     expect(after).toBe(await readFile(join(FIXTURES, 'expected/crlf-bom.ini'), 'utf8'))
     expectOnlyReportedLinesChanged(before, after, run.json.result!.files[0]!.changes)
-    expect(run.json.result!.files[0]!.changes[0]).toMatchObject({action: 'insert-after-comment', setting: 'ckanext.xloader.api_token'})
+    expect(run.json.result!.files[0]!.changes[0]).toMatchObject({
+      action: 'insert-after-comment',
+      setting: 'ckanext.xloader.api_token',
+    })
   })
 
   it('sets ckanext-envvars variables in a docker env file, keeping its style', async () => {
     const ws = await workspace()
     const envFile = ws.path('docker.env')
     const before = await readFile(envFile, 'utf8')
-    const run = await runCliJson<RewriteConfigResult>(['rewrite-config', '--env-file', envFile, '--token-file', ws.path('datapusher.token')])
+    const run = await runCliJson<RewriteConfigResult>([
+      'rewrite-config',
+      '--env-file',
+      envFile,
+      '--token-file',
+      ws.path('datapusher.token'),
+    ])
     expect(run.exitCode, run.stdout).toBe(0)
     const after = await readFile(envFile, 'utf8')
     expect(after).toBe(await readFile(join(FIXTURES, 'expected/docker.env'), 'utf8'))
     expectOnlyReportedLinesChanged(before, after, run.json.result!.files[0]!.changes)
-    expect((await runCli(['rewrite-config', '--env-file', envFile, '--token-file', ws.path('datapusher.token')])).stdout).toContain('Nothing to change')
+    expect(
+      (await runCli(['rewrite-config', '--env-file', envFile, '--token-file', ws.path('datapusher.token')])).stdout,
+    ).toContain('Nothing to change')
   })
 
   it('edits the file of a use = config: chain that defines each key, or only the top file with --chain-target top', async () => {
     const ws = await workspace()
     const top = ws.path('chain/site.ini')
     const base = ws.path('chain/base.ini')
-    const run = await runCliJson<RewriteConfigResult>(['rewrite-config', '--ckan-ini', top, '--token-file', ws.path('xloader.token')])
+    const run = await runCliJson<RewriteConfigResult>([
+      'rewrite-config',
+      '--ckan-ini',
+      top,
+      '--token-file',
+      ws.path('xloader.token'),
+    ])
     expect(run.exitCode, run.stdout).toBe(0)
-    expect(await readFile(base, 'utf8')).toBe(await readFile(join(FIXTURES, 'expected/chain-defining/base.ini'), 'utf8'))
+    expect(await readFile(base, 'utf8')).toBe(
+      await readFile(join(FIXTURES, 'expected/chain-defining/base.ini'), 'utf8'),
+    )
     expect(await readFile(top, 'utf8')).toBe(await readFile(join(FIXTURES, 'expected/chain-defining/site.ini'), 'utf8'))
 
     const ws2 = await workspace()
     const baseBefore = await readFile(ws2.path('chain/base.ini'), 'utf8')
-    const topRun = await runCliJson<RewriteConfigResult>(['rewrite-config', '--ckan-ini', ws2.path('chain/site.ini'), '--token-file', ws2.path('xloader.token'), '--chain-target', 'top'])
+    const topRun = await runCliJson<RewriteConfigResult>([
+      'rewrite-config',
+      '--ckan-ini',
+      ws2.path('chain/site.ini'),
+      '--token-file',
+      ws2.path('xloader.token'),
+      '--chain-target',
+      'top',
+    ])
     expect(topRun.exitCode, topRun.stdout).toBe(0)
     expect(await readFile(ws2.path('chain/base.ini'), 'utf8')).toBe(baseBefore)
-    expect(await readFile(ws2.path('chain/site.ini'), 'utf8')).toBe(await readFile(join(FIXTURES, 'expected/chain-top/site.ini'), 'utf8'))
+    expect(await readFile(ws2.path('chain/site.ini'), 'utf8')).toBe(
+      await readFile(join(FIXTURES, 'expected/chain-top/site.ini'), 'utf8'),
+    )
   })
 
   it('--dry-run prints a redacted diff and writes nothing', async () => {
     const ws = await workspace()
     const ini = ws.path('generated-2.9.ini')
     const before = await readFile(ini, 'utf8')
-    const run = await runCli(['rewrite-config', '--ckan-ini', ini, '--also', ws.path('crlf-bom.ini'), '--token-file', ws.path('xloader.token'), '--dry-run', '--fix-header'])
+    const run = await runCli([
+      'rewrite-config',
+      '--ckan-ini',
+      ini,
+      '--also',
+      ws.path('crlf-bom.ini'),
+      '--token-file',
+      ws.path('xloader.token'),
+      '--dry-run',
+      '--fix-header',
+    ])
     expect(run.exitCode, run.stderr).toBe(0)
     expect(run.stdout).toContain('+ckanext.xloader.api_token = ***(')
     expect(run.stdout).toContain('+apitoken_header_name = Authorization')
@@ -148,10 +210,18 @@ describe('rewrite-config on files (no CKAN: tokens from --token-file)', () => {
     const ws = await workspace()
     const token = ['--token-file', ws.path('xloader.token')]
     const cases: Array<[string[], number, RegExp]> = [
-      [['--ckan-ini', ws.path('duplicated.ini')], 7, /sets ckan\.plugins more than once in \[app:main\] \(lines 5, 6\)/],
+      [
+        ['--ckan-ini', ws.path('duplicated.ini')],
+        7,
+        /sets ckan\.plugins more than once in \[app:main\] \(lines 5, 6\)/,
+      ],
       [['--ckan-ini', ws.path('no-app-main.ini')], 7, /has no \[app:main\] section/],
       [['--ckan-ini', ws.path('chain')], 7, /cannot be read/],
-      [['--ckan-ini', ws.path('generated-2.9.ini'), '--service', 'xloader', '--service', 'harvest'], 7, /Unknown service: harvest/],
+      [
+        ['--ckan-ini', ws.path('generated-2.9.ini'), '--service', 'xloader', '--service', 'harvest'],
+        7,
+        /Unknown service: harvest/,
+      ],
     ]
     await chmod(ws.path('crlf-bom.ini'), 0o444)
     cases.push([['--ckan-ini', ws.path('crlf-bom.ini')], 13, /is read-only \(mode 0444\)/])
@@ -162,7 +232,9 @@ describe('rewrite-config on files (no CKAN: tokens from --token-file)', () => {
       expect(run.json.error!.message).not.toContain('\n')
       expect(run.json.error!.suggestion).toBeTruthy()
     }
-    expect(await readFile(ws.path('duplicated.ini'), 'utf8')).toBe(await readFile(join(FIXTURES, 'duplicated.ini'), 'utf8'))
+    expect(await readFile(ws.path('duplicated.ini'), 'utf8')).toBe(
+      await readFile(join(FIXTURES, 'duplicated.ini'), 'utf8'),
+    )
     expect(await backupsIn(ws.dir)).toEqual([])
   })
 

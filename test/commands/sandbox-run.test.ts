@@ -20,7 +20,15 @@ async function everyFileText(dir: string): Promise<string> {
 describe('ckan-migrate sandbox --run', () => {
   it('rehearses the whole runbook on a 2.9 site, through 2.10 and 2.11, without a client ever losing access', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sandbox-run-'))
-    const args = ['sandbox', '--run', '--users', '150', '--dir', dir, ...(REAL_POSTGRES_URL ? ['--database-url', REAL_POSTGRES_URL] : [])]
+    const args = [
+      'sandbox',
+      '--run',
+      '--users',
+      '150',
+      '--dir',
+      dir,
+      ...(REAL_POSTGRES_URL ? ['--database-url', REAL_POSTGRES_URL] : []),
+    ]
     const {exitCode, json, stderr, stdout} = await runCliJson<RehearsalResult>(args)
     expect(exitCode, stderr).toBe(0)
     const result = json.result!
@@ -72,6 +80,7 @@ describe('ckan-migrate sandbox --run', () => {
     }
     // The bundles are encrypted: no token is readable in them.
     const bundles = await everyFileText(result.paths.bundles!)
-    for (const secret of secrets) expect(bundles.includes(secret), 'a token readable inside the bundle folder').toBe(false)
+    for (const secret of secrets)
+      expect(bundles.includes(secret), 'a token readable inside the bundle folder').toBe(false)
   })
 })

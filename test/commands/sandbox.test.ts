@@ -64,9 +64,24 @@ describe('ckan-migrate sandbox: bad input', () => {
 describe('ckan-migrate sandbox', () => {
   it('starts a site, writes ckan.ini, a 0600 credential file and sandbox.json, serves CKAN, and stops cleanly on SIGINT', async () => {
     const dir = join(await tempFolder(), 'sandbox')
-    const args = ['bin/dev.js', 'sandbox', '--dir', dir, '--users', '40', '--ckan-version', '2.9', '--faults', 'status503=1,actions=user_show']
+    const args = [
+      'bin/dev.js',
+      'sandbox',
+      '--dir',
+      dir,
+      '--users',
+      '40',
+      '--ckan-version',
+      '2.9',
+      '--faults',
+      'status503=1,actions=user_show',
+    ]
     if (REAL_POSTGRES_URL) args.push('--database-url', REAL_POSTGRES_URL)
-    const child = spawn(process.execPath, args, {cwd: PROJECT_ROOT, env: {...process.env, NODE_ENV: 'development'}, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, args, {
+      cwd: PROJECT_ROOT,
+      env: {...process.env, NODE_ENV: 'development'},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
@@ -74,7 +89,8 @@ describe('ckan-migrate sandbox', () => {
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
     try {
       const sandboxFile = join(dir, 'sandbox.json')
-      for (let waited = 0; !existsSync(sandboxFile) && child.exitCode === null && waited < 240; waited++) await sleep(500)
+      for (let waited = 0; !existsSync(sandboxFile) && child.exitCode === null && waited < 240; waited++)
+        await sleep(500)
       expect(existsSync(sandboxFile), stderr).toBe(true)
       const info = JSON.parse(await readFile(sandboxFile, 'utf8')) as Record<string, string>
       expect(Object.keys(info).sort()).toEqual(['apiKeyFile', 'ckanIni', 'ckanUrl', 'ckanVersion', 'databaseUrl'])
@@ -83,9 +99,13 @@ describe('ckan-migrate sandbox', () => {
       const key = (await readFile(info.apiKeyFile!, 'utf8')).trim()
       expect(key).toMatch(/^[\da-f]{8}-[\da-f]{4}-/)
       expect(await readFile(info.ckanIni!, 'utf8')).toContain(`ckan.site_url = ${info.ckanUrl}`)
-      const status = (await (await fetch(`${info.ckanUrl}/api/3/action/status_show`)).json()) as {result: {ckan_version: string}}
+      const status = (await (await fetch(`${info.ckanUrl}/api/3/action/status_show`)).json()) as {
+        result: {ckan_version: string}
+      }
       expect(status.result.ckan_version).toBe('2.9.11')
-      const list = await fetch(`${info.ckanUrl}/api/3/action/api_token_list?user=admin`, {headers: {Authorization: key}})
+      const list = await fetch(`${info.ckanUrl}/api/3/action/api_token_list?user=admin`, {
+        headers: {Authorization: key},
+      })
       expect(list.status).toBe(200)
       expect((await fetch(`${info.ckanUrl}/api/3/action/user_show?id=admin`)).status).toBe(503)
       for (let waited = 0; !stdout.includes('sandbox.json:') && waited < 20; waited++) await sleep(250)

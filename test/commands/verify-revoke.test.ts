@@ -26,21 +26,42 @@ describe('verify and revoke', () => {
     const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-verify-'))
     onTestFinished(() => rm(dir, {force: true, recursive: true}))
     const out = join(dir, 'run')
-    const issued = await runCli(['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', out, '--limit', '4'])
+    const issued = await runCli([
+      'issue-tokens',
+      '--ckan-url',
+      site.ckanUrl,
+      '--api-key-file',
+      site.apiKeyFile,
+      '--ckan-ini',
+      site.ckanIni,
+      '--out',
+      out,
+      '--limit',
+      '4',
+    ])
     expect(issued.exitCode).toBe(0)
 
     const good = await runCliJson<VerifyResult>(['verify', '--out', out])
     expect(good.exitCode).toBe(0)
     expect(good.json.result?.counts).toMatchObject({failed: 0, ok: 4, tokens: 4})
-    const journal = (await readFile(join(out, 'journal.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line))
+    const journal = (await readFile(join(out, 'journal.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
     expect(journal.filter((entry) => entry.kind === 'token-verified' && entry.ok === true)).toHaveLength(4)
 
-    const victim = JSON.parse((await readFile(join(out, 'tokens.jsonl'), 'utf8')).split('\n')[0]!) as {jti: string; token: string; userId: string}
+    const victim = JSON.parse((await readFile(join(out, 'tokens.jsonl'), 'utf8')).split('\n')[0]!) as {
+      jti: string
+      token: string
+      userId: string
+    }
     await sql(site, 'DELETE FROM api_token WHERE id = $1', [victim.jti])
     const bad = await runCli<VerifyResult>(['verify', '--out', out])
     expect(bad.exitCode).toBe(6)
     expect(bad.stdout).toContain('3 of 4 tokens work')
-    const report = parse(await readFile(join(out, 'verify-report.csv'), 'utf8'), {bom: true, columns: true}) as Array<Record<string, string>>
+    const report = parse(await readFile(join(out, 'verify-report.csv'), 'utf8'), {bom: true, columns: true}) as Array<
+      Record<string, string>
+    >
     expect(report.find((row) => row.user_id === victim.userId)?.status).toBe('403')
 
     const dry = await runCliJson<RevokeResult>(['revoke', '--out', out, '--api-key-file', site.apiKeyFile, '--dry-run'])
@@ -52,7 +73,16 @@ describe('verify and revoke', () => {
     expect(await sql(site, `SELECT id FROM api_token WHERE name LIKE '%' || $1 || '%'`, [runId])).toHaveLength(0)
     // Idempotent: a second revoke succeeds.
     expect((await runCli(['revoke', '--out', out, '--api-key-file', site.apiKeyFile])).exitCode).toBe(0)
-    const written = [good.stdout, bad.stdout, bad.stderr, dry.stdout, revoked.stdout, await readFile(join(out, 'verify-report.csv'), 'utf8'), await readFile(join(out, 'revoke-report.csv'), 'utf8'), await readFile(join(out, 'journal.jsonl'), 'utf8')].join('\n')
+    const written = [
+      good.stdout,
+      bad.stdout,
+      bad.stderr,
+      dry.stdout,
+      revoked.stdout,
+      await readFile(join(out, 'verify-report.csv'), 'utf8'),
+      await readFile(join(out, 'revoke-report.csv'), 'utf8'),
+      await readFile(join(out, 'journal.jsonl'), 'utf8'),
+    ].join('\n')
     expect(written).not.toContain(victim.jti)
     expect(written).not.toContain(victim.token)
   }, 120_000)

@@ -28,7 +28,12 @@ export async function runCli<Result = unknown>(args: string[]): Promise<CliRun<R
 /** Runs a command with --json and parses the single JSON document it prints. */
 export async function runCliJson<Result = unknown>(args: string[]) {
   const run = await runCli<Result>([...args, '--json'])
-  let json: {error?: {code: string; message: string; suggestion?: string}; result?: Result; status: number; warnings: string[]}
+  let json: {
+    error?: {code: string; message: string; suggestion?: string}
+    result?: Result
+    status: number
+    warnings: string[]
+  }
   try {
     json = JSON.parse(run.stdout)
   } catch {

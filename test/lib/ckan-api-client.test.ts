@@ -7,7 +7,13 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it, onTestFinished} from 'vitest'
 
-import {CkanApiClient, CkanApiError, CkanTlsError, CkanUnreachableError, OutcomeUnknownError} from '../../src/lib/ckan/ckan-api-client.js'
+import {
+  CkanApiClient,
+  CkanApiError,
+  CkanTlsError,
+  CkanUnreachableError,
+  OutcomeUnknownError,
+} from '../../src/lib/ckan/ckan-api-client.js'
 import {EXIT_CODES} from '../../src/lib/errors.js'
 import {Secret} from '../../src/lib/secret.js'
 
@@ -71,11 +77,16 @@ async function failure(promise: Promise<unknown>): Promise<Error> {
 describe('CkanApiClient against a local HTTP server', () => {
   it('reads status_show anonymously and sends the credential raw in Authorization for other calls', async () => {
     const {seen, url} = await startServer((request, response) => {
-      if (request.url.includes('status_show')) ok(response, {ckan_version: '2.9.11', extensions: ['stats', 'expire_api_token'], site_url: 'http://x'})
+      if (request.url.includes('status_show'))
+        ok(response, {ckan_version: '2.9.11', extensions: ['stats', 'expire_api_token'], site_url: 'http://x'})
       else ok(response, {email: 'a@example.org', id: 'id-1', name: 'alice', state: 'active', sysadmin: true})
     })
     const api = client(url)
-    expect(await api.statusShow()).toEqual({ckanVersion: '2.9.11', extensions: ['stats', 'expire_api_token'], siteUrl: 'http://x'})
+    expect(await api.statusShow()).toEqual({
+      ckanVersion: '2.9.11',
+      extensions: ['stats', 'expire_api_token'],
+      siteUrl: 'http://x',
+    })
     expect(seen[0]?.headers.authorization).toBeUndefined()
     expect(seen[0]?.url).toBe('/api/3/action/status_show')
     expect((await api.userShow('alice')).sysadmin).toBe(true)
@@ -114,11 +125,17 @@ describe('CkanApiClient against a local HTTP server', () => {
   })
 
   it.each([
-    [403, {__type: 'Authorization Error', message: 'Access denied: Action api_token_create requires an authenticated user'}, 'Access denied: Action api_token_create requires an authenticated user'],
+    [
+      403,
+      {__type: 'Authorization Error', message: 'Access denied: Action api_token_create requires an authenticated user'},
+      'Access denied: Action api_token_create requires an authenticated user',
+    ],
     [404, {__type: 'Not Found Error', message: 'Not found: User not found'}, 'Not found: User not found'],
     [409, {__type: 'Validation Error', user: ['Missing value']}, 'user: Missing value'],
   ])('turns HTTP %i into a CkanApiError quoting CKAN (exit 4)', async (status, error, message) => {
-    const {seen, url} = await startServer((_request, response) => send(response, status, {error, help: 'h', success: false}))
+    const {seen, url} = await startServer((_request, response) =>
+      send(response, status, {error, help: 'h', success: false}),
+    )
     const thrown = await failure(client(url).createApiToken({name: 'n', user: 'alice'}))
     expect(thrown).toBeInstanceOf(CkanApiError)
     expect((thrown as CkanApiError).status).toBe(status)
@@ -129,15 +146,27 @@ describe('CkanApiClient against a local HTTP server', () => {
 
   it("quotes CKAN's bare 400 strings without the request it echoes", async () => {
     const {url} = await startServer((_request, response) =>
-      send(response, 400, `Bad request - JSON Error: Error decoding JSON data. JSON data extracted from the request: {"jti": "${JTI}"}`),
+      send(
+        response,
+        400,
+        `Bad request - JSON Error: Error decoding JSON data. JSON data extracted from the request: {"jti": "${JTI}"}`,
+      ),
     )
     const thrown = await failure(client(url).revokeApiToken(new Secret(JTI)))
-    expect(thrown.message).toBe('CKAN rejected api_token_revoke (HTTP 400): Bad request - JSON Error: Error decoding JSON data.')
+    expect(thrown.message).toBe(
+      'CKAN rejected api_token_revoke (HTTP 400): Bad request - JSON Error: Error decoding JSON data.',
+    )
   })
 
   it('never shows the credential or a jti that CKAN echoes back', async () => {
     const {url} = await startServer((request, response) =>
-      send(response, 409, {error: {__type: 'Validation Error', jti: [`bad ${JSON.parse(request.body).jti} from ${request.headers.authorization}`]}, success: false}),
+      send(response, 409, {
+        error: {
+          __type: 'Validation Error',
+          jti: [`bad ${JSON.parse(request.body).jti} from ${request.headers.authorization}`],
+        },
+        success: false,
+      }),
     )
     const thrown = await failure(client(url).revokeApiToken(new Secret(JTI)))
     expect(thrown.message).toContain('[redacted]')
@@ -238,7 +267,25 @@ describe('CkanApiClient over TLS', () => {
   function makeCa(name: string): {cert: string; key: string} {
     const key = join(folder, `${name}.key`)
     const cert = join(folder, `${name}.pem`)
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`], {stdio: 'ignore'})
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${name}`,
+      ],
+      {stdio: 'ignore'},
+    )
     return {cert, key}
   }
 
@@ -248,14 +295,39 @@ describe('CkanApiClient over TLS', () => {
     const cert = join(folder, `${name}.pem`)
     const extensions = join(folder, `${name}.ext`)
     writeFileSync(extensions, `subjectAltName=${host}\n`)
-    execFileSync('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${name}`], {stdio: 'ignore'})
-    execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', extensions], {stdio: 'ignore'})
+    execFileSync(
+      'openssl',
+      ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${name}`],
+      {stdio: 'ignore'},
+    )
+    execFileSync(
+      'openssl',
+      [
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        ca.cert,
+        '-CAkey',
+        ca.key,
+        '-CAcreateserial',
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-extfile',
+        extensions,
+      ],
+      {stdio: 'ignore'},
+    )
     return {cert, key}
   }
 
   async function startTls(leaf: {cert: string; key: string}): Promise<URL> {
-    const server = createHttpsServer({cert: readFileSync(leaf.cert), key: readFileSync(leaf.key)}, (_request, response) =>
-      ok(response, {ckan_version: '2.10.10', extensions: [], site_url: 'https://x'}),
+    const server = createHttpsServer(
+      {cert: readFileSync(leaf.cert), key: readFileSync(leaf.key)},
+      (_request, response) => ok(response, {ckan_version: '2.10.10', extensions: [], site_url: 'https://x'}),
     )
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     servers.push({close: () => server.close()})
@@ -305,8 +377,8 @@ describe('CkanApiClient over TLS', () => {
   })
 
   it('says what is wrong with an unreadable --ca-cert (exit 7)', () => {
-    expect(() => new CkanApiClient({caCertPath: join(folder, 'missing.pem'), ckanUrl: new URL('https://127.0.0.1')})).toThrow(
-      /Cannot read --ca-cert .*missing\.pem: ENOENT/,
-    )
+    expect(
+      () => new CkanApiClient({caCertPath: join(folder, 'missing.pem'), ckanUrl: new URL('https://127.0.0.1')}),
+    ).toThrow(/Cannot read --ca-cert .*missing\.pem: ENOENT/)
   })
 })

@@ -4,7 +4,13 @@ import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import {readCkanIni} from '../../src/lib/ckan/ckan-ini.js'
-import {chooseDatabaseUrl, effectiveSetting, envvarsKey, envvarsName, resolveJwtSecret} from '../../src/lib/ckan/ckan-settings.js'
+import {
+  chooseDatabaseUrl,
+  effectiveSetting,
+  envvarsKey,
+  envvarsName,
+  resolveJwtSecret,
+} from '../../src/lib/ckan/ckan-settings.js'
 import {EXIT_CODES, MigrateError} from '../../src/lib/errors.js'
 
 async function folderWith(files: Record<string, string>) {
@@ -14,7 +20,10 @@ async function folderWith(files: Record<string, string>) {
 }
 
 async function failure(promise: Promise<unknown>) {
-  const error = await promise.then(() => undefined, (error_: unknown) => error_)
+  const error = await promise.then(
+    () => undefined,
+    (error_: unknown) => error_,
+  )
   expect(error).toBeInstanceOf(MigrateError)
   return error as MigrateError
 }
@@ -121,11 +130,15 @@ describe('ckan settings', () => {
       'without.ini': '[app:main]\nckan.plugins = xloader\nckanext.xloader.api_token = ini\n',
     })
     const env = {CKANEXT__XLOADER__API_TOKEN: 'env'}
-    expect(effectiveSetting(await readCkanIni(join(dir, 'with.ini')), 'ckanext.xloader.api_token', env).value).toBe('env')
-    expect(effectiveSetting(await readCkanIni(join(dir, 'without.ini')), 'ckanext.xloader.api_token', env).value).toBe('ini')
+    expect(effectiveSetting(await readCkanIni(join(dir, 'with.ini')), 'ckanext.xloader.api_token', env).value).toBe(
+      'env',
+    )
+    expect(effectiveSetting(await readCkanIni(join(dir, 'without.ini')), 'ckanext.xloader.api_token', env).value).toBe(
+      'ini',
+    )
   })
 
-  it('resolves the JWT secret with each version\'s fallback and the string:/file: prefixes', async () => {
+  it("resolves the JWT secret with each version's fallback and the string:/file: prefixes", async () => {
     const dir = await folderWith({
       'fallback.ini': '[app:main]\nbeaker.session.secret = beaker\nSECRET_KEY = flask\n',
       'file.ini': '[app:main]\napi_token.jwt.encode.secret = file:%(here)s/jwt.secret\n',
@@ -134,9 +147,14 @@ describe('ckan settings', () => {
       'bare.ini': '[app:main]\napi_token.jwt.encode.secret = noprefix\n',
       'only-beaker.ini': '[app:main]\nbeaker.session.secret = beaker\n',
     })
-    const read = (name: string, caseRule: 'lowercase' | 'preserve' = 'lowercase') => readCkanIni(join(dir, name), {caseRule})
+    const read = (name: string, caseRule: 'lowercase' | 'preserve' = 'lowercase') =>
+      readCkanIni(join(dir, name), {caseRule})
     const fallback29 = await resolveJwtSecret(await read('fallback.ini'), '2.9', 'encode', {})
-    expect([fallback29.secret.reveal(), fallback29.from, fallback29.viaFallback]).toEqual(['beaker', 'beaker.session.secret', true])
+    expect([fallback29.secret.reveal(), fallback29.from, fallback29.viaFallback]).toEqual([
+      'beaker',
+      'beaker.session.secret',
+      true,
+    ])
     const fallback211 = await resolveJwtSecret(await read('fallback.ini', 'preserve'), '2.11', 'decode', {})
     expect([fallback211.secret.reveal(), fallback211.from]).toEqual(['flask', 'SECRET_KEY'])
     const beakerOn211 = await resolveJwtSecret(await read('only-beaker.ini', 'preserve'), '2.11', 'encode', {})

@@ -26,8 +26,13 @@ describe('editIni', () => {
   })
 
   it('puts the new line right after a commented-out key (# or ;)', () => {
-    const original = '[app:main]\nuse = egg:ckan\n#ckanext.xloader.api_token = put-yours-here\nckan.site_id = default\n; ckan.datapusher.api_token = x\nckan.plugins = xloader\n'
-    const {changes, text} = editIni(original, [XLOADER, {key: 'ckan.datapusher.api_token', secret: true, value: 'dp'}], on29)
+    const original =
+      '[app:main]\nuse = egg:ckan\n#ckanext.xloader.api_token = put-yours-here\nckan.site_id = default\n; ckan.datapusher.api_token = x\nckan.plugins = xloader\n'
+    const {changes, text} = editIni(
+      original,
+      [XLOADER, {key: 'ckan.datapusher.api_token', secret: true, value: 'dp'}],
+      on29,
+    )
     expect(text).toBe(
       '[app:main]\nuse = egg:ckan\n#ckanext.xloader.api_token = put-yours-here\nckanext.xloader.api_token = eyJ.new.token\nckan.site_id = default\n; ckan.datapusher.api_token = x\nckan.datapusher.api_token = dp\nckan.plugins = xloader\n',
     )
@@ -58,14 +63,20 @@ describe('editIni', () => {
   it('keeps CRLF, a BOM and a missing final newline; mixed files keep each line’s ending', () => {
     const crlf = '\uFEFF[app:main]\r\nckan.site_id = default\r\n# café ☕\r\nckan.plugins = xloader'
     const {text} = editIni(crlf, [XLOADER], on29)
-    expect(text).toBe('\uFEFF[app:main]\r\nckan.site_id = default\r\n# café ☕\r\nckan.plugins = xloader\r\nckanext.xloader.api_token = eyJ.new.token')
+    expect(text).toBe(
+      '\uFEFF[app:main]\r\nckan.site_id = default\r\n# café ☕\r\nckan.plugins = xloader\r\nckanext.xloader.api_token = eyJ.new.token',
+    )
     const mixed = '[app:main]\r\na = 1\nb = 2\r\n\r\n[loggers]\nkeys = root\n'
-    expect(editIni(mixed, [XLOADER], on29).text).toBe('[app:main]\r\na = 1\nb = 2\r\nckanext.xloader.api_token = eyJ.new.token\r\n\r\n[loggers]\nkeys = root\n')
+    expect(editIni(mixed, [XLOADER], on29).text).toBe(
+      '[app:main]\r\na = 1\nb = 2\r\nckanext.xloader.api_token = eyJ.new.token\r\n\r\n[loggers]\nkeys = root\n',
+    )
   })
 
   it('inserts before the comments and blank lines that introduce the next section', () => {
     const original = '[app:main]\na = 1\n\n## Logging configuration\n[loggers]\nkeys = root\n'
-    expect(editIni(original, [XLOADER], on29).text).toBe('[app:main]\na = 1\nckanext.xloader.api_token = eyJ.new.token\n\n## Logging configuration\n[loggers]\nkeys = root\n')
+    expect(editIni(original, [XLOADER], on29).text).toBe(
+      '[app:main]\na = 1\nckanext.xloader.api_token = eyJ.new.token\n\n## Logging configuration\n[loggers]\nkeys = root\n',
+    )
   })
 
   it('changes nothing when the value is already there', () => {
@@ -90,7 +101,11 @@ describe('unifiedDiff', () => {
   it('shows hunks with context and redacted lines, and nothing for equal texts', () => {
     const before = 'a\nb\nc\nd\ne\nf\ng\nh\n'
     const after = 'a\nb\nc\nd\nSECRET\ne\nf\ng\nh\n'
-    const diff = unifiedDiff(before, after, {newLabel: 'new', oldLabel: 'old', redactLine: (line) => line.replace('SECRET', '***')})
+    const diff = unifiedDiff(before, after, {
+      newLabel: 'new',
+      oldLabel: 'old',
+      redactLine: (line) => line.replace('SECRET', '***'),
+    })
     expect(diff).toBe('--- old\n+++ new\n@@ -2,6 +2,7 @@\n b\n c\n d\n+***\n e\n f\n g\n')
     expect(unifiedDiff(before, before, {newLabel: 'n', oldLabel: 'o'})).toBe('')
   })

@@ -28,13 +28,29 @@ describe('issue-tokens after kill -9', () => {
     onTestFinished(() => rm(dir, {force: true, recursive: true}))
     const out = join(dir, 'run')
     const journal = join(out, 'journal.jsonl')
-    const args = ['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', out, '--concurrency', '4', '--timeout', '1']
+    const args = [
+      'issue-tokens',
+      '--ckan-url',
+      site.ckanUrl,
+      '--api-key-file',
+      site.apiKeyFile,
+      '--ckan-ini',
+      site.ckanIni,
+      '--out',
+      out,
+      '--concurrency',
+      '4',
+      '--timeout',
+      '1',
+    ]
     const random = mulberry32(20_261_122)
     const outputs: string[] = []
 
     let kills = 0
     for (let attempt = 0; attempt < 25 && kills < 12; attempt += 1) {
-      const run = await runCliChild(args, {interrupt: {delayMs: Math.floor(random() * 200), journal, signal: 'SIGKILL'}})
+      const run = await runCliChild(args, {
+        interrupt: {delayMs: Math.floor(random() * 200), journal, signal: 'SIGKILL'},
+      })
       outputs.push(run.output)
       if (run.signalled && run.signal === 'SIGKILL') kills += 1
       else if (run.code === 0) break
@@ -55,8 +71,18 @@ describe('issue-tokens after kill -9', () => {
     await client.connect()
     onTestFinished(() => client.end())
     const runId = JSON.parse(await readFile(join(out, 'run.json'), 'utf8')).runId as string
-    const selected = (await client.query<{id: string}>(`SELECT id FROM "user" WHERE state = 'active' AND apikey IS NOT NULL AND apikey <> '' AND name <> $1`, [site.siteUserName])).rows
-    const tokens = (await client.query<{id: string; user_id: string}>(`SELECT id, user_id FROM api_token WHERE name LIKE '%' || $1 || '%'`, [runId])).rows
+    const selected = (
+      await client.query<{id: string}>(
+        `SELECT id FROM "user" WHERE state = 'active' AND apikey IS NOT NULL AND apikey <> '' AND name <> $1`,
+        [site.siteUserName],
+      )
+    ).rows
+    const tokens = (
+      await client.query<{id: string; user_id: string}>(
+        `SELECT id, user_id FROM api_token WHERE name LIKE '%' || $1 || '%'`,
+        [runId],
+      )
+    ).rows
     const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8'))
       .split('\n')
       .filter((line) => line.startsWith('{') && line.endsWith('}'))
@@ -67,7 +93,10 @@ describe('issue-tokens after kill -9', () => {
     expect(new Set(tokens.map((token) => token.id))).toEqual(new Set(stored.map((token) => token.jti)))
     expect(stored).toHaveLength(selected.length)
     // The kills left creates whose outcome was unknown; the resumes reconciled them.
-    const entries = (await readFile(journal, 'utf8')).split('\n').filter((line) => line.startsWith('{') && line.endsWith('}')).map((line) => JSON.parse(line) as {kind: string})
+    const entries = (await readFile(journal, 'utf8'))
+      .split('\n')
+      .filter((line) => line.startsWith('{') && line.endsWith('}'))
+      .map((line) => JSON.parse(line) as {kind: string})
     expect(entries.filter((entry) => entry.kind === 'create-settled').length).toBeGreaterThan(0)
 
     const verified = await runCli(['verify', '--out', out, '--concurrency', '8'])
@@ -79,7 +108,11 @@ describe('issue-tokens after kill -9', () => {
       ...outputs,
       verified.stdout,
       verified.stderr,
-      ...(await Promise.all(files.filter((name) => name.endsWith('.csv') || name === 'journal.jsonl').map((name) => readFile(join(out, name), 'utf8')))),
+      ...(await Promise.all(
+        files
+          .filter((name) => name.endsWith('.csv') || name === 'journal.jsonl')
+          .map((name) => readFile(join(out, name), 'utf8')),
+      )),
     ].join('\n')
     for (const token of stored) {
       expect(written.includes(token.jti)).toBe(false)

@@ -18,14 +18,36 @@ import {startTestSite} from '../helpers/test-site.js'
 describe('issue-tokens under faults', () => {
   it('ends with exactly one stored, working token of the run per selected user', async () => {
     const site = await startTestSite({
-      faults: {hangAfterCommit: 0.01, resetAfterWrite: 0.02, retryAfterSeconds: 1, seed: 'reliability', status429: 0.05, status500: 0.1, status502: 0.1},
+      faults: {
+        hangAfterCommit: 0.01,
+        resetAfterWrite: 0.02,
+        retryAfterSeconds: 1,
+        seed: 'reliability',
+        status429: 0.05,
+        status500: 0.1,
+        status502: 0.1,
+      },
       users: REAL_POSTGRES_URL ? 2000 : 300,
       version: '2.9',
     })
     const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-faults-'))
     onTestFinished(() => rm(dir, {force: true, recursive: true}))
     const out = join(dir, 'run')
-    const args = ['issue-tokens', '--ckan-url', site.ckanUrl, '--api-key-file', site.apiKeyFile, '--ckan-ini', site.ckanIni, '--out', out, '--concurrency', '8', '--timeout', '1']
+    const args = [
+      'issue-tokens',
+      '--ckan-url',
+      site.ckanUrl,
+      '--api-key-file',
+      site.apiKeyFile,
+      '--ckan-ini',
+      site.ckanIni,
+      '--out',
+      out,
+      '--concurrency',
+      '8',
+      '--timeout',
+      '1',
+    ]
     const outputs: string[] = []
     let last
     for (let run = 0; run < 3; run += 1) {
@@ -41,9 +63,22 @@ describe('issue-tokens under faults', () => {
     await client.connect()
     onTestFinished(() => client.end())
     const runId = JSON.parse(await readFile(join(out, 'run.json'), 'utf8')).runId as string
-    const selected = (await client.query<{id: string}>(`SELECT id FROM "user" WHERE state = 'active' AND apikey IS NOT NULL AND apikey <> '' AND name <> $1`, [site.siteUserName])).rows
-    const tokens = (await client.query<{id: string; user_id: string}>(`SELECT id, user_id FROM api_token WHERE name LIKE '%' || $1 || '%'`, [runId])).rows
-    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as {jti: string; token: string; userId: string})
+    const selected = (
+      await client.query<{id: string}>(
+        `SELECT id FROM "user" WHERE state = 'active' AND apikey IS NOT NULL AND apikey <> '' AND name <> $1`,
+        [site.siteUserName],
+      )
+    ).rows
+    const tokens = (
+      await client.query<{id: string; user_id: string}>(
+        `SELECT id, user_id FROM api_token WHERE name LIKE '%' || $1 || '%'`,
+        [runId],
+      )
+    ).rows
+    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as {jti: string; token: string; userId: string})
 
     expect(tokens.map((token) => token.user_id).sort()).toEqual(selected.map((user) => user.id).sort())
     expect(new Set(tokens.map((token) => token.id))).toEqual(new Set(stored.map((token) => token.jti)))
@@ -54,7 +89,13 @@ describe('issue-tokens under faults', () => {
     const stats = site.emulator.stats()
     expect(stats.faults['hang-after-commit'] + stats.faults['reset-after-write']).toBeGreaterThan(0)
 
-    const written = [...outputs, verified.stdout, verified.stderr, await readFile(join(out, 'issue-tokens-report.csv'), 'utf8'), await readFile(join(out, 'journal.jsonl'), 'utf8')].join('\n')
+    const written = [
+      ...outputs,
+      verified.stdout,
+      verified.stderr,
+      await readFile(join(out, 'issue-tokens-report.csv'), 'utf8'),
+      await readFile(join(out, 'journal.jsonl'), 'utf8'),
+    ].join('\n')
     for (const token of stored) {
       expect(written.includes(token.jti)).toBe(false)
       expect(written.includes(token.token)).toBe(false)

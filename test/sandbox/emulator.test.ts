@@ -7,9 +7,17 @@ import {decodeJwtPayload, signJwt} from '../../src/lib/ckan/jwt.js'
 import {upgradeSandboxDatabase} from '../../src/lib/sandbox/sandbox-site.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 
-type Answer = {body: unknown; json: {error?: Record<string, unknown>; result?: unknown; success?: boolean}; status: number}
+type Answer = {
+  body: unknown
+  json: {error?: Record<string, unknown>; result?: unknown; success?: boolean}
+  status: number
+}
 
-async function call(site: TestSite, action: string, options: {body?: Record<string, unknown>; headers?: Record<string, string>; credential?: string} = {}): Promise<Answer> {
+async function call(
+  site: TestSite,
+  action: string,
+  options: {body?: Record<string, unknown>; headers?: Record<string, string>; credential?: string} = {},
+): Promise<Answer> {
   const headers: Record<string, string> = {...options.headers}
   if (options.credential) headers.Authorization = options.credential
   if (options.body) headers['Content-Type'] = 'application/json'
@@ -33,7 +41,10 @@ async function sql<T extends pg.QueryResultRow>(site: TestSite, text: string, va
 }
 
 async function tokenFor(site: TestSite, user: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const answer = await call(site, 'api_token_create', {body: {name: 'test', user, ...extra}, credential: site.adminCredential.reveal()})
+  const answer = await call(site, 'api_token_create', {
+    body: {name: 'test', user, ...extra},
+    credential: site.adminCredential.reveal(),
+  })
   expect(answer.status).toBe(200)
   return (answer.json.result as {token: string}).token
 }
@@ -46,8 +57,14 @@ async function canList(site: TestSite, user: string, headers: Record<string, str
 describe('CKAN emulator', () => {
   it('2.9: the legacy-key header wins over Authorization, and pending users are identified', async () => {
     const site = await startTestSite({users: 20})
-    const [pending] = await sql<{name: string}>(site, `UPDATE "user" SET state = 'pending' WHERE name = 'user-1' RETURNING name`)
-    const [alice] = await sql<{apikey: string}>(site, `SELECT apikey FROM "user" WHERE apikey IS NOT NULL AND NOT sysadmin AND state = 'active' AND name LIKE 'user-%' LIMIT 1`)
+    const [pending] = await sql<{name: string}>(
+      site,
+      `UPDATE "user" SET state = 'pending' WHERE name = 'user-1' RETURNING name`,
+    )
+    const [alice] = await sql<{apikey: string}>(
+      site,
+      `SELECT apikey FROM "user" WHERE apikey IS NOT NULL AND NOT sysadmin AND state = 'active' AND name LIKE 'user-%' LIMIT 1`,
+    )
     const adminToken = await tokenFor(site, 'admin')
     // X-CKAN-API-Key (a non-sysadmin's key) beats Authorization (the admin's token): not allowed to list admin's tokens.
     expect(await canList(site, 'admin', {Authorization: adminToken, 'X-CKAN-API-Key': alice!.apikey})).toBe(403)
@@ -90,7 +107,11 @@ describe('CKAN emulator', () => {
   })
 
   it('2.11: reads only apitoken_header_name (falling back to the legacy apikey_header_name setting)', async () => {
-    const site = await startTestSite({settings: {apitoken_header_name: null, apikey_header_name: 'X-Site-Token'}, users: 20, version: '2.11'})
+    const site = await startTestSite({
+      settings: {apitoken_header_name: null, apikey_header_name: 'X-Site-Token'},
+      users: 20,
+      version: '2.11',
+    })
     const admin = site.adminCredential.reveal()
     expect(await canList(site, 'admin', {Authorization: admin})).toBe(403)
     expect(await canList(site, 'admin', {'X-CKAN-API-Key': admin})).toBe(403)
@@ -103,9 +124,20 @@ describe('CKAN emulator', () => {
     const admin = site.adminCredential.reveal()
     const missing = await call(site, 'api_token_create', {body: {name: 'x', user: 'admin'}, credential: admin})
     expect(missing.status).toBe(409)
-    expect(missing.json.error).toEqual({__type: 'Validation Error', expires_in: ['Missing value'], unit: ['Missing value']})
-    const bad = await call(site, 'api_token_create', {body: {expires_in: -1, name: 'x', unit: 'day', user: 'admin'}, credential: admin})
-    expect(bad.json.error).toEqual({__type: 'Validation Error', expires_in: ['Must be a positive integer'], unit: ['Must be a positive integer']})
+    expect(missing.json.error).toEqual({
+      __type: 'Validation Error',
+      expires_in: ['Missing value'],
+      unit: ['Missing value'],
+    })
+    const bad = await call(site, 'api_token_create', {
+      body: {expires_in: -1, name: 'x', unit: 'day', user: 'admin'},
+      credential: admin,
+    })
+    expect(bad.json.error).toEqual({
+      __type: 'Validation Error',
+      expires_in: ['Must be a positive integer'],
+      unit: ['Must be a positive integer'],
+    })
     const token = await tokenFor(site, 'admin', {expires_in: 2, unit: 86_400})
     const claims = decodeJwtPayload(token)!
     expect(claims.exp! - claims.iat).toBe(2 * 86_400)
@@ -130,13 +162,23 @@ describe('CKAN emulator', () => {
     const admin = site.adminCredential.reveal()
     const siteUser = await call(site, 'get_site_user', {credential: admin})
     expect(siteUser.json.result).toEqual({apikey: expect.stringMatching(/^[\da-f-]{36}$/), name: site.siteUserName})
-    const [someone] = await sql<{apikey: string; name: string}>(site, `SELECT name, apikey FROM "user" WHERE name LIKE 'user-%' AND apikey ~ '^[0-9a-f-]{36}$' AND state = 'active' AND NOT sysadmin LIMIT 1`)
+    const [someone] = await sql<{apikey: string; name: string}>(
+      site,
+      `SELECT name, apikey FROM "user" WHERE name LIKE 'user-%' AND apikey ~ '^[0-9a-f-]{36}$' AND state = 'active' AND NOT sysadmin LIMIT 1`,
+    )
     const refused = await call(site, 'get_site_user', {credential: someone!.apikey})
-    expect(refused.json.error).toEqual({__type: 'Authorization Error', message: 'Access denied: Only internal services allowed to use this action'})
+    expect(refused.json.error).toEqual({
+      __type: 'Authorization Error',
+      message: 'Access denied: Only internal services allowed to use this action',
+    })
 
     const asAdmin = (await call(site, 'user_list', {credential: admin})).json.result as Array<Record<string, unknown>>
     const anonymous = (await call(site, 'user_list')).json.result as Array<Record<string, unknown>>
-    const [counts] = await sql<{listed: string}>(site, `SELECT count(*) AS listed FROM "user" WHERE state != 'deleted' AND name != $1`, [site.siteUserName])
+    const [counts] = await sql<{listed: string}>(
+      site,
+      `SELECT count(*) AS listed FROM "user" WHERE state != 'deleted' AND name != $1`,
+      [site.siteUserName],
+    )
     expect(asAdmin).toHaveLength(Number(counts!.listed))
     expect(asAdmin.some((user) => user.name === site.siteUserName)).toBe(false)
     expect(asAdmin.every((user) => 'apikey' in user && 'email' in user)).toBe(true)
@@ -152,7 +194,10 @@ describe('CKAN emulator', () => {
     const token = ((await form.json()) as {result: {token: string}}).result.token
     // Someone else's token cannot be revoked by a non-sysadmin; its owner can, by the token itself.
     const adminOwn = await tokenFor(site, 'admin')
-    const notYours = await call(site, 'api_token_revoke', {body: {jti: decodeJwtPayload(adminOwn)!.jti}, credential: someone!.apikey})
+    const notYours = await call(site, 'api_token_revoke', {
+      body: {jti: decodeJwtPayload(adminOwn)!.jti},
+      credential: someone!.apikey,
+    })
     expect(notYours.status).toBe(403)
     const revoked = await call(site, 'api_token_revoke', {body: {token}, credential: someone!.apikey})
     expect(revoked.json).toMatchObject({result: null, success: true})

@@ -8,7 +8,9 @@ async function tokenCount(site: TestSite): Promise<number> {
   const client = new pg.Client({connectionString: site.databaseUrl})
   await client.connect()
   try {
-    return Number((await client.query<{n: string}>(`SELECT count(*) AS n FROM api_token WHERE name = 'fault'`)).rows[0]!.n)
+    return Number(
+      (await client.query<{n: string}>(`SELECT count(*) AS n FROM api_token WHERE name = 'fault'`)).rows[0]!.n,
+    )
   } finally {
     await client.end()
   }
@@ -68,7 +70,10 @@ describe('emulator fault injection', () => {
     site.emulator.setFaults({status500: 1})
     const failed = await create(site)
     expect(failed.status).toBe(500)
-    expect(await failed.json()).toMatchObject({error: {__type: 'Internal Server Error', message: 'Internal Server Error'}, success: false})
+    expect(await failed.json()).toMatchObject({
+      error: {__type: 'Internal Server Error', message: 'Internal Server Error'},
+      success: false,
+    })
 
     site.emulator.setFaults({status502: 1})
     expect((await create(site)).status).toBe(502)
@@ -81,7 +86,12 @@ describe('emulator fault injection', () => {
     site.emulator.setFaults({jitterMs: 5, latencyMs: 5})
     expect((await create(site)).status).toBe(200)
     expect(await tokenCount(site)).toBe(2)
-    expect(site.emulator.stats().faults).toMatchObject({'status-429': 1, 'status-500': 1, 'status-502': 1, 'status-503': 2})
+    expect(site.emulator.stats().faults).toMatchObject({
+      'status-429': 1,
+      'status-500': 1,
+      'status-502': 1,
+      'status-503': 2,
+    })
   })
 
   it('resets the connection before the write (no token) or after it (token created, no answer)', async () => {

@@ -85,13 +85,15 @@ function transcripts(version: CkanVersion): Array<{exchanges: Exchange[]; file: 
 function shape(value: unknown): unknown {
   if (value === null) return 'null'
   if (Array.isArray(value)) return value.length === 0 ? [] : [shape(value[0])]
-  if (typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, shape(item)]))
+  if (typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, shape(item)]))
   return typeof value
 }
 
 function sameArrayShape(actual: unknown, recorded: unknown): [unknown, unknown] {
   // An empty list and a list of one item are both "a list" when the site's data differ.
-  if (Array.isArray(actual) && Array.isArray(recorded) && (actual.length === 0 || recorded.length === 0)) return [[], []]
+  if (Array.isArray(actual) && Array.isArray(recorded) && (actual.length === 0 || recorded.length === 0))
+    return [[], []]
   return [shape(actual), shape(recorded)]
 }
 
@@ -140,7 +142,10 @@ describe.each(['2.9', '2.10', '2.11'] as const)('replay of the recorded CKAN %s 
     const adminToken = (await call('api_token_create', admin, {name: 'admin-jwt', user: 'admin'})).result.token
     const adminJti = decodeJwtPayload(adminToken)!.jti
     await call('api_token_list', adminToken, {user: 'admin'}) // the recorded admin-jwt had been used
-    bySuffix.set(WRONG_SECRET_SUFFIX, signJwt({jti: adminJti, iat: Math.floor(Date.now() / 1000) - 60}, new Secret('wrong-secret-123456'), '2.10+'))
+    bySuffix.set(
+      WRONG_SECRET_SUFFIX,
+      signJwt({jti: adminJti, iat: Math.floor(Date.now() / 1000) - 60}, new Secret('wrong-secret-123456'), '2.10+'),
+    )
 
     const map = (text: string): string => {
       let result = text
@@ -191,7 +196,8 @@ describe.each(['2.9', '2.10', '2.11'] as const)('replay of the recorded CKAN %s 
           bySuffix.set(wantToken.slice(-10), gotToken)
           byValue.set(decodeJwtPayload(wantToken)!.jti, decodeJwtPayload(gotToken)!.jti)
         }
-        if (exchange.request.path.includes('user_create')) byValue.set((want.result as {id: string}).id, (got.result as {id: string}).id)
+        if (exchange.request.path.includes('user_create'))
+          byValue.set((want.result as {id: string}).id, (got.result as {id: string}).id)
       }
     }
     expect(replayed).toBeGreaterThanOrEqual(version === '2.9' ? 37 : 41)

@@ -12,8 +12,15 @@ async function call(url: string, action: string, credential: string | undefined,
   const headers: Record<string, string> = {}
   if (credential) headers.Authorization = credential
   if (body) headers['Content-Type'] = 'application/json'
-  const response = await fetch(`${url}/api/3/action/${action}`, {body: body ? JSON.stringify(body) : undefined, headers, method: body ? 'POST' : 'GET'})
-  return {json: (await response.json()) as {error?: Record<string, unknown>; result?: unknown; success?: boolean}, status: response.status}
+  const response = await fetch(`${url}/api/3/action/${action}`, {
+    body: body ? JSON.stringify(body) : undefined,
+    headers,
+    method: body ? 'POST' : 'GET',
+  })
+  return {
+    json: (await response.json()) as {error?: Record<string, unknown>; result?: unknown; success?: boolean},
+    status: response.status,
+  }
 }
 
 describe('startSandboxSite', () => {
@@ -24,7 +31,9 @@ describe('startSandboxSite', () => {
       expect((await stat(site.ckanIni)).mode & 0o777).toBe(0o600)
       const status = await call(site.ckanUrl, 'status_show', undefined)
       expect(status.json.result).toMatchObject({ckan_version: CKAN_RELEASES[version], site_url: site.ckanUrl})
-      expect((status.json.result as {extensions: string[]}).extensions).toEqual(expect.arrayContaining(['xloader', 'datapusher']))
+      expect((status.json.result as {extensions: string[]}).extensions).toEqual(
+        expect.arrayContaining(['xloader', 'datapusher']),
+      )
       const credential = site.adminCredential.reveal()
       const created = await call(site.ckanUrl, 'api_token_create', credential, {name: 'smoke', user: 'admin'})
       expect(created.status).toBe(200)
@@ -51,7 +60,10 @@ describe('startSandboxSite', () => {
     const site = await startTestSite({apiTokenLines: false, users: 20})
     const ini = await readCkanIni(site.ckanIni)
     expect(ini.has('api_token.jwt.encode.secret')).toBe(false)
-    const created = await call(site.ckanUrl, 'api_token_create', site.adminCredential.reveal(), {name: 'x', user: 'admin'})
+    const created = await call(site.ckanUrl, 'api_token_create', site.adminCredential.reveal(), {
+      name: 'x',
+      user: 'admin',
+    })
     const token = (created.json.result as {token: string}).token
     expect((await call(site.ckanUrl, 'api_token_list', token, {user: 'admin'})).status).toBe(200)
   })
@@ -61,9 +73,13 @@ describe('startSandboxSite', () => {
     const client = new pg.Client({connectionString: site.databaseUrl})
     await client.connect()
     try {
-      await client.query(`UPDATE "user" SET email = 'twin@example.org', state = 'active' WHERE name IN ('user-1', 'admin')`)
+      await client.query(
+        `UPDATE "user" SET email = 'twin@example.org', state = 'active' WHERE name IN ('user-1', 'admin')`,
+      )
       await expect(upgradeSandboxDatabase(client, '2.10')).rejects.toThrow(/idx_only_one_active_email|duplicate/i)
-      const columns = await client.query(`SELECT 1 FROM information_schema.columns WHERE table_name = 'user' AND column_name = 'last_active'`)
+      const columns = await client.query(
+        `SELECT 1 FROM information_schema.columns WHERE table_name = 'user' AND column_name = 'last_active'`,
+      )
       expect(columns.rowCount).toBe(0)
       await client.query(`UPDATE "user" SET email = 'admin@example.org' WHERE name = 'admin'`)
       await client.query(`UPDATE "user" SET email = 'dedup-' || id || '@example.org' WHERE email LIKE 'shared-%'`)

@@ -1,5 +1,11 @@
 import type {CkanIni} from '../ckan/ckan-ini.js'
-import {activeEnvOverrides, type CkanMajor, effectiveSetting, jwtSecretFallbackKey, resolveJwtSecret} from '../ckan/ckan-settings.js'
+import {
+  activeEnvOverrides,
+  type CkanMajor,
+  effectiveSetting,
+  jwtSecretFallbackKey,
+  resolveJwtSecret,
+} from '../ckan/ckan-settings.js'
 import type {AuditFinding} from './audit-finding.js'
 
 export type ConfigFindingsOptions = {
@@ -24,7 +30,11 @@ type ServiceTokenRule = {
 
 const SERVICE_TOKEN_RULES: readonly ServiceTokenRule[] = [
   {keys: ['ckan.datapusher.api_token'], plugin: 'datapusher', severity: 'blocker'},
-  {keys: ['ckanext.datapusher_plus.api_token', 'ckan.datapusher.api_token'], plugin: 'datapusher_plus', severity: 'blocker'},
+  {
+    keys: ['ckanext.datapusher_plus.api_token', 'ckan.datapusher.api_token'],
+    plugin: 'datapusher_plus',
+    severity: 'blocker',
+  },
   {keys: ['ckanext.xloader.api_token'], plugin: 'xloader', severity: 'blocker'},
   {
     keys: ['ckanext.validation.pass_auth_header_value'],
@@ -57,7 +67,9 @@ export async function collectConfigFindings(options: ConfigFindingsOptions): Pro
         count: ini.duplicates.length,
         fix: 'Keep one line per setting in [app:main]: CKAN refuses to start with a setting written twice.',
         id: 'ini-duplicate-keys',
-        sample: ini.duplicates.map((duplicate) => `${duplicate.key} (${duplicate.file} lines ${duplicate.lines.join(', ')})`),
+        sample: ini.duplicates.map(
+          (duplicate) => `${duplicate.key} (${duplicate.file} lines ${duplicate.lines.join(', ')})`,
+        ),
         severity: 'blocker',
         title: `${ini.duplicates.length} settings are written more than once in [app:main]`,
       })
@@ -168,7 +180,9 @@ async function jwtFindings(ini: CkanIni, version: CkanMajor, env: NodeJS.Process
       title: `${withoutPrefix.map(({key}) => key).join(' and ')} has no string: or file: prefix`,
     })
   }
-  const interpolated = values.filter(({key, setting}) => setting.source === 'ini' && (ini.raw(key) ?? '').includes('%('))
+  const interpolated = values.filter(
+    ({key, setting}) => setting.source === 'ini' && (ini.raw(key) ?? '').includes('%('),
+  )
   if (interpolated.length > 0) {
     findings.push({
       count: interpolated.length,
@@ -218,7 +232,9 @@ function serviceTokenFindings(
   for (const rule of SERVICE_TOKEN_RULES) {
     if (!plugins.includes(rule.plugin)) continue
     if (rule.unlessFalse && isFalse(setting(rule.unlessFalse).value)) continue
-    const found = rule.keys.map((key) => ({key, value: setting(key).value?.trim()})).find(({value}) => value !== undefined && !PLACEHOLDERS.has(value))
+    const found = rule.keys
+      .map((key) => ({key, value: setting(key).value?.trim()}))
+      .find(({value}) => value !== undefined && !PLACEHOLDERS.has(value))
     if (!found) missing[rule.severity].push(`${rule.plugin} (${rule.keys[0]})`)
     else if (UUID.test(found.value!)) legacy.push(`${rule.plugin} (${found.key})`)
   }

@@ -354,7 +354,9 @@ async function collectDuplicates(sql: Queryable, kinds: DuplicateKind[]): Promis
   // million one-member groups by about a factor of two.
   await sql.query('SET LOCAL enable_hashagg = off')
   try {
-    const {rows} = await sql.query<{count: number; kind: DuplicateKind; mixed: boolean; sample: null | string[]}>(duplicatesQuery(kinds))
+    const {rows} = await sql.query<{count: number; kind: DuplicateKind; mixed: boolean; sample: null | string[]}>(
+      duplicatesQuery(kinds),
+    )
     for (const row of rows) found[row.kind] = {count: row.count, sample: row.sample ?? []}
     for (const row of rows.filter((candidate) => candidate.mixed)) {
       await sql.query('SET LOCAL enable_hashagg = on')
@@ -398,7 +400,11 @@ export async function collectUserFindings(
   }
   const total = (name: PredicateName) => totals[name]
   const duplicates = await collectDuplicates(sql, options.checkDuplicateEmails ? ['keys', 'emails'] : ['keys'])
-  const samples = await sampleNames(sql, names.filter((name) => total(name) > 0).map((name) => [name, predicates[name]]), options.siteUserName)
+  const samples = await sampleNames(
+    sql,
+    names.filter((name) => total(name) > 0).map((name) => [name, predicates[name]]),
+    options.siteUserName,
+  )
   const duplicateKeys = duplicates.keys
   const duplicateEmails = duplicates.emails
 
@@ -511,13 +517,20 @@ export async function collectUserFindings(
 }
 
 /** Up to SAMPLE_SIZE names per predicate, in one round trip (each branch stops at its LIMIT). */
-async function sampleNames(sql: Queryable, predicates: Array<[string, string]>, siteUserName: string): Promise<Map<string, string[]>> {
+async function sampleNames(
+  sql: Queryable,
+  predicates: Array<[string, string]>,
+  siteUserName: string,
+): Promise<Map<string, string[]>> {
   const samples = new Map<string, string[]>()
   if (predicates.length === 0) return samples
   const branches = predicates.map(
-    ([, predicate], index) => `(SELECT ${index} AS finding, array_agg(name) AS names FROM (SELECT u.name FROM "user" u WHERE ${predicate} LIMIT ${SAMPLE_SIZE}) s)`,
+    ([, predicate], index) =>
+      `(SELECT ${index} AS finding, array_agg(name) AS names FROM (SELECT u.name FROM "user" u WHERE ${predicate} LIMIT ${SAMPLE_SIZE}) s)`,
   )
-  const {rows} = await sql.query<{finding: number; names: null | string[]}>(branches.join('\nUNION ALL\n'), [siteUserName])
+  const {rows} = await sql.query<{finding: number; names: null | string[]}>(branches.join('\nUNION ALL\n'), [
+    siteUserName,
+  ])
   for (const row of rows) samples.set(predicates[row.finding]![0], row.names ?? [])
   return samples
 }

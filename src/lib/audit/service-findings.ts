@@ -13,7 +13,9 @@ const SELECT_HARVEST_SOURCES_WITH_KEY = `
  * The sample names each source by title and URL (without any user:password part); never the key.
  */
 export async function harvestSourceFindings(sql: Queryable): Promise<AuditFinding[]> {
-  const {rows} = await sql.query<{config: null | string; title: null | string; url: string}>(SELECT_HARVEST_SOURCES_WITH_KEY)
+  const {rows} = await sql.query<{config: null | string; title: null | string; url: string}>(
+    SELECT_HARVEST_SOURCES_WITH_KEY,
+  )
   const sources = new SampleCollector()
   for (const row of rows) {
     if (!holdsApiKey(row.config ?? '')) continue

@@ -10,7 +10,8 @@ export type AuditVerdict = {
 
 /** READY when no finding is a blocker; the counts behind the verdict come with it. */
 export function decideVerdict(findings: readonly AuditFinding[]): AuditVerdict {
-  const count = (severity: AuditFinding['severity']) => findings.filter((finding) => finding.severity === severity).length
+  const count = (severity: AuditFinding['severity']) =>
+    findings.filter((finding) => finding.severity === severity).length
   const blockers = count('blocker')
   return {blockers, infos: count('info'), status: blockers === 0 ? 'READY' : 'NOT READY', warnings: count('warning')}
 }

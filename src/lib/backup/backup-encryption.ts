@@ -39,7 +39,11 @@ export async function recipientFromKeyFile(path: string): Promise<Encryption> {
   try {
     bytes = await readFile(path)
   } catch (error) {
-    throw badKey(`Cannot read the recipient key ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'Pass --recipient-key with the armored public key file (gpg --armor --export KEYID > backup-key.asc).', error)
+    throw badKey(
+      `Cannot read the recipient key ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+      'Pass --recipient-key with the armored public key file (gpg --armor --export KEYID > backup-key.asc).',
+      error,
+    )
   }
   let key: openpgp.Key
   try {
@@ -48,13 +52,21 @@ export async function recipientFromKeyFile(path: string): Promise<Encryption> {
       ? await openpgp.readKey({armoredKey: text})
       : await openpgp.readKey({binaryKey: new Uint8Array(bytes)})
   } catch (error) {
-    throw badKey(`${path} is not an OpenPGP public key`, 'Export the backup key with gpg --armor --export KEYID > backup-key.asc and pass that file.', error)
+    throw badKey(
+      `${path} is not an OpenPGP public key`,
+      'Export the backup key with gpg --armor --export KEYID > backup-key.asc and pass that file.',
+      error,
+    )
   }
   const publicKey = key.isPrivate() ? key.toPublic() : key
   try {
     await publicKey.getEncryptionKey()
   } catch (error) {
-    throw badKey(`The key in ${path} cannot encrypt: ${describeOpenpgpError(error)}`, 'Use a valid (not expired, not revoked) key with an encryption subkey.', error)
+    throw badKey(
+      `The key in ${path} cannot encrypt: ${describeOpenpgpError(error)}`,
+      'Use a valid (not expired, not revoked) key with an encryption subkey.',
+      error,
+    )
   }
   const recipient: BackupRecipient = {
     engine: 'openpgp.js',
@@ -81,40 +93,83 @@ export async function recipientFromGpgKeyring(keyId: string, options: {gpg?: str
   const gpg = options.gpg ?? 'gpg'
   let stdout: string
   try {
-    ;({stdout} = await execFileAsync(gpg, ['--batch', '--no-tty', '--with-colons', '--fixed-list-mode', '--list-keys', '--', keyId], {timeout: 60_000}))
+    ;({stdout} = await execFileAsync(
+      gpg,
+      ['--batch', '--no-tty', '--with-colons', '--fixed-list-mode', '--list-keys', '--', keyId],
+      {timeout: 60_000},
+    ))
   } catch (error) {
     const {code, stderr} = error as NodeJS.ErrnoException & {stderr?: string}
     if (code === 'ENOENT') {
       throw new MigrateError('gpg (GnuPG) was not found on the PATH', {
         cause: error,
         exitCode: EXIT_CODES.toolMissing,
-        suggestion: 'Install GnuPG (apt-get install gnupg), or pass --recipient-key with an armored public key file instead of --key-id.',
+        suggestion:
+          'Install GnuPG (apt-get install gnupg), or pass --recipient-key with an armored public key file instead of --key-id.',
       })
     }
-    throw badKey(`No key ${keyId} in the GnuPG keyring${stderr ? ` (${firstErrorLine(stderr)})` : ''}`, 'Import the backup public key first (gpg --import backup-key.asc), check gpg --list-keys, or pass --recipient-key FILE.', error)
+    throw badKey(
+      `No key ${keyId} in the GnuPG keyring${stderr ? ` (${firstErrorLine(stderr)})` : ''}`,
+      'Import the backup public key first (gpg --import backup-key.asc), check gpg --list-keys, or pass --recipient-key FILE.',
+      error,
+    )
   }
   const keys = parseGpgColons(stdout)
-  if (keys.length === 0) throw badKey(`No key ${keyId} in the GnuPG keyring`, 'Import the backup public key first (gpg --import backup-key.asc) or pass --recipient-key FILE.')
+  if (keys.length === 0)
+    throw badKey(
+      `No key ${keyId} in the GnuPG keyring`,
+      'Import the backup public key first (gpg --import backup-key.asc) or pass --recipient-key FILE.',
+    )
   if (keys.length > 1) {
-    throw badKey(`--key-id ${keyId} matches ${keys.length} keys in the GnuPG keyring`, 'Pass the full fingerprint of the one backup key (gpg --list-keys --fingerprint).')
+    throw badKey(
+      `--key-id ${keyId} matches ${keys.length} keys in the GnuPG keyring`,
+      'Pass the full fingerprint of the one backup key (gpg --list-keys --fingerprint).',
+    )
   }
   const key = keys[0]!
   if (!key.canEncrypt) {
-    throw badKey(`The key ${key.keyId} cannot encrypt (expired, revoked, disabled or without an encryption subkey)`, 'Use a valid backup key with an encryption subkey.')
+    throw badKey(
+      `The key ${key.keyId} cannot encrypt (expired, revoked, disabled or without an encryption subkey)`,
+      'Use a valid backup key with an encryption subkey.',
+    )
   }
-  const recipient: BackupRecipient = {engine: 'gnupg', fingerprint: key.fingerprint, keyId: key.keyId, userIds: key.userIds}
+  const recipient: BackupRecipient = {
+    engine: 'gnupg',
+    fingerprint: key.fingerprint,
+    keyId: key.keyId,
+    userIds: key.userIds,
+  }
   return {
     async encrypt(plain) {
       // --trust-model always: the key was chosen explicitly by fingerprint; no trust prompt in batch mode.
-      const child = spawn(gpg, ['--batch', '--no-tty', '--quiet', '--trust-model', 'always', '--encrypt', '--recipient', key.fingerprint, '--output', '-'], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-      })
+      const child = spawn(
+        gpg,
+        [
+          '--batch',
+          '--no-tty',
+          '--quiet',
+          '--trust-model',
+          'always',
+          '--encrypt',
+          '--recipient',
+          key.fingerprint,
+          '--output',
+          '-',
+        ],
+        {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        },
+      )
       const exited = collectExit(child, false)
       plain.on('error', (error) => child.stdin.destroy(error))
       child.stdin.on('error', () => {})
       plain.pipe(child.stdin)
       const done = exited.then(({code, stderr}) => {
-        if (code !== 0) throw new MigrateError(`gpg could not encrypt the backup: ${firstErrorLine(stderr)}`, {exitCode: EXIT_CODES.toolMissing, suggestion: 'Check that gpg works for this user (gpg --list-keys) and the key is valid.'})
+        if (code !== 0)
+          throw new MigrateError(`gpg could not encrypt the backup: ${firstErrorLine(stderr)}`, {
+            exitCode: EXIT_CODES.toolMissing,
+            suggestion: 'Check that gpg works for this user (gpg --list-keys) and the key is valid.',
+          })
       })
       return {done, output: child.stdout}
     },
@@ -135,7 +190,12 @@ export function parseGpgColons(text: string): GpgKey[] {
     if (type === 'pub') {
       const validity = fields[1] ?? ''
       const capabilities = fields[11] ?? ''
-      current = {canEncrypt: capabilities.includes('E') && !/[eird]/.test(validity) && !capabilities.includes('D'), fingerprint: '', keyId: (fields[4] ?? '').toUpperCase(), userIds: []}
+      current = {
+        canEncrypt: capabilities.includes('E') && !/[eird]/.test(validity) && !capabilities.includes('D'),
+        fingerprint: '',
+        keyId: (fields[4] ?? '').toUpperCase(),
+        userIds: [],
+      }
       keys.push(current)
       expectFingerprint = true
     } else if (type === 'fpr' && current && expectFingerprint) {
@@ -160,7 +220,11 @@ export async function readSecretKey(path: string, passphrase: Secret | undefined
   try {
     bytes = await readFile(path)
   } catch (error) {
-    throw badKey(`Cannot read the secret key ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'Pass --secret-key with the backup secret key (gpg --armor --export-secret-keys KEYID).', error)
+    throw badKey(
+      `Cannot read the secret key ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+      'Pass --secret-key with the backup secret key (gpg --armor --export-secret-keys KEYID).',
+      error,
+    )
   }
   let key: openpgp.PrivateKey
   try {
@@ -169,16 +233,27 @@ export async function readSecretKey(path: string, passphrase: Secret | undefined
       ? await openpgp.readPrivateKey({armoredKey: text})
       : await openpgp.readPrivateKey({binaryKey: new Uint8Array(bytes)})
   } catch (error) {
-    throw badKey(`${path} is not an OpenPGP secret key`, 'Export it with gpg --armor --export-secret-keys KEYID > backup-secret.asc.', error)
+    throw badKey(
+      `${path} is not an OpenPGP secret key`,
+      'Export it with gpg --armor --export-secret-keys KEYID > backup-secret.asc.',
+      error,
+    )
   }
   if (key.isDecrypted()) return key
   if (!passphrase) {
-    throw badKey(`The secret key ${path} is protected by a passphrase`, 'Set CKAN_MIGRATE_SECRET_KEY_PASSPHRASE to its passphrase (never on the command line).')
+    throw badKey(
+      `The secret key ${path} is protected by a passphrase`,
+      'Set CKAN_MIGRATE_SECRET_KEY_PASSPHRASE to its passphrase (never on the command line).',
+    )
   }
   try {
     return await openpgp.decryptKey({passphrase: passphrase.reveal(), privateKey: key})
   } catch (error) {
-    throw badKey(`Cannot unlock the secret key ${path}: wrong passphrase`, 'Check CKAN_MIGRATE_SECRET_KEY_PASSPHRASE.', error)
+    throw badKey(
+      `Cannot unlock the secret key ${path}: wrong passphrase`,
+      'Check CKAN_MIGRATE_SECRET_KEY_PASSPHRASE.',
+      error,
+    )
   }
 }
 
@@ -192,14 +267,27 @@ export async function decryptStream(cipher: Readable, key: openpgp.PrivateKey, f
   try {
     message = await openpgp.readMessage({binaryMessage: Readable.toWeb(cipher) as ReadableStream<Uint8Array>})
   } catch (error) {
-    throw badKey(`${file} is not an OpenPGP message`, 'Pass a backup file written by ckan-migrate backup (*.pgc.gpg or *.sql.gpg).', error)
+    throw badKey(
+      `${file} is not an OpenPGP message`,
+      'Pass a backup file written by ckan-migrate backup (*.pgc.gpg or *.sql.gpg).',
+      error,
+    )
   }
   try {
-    const {data} = await openpgp.decrypt({config: {allowUnauthenticatedStream: true}, decryptionKeys: key, format: 'binary', message})
+    const {data} = await openpgp.decrypt({
+      config: {allowUnauthenticatedStream: true},
+      decryptionKeys: key,
+      format: 'binary',
+      message,
+    })
     return Readable.fromWeb(data as import('node:stream/web').ReadableStream<Uint8Array>)
   } catch (error) {
     const recipients = message.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase())
-    throw badKey(`This secret key cannot decrypt ${file} (${describeOpenpgpError(error)}; encrypted to ${recipients.join(', ') || 'an unknown key'})`, 'Pass the secret key of the backup key the file name ends with.', error)
+    throw badKey(
+      `This secret key cannot decrypt ${file} (${describeOpenpgpError(error)}; encrypted to ${recipients.join(', ') || 'an unknown key'})`,
+      'Pass the secret key of the backup key the file name ends with.',
+      error,
+    )
   }
 }
 

@@ -57,7 +57,10 @@ export function fileNameSafe(text: string): string {
 
 /** `20261122T030405Z` */
 export function compactUtcTimestamp(at: Date): string {
-  return at.toISOString().replaceAll(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')
+  return at
+    .toISOString()
+    .replaceAll(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z')
 }
 
 /** `ckan-db_<site>_<UTC timestamp>_<key id>.pgc.gpg` (custom format) or `….sql.gpg` (plain SQL). */
@@ -79,17 +82,24 @@ export async function readBackupSidecar(file: string): Promise<BackupSidecar> {
   try {
     text = await readFile(path, 'utf8')
   } catch (error) {
-    throw new MigrateError(`The backup ${basename(file)} has no readable sidecar ${basename(path)} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, {
-      cause: error,
-      exitCode: EXIT_CODES.badInput,
-      suggestion: 'Name a backup made by ckan-migrate backup: it writes FILE and FILE.json side by side.',
-    })
+    throw new MigrateError(
+      `The backup ${basename(file)} has no readable sidecar ${basename(path)} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      {
+        cause: error,
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Name a backup made by ckan-migrate backup: it writes FILE and FILE.json side by side.',
+      },
+    )
   }
   let sidecar: BackupSidecar
   try {
     sidecar = JSON.parse(text) as BackupSidecar
   } catch (error) {
-    throw new MigrateError(`${path} is not valid JSON`, {cause: error, exitCode: EXIT_CODES.badInput, suggestion: 'Make a new backup with ckan-migrate backup.'})
+    throw new MigrateError(`${path} is not valid JSON`, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Make a new backup with ckan-migrate backup.',
+    })
   }
   if (sidecar?.tool !== SIDECAR_TOOL || sidecar.format !== SIDECAR_FORMAT || typeof sidecar.sha256 !== 'string') {
     throw new MigrateError(`${path} was not written by ckan-migrate backup (or by an unknown version)`, {

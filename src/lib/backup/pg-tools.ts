@@ -25,18 +25,24 @@ export async function pgToolMajorVersion(tool: PgTool, binFolder?: string): Prom
     ;({stdout} = await execFileAsync(path, ['--version'], {timeout: 30_000}))
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    throw new MigrateError(`${tool} was not found${binFolder ? ` in ${binFolder}` : ' on the PATH'}${code && code !== 'ENOENT' ? ` (${code})` : ''}`, {
-      cause: error,
-      exitCode: EXIT_CODES.toolMissing,
-      suggestion: `Install the PostgreSQL client tools (e.g. apt-get install postgresql-client), or pass --pg-bin with the folder that holds ${tool}.`,
-    })
+    throw new MigrateError(
+      `${tool} was not found${binFolder ? ` in ${binFolder}` : ' on the PATH'}${code && code !== 'ENOENT' ? ` (${code})` : ''}`,
+      {
+        cause: error,
+        exitCode: EXIT_CODES.toolMissing,
+        suggestion: `Install the PostgreSQL client tools (e.g. apt-get install postgresql-client), or pass --pg-bin with the folder that holds ${tool}.`,
+      },
+    )
   }
   const match = /\(PostgreSQL\)\s+(\d+)/.exec(stdout) ?? /\b(\d+)(?:\.\d+)?/.exec(stdout)
   if (!match) {
-    throw new MigrateError(`${path} does not look like PostgreSQL's ${tool} (it printed: ${stdout.trim().split('\n')[0]})`, {
-      exitCode: EXIT_CODES.toolMissing,
-      suggestion: `Pass --pg-bin with the folder of PostgreSQL's own ${tool}.`,
-    })
+    throw new MigrateError(
+      `${path} does not look like PostgreSQL's ${tool} (it printed: ${stdout.trim().split('\n')[0]})`,
+      {
+        exitCode: EXIT_CODES.toolMissing,
+        suggestion: `Pass --pg-bin with the folder of PostgreSQL's own ${tool}.`,
+      },
+    )
   }
   return Number(match[1])
 }
@@ -44,10 +50,13 @@ export async function pgToolMajorVersion(tool: PgTool, binFolder?: string): Prom
 /** pg_dump refuses servers newer than itself; say so before it starts, in one line. */
 export function assertToolCanReadServer(tool: PgTool, toolMajor: number, serverMajor: number): void {
   if (toolMajor >= serverMajor) return
-  throw new MigrateError(`${tool} ${toolMajor} cannot dump a PostgreSQL ${serverMajor} server (it must be ${serverMajor} or newer)`, {
-    exitCode: EXIT_CODES.toolMissing,
-    suggestion: `Install the PostgreSQL ${serverMajor} client tools (e.g. postgresql-client-${serverMajor}) and pass --pg-bin /usr/lib/postgresql/${serverMajor}/bin.`,
-  })
+  throw new MigrateError(
+    `${tool} ${toolMajor} cannot dump a PostgreSQL ${serverMajor} server (it must be ${serverMajor} or newer)`,
+    {
+      exitCode: EXIT_CODES.toolMissing,
+      suggestion: `Install the PostgreSQL ${serverMajor} client tools (e.g. postgresql-client-${serverMajor}) and pass --pg-bin /usr/lib/postgresql/${serverMajor}/bin.`,
+    },
+  )
 }
 
 export type RunningTool = {
@@ -94,7 +103,10 @@ export function collectExit(child: ChildProcess, collectStdout: boolean): Runnin
 
 /** The first meaningful line a PostgreSQL tool printed on stderr, without its "pg_dump: error:" prefix. */
 export function firstErrorLine(stderr: string): string {
-  const lines = stderr.split('\n').map((line) => line.trim()).filter(Boolean)
+  const lines = stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
   const line = lines.find((candidate) => /error|fatal/i.test(candidate)) ?? lines[0] ?? 'no message'
   return line.replace(/^pg_(dump|restore):\s*(error:\s*)?/, '')
 }
@@ -119,7 +131,10 @@ export function parseRestoreList(listing: string): {entries: number; tables: Dum
     if (kind === 'TABLE DATA') table.withData = true
     tables.set(key, table)
   }
-  return {entries, tables: [...tables.values()].sort((a, b) => `${a.schema}.${a.name}`.localeCompare(`${b.schema}.${b.name}`))}
+  return {
+    entries,
+    tables: [...tables.values()].sort((a, b) => `${a.schema}.${a.name}`.localeCompare(`${b.schema}.${b.name}`)),
+  }
 }
 
 /**

@@ -81,7 +81,9 @@ export async function encryptedZip(
   const passwordBytes = Buffer.from(password.reveal(), 'utf8')
   const encoded = await Promise.all(
     entries.map((entry) =>
-      encryption === 'aes256' ? encodeAes(entry, passwordBytes) : Promise.resolve(encodeZipCrypto(entry, passwordBytes)),
+      encryption === 'aes256'
+        ? encodeAes(entry, passwordBytes)
+        : Promise.resolve(encodeZipCrypto(entry, passwordBytes)),
     ),
   )
   return assemble(encoded, dosDateTime(now))

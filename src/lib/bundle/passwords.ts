@@ -96,11 +96,14 @@ export async function readPasswordFile(path: string): Promise<SuppliedPasswords>
     if ((info.mode & 0o077) !== 0)
       warning = `${path} can be read by other users (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it.`
   } catch (error) {
-    throw new MigrateError(`Cannot read the password file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`, {
-      cause: error,
-      exitCode: EXIT_CODES.badInput,
-      suggestion: 'Pass --password-file with a readable CSV file of user,password lines.',
-    })
+    throw new MigrateError(
+      `Cannot read the password file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+      {
+        cause: error,
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass --password-file with a readable CSV file of user,password lines.',
+      },
+    )
   }
   return {passwords: parsePasswordFile(text, path), ...(warning ? {warning} : {})}
 }
@@ -122,7 +125,8 @@ export function parsePasswordFile(text: string, path: string): Map<string, Secre
     })
   }
   const first = rows[0]
-  if (first && first.cells[0]?.trim().toLowerCase() === 'user' && first.cells[1]?.trim().toLowerCase() === 'password') rows.shift()
+  if (first && first.cells[0]?.trim().toLowerCase() === 'user' && first.cells[1]?.trim().toLowerCase() === 'password')
+    rows.shift()
   const passwords = new Map<string, Secret>()
   for (const {cells, line} of rows) {
     if (cells.length !== 2) throw bad(line, `expected 2 fields (user,password), found ${cells.length}`)
@@ -130,10 +134,13 @@ export function parsePasswordFile(text: string, path: string): Map<string, Secre
     const password = cells[1]!.trim()
     if (user === '') throw bad(line, 'the user name is empty')
     if (passwords.has(user)) throw bad(line, `user ${JSON.stringify(user)} is listed twice`)
-    if (password.length < MIN_SUPPLIED_PASSWORD_LENGTH) throw bad(line, `the password is shorter than ${MIN_SUPPLIED_PASSWORD_LENGTH} characters`)
+    if (password.length < MIN_SUPPLIED_PASSWORD_LENGTH)
+      throw bad(line, `the password is shorter than ${MIN_SUPPLIED_PASSWORD_LENGTH} characters`)
     // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u001F\u007F]/.test(password)) throw bad(line, 'the password holds a control character (tab, line break, …)')
-    if (/^[=+\-@]/.test(password)) throw bad(line, 'the password starts with = + - or @, which spreadsheets run as a formula')
+    if (/[\u0000-\u001F\u007F]/.test(password))
+      throw bad(line, 'the password holds a control character (tab, line break, …)')
+    if (/^[=+\-@]/.test(password))
+      throw bad(line, 'the password starts with = + - or @, which spreadsheets run as a formula')
     passwords.set(user, new Secret(password))
   }
   if (passwords.size === 0) {

@@ -25,7 +25,18 @@ export type ServerCert = {
   warnings: string[]
 }
 
-const NETWORK_ERRORS = new Set(['EADDRNOTAVAIL', 'EAI_AGAIN', 'ECONNREFUSED', 'ECONNRESET', 'EHOSTDOWN', 'EHOSTUNREACH', 'ENETDOWN', 'ENETUNREACH', 'ENOTFOUND', 'ETIMEDOUT'])
+const NETWORK_ERRORS = new Set([
+  'EADDRNOTAVAIL',
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTDOWN',
+  'EHOSTUNREACH',
+  'ENETDOWN',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'ETIMEDOUT',
+])
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g
 
 function badCert(message: string, suggestion: string, cause?: unknown): MigrateError {
@@ -48,7 +59,11 @@ export function parseServerCertPem(text: string, source: string): X509Certificat
     try {
       certificates.push(new X509Certificate(block[0]))
     } catch (error) {
-      throw badCert(`${source}: certificate ${index + 1} is not a valid X.509 certificate`, 'Pass the PEM file the web server uses (e.g. /etc/ssl/certs/<host>.cert).', error)
+      throw badCert(
+        `${source}: certificate ${index + 1} is not a valid X.509 certificate`,
+        'Pass the PEM file the web server uses (e.g. /etc/ssl/certs/<host>.cert).',
+        error,
+      )
     }
   }
   if (certificates.length === 0) {
@@ -81,7 +96,12 @@ export function commonNameOf(certificate: X509Certificate): string | undefined {
   return undefined
 }
 
-function describeChain(certificates: X509Certificate[], source: string, host: string | undefined, warnings: string[] = []): ServerCert {
+function describeChain(
+  certificates: X509Certificate[],
+  source: string,
+  host: string | undefined,
+  warnings: string[] = [],
+): ServerCert {
   const first = certificates[0]!
   const cn = commonNameOf(first)
   if (host !== undefined && cn?.toLowerCase() !== host.toLowerCase()) {
@@ -91,7 +111,8 @@ function describeChain(certificates: X509Certificate[], source: string, host: st
     )
   }
   const now = Date.now()
-  if (Date.parse(first.validTo) < now) warnings.push(`The server certificate expired on ${first.validTo}: clients pinning it will refuse the site.`)
+  if (Date.parse(first.validTo) < now)
+    warnings.push(`The server certificate expired on ${first.validTo}: clients pinning it will refuse the site.`)
   if (Date.parse(first.validFrom) > now) warnings.push(`The server certificate is not valid before ${first.validFrom}.`)
   return {
     count: certificates.length,
@@ -116,12 +137,18 @@ export type FetchServerCertOptions = {
 export async function fetchServerCert(options: FetchServerCertOptions): Promise<ServerCert> {
   const {ckanUrl} = options
   if (ckanUrl.protocol !== 'https:') {
-    throw badCert(`--fetch-cert needs an https:// --ckan-url, not ${ckanUrl.protocol}//`, 'Pass the https:// address of the site, or --server-cert FILE.')
+    throw badCert(
+      `--fetch-cert needs an https:// --ckan-url, not ${ckanUrl.protocol}//`,
+      'Pass the https:// address of the site, or --server-cert FILE.',
+    )
   }
   const host = ckanUrl.hostname.replace(/^\[|\]$/g, '')
   const port = Number(ckanUrl.port || 443)
   const where = `${host}:${port}`
-  const {authorizationError, chain} = await new Promise<{authorizationError: string | undefined; chain: X509Certificate[]}>((resolve, reject) => {
+  const {authorizationError, chain} = await new Promise<{
+    authorizationError: string | undefined
+    chain: X509Certificate[]
+  }>((resolve, reject) => {
     const socket = connect({
       host,
       port,

@@ -87,7 +87,14 @@ type ActionEnvelope<T> = {result: T; success: boolean}
 
 const TLS_CODE = /^(CERT_|ERR_TLS_|ERR_SSL_|SELF_SIGNED_|DEPTH_ZERO_|UNABLE_TO_|EPROTO$|HOSTNAME_MISMATCH)/
 /** Failures where the request surely never reached CKAN. */
-const NOT_SENT_CODES = new Set(['EAI_AGAIN', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT'])
+const NOT_SENT_CODES = new Set([
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'UND_ERR_CONNECT_TIMEOUT',
+])
 const DNS_CODES = new Set(['EAI_AGAIN', 'ENOTFOUND'])
 
 /**
@@ -140,7 +147,11 @@ export class CkanApiClient {
    * Calls any action. Params may hold Secrets: they are revealed only into the request body and
    * redacted from anything CKAN echoes back.
    */
-  async callAction<T>(action: string, params: Record<string, unknown> = {}, options: CallActionOptions = {}): Promise<T> {
+  async callAction<T>(
+    action: string,
+    params: Record<string, unknown> = {},
+    options: CallActionOptions = {},
+  ): Promise<T> {
     const method = options.method ?? 'POST'
     const replay = options.replay ?? (method === 'GET' ? 'safe' : 'before-send')
     const secrets: Secret[] = this.#credential ? [this.#credential] : []
@@ -200,7 +211,8 @@ export class CkanApiClient {
     if (!payload) {
       throw new MigrateError('CKAN returned a token that is not a JWT with a jti', {
         exitCode: EXIT_CODES.ckanRejected,
-        suggestion: 'A plugin changes how tokens are encoded (IApiToken); ckan-migrate needs CKAN’s default JWT tokens.',
+        suggestion:
+          'A plugin changes how tokens are encoded (IApiToken); ckan-migrate needs CKAN’s default JWT tokens.',
       })
     }
     return {
@@ -245,7 +257,11 @@ export class CkanApiClient {
   async statusShow(): Promise<CkanStatus> {
     const result = await this.callAction<Record<string, unknown>>('status_show', {}, {anonymous: true, method: 'GET'})
     if (typeof result?.ckan_version !== 'string') {
-      throw new CkanUnreachableError('status_show', 'the answer has no ckan_version', 'Check --ckan-url: it must be the CKAN site’s base URL.')
+      throw new CkanUnreachableError(
+        'status_show',
+        'the answer has no ckan_version',
+        'Check --ckan-url: it must be the CKAN site’s base URL.',
+      )
     }
     return {
       ckanVersion: result.ckan_version,
@@ -290,7 +306,14 @@ export class CkanApiClient {
       let text: string
       let retryAfter: string | string[] | undefined
       try {
-        const response = await undiciRequest(url, {body, bodyTimeout: timeoutMs, dispatcher: this.#agent, headers, headersTimeout: timeoutMs, method: 'POST'})
+        const response = await undiciRequest(url, {
+          body,
+          bodyTimeout: timeoutMs,
+          dispatcher: this.#agent,
+          headers,
+          headersTimeout: timeoutMs,
+          method: 'POST',
+        })
         status = response.statusCode
         retryAfter = response.headers['retry-after']
         text = await response.body.text()
@@ -302,7 +325,11 @@ export class CkanApiClient {
             throw new OutcomeUnknownError(action, 'the answer was not JSON')
           }
           if (!envelope || typeof envelope !== 'object' || envelope.success !== true) {
-            throw new CkanApiError(action, 200, redact(describeCkanError(envelope) ?? 'not a CKAN action API answer', secrets))
+            throw new CkanApiError(
+              action,
+              200,
+              redact(describeCkanError(envelope) ?? 'not a CKAN action API answer', secrets),
+            )
           }
           return envelope.result
         }
@@ -316,7 +343,8 @@ export class CkanApiClient {
         if (error instanceof MigrateError) throw error
         const code = causeCode(error)
         if (code?.startsWith('UND_ERR_INVALID')) throw unexpected(action, error, secrets)
-        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') throw this.#timedOut(action, 'before-send')
+        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT')
+          throw this.#timedOut(action, 'before-send')
         // Refused before sending: CKAN saw nothing, so trying again cannot make a second token.
         if ((code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT') && retries < limit) {
           await sleep(backoffMs(retries + 1))
@@ -369,12 +397,17 @@ export class CkanApiClient {
   #translate(action: string, error: unknown, replay: Replay, secrets: Secret[]): Error {
     if (isHTTPError(error)) return this.#translateStatus(action, error.response.status, error.data, replay, secrets)
     if (isTimeoutError(error)) return this.#timedOut(action, replay)
-    if (isNetworkError(error) || error instanceof TypeError) return this.#translateNetwork(action, error, replay, secrets)
+    if (isNetworkError(error) || error instanceof TypeError)
+      return this.#translateNetwork(action, error, replay, secrets)
     if (error instanceof MigrateError) return error
     if (error instanceof SyntaxError) {
       // 2xx with a body that is not JSON: a login page, a proxy, a wrong URL.
       if (replay === 'before-send') return new OutcomeUnknownError(action, 'the answer was not JSON')
-      return new CkanUnreachableError(action, 'the answer is not JSON', 'Check --ckan-url: it must be the CKAN site’s base URL.')
+      return new CkanUnreachableError(
+        action,
+        'the answer is not JSON',
+        'Check --ckan-url: it must be the CKAN site’s base URL.',
+      )
     }
     return unexpected(action, error, secrets)
   }
@@ -386,12 +419,17 @@ export class CkanApiClient {
     const detail = redact(causeMessage(error) ?? 'network error', secrets)
     if (code && TLS_CODE.test(code)) return new CkanTlsError(action, `${code} (${this.ckanUrl.host})`)
     if (code && DNS_CODES.has(code)) {
-      return new CkanUnreachableError(action, `host ${this.ckanUrl.hostname} not found (${code})`, 'Check the host name in --ckan-url.')
+      return new CkanUnreachableError(
+        action,
+        `host ${this.ckanUrl.hostname} not found (${code})`,
+        'Check the host name in --ckan-url.',
+      )
     }
     if ((code && NOT_SENT_CODES.has(code)) || detail === 'bad port') {
       return new CkanUnreachableError(action, `${code ?? detail} at ${this.ckanUrl.host}`)
     }
-    if (replay === 'before-send') return new OutcomeUnknownError(action, `connection lost after sending (${code ?? detail})`)
+    if (replay === 'before-send')
+      return new OutcomeUnknownError(action, `connection lost after sending (${code ?? detail})`)
     return new CkanUnreachableError(action, `connection lost (${code ?? detail})`)
   }
 
@@ -428,10 +466,13 @@ export class CkanApiClient {
 }
 
 function unexpected(action: string, error: unknown, secrets: Secret[]): MigrateError {
-  return new MigrateError(`Unexpected failure calling ${action}: ${redact(error instanceof Error ? error.name : String(error), secrets)}`, {
-    exitCode: EXIT_CODES.unexpected,
-    suggestion: 'This is a bug in ckan-migrate; please report it with the command you ran.',
-  })
+  return new MigrateError(
+    `Unexpected failure calling ${action}: ${redact(error instanceof Error ? error.name : String(error), secrets)}`,
+    {
+      exitCode: EXIT_CODES.unexpected,
+      suggestion: 'This is a bug in ckan-migrate; please report it with the command you ran.',
+    },
+  )
 }
 
 /** ky's backoff for retry number `attempt` (1, 2, …): 0.3 s doubling, jittered, at most 10 s. */
@@ -470,10 +511,13 @@ function createAgent(caCertPath: string | undefined): Agent {
   try {
     ca = readFileSync(caCertPath, 'utf8')
   } catch (error) {
-    throw new MigrateError(`Cannot read --ca-cert ${caCertPath}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`, {
-      exitCode: EXIT_CODES.badInput,
-      suggestion: 'Pass a readable PEM file with the CA certificate(s) of the site.',
-    })
+    throw new MigrateError(
+      `Cannot read --ca-cert ${caCertPath}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+      {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass a readable PEM file with the CA certificate(s) of the site.',
+      },
+    )
   }
   if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
     throw new MigrateError(`--ca-cert ${caCertPath} holds no PEM certificate`, {

@@ -71,7 +71,8 @@ export function parseIniText(text: string, path: string): IniFile {
     if (!option) {
       throw new MigrateError(`${path} line ${index + 1} is not a setting, a section or a comment`, {
         exitCode: EXIT_CODES.badInput,
-        suggestion: 'Fix that line of ckan.ini (settings look like "key = value"); CKAN would not start with it either.',
+        suggestion:
+          'Fix that line of ckan.ini (settings look like "key = value"); CKAN would not start with it either.',
       })
     }
     if (section === undefined) {
@@ -238,7 +239,8 @@ export async function readCkanIni(path: string, options: CkanIniOptions = {}): P
     }
     files.push(file)
     const use = file.entries.find((entry) => entry.section === 'app:main' && entry.name.toLowerCase() === 'use')
-    next = use && use.raw.startsWith('config:') ? resolve(dirname(next), use.raw.slice('config:'.length).trim()) : undefined
+    next =
+      use && use.raw.startsWith('config:') ? resolve(dirname(next), use.raw.slice('config:'.length).trim()) : undefined
   }
   return new CkanIni(files, options)
 }
@@ -249,7 +251,12 @@ async function readIniFile(path: string, usedBy: string | undefined): Promise<st
     return text.startsWith('\uFEFF') ? text.slice(1) : text
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    const what = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${code ?? 'error'})`
+    const what =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES'
+          ? 'cannot be read (permission denied)'
+          : `cannot be read (${code ?? 'error'})`
     throw new MigrateError(`The ckan.ini ${path} ${what}${usedBy ? ` (named by use = config: in ${usedBy})` : ''}`, {
       cause: error,
       exitCode: EXIT_CODES.badInput,

@@ -53,8 +53,10 @@ export function envvarsName(key: string): string {
 export function envvarsKey(variable: string): string | undefined {
   if (variable === 'CKAN___SECRET_KEY') return 'SECRET_KEY'
   if (variable.startsWith('CKAN___')) return variable.slice('CKAN___'.length).toLowerCase().replaceAll('__', '.')
-  if (variable.startsWith('CKAN__')) return `ckan.${variable.slice('CKAN__'.length).toLowerCase().replaceAll('__', '.')}`
-  if (variable.startsWith('CKANEXT__')) return `ckanext.${variable.slice('CKANEXT__'.length).toLowerCase().replaceAll('__', '.')}`
+  if (variable.startsWith('CKAN__'))
+    return `ckan.${variable.slice('CKAN__'.length).toLowerCase().replaceAll('__', '.')}`
+  if (variable.startsWith('CKANEXT__'))
+    return `ckanext.${variable.slice('CKANEXT__'.length).toLowerCase().replaceAll('__', '.')}`
   return undefined
 }
 
@@ -62,7 +64,11 @@ export function envvarsKey(variable: string): string | undefined {
  * The value CKAN runs with for `key`: ckanext-envvars variables (when the plugin is enabled),
  * then core's CKAN_* overrides (and the deprecated CKAN_DB for sqlalchemy.url), then the ini.
  */
-export function effectiveSetting(ini: CkanIni | undefined, key: string, env: NodeJS.ProcessEnv = process.env): EffectiveSetting {
+export function effectiveSetting(
+  ini: CkanIni | undefined,
+  key: string,
+  env: NodeJS.ProcessEnv = process.env,
+): EffectiveSetting {
   if (ini?.plugins().includes('envvars')) {
     const variable = envvarsName(key)
     if (env[variable] !== undefined && env[variable] !== '') return {source: 'env', value: env[variable], variable}
@@ -139,7 +145,8 @@ export async function resolveJwtSecret(
   if (value === '') {
     throw new MigrateError(`Neither ${key} nor ${jwtSecretFallbackKey(version)} is set in ${ini.path}`, {
       exitCode: EXIT_CODES.badInput,
-      suggestion: 'CKAN cannot sign or verify API tokens without a secret; set api_token.jwt.encode.secret and decode.secret.',
+      suggestion:
+        'CKAN cannot sign or verify API tokens without a secret; set api_token.jwt.encode.secret and decode.secret.',
     })
   }
   if (kind === 'string') return {from, kind, secret: new Secret(value), viaFallback}
@@ -172,7 +179,13 @@ export function chooseDatabaseUrl(
   if (options.ini) {
     const setting = effectiveSetting(options.ini, 'sqlalchemy.url', env)
     if (setting.value) {
-      return {source: setting.source === 'env' ? setting.variable! : `sqlalchemy.url in ${options.ini.where('sqlalchemy.url')?.file ?? options.ini.path}`, url: setting.value}
+      return {
+        source:
+          setting.source === 'env'
+            ? setting.variable!
+            : `sqlalchemy.url in ${options.ini.where('sqlalchemy.url')?.file ?? options.ini.path}`,
+        url: setting.value,
+      }
     }
     throw new MigrateError(`${options.ini.path} has no sqlalchemy.url in [app:main]`, {
       exitCode: EXIT_CODES.badInput,

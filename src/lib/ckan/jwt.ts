@@ -107,5 +107,8 @@ function base64url(text: string): string {
 
 /** JSON as Python's json.dumps(separators=(",", ":")) writes it: anything outside " "–"~" escaped as \uXXXX. */
 function pythonJson(value: unknown): string {
-  return JSON.stringify(value).replaceAll(/[\u007f-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return JSON.stringify(value).replaceAll(
+    /[\u007f-\uffff]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  )
 }

@@ -41,7 +41,14 @@ export type UserSelection = {
   skipped: SkippedUser[]
 }
 
-type UserRecord = {apikey_present: boolean; email: string | null; id: string; name: string; state: string; sysadmin: boolean}
+type UserRecord = {
+  apikey_present: boolean
+  email: string | null
+  id: string
+  name: string
+  state: string
+  sysadmin: boolean
+}
 
 const COLUMNS = `id, name, email, state, coalesce(sysadmin, false) AS sysadmin, (apikey IS NOT NULL AND apikey <> '') AS apikey_present`
 
@@ -102,7 +109,8 @@ export async function* streamUsers(sql: Queryable, options: UserSelectionOptions
     if (user.state !== 'active' && !(user.state === 'pending' && options.includePending)) {
       return user.state === 'pending' ? SKIP_REASONS.pending : `user in state "${user.state}"`
     }
-    if (options.siteUserName && user.name === options.siteUserName && !options.includeSiteUser) return SKIP_REASONS.siteUser
+    if (options.siteUserName && user.name === options.siteUserName && !options.includeSiteUser)
+      return SKIP_REASONS.siteUser
     if (options.sysadminsOnly && !user.sysadmin) return SKIP_REASONS.notSysadmin
     return undefined
   }
@@ -117,10 +125,16 @@ export async function* streamUsers(sql: Queryable, options: UserSelectionOptions
     }
     const unknown = wanted.filter((name) => !found.has(name))
     if (unknown.length > 0) {
-      const shown = unknown.slice(0, 5).map((name) => JSON.stringify(name)).join(', ')
+      const shown = unknown
+        .slice(0, 5)
+        .map((name) => JSON.stringify(name))
+        .join(', ')
       throw new MigrateError(
         `${unknown.length} user${unknown.length === 1 ? ' is' : 's are'} not in the CKAN database: ${shown}${unknown.length > 5 ? ', …' : ''}`,
-        {exitCode: EXIT_CODES.badInput, suggestion: 'Check the names in --users / --users-file (user names or ids, as in CKAN).'},
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Check the names in --users / --users-file (user names or ids, as in CKAN).',
+        },
       )
     }
     for (const row of rows) {
@@ -165,7 +179,9 @@ export async function sampleUsers(sql: Queryable, count: number): Promise<Array<
 export async function readLegacyKeys(sql: Queryable, userIds: string[]): Promise<Map<string, Secret>> {
   const keys = new Map<string, Secret>()
   for (let start = 0; start < userIds.length; start += 5000) {
-    const {rows} = await sql.query<{apikey: string; id: string}>(SELECT_LEGACY_KEYS, [userIds.slice(start, start + 5000)])
+    const {rows} = await sql.query<{apikey: string; id: string}>(SELECT_LEGACY_KEYS, [
+      userIds.slice(start, start + 5000),
+    ])
     for (const row of rows) keys.set(row.id, new Secret(row.apikey))
   }
   return keys
@@ -180,10 +196,13 @@ export async function readUsersFile(path: string): Promise<string[]> {
   try {
     text = await readFile(path, 'utf8')
   } catch (error) {
-    throw new MigrateError(`Cannot read --users-file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`, {
-      exitCode: EXIT_CODES.badInput,
-      suggestion: 'Pass a readable text file with one user name per line.',
-    })
+    throw new MigrateError(
+      `Cannot read --users-file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+      {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass a readable text file with one user name per line.',
+      },
+    )
   }
   const names = text
     .split(/\r?\n/)

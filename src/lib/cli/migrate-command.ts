@@ -4,7 +4,11 @@ import {describeError, errorCodeName, EXIT_CODES, type ExitCode, MigrateError} f
 import {translateSystemError} from '../system-errors.js'
 
 export type JsonSuccess<Result> = {result: Result; status: number; warnings: string[]}
-export type JsonFailure = {error: {code: string; message: string; suggestion?: string}; status: number; warnings: string[]}
+export type JsonFailure = {
+  error: {code: string; message: string; suggestion?: string}
+  status: number
+  warnings: string[]
+}
 
 /**
  * The base of every ckan-migrate command: `--json` with one envelope, domain errors mapped to
@@ -62,7 +66,9 @@ export abstract class MigrateCommand<Result> extends Command {
       const handler = () => {
         interrupts += 1
         if (interrupts > 1) process.exit(EXIT_CODES.interrupted)
-        this.logToStderr('Interrupted: finishing what is in flight and saving the run (press Ctrl-C again to quit now).')
+        this.logToStderr(
+          'Interrupted: finishing what is in flight and saving the run (press Ctrl-C again to quit now).',
+        )
         this.abortController.abort(new MigrateError('Interrupted', {exitCode: EXIT_CODES.interrupted}))
       }
       process.on(signal, handler)

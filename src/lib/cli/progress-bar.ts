@@ -62,7 +62,10 @@ function startPlainProgress(options: ProgressBarOptions): ProgressBar {
   const line = () => {
     const seconds = Math.max((Date.now() - started) / 1000, 0.001)
     process.stderr.write(
-      `${options.label}: ${value}/${options.total} ${options.unit ?? ''} (${(value / seconds).toFixed(0)}/s, failed ${failed})\n`.replace('  ', ' '),
+      `${options.label}: ${value}/${options.total} ${options.unit ?? ''} (${(value / seconds).toFixed(0)}/s, failed ${failed})\n`.replace(
+        '  ',
+        ' ',
+      ),
     )
   }
   const timer = setInterval(line, 10_000)

@@ -132,7 +132,10 @@ export function translateDatabaseError(error: unknown, where: string): unknown {
     }
     default: {
       if (typeof message === 'string' && /timeout|terminated|Connection/i.test(message) && !code)
-        return unreachable(message.split('\n')[0] ?? 'connection failed', 'Check that PostgreSQL is running and reachable.')
+        return unreachable(
+          message.split('\n')[0] ?? 'connection failed',
+          'Check that PostgreSQL is running and reachable.',
+        )
       return error
     }
   }

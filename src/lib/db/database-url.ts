@@ -42,7 +42,10 @@ export function parseDatabaseUrl(url: string): ParsedDatabaseUrl {
     redacted: redactedUrl.href,
     user: decodeURIComponent(parsed.username),
     ...(scheme === 'postgres'
-      ? {warning: 'The database URL uses postgres://, which CKAN 2.10+ rejects: write postgresql:// in ckan.ini before upgrading.'}
+      ? {
+          warning:
+            'The database URL uses postgres://, which CKAN 2.10+ rejects: write postgresql:// in ckan.ini before upgrading.',
+        }
       : {}),
   }
 }

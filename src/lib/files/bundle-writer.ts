@@ -96,7 +96,10 @@ export async function readAccessBundle(path: string, password: Secret): Promise<
       try {
         return await entry.getData(new TextWriter(), {checkSignature: true, rawPassword})
       } catch (error) {
-        throw new BundleReadError(/password|authentication/i.test((error as Error).message) ? 'wrong-password' : 'not-a-bundle', error)
+        throw new BundleReadError(
+          /password|authentication/i.test((error as Error).message) ? 'wrong-password' : 'not-a-bundle',
+          error,
+        )
       }
     }
     const token = await read(apiKey)

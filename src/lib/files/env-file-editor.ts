@@ -27,7 +27,12 @@ export type EnvSetting = {
 
 export type EnvQuote = '"' | "'" | ''
 
-export type EnvChange = {action: 'append' | 'insert-after-comment' | 'replace'; line: number; name: string; secret: boolean}
+export type EnvChange = {
+  action: 'append' | 'insert-after-comment' | 'replace'
+  line: number
+  name: string
+  secret: boolean
+}
 
 export type EnvEditResult = {changes: EnvChange[]; duplicates: Array<{lines: number[]; name: string}>; text: string}
 
@@ -40,9 +45,16 @@ type Parsed = {name: string; quote: EnvQuote; value: string}
 export function parseEnvValue(raw: string): {quote: EnvQuote; value: string} {
   const trimmed = raw.trim()
   if (trimmed.length >= 2 && trimmed.startsWith('"') && trimmed.endsWith('"')) {
-    return {quote: '"', value: trimmed.slice(1, -1).replaceAll(/\\(["\\])/g, '$1').replaceAll('$$', '$')}
+    return {
+      quote: '"',
+      value: trimmed
+        .slice(1, -1)
+        .replaceAll(/\\(["\\])/g, '$1')
+        .replaceAll('$$', '$'),
+    }
   }
-  if (trimmed.length >= 2 && trimmed.startsWith("'") && trimmed.endsWith("'")) return {quote: "'", value: trimmed.slice(1, -1)}
+  if (trimmed.length >= 2 && trimmed.startsWith("'") && trimmed.endsWith("'"))
+    return {quote: "'", value: trimmed.slice(1, -1)}
   return {quote: '', value: raw}
 }
 
@@ -94,7 +106,9 @@ export function editEnvFile(text: string, settings: readonly EnvSetting[]): EnvE
     byName.set(parsed.name, [...(byName.get(parsed.name) ?? []), index])
     lastAssignment = index
   }
-  const duplicates = [...byName].filter(([, indexes]) => indexes.length > 1).map(([name, indexes]) => ({lines: indexes.map((index) => index + 1), name}))
+  const duplicates = [...byName]
+    .filter(([, indexes]) => indexes.length > 1)
+    .map(([name, indexes]) => ({lines: indexes.map((index) => index + 1), name}))
   if (duplicates.length > 0) return {changes: [], duplicates, text}
 
   const quote = dominantQuote(lines)
@@ -108,12 +122,16 @@ export function editEnvFile(text: string, settings: readonly EnvSetting[]): EnvE
       const current = parseEnvValue(match[4]!)
       if (current.value === setting.value) continue
       const leading = /^\s*/.exec(match[4]!)![0]
-      replacements.set(existing, `${match[1]}${match[2]}${match[3]}${leading}${formatEnvValue(setting.name, setting.value, current.quote)}`)
+      replacements.set(
+        existing,
+        `${match[1]}${match[2]}${match[3]}${leading}${formatEnvValue(setting.name, setting.value, current.quote)}`,
+      )
       planned.push({action: 'replace', marker: `r${existing}`, name: setting.name, secret: setting.secret})
       continue
     }
     let anchor = -1
-    for (const [index, line] of lines.entries()) if (COMMENTED_ASSIGNMENT.exec(line.text)?.[1] === setting.name) anchor = index
+    for (const [index, line] of lines.entries())
+      if (COMMENTED_ASSIGNMENT.exec(line.text)?.[1] === setting.name) anchor = index
     const action = anchor === -1 ? 'append' : 'insert-after-comment'
     if (anchor === -1) anchor = lastAssignment === -1 ? lines.length - 1 : lastAssignment
     const list = insertions.get(anchor) ?? []
@@ -146,6 +164,11 @@ export function editEnvFile(text: string, settings: readonly EnvSetting[]): EnvE
     output.push(replacement === undefined ? {...line} : {eol: line.eol, text: replacement})
     appendInserted(index)
   }
-  const changes = planned.map((change) => ({action: change.action, line: positions.get(change.marker)! + 1, name: change.name, secret: change.secret}))
+  const changes = planned.map((change) => ({
+    action: change.action,
+    line: positions.get(change.marker)! + 1,
+    name: change.name,
+    secret: change.secret,
+  }))
   return {changes, duplicates, text: changes.length === 0 ? text : joinLines({bom: split.bom, lines: output})}
 }

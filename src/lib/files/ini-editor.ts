@@ -114,10 +114,13 @@ export function escapeIniValue(value: string): string {
 /** Rejects values a ckan.ini line cannot hold (ConfigParser strips them or reads them as more lines). */
 export function assertIniValue(key: string, value: string): void {
   if (/[\r\n]/.test(value) || value !== value.trim()) {
-    throw new MigrateError(`The value for ${key} has line breaks or surrounding spaces, which a ckan.ini line cannot hold`, {
-      exitCode: EXIT_CODES.badInput,
-      suggestion: 'Use a secret without white space at either end (or a file: secret).',
-    })
+    throw new MigrateError(
+      `The value for ${key} has line breaks or surrounding spaces, which a ckan.ini line cannot hold`,
+      {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Use a secret without white space at either end (or a file: secret).',
+      },
+    )
   }
 }
 
@@ -205,7 +208,9 @@ export function editIni(text: string, settings: readonly IniSetting[], options: 
     const existing = optionLines.get(key)?.[0]
     if (existing !== undefined) {
       const match = OPTION.exec(lines[existing]!.text)!
-      const continuations = infos.flatMap((info, index) => (info.kind === 'continuation' && info.owner === existing ? [index] : []))
+      const continuations = infos.flatMap((info, index) =>
+        info.kind === 'continuation' && info.owner === existing ? [index] : [],
+      )
       if (match[4]!.trim() === escaped && continuations.length === 0) continue
       let delimiter = match[3]!
       if (!/[ \t]$/.test(delimiter) && /^\s/.test(delimiter)) delimiter += ' '

@@ -122,17 +122,16 @@ export class RunFolder {
     const lockPath = this.file('lock')
     for (let attempt = 0; attempt < 2; attempt += 1) {
       try {
-         
         const handle = await open(lockPath, 'wx', 0o600)
-         
+
         await handle.writeFile(JSON.stringify({command, pid: process.pid, since: new Date().toISOString()}))
-         
+
         await handle.close()
         this.#lockPath = lockPath
         return
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-         
+
         const holder = await readLock(lockPath)
         if (holder && holder.pid !== process.pid && isAlive(holder.pid)) {
           throw new MigrateError(`The run folder ${this.path} is in use by ${holder.command} (pid ${holder.pid})`, {
@@ -140,7 +139,7 @@ export class RunFolder {
             suggestion: 'Wait for that command to finish, or stop it, then run this one again.',
           })
         }
-         
+
         await rm(lockPath, {force: true})
       }
     }
@@ -232,11 +231,14 @@ export async function openRunFolder(dir: string, options: OpenRunFolderOptions):
     try {
       await ensurePrivateFolder(path)
     } catch (error) {
-      throw new MigrateError(`Cannot create the run folder ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
-        cause: error,
-        exitCode: EXIT_CODES.writeFailed,
-        suggestion: 'Choose an --out folder you may write to (it is created 0700).',
-      })
+      throw new MigrateError(
+        `Cannot create the run folder ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+        {
+          cause: error,
+          exitCode: EXIT_CODES.writeFailed,
+          suggestion: 'Choose an --out folder you may write to (it is created 0700).',
+        },
+      )
     }
     meta = {
       createdAt: new Date().toISOString(),
@@ -255,8 +257,7 @@ export async function openRunFolder(dir: string, options: OpenRunFolderOptions):
 
 function assertSameSite(path: string, recorded: RunSite, given: RunSite): void {
   const sameUrl = normaliseCkanUrl(recorded.ckanUrl) === normaliseCkanUrl(given.ckanUrl)
-  const sameSiteUser =
-    !recorded.siteUserName || !given.siteUserName || recorded.siteUserName === given.siteUserName
+  const sameSiteUser = !recorded.siteUserName || !given.siteUserName || recorded.siteUserName === given.siteUserName
   if (!sameUrl || !sameSiteUser) {
     throw new MigrateError(
       `The run folder ${path} belongs to another site (${recorded.ckanUrl}${recorded.siteUserName ? `, site user ${recorded.siteUserName}` : ''})`,
@@ -277,11 +278,19 @@ async function assertEmptyOrMissing(path: string): Promise<void> {
     if (code === 'ENOENT') return
     if (code === 'ENOTDIR') {
       // Either --out itself is a file, or a folder on its path is (then it cannot be created).
-      const itself = await stat(path).then((info) => info.isFile(), () => false)
-      throw new MigrateError(itself ? `--out ${path} is a file, not a folder` : `--out ${path} cannot be created: a part of its path is a file, not a folder`, {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass a new folder name for the run.',
-      })
+      const itself = await stat(path).then(
+        (info) => info.isFile(),
+        () => false,
+      )
+      throw new MigrateError(
+        itself
+          ? `--out ${path} is a file, not a folder`
+          : `--out ${path} cannot be created: a part of its path is a file, not a folder`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Pass a new folder name for the run.',
+        },
+      )
     }
     throw new MigrateError(`Cannot read the run folder ${path}: ${code ?? 'error'}`, {
       cause: error,

@@ -31,10 +31,13 @@ export async function ensureFolderForSecrets(folder: string): Promise<void> {
   }
   const info = await stat(folder)
   if ((info.mode & 0o077) !== 0) {
-    throw new MigrateError(`${folder} can be entered by other users (mode ${(info.mode & 0o777).toString(8)}); files holding secrets are only written into private folders`, {
-      exitCode: EXIT_CODES.writeFailed,
-      suggestion: `Choose a new folder (it is created 0700), or chmod 700 ${folder} if it is yours alone.`,
-    })
+    throw new MigrateError(
+      `${folder} can be entered by other users (mode ${(info.mode & 0o777).toString(8)}); files holding secrets are only written into private folders`,
+      {
+        exitCode: EXIT_CODES.writeFailed,
+        suggestion: `Choose a new folder (it is created 0700), or chmod 700 ${folder} if it is yours alone.`,
+      },
+    )
   }
 }
 

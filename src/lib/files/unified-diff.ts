@@ -30,14 +30,17 @@ function diffLines(oldLines: readonly string[], newLines: readonly string[]): Op
   const oldMiddle = oldLines.slice(head, oldLines.length - tail)
   const newMiddle = newLines.slice(head, newLines.length - tail)
   const operations: Operation[] = []
-  for (let index = 0; index < head; index += 1) operations.push({kind: ' ', newIndex: index, oldIndex: index, text: oldLines[index]!})
+  for (let index = 0; index < head; index += 1)
+    operations.push({kind: ' ', newIndex: index, oldIndex: index, text: oldLines[index]!})
 
   const rows = oldMiddle.length
   const columns = newMiddle.length
   if (rows * columns > 4_000_000) {
     // Too big to align cheaply: show the middle as one replaced block.
-    for (const [index, text] of oldMiddle.entries()) operations.push({kind: '-', newIndex: head, oldIndex: head + index, text})
-    for (const [index, text] of newMiddle.entries()) operations.push({kind: '+', newIndex: head + index, oldIndex: head + rows, text})
+    for (const [index, text] of oldMiddle.entries())
+      operations.push({kind: '-', newIndex: head, oldIndex: head + index, text})
+    for (const [index, text] of newMiddle.entries())
+      operations.push({kind: '+', newIndex: head + index, oldIndex: head + rows, text})
   } else {
     const width = columns + 1
     const lengths = new Uint32Array((rows + 1) * width)
@@ -56,7 +59,10 @@ function diffLines(oldLines: readonly string[], newLines: readonly string[]): Op
         operations.push({kind: ' ', newIndex: head + column, oldIndex: head + row, text: oldMiddle[row]!})
         row += 1
         column += 1
-      } else if (column < columns && (row === rows || lengths[row * width + column + 1]! >= lengths[(row + 1) * width + column]!)) {
+      } else if (
+        column < columns &&
+        (row === rows || lengths[row * width + column + 1]! >= lengths[(row + 1) * width + column]!)
+      ) {
         operations.push({kind: '+', newIndex: head + column, oldIndex: head + row, text: newMiddle[column]!})
         column += 1
       } else {
@@ -96,8 +102,10 @@ export function unifiedDiff(oldText: string, newText: string, options: UnifiedDi
     const slice = operations.slice(hunk.start, hunk.end)
     const oldCount = slice.filter((operation) => operation.kind !== '+').length
     const newCount = slice.filter((operation) => operation.kind !== '-').length
-    const oldStart = oldCount === 0 ? slice[0]!.oldIndex : slice.find((operation) => operation.kind !== '+')!.oldIndex + 1
-    const newStart = newCount === 0 ? slice[0]!.newIndex : slice.find((operation) => operation.kind !== '-')!.newIndex + 1
+    const oldStart =
+      oldCount === 0 ? slice[0]!.oldIndex : slice.find((operation) => operation.kind !== '+')!.oldIndex + 1
+    const newStart =
+      newCount === 0 ? slice[0]!.newIndex : slice.find((operation) => operation.kind !== '-')!.newIndex + 1
     out.push(`@@ -${oldStart},${oldCount} +${newStart},${newCount} @@`)
     for (const operation of slice) out.push(`${operation.kind}${redact(operation.text)}`)
   }

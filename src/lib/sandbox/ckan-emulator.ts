@@ -72,7 +72,9 @@ const MAX_BODY = 1024 * 1024
 /** Timestamps stay text ('2026-11-22 03:56:49.625661'): CKAN's are naive and printed as written. */
 const TYPES = {
   getTypeParser: ((oid: number, format?: string) =>
-    oid === 1114 ? (value: string) => value : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    oid === 1114
+      ? (value: string) => value
+      : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 }
 
 /**
@@ -83,7 +85,12 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
   // One connection (PGlite's one shared session) is never closed when idle: pg.Pool's default 10 s
   // idle timeout would reconnect into the same session, where our named prepared statements
   // still exist ("prepared statement … already exists" on every request after a pause).
-  const pool = new pg.Pool({connectionString: options.databaseUrl, max: options.poolSize ?? 16, types: TYPES, ...(options.poolSize === 1 ? {idleTimeoutMillis: 0} : {})})
+  const pool = new pg.Pool({
+    connectionString: options.databaseUrl,
+    max: options.poolSize ?? 16,
+    types: TYPES,
+    ...(options.poolSize === 1 ? {idleTimeoutMillis: 0} : {}),
+  })
   pool.on('error', () => {
     // An idle client lost its connection (database stopped); the next query reconnects or fails.
   })
@@ -114,8 +121,18 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     config = await loadEmulatorConfig(ckanIni, version, env)
   }
 
-  function send(response: ServerResponse, status: number, body: string, contentType = JSON_TYPE, headers: Record<string, string> = {}): void {
-    response.writeHead(status, STATUS_TEXT[status] ?? '', {'Content-Length': Buffer.byteLength(body), 'Content-Type': contentType, ...headers})
+  function send(
+    response: ServerResponse,
+    status: number,
+    body: string,
+    contentType = JSON_TYPE,
+    headers: Record<string, string> = {},
+  ): void {
+    response.writeHead(status, STATUS_TEXT[status] ?? '', {
+      'Content-Length': Buffer.byteLength(body),
+      'Content-Type': contentType,
+      ...headers,
+    })
     response.end(body)
   }
 
@@ -145,7 +162,11 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     if (version === '2.9') return caller
     // 2.10+: flask-login logs out any user whose state is not 'active'.
     if (caller.state !== 'active') return undefined
-    if (row.last_active === null || row.last_active === undefined || isOlderThan(row.last_active, now, current.lastActiveInterval)) {
+    if (
+      row.last_active === null ||
+      row.last_active === undefined ||
+      isOlderThan(row.last_active, now, current.lastActiveInterval)
+    ) {
       await pool.query({
         name: 'emulator-last-active',
         text: `UPDATE "user" SET last_active = $2::timestamp WHERE id = $1
@@ -157,7 +178,12 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
   }
 
   type TokenOwner = Caller & {last_active?: null | string}
-  type QueuedTouch = {promise: Promise<TokenOwner | undefined>; reject(error: unknown): void; resolve(owner: TokenOwner | undefined): void; timestamp: string}
+  type QueuedTouch = {
+    promise: Promise<TokenOwner | undefined>
+    reject(error: unknown): void
+    resolve(owner: TokenOwner | undefined): void
+    timestamp: string
+  }
 
   // Requests with the same token share their UPDATE: at most one in flight per jti; requests that
   // arrive meanwhile wait for the next one, which carries the newest time and tells them (after
@@ -176,7 +202,9 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
       return queued.promise
     }
     const queuedTouch = {timestamp} as QueuedTouch
-    queuedTouch.promise = new Promise<TokenOwner | undefined>((resolve, reject) => Object.assign(queuedTouch, {reject, resolve}))
+    queuedTouch.promise = new Promise<TokenOwner | undefined>((resolve, reject) =>
+      Object.assign(queuedTouch, {reject, resolve}),
+    )
     touchesQueued.set(key, queuedTouch)
     return queuedTouch.promise
   }
@@ -228,7 +256,10 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     }
     const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
     let data: unknown = {}
-    const form = request.method === 'POST' && contentType === 'application/x-www-form-urlencoded' ? new URLSearchParams(body.toString('utf8')) : undefined
+    const form =
+      request.method === 'POST' && contentType === 'application/x-www-form-urlencoded'
+        ? new URLSearchParams(body.toString('utf8'))
+        : undefined
     if (form && [...form.keys()].length > 0) {
       const values = [...form.values()]
       if (values.length === 1 && (values[0] === '1' || values[0] === '')) {
@@ -236,7 +267,9 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
         try {
           data = JSON.parse(key)
         } catch (error) {
-          throw fail(`Error decoding JSON data. Error: JSONDecodeError(${pythonRepr((error as Error).message)}) JSON data extracted from the request: {}`)
+          throw fail(
+            `Error decoding JSON data. Error: JSONDecodeError(${pythonRepr((error as Error).message)}) JSON data extracted from the request: {}`,
+          )
         }
       } else data = mixed(form)
     } else if (getable && [...url.searchParams.keys()].length > 0) {
@@ -246,7 +279,9 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
         try {
           data = JSON.parse(body.toString('utf8'))
         } catch {
-          throw fail("Error decoding JSON data. Error: <BadRequest '400: Bad Request'> JSON data extracted from the request: {}")
+          throw fail(
+            "Error decoding JSON data. Error: <BadRequest '400: Bad Request'> JSON data extracted from the request: {}",
+          )
         }
       } else data = null
     }
@@ -264,7 +299,8 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     const actionName = decodeURIComponent(match[1]!)
     stats.actions[actionName] = (stats.actions[actionName] ?? 0) + 1
     const current = config
-    if (!current) return send(response, 503, '<h1>Service Unavailable</h1><p>CKAN is starting.</p>', 'text/html; charset=utf-8')
+    if (!current)
+      return send(response, 503, '<h1>Service Unavailable</h1><p>CKAN is starting.</p>', 'text/html; charset=utf-8')
     const help = `${current.siteUrl}/api/3/action/help_show?name=${actionName}`
     const envelope = (status: number, body: Record<string, unknown>) => send(response, status, pythonJson(body))
 
@@ -283,13 +319,27 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
         })
       }
       case 'status-500': {
-        return envelope(500, {help, error: {__type: 'Internal Server Error', message: 'Internal Server Error'}, success: false})
+        return envelope(500, {
+          help,
+          error: {__type: 'Internal Server Error', message: 'Internal Server Error'},
+          success: false,
+        })
       }
       case 'status-502': {
-        return send(response, 502, '<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>', 'text/html')
+        return send(
+          response,
+          502,
+          '<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>',
+          'text/html',
+        )
       }
       case 'status-503': {
-        return send(response, 503, '<html><head><title>503 Service Temporarily Unavailable</title></head><body><center><h1>503 Service Temporarily Unavailable</h1></center></body></html>', 'text/html')
+        return send(
+          response,
+          503,
+          '<html><head><title>503 Service Temporarily Unavailable</title></head><body><center><h1>503 Service Temporarily Unavailable</h1></center></body></html>',
+          'text/html',
+        )
       }
       default:
     }
@@ -334,7 +384,12 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
 
   const server: Server = createServer((request, response) => {
     handle(request, response).catch(() => {
-      if (!response.headersSent) send(response, 500, pythonJson({error: {__type: 'Internal Server Error', message: 'Internal Server Error'}, success: false}))
+      if (!response.headersSent)
+        send(
+          response,
+          500,
+          pythonJson({error: {__type: 'Internal Server Error', message: 'Internal Server Error'}, success: false}),
+        )
     })
   })
   server.keepAliveTimeout = 30_000
@@ -351,7 +406,9 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
   }).catch(async (error: NodeJS.ErrnoException) => {
     await pool.end()
     throw new MigrateError(
-      error.code === 'EADDRINUSE' ? `Port ${options.port} on 127.0.0.1 is already in use` : `Cannot listen on 127.0.0.1:${options.port}: ${error.code ?? error.message}`,
+      error.code === 'EADDRINUSE'
+        ? `Port ${options.port} on 127.0.0.1 is already in use`
+        : `Cannot listen on 127.0.0.1:${options.port}: ${error.code ?? error.message}`,
       {cause: error, exitCode: EXIT_CODES.badInput, suggestion: 'Pick another --port, or 0 for any free port.'},
     )
   })

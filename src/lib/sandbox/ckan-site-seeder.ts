@@ -29,8 +29,8 @@ export type SeedResult = {
 export const HOSTILE_USERS: ReadonlyArray<{fullname: string; name: string}> = [
   {fullname: '=HYPERLINK("http://x")', name: '=hyperlink("http://x")'},
   {fullname: '../../etc/passwd', name: '../../etc/passwd'},
-  {fullname: '+cmd|\' /C calc\'!A0', name: '+cmd'},
-  {fullname: '@SUM(1+1)*cmd|\' /C calc\'!A0', name: '@sum'},
+  {fullname: "+cmd|' /C calc'!A0", name: '+cmd'},
+  {fullname: "@SUM(1+1)*cmd|' /C calc'!A0", name: '@sum'},
   {fullname: '-2+3', name: '-2+3'},
   {fullname: 'Zoë Ångström-Jørgensen 山田太郎 🚀', name: 'zoë-ångström'},
   {fullname: 'x'.repeat(300), name: 'con'},
@@ -67,7 +67,6 @@ export async function seedCkanSite(sql: Queryable, options: SeedOptions): Promis
     [seed, options.siteId, FAKE_PASSWORD_HASH, adminKey],
   )
   for (const [index, user] of HOSTILE_USERS.entries()) {
-     
     await sql.query(
       `INSERT INTO "user" (id, name, apikey, created, password, fullname, email, sysadmin, state)
        VALUES (${uuidFrom(`md5($1 || ':hostile:' || $2)`)}, $3, ${uuidFrom(`md5($1 || ':hostile-key:' || $2)`)},

@@ -71,9 +71,8 @@ export class ContinuityProbe {
     this.#running = true
     this.#loop = (async () => {
       while (this.#running) {
-         
         await this.round()
-         
+
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
     })()
@@ -115,6 +114,7 @@ export class ContinuityProbe {
     }
     if (status === 200) return
     counts.failures += 1
-    if (this.#failureSamples.length < 20) this.#failureSamples.push({kind: client.kind, label: client.label, phase, status})
+    if (this.#failureSamples.length < 20)
+      this.#failureSamples.push({kind: client.kind, label: client.label, phase, status})
   }
 }

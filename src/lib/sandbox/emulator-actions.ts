@@ -30,9 +30,14 @@ export class ActionError extends Error {
 }
 
 const notAuthorized = (message?: string) =>
-  new ActionError(403, {__type: 'Authorization Error', message: message ? `Access denied: ${message}` : 'Access denied'})
-const notFound = (message?: string) => new ActionError(404, {__type: 'Not Found Error', message: message ? `Not found: ${message}` : 'Not found'})
-const validationError = (errors: Record<string, string[]>) => new ActionError(409, {...errors, __type: 'Validation Error'})
+  new ActionError(403, {
+    __type: 'Authorization Error',
+    message: message ? `Access denied: ${message}` : 'Access denied',
+  })
+const notFound = (message?: string) =>
+  new ActionError(404, {__type: 'Not Found Error', message: message ? `Not found: ${message}` : 'Not found'})
+const validationError = (errors: Record<string, string[]>) =>
+  new ActionError(409, {...errors, __type: 'Validation Error'})
 
 export type ActionDefinition = {
   /** Side-effect free actions (logic/action/get.py) accept GET and URL parameters. */
@@ -51,7 +56,8 @@ function checkAccess(context: ActionContext, action: string, anonymousAllowed: b
   const {caller} = context
   if (caller?.state === 'deleted') throw notAuthorized()
   if (caller?.sysadmin) return
-  if (!anonymousAllowed && !caller && context.version === '2.9') throw notAuthorized(`Action ${action} requires an authenticated user`)
+  if (!anonymousAllowed && !caller && context.version === '2.9')
+    throw notAuthorized(`Action ${action} requires an authenticated user`)
   const result = auth()
   if (!result.success) throw notAuthorized(result.msg)
 }
@@ -72,7 +78,14 @@ function text(value: unknown): string {
 
 /** not_empty: missing, None, '' and other falsy values fail. */
 function isEmpty(value: unknown): boolean {
-  return value === undefined || value === null || value === '' || value === 0 || value === false || (Array.isArray(value) && value.length === 0)
+  return (
+    value === undefined ||
+    value === null ||
+    value === '' ||
+    value === 0 ||
+    value === false ||
+    (Array.isArray(value) && value.length === 0)
+  )
 }
 
 type UserRow = {
@@ -101,7 +114,12 @@ const packageCount = (parameter: number) =>
    AS number_created_packages`
 
 /** user_dictize: the fields and key order each version returns; apikey and email only for the user or a sysadmin. */
-function userDict(row: UserRow, version: CkanVersion, privateFields: boolean, emailFirst = false): Record<string, unknown> {
+function userDict(
+  row: UserRow,
+  version: CkanVersion,
+  privateFields: boolean,
+  emailFirst = false,
+): Record<string, unknown> {
   const fullname = row.fullname?.trim() ? row.fullname : null
   const dict: Record<string, unknown> = {
     id: row.id,
@@ -146,7 +164,11 @@ function sign(context: ActionContext, claims: {exp?: number; iat: number; jti: s
 }
 
 /** api_token.decode: the payload of a token signed with the decode secret, else undefined. */
-export function decodeToken(config: EmulatorConfig, version: CkanVersion, token: string): undefined | {exp?: number; iat: number; jti: string} {
+export function decodeToken(
+  config: EmulatorConfig,
+  version: CkanVersion,
+  token: string,
+): undefined | {exp?: number; iat: number; jti: string} {
   const secret = config.decodeSecret
   if (secret instanceof Error) throw secret
   const verification = verifyJwt(token, secret, {checkIatInFuture: version !== '2.9'})
@@ -180,7 +202,9 @@ async function apiTokenCreate(context: ActionContext): Promise<unknown> {
   if (valid && config.expireApiToken) {
     const seconds = Number(data.expires_in) * Number(data.unit) || config.defaultLifetime
     exp = created.seconds + seconds
-    extras = JSON.stringify({expire_api_token: {exp: isoformat(new Date(exp * 1000).toISOString().slice(0, 19).replace('T', ' '))}})
+    extras = JSON.stringify({
+      expire_api_token: {exp: isoformat(new Date(exp * 1000).toISOString().slice(0, 19).replace('T', ' '))},
+    })
   }
   // One round trip: find the user (404 first), then insert only when allowed and valid.
   const result = await pool.query<{created: boolean; id: string; name: string}>({
@@ -190,7 +214,16 @@ async function apiTokenCreate(context: ActionContext): Promise<unknown> {
                    SELECT $2, $3, target.id, $4::timestamp, NULL, $5::jsonb FROM target
                    WHERE $6::boolean AND ($7::boolean OR target.name = $8) RETURNING id)
            SELECT target.id, target.name, EXISTS (SELECT 1 FROM ins) AS created FROM target`,
-    values: [text(data.user), jti, name, created.text, extras, valid, sysadmin, deniedAll ? null : (caller?.name ?? null)],
+    values: [
+      text(data.user),
+      jti,
+      name,
+      created.text,
+      extras,
+      valid,
+      sysadmin,
+      deniedAll ? null : (caller?.name ?? null),
+    ],
   })
   const target = result.rows[0]
   if (!target) throw notFound('User not found')
@@ -216,7 +249,13 @@ async function apiTokenList(context: ActionContext): Promise<unknown> {
   const target = await findUser(pool, text(reference))
   checkAccess(context, 'api_token_list', true, () => ({success: target !== undefined && target.name === caller?.name}))
   if (!target) throw notFound('User not found')
-  const tokens = await pool.query<{created_at: string; id: string; last_access: null | string; name: string; user_id: string}>({
+  const tokens = await pool.query<{
+    created_at: string
+    id: string
+    last_access: null | string
+    name: string
+    user_id: string
+  }>({
     name: 'emulator-token-list',
     text: 'SELECT id, name, user_id, created_at, last_access FROM api_token WHERE user_id = $1 ORDER BY created_at, id',
     values: [target.id],
@@ -242,15 +281,24 @@ async function apiTokenRevoke(context: ActionContext): Promise<unknown> {
     text: 'SELECT u.name FROM api_token t JOIN "user" u ON u.id = t.user_id WHERE t.id = $1',
     values: [jti],
   })
-  checkAccess(context, 'api_token_revoke', false, () => ({success: Boolean(caller) && owner.rows[0]?.name === caller?.name}))
+  checkAccess(context, 'api_token_revoke', false, () => ({
+    success: Boolean(caller) && owner.rows[0]?.name === caller?.name,
+  }))
   await pool.query({name: 'emulator-token-revoke', text: 'DELETE FROM api_token WHERE id = $1', values: [jti]})
   return null
 }
 
 async function getSiteUser(context: ActionContext): Promise<unknown> {
   const {config, pool} = context
-  checkAccess(context, 'get_site_user', true, () => ({msg: 'Only internal services allowed to use this action', success: false}))
-  let row = (await pool.query<{apikey: null | string; name: string}>('SELECT name, apikey FROM "user" WHERE name = $1', [config.siteId])).rows[0]
+  checkAccess(context, 'get_site_user', true, () => ({
+    msg: 'Only internal services allowed to use this action',
+    success: false,
+  }))
+  let row = (
+    await pool.query<{apikey: null | string; name: string}>('SELECT name, apikey FROM "user" WHERE name = $1', [
+      config.siteId,
+    ])
+  ).rows[0]
   if (!row) {
     const apikey = randomUUID()
     await pool.query(
@@ -258,7 +306,11 @@ async function getSiteUser(context: ActionContext): Promise<unknown> {
        ON CONFLICT (name) DO NOTHING`,
       [randomUUID(), config.siteId, apikey, localNowTimestamp()],
     )
-    row = (await pool.query<{apikey: null | string; name: string}>('SELECT name, apikey FROM "user" WHERE name = $1', [config.siteId])).rows[0]!
+    row = (
+      await pool.query<{apikey: null | string; name: string}>('SELECT name, apikey FROM "user" WHERE name = $1', [
+        config.siteId,
+      ])
+    ).rows[0]!
   }
   return {name: row.name, apikey: row.apikey}
 }
@@ -342,11 +394,16 @@ async function userList(context: ActionContext): Promise<unknown> {
 
 async function userCreate(context: ActionContext): Promise<unknown> {
   const {caller, config, data, pool, version} = context
-  checkAccess(context, 'user_create', true, () => ({msg: `User ${caller?.name ?? ''} not authorized to create users via the API`, success: false}))
+  checkAccess(context, 'user_create', true, () => ({
+    msg: `User ${caller?.name ?? ''} not authorized to create users via the API`,
+    success: false,
+  }))
   const errors: Record<string, string[]> = {}
   for (const key of ['email', 'name', 'password']) if (isEmpty(data[key])) errors[key] = ['Missing value']
-  if (!errors.password && text(data.password).length < 8) errors.password = ['Your password must be 8 characters or longer']
-  if (!errors.name && (await findUser(pool, text(data.name)))?.name === text(data.name)) errors.name = ['That login name is not available.']
+  if (!errors.password && text(data.password).length < 8)
+    errors.password = ['Your password must be 8 characters or longer']
+  if (!errors.name && (await findUser(pool, text(data.name)))?.name === text(data.name))
+    errors.name = ['That login name is not available.']
   if (Object.keys(errors).length > 0) throw validationError(errors)
   const row = (
     await pool.query<UserRow>(

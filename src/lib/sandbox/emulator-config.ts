@@ -39,12 +39,18 @@ function startupError(message: string): MigrateError {
   })
 }
 
-export async function loadEmulatorConfig(path: string, version: CkanVersion, env: NodeJS.ProcessEnv = process.env): Promise<EmulatorConfig> {
+export async function loadEmulatorConfig(
+  path: string,
+  version: CkanVersion,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<EmulatorConfig> {
   const ini = await readCkanIni(path, {caseRule: version === '2.9' ? 'lowercase' : 'preserve', env})
   const setting = (key: string) => effectiveSetting(ini, key, env).value
   const bool = (key: string, fallback: boolean) => {
     const value = setting(key)
-    return value === undefined || value.trim() === '' ? fallback : ['1', 'on', 'true', 'yes'].includes(value.trim().toLowerCase())
+    return value === undefined || value.trim() === ''
+      ? fallback
+      : ['1', 'on', 'true', 'yes'].includes(value.trim().toLowerCase())
   }
   const integer = (key: string, fallback: number) => {
     const value = setting(key)
@@ -60,7 +66,8 @@ export async function loadEmulatorConfig(path: string, version: CkanVersion, env
     for (const key of ['ckan.datapusher.url', 'ckan.datapusher.api_token'])
       if (!setting(key)) throw startupError(`Config option \`${key}\` must be set to use the DataPusher.`)
   }
-  if (version === '2.11' && !setting('SECRET_KEY') && !setting('beaker.session.secret')) throw startupError('SECRET_KEY is not set')
+  if (version === '2.11' && !setting('SECRET_KEY') && !setting('beaker.session.secret'))
+    throw startupError('SECRET_KEY is not set')
   const secret = async (use: 'decode' | 'encode'): Promise<Error | Secret> => {
     try {
       return (await resolveJwtSecret(ini, version, use, env)).secret
@@ -69,7 +76,8 @@ export async function loadEmulatorConfig(path: string, version: CkanVersion, env
     }
   }
   let headers: string[]
-  if (version === '2.11') headers = [(setting('apitoken_header_name') ?? setting('apikey_header_name') ?? 'Authorization').toLowerCase()]
+  if (version === '2.11')
+    headers = [(setting('apitoken_header_name') ?? setting('apikey_header_name') ?? 'Authorization').toLowerCase()]
   else headers = [(setting('apikey_header_name') ?? 'X-CKAN-API-Key').toLowerCase(), 'authorization']
   return {
     createDefaultApiKeys: bool('ckan.auth.create_default_api_keys', false),

@@ -7,7 +7,10 @@
 const NON_PRINTABLE_ASCII = /[\u007f-\uffff]/g
 
 function escapeString(text: string): string {
-  return JSON.stringify(text).replaceAll(NON_PRINTABLE_ASCII, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return JSON.stringify(text).replaceAll(
+    NON_PRINTABLE_ASCII,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  )
 }
 
 /** `json.dumps(value)` with Python's defaults: `{"a": 1, "b": [1, 2]}`, ensure_ascii. */

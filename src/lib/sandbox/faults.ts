@@ -34,13 +34,28 @@ export type FaultSettings = {
   status503?: number
 }
 
-export type FaultKind = 'hang-after-commit' | 'reset-after-write' | 'reset-before-write' | 'status-429' | 'status-500' | 'status-502' | 'status-503'
+export type FaultKind =
+  | 'hang-after-commit'
+  | 'reset-after-write'
+  | 'reset-before-write'
+  | 'status-429'
+  | 'status-500'
+  | 'status-502'
+  | 'status-503'
 
 export type FaultDecision = {delayMs: number; fault: FaultKind | undefined}
 
 export const DEFAULT_FAULT_ACTIONS: readonly string[] = ['api_token_create', 'api_token_list', 'api_token_revoke']
 
-const RATE_KEYS = ['hangAfterCommit', 'resetAfterWrite', 'resetBeforeWrite', 'status429', 'status500', 'status502', 'status503'] as const
+const RATE_KEYS = [
+  'hangAfterCommit',
+  'resetAfterWrite',
+  'resetBeforeWrite',
+  'status429',
+  'status500',
+  'status502',
+  'status503',
+] as const
 const NUMBER_KEYS = ['jitterMs', 'latencyMs', 'retryAfterSeconds'] as const
 
 // The order in which one uniform draw is split between the faults.
@@ -89,16 +104,19 @@ export function validateFaultSettings(settings: FaultSettings): FaultSettings {
   const bad = (message: string) =>
     new MigrateError(`Fault settings: ${message}`, {
       exitCode: EXIT_CODES.badInput,
-      suggestion: 'Rates are numbers from 0 to 1 (summing to at most 1), durations milliseconds ≥ 0; see docs/emulator.md.',
+      suggestion:
+        'Rates are numbers from 0 to 1 (summing to at most 1), durations milliseconds ≥ 0; see docs/emulator.md.',
     })
   let total = 0
   for (const [key, value] of Object.entries(settings)) {
     if (key === 'seed') continue
     if (key === 'actions') {
-      if (!Array.isArray(value) || value.some((item) => typeof item !== 'string')) throw bad('actions must be a list of action names')
+      if (!Array.isArray(value) || value.some((item) => typeof item !== 'string'))
+        throw bad('actions must be a list of action names')
       continue
     }
-    if (!(RATE_KEYS as readonly string[]).includes(key) && !(NUMBER_KEYS as readonly string[]).includes(key)) throw bad(`unknown setting "${key}"`)
+    if (!(RATE_KEYS as readonly string[]).includes(key) && !(NUMBER_KEYS as readonly string[]).includes(key))
+      throw bad(`unknown setting "${key}"`)
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw bad(`${key} must be a number ≥ 0`)
     if ((RATE_KEYS as readonly string[]).includes(key)) {
       if (value > 1) throw bad(`${key} is a rate and must be at most 1`)
@@ -127,7 +145,10 @@ export function parseFaultSettings(text: string): FaultSettings {
       })
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-      throw new MigrateError('Fault settings must be a JSON object', {exitCode: EXIT_CODES.badInput, suggestion: 'Pass --faults \'{"status503": 0.1}\'.'})
+      throw new MigrateError('Fault settings must be a JSON object', {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass --faults \'{"status503": 0.1}\'.',
+      })
     return validateFaultSettings(parsed as FaultSettings)
   }
   const settings: Record<string, unknown> = {}

@@ -38,8 +38,13 @@ export type SandboxIniOptions = {
 }
 
 /** The `ckan.plugins` list the sandbox's ini enables, in CKAN's order (envvars last). */
-export function sandboxPlugins(options: Pick<SandboxIniOptions, 'datapusher' | 'envvars' | 'expireApiToken' | 'version' | 'xloader'>): string[] {
-  const plugins = options.version === '2.9' ? ['stats', 'text_view', 'image_view', 'recline_view'] : ['activity', 'text_view', 'image_view']
+export function sandboxPlugins(
+  options: Pick<SandboxIniOptions, 'datapusher' | 'envvars' | 'expireApiToken' | 'version' | 'xloader'>,
+): string[] {
+  const plugins =
+    options.version === '2.9'
+      ? ['stats', 'text_view', 'image_view', 'recline_view']
+      : ['activity', 'text_view', 'image_view']
   if (options.xloader !== false || options.datapusher !== false) plugins.push('datastore')
   if (options.xloader !== false) plugins.push('xloader')
   if (options.datapusher !== false) plugins.push('datapusher')
@@ -61,7 +66,11 @@ export function renderSandboxIni(options: SandboxIniOptions): string {
   const plugins = sandboxPlugins(options).join(' ')
   const escape = (value: string) => value.replaceAll('%', '%%')
   const jwtSecret =
-    version === '2.9' ? `string:${escape(options.beakerSecret)}` : version === '2.10' ? 'string:%(beaker.session.secret)s' : 'string:%(SECRET_KEY)s'
+    version === '2.9'
+      ? `string:${escape(options.beakerSecret)}`
+      : version === '2.10'
+        ? 'string:%(beaker.session.secret)s'
+        : 'string:%(SECRET_KEY)s'
   const lines: string[] = [
     '#',
     version === '2.9' ? '# CKAN - Pylons configuration' : '# CKAN configuration',
@@ -103,7 +112,13 @@ export function renderSandboxIni(options: SandboxIniOptions): string {
     ...(version === '2.11' ? [] : [`beaker.session.secret = ${escape(options.beakerSecret)}`]),
     '',
     ...(version === '2.9'
-      ? ['# repoze.who config', 'who.config_file = %(here)s/who.ini', 'who.log_level = warning', 'who.log_file = %(cache_dir)s/who_log.ini', '']
+      ? [
+          '# repoze.who config',
+          'who.config_file = %(here)s/who.ini',
+          'who.log_level = warning',
+          'who.log_file = %(cache_dir)s/who_log.ini',
+          '',
+        ]
       : []),
     '## Database Settings',
     `sqlalchemy.url = ${escape(options.databaseUrl)}`,
@@ -114,7 +129,11 @@ export function renderSandboxIni(options: SandboxIniOptions): string {
     '## Site Settings',
     '',
     `ckan.site_url = ${escape(options.siteUrl)}`,
-    ...(version === '2.10' ? ['apikey_header_name = X-CKAN-API-Key'] : version === '2.11' ? ['apitoken_header_name = Authorization'] : []),
+    ...(version === '2.10'
+      ? ['apikey_header_name = X-CKAN-API-Key']
+      : version === '2.11'
+        ? ['apitoken_header_name = Authorization']
+        : []),
     '',
     '## Authorization Settings',
     '',

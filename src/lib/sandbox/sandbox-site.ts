@@ -96,11 +96,15 @@ async function createDatabase(serverUrl: string | undefined): Promise<Database> 
     await admin.connect()
     await admin.query(`CREATE DATABASE ${name}`)
   } catch (error) {
-    throw new MigrateError(`Cannot create a database on ${redactUrl(serverUrl)}: ${(error as Error).message.split('\n')[0]}`, {
-      cause: error,
-      exitCode: EXIT_CODES.databaseUnreachable,
-      suggestion: 'Check the server is running and the user may CREATE DATABASE, or leave --database-url out to use PGlite.',
-    })
+    throw new MigrateError(
+      `Cannot create a database on ${redactUrl(serverUrl)}: ${(error as Error).message.split('\n')[0]}`,
+      {
+        cause: error,
+        exitCode: EXIT_CODES.databaseUnreachable,
+        suggestion:
+          'Check the server is running and the user may CREATE DATABASE, or leave --database-url out to use PGlite.',
+      },
+    )
   } finally {
     await admin.end().catch(() => {})
   }
@@ -129,7 +133,14 @@ function redactUrl(url: string): string {
 }
 
 /** Inserts an api_token row for a user and returns the JWT CKAN would have issued for it. */
-async function mintToken(client: pg.Client, userName: string, tokenName: string, secret: Secret, version: CkanVersion, nbytes: number): Promise<Secret> {
+async function mintToken(
+  client: pg.Client,
+  userName: string,
+  tokenName: string,
+  secret: Secret,
+  version: CkanVersion,
+  nbytes: number,
+): Promise<Secret> {
   const jti = randomBytes(nbytes).toString('base64url')
   const now = utcNowTimestamp()
   await client.query(
@@ -173,14 +184,26 @@ export async function startSandboxSite(options: SandboxSiteOptions): Promise<San
     const tokens: Partial<Pick<SandboxIniOptions, 'datapusherApiToken' | 'xloaderApiToken'>> = {}
     try {
       await createCkanSchema(client, version, {harvest})
-      const seeded = await seedCkanSite(client, {harvestSources: harvest, seed: options.seed ?? 'sandbox', siteId: SITE_ID, users: options.users ?? 50, version})
+      const seeded = await seedCkanSite(client, {
+        harvestSources: harvest,
+        seed: options.seed ?? 'sandbox',
+        siteId: SITE_ID,
+        users: options.users ?? 50,
+        version,
+      })
       if (version === '2.9') {
-        const row = await client.query<{apikey: string}>('SELECT apikey FROM "user" WHERE name = $1', [seeded.adminName])
+        const row = await client.query<{apikey: string}>('SELECT apikey FROM "user" WHERE name = $1', [
+          seeded.adminName,
+        ])
         adminCredential = new Secret(row.rows[0]!.apikey)
       } else {
         adminCredential = await mintToken(client, seeded.adminName, 'sandbox', tokenSecret, version, nbytes)
-        if (options.datapusher !== false) tokens.datapusherApiToken = (await mintToken(client, SITE_ID, 'datapusher', tokenSecret, version, nbytes)).reveal()
-        if (options.xloader !== false) tokens.xloaderApiToken = (await mintToken(client, SITE_ID, 'xloader', tokenSecret, version, nbytes)).reveal()
+        if (options.datapusher !== false)
+          tokens.datapusherApiToken = (
+            await mintToken(client, SITE_ID, 'datapusher', tokenSecret, version, nbytes)
+          ).reveal()
+        if (options.xloader !== false)
+          tokens.xloaderApiToken = (await mintToken(client, SITE_ID, 'xloader', tokenSecret, version, nbytes)).reveal()
       }
     } finally {
       await client.end()
@@ -263,10 +286,13 @@ export async function upgradeSandboxDatabase(sql: Pick<pg.ClientBase, 'query'>, 
   // Alembic runs CKAN's pending migrations in one transaction: a failure leaves the database as it was.
   await sql.query('BEGIN')
   try {
-    const current = (await sql.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]?.version_num
+    const current = (await sql.query<{version_num: string}>('SELECT version_num FROM alembic_version')).rows[0]
+      ?.version_num
     if (current === ALEMBIC_HEADS['2.9']) {
       await sql.query('ALTER TABLE "user" ADD COLUMN last_active timestamp without time zone')
-      await sql.query(`CREATE UNIQUE INDEX idx_only_one_active_email ON "user" USING btree (email, state) WHERE (state = 'active'::text)`)
+      await sql.query(
+        `CREATE UNIQUE INDEX idx_only_one_active_email ON "user" USING btree (email, state) WHERE (state = 'active'::text)`,
+      )
       await sql.query('ALTER TABLE package ADD COLUMN plugin_data jsonb')
       await sql.query('CREATE INDEX idx_view_resource_id ON resource_view USING btree (resource_id)')
       await sql.query('UPDATE alembic_version SET version_num = $1', [ALEMBIC_HEADS['2.10']])

@@ -33,7 +33,12 @@ export async function readConfigFile(givenPath: string, what: string): Promise<C
     bytes = await readFile(path)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    const reason = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${code ?? 'error'})`
+    const reason =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES'
+          ? 'cannot be read (permission denied)'
+          : `cannot be read (${code ?? 'error'})`
     throw new MigrateError(`The ${what} ${givenPath} ${reason}`, {
       cause: error,
       exitCode: EXIT_CODES.badInput,
@@ -59,7 +64,8 @@ export async function assertReplaceable(file: ConfigFile): Promise<void> {
   if ((file.mode & 0o200) === 0) {
     throw new MigrateError(`${file.givenPath} is read-only (mode ${file.mode.toString(8).padStart(4, '0')})`, {
       exitCode: EXIT_CODES.writeFailed,
-      suggestion: 'Someone made it read-only on purpose: make it writable (chmod u+w) if it is the file to change, then run again.',
+      suggestion:
+        'Someone made it read-only on purpose: make it writable (chmod u+w) if it is the file to change, then run again.',
     })
   }
   try {
@@ -85,14 +91,18 @@ export async function assertUnchanged(file: ConfigFile): Promise<void> {
   if (!current || !current.equals(file.bytes)) {
     throw new MigrateError(`${file.givenPath} changed on disk after ckan-migrate read it; it was not written`, {
       exitCode: EXIT_CODES.fileChanged,
-      suggestion: 'Someone else is editing it: let them finish, then run the same command again (tokens already made are reused).',
+      suggestion:
+        'Someone else is editing it: let them finish, then run the same command again (tokens already made are reused).',
     })
   }
 }
 
 /** `20261122T031502Z`: a UTC timestamp safe in file names. */
 export function backupStamp(date: Date): string {
-  return date.toISOString().replaceAll(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+  return date
+    .toISOString()
+    .replaceAll(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')
 }
 
 async function keepOwner(handle: Awaited<ReturnType<typeof open>>, file: ConfigFile): Promise<void> {
@@ -138,7 +148,11 @@ export async function writeBackup(file: ConfigFile, now: Date): Promise<string> 
 }
 
 /** Atomic replace keeping mode and owner; `beforeRename` runs last (a test seam), then the change check. */
-export async function replaceConfigFile(file: ConfigFile, text: string, beforeRename?: () => Promise<void>): Promise<void> {
+export async function replaceConfigFile(
+  file: ConfigFile,
+  text: string,
+  beforeRename?: () => Promise<void>,
+): Promise<void> {
   const temporary = join(dirname(file.path), `.${basename(file.path)}.${randomBytes(4).toString('hex')}.tmp`)
   try {
     const handle = await open(temporary, 'wx', 0o600)

@@ -20,12 +20,14 @@ export function isSecretSettingName(name: string): boolean {
 
 export function redactValue(value: string): string {
   const quoteless = value.replace(/^["']|["']$/g, '')
-  if (quoteless.includes(NEW_TOKEN_PLACEHOLDER)) return `***(new token for ${quoteless.split(NEW_TOKEN_PLACEHOLDER)[1]})`
+  if (quoteless.includes(NEW_TOKEN_PLACEHOLDER))
+    return `***(new token for ${quoteless.split(NEW_TOKEN_PLACEHOLDER)[1]})`
   return `***(${fingerprintOf(quoteless)})`
 }
 
 export function redactConfigLine(line: string): string {
   const match = SETTING.exec(line)
-  if (match && isSecretSettingName(match[2]!) && match[4]!.trim() !== '') return `${match[1]}${match[2]}${match[3]}${redactValue(match[4]!.trim())}`
+  if (match && isSecretSettingName(match[2]!) && match[4]!.trim() !== '')
+    return `${match[1]}${match[2]}${match[3]}${redactValue(match[4]!.trim())}`
   return line.replaceAll(URL_PASSWORD, '$1***@')
 }

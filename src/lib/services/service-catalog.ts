@@ -32,7 +32,7 @@ export const SERVICE_CATALOG: readonly ServiceDefinition[] = [
   {
     configKey: 'ckanext.validation.pass_auth_header_value',
     plugins: ['validation'],
-    reason: 'ckanext-validation sends it to read private resources; its default is the site user\'s legacy key',
+    reason: "ckanext-validation sends it to read private resources; its default is the site user's legacy key",
     service: 'validation',
   },
   {
@@ -46,7 +46,9 @@ export const SERVICE_CATALOG: readonly ServiceDefinition[] = [
 /** The services to configure: those named, else those whose plugin is enabled. */
 export function selectServices(options: {named: readonly string[]; plugins: readonly string[]}): ServiceDefinition[] {
   if (options.named.length > 0) {
-    const unknown = options.named.filter((name) => !SERVICE_CATALOG.some((service) => service.service === normaliseServiceName(name)))
+    const unknown = options.named.filter(
+      (name) => !SERVICE_CATALOG.some((service) => service.service === normaliseServiceName(name)),
+    )
     if (unknown.length > 0) {
       throw new MigrateError(`Unknown service: ${unknown.join(', ')}`, {
         exitCode: EXIT_CODES.badInput,

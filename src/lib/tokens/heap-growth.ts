@@ -24,7 +24,8 @@ export type HeapGrowthLimits = {
  * Returns the function that restores V8's defaults.
  */
 export function limitHeapGrowth(limits: HeapGrowthLimits): () => void {
-  const newSpace = () => (getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0) / 2 ** 20
+  const newSpace = () =>
+    (getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0) / 2 ** 20
   let capped = false
   const cap = () => {
     if (capped || newSpace() < limits.newSpaceMiB) return

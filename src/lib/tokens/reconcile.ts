@@ -64,7 +64,11 @@ export type ReconcileOptions = {
  * one is the only way to end with exactly one working token that we hold. Each revoke is
  * journaled (`token-orphan-revoked`, fingerprint only). Returns how many were revoked.
  */
-export async function reconcileUnknownCreate(client: ReconcileClient, run: RunFolder, options: ReconcileOptions): Promise<number> {
+export async function reconcileUnknownCreate(
+  client: ReconcileClient,
+  run: RunFolder,
+  options: ReconcileOptions,
+): Promise<number> {
   const runId = run.meta.runId
   const stored = options.storedJtis ?? new Set((await run.readTokens()).map((token) => token.jti.reveal()))
   let revoked = 0
@@ -72,7 +76,13 @@ export async function reconcileUnknownCreate(client: ReconcileClient, run: RunFo
     if (!token.name.includes(runId) || stored.has(token.id.reveal())) continue
     await client.revokeApiToken(token.id)
     revoked += 1
-    await run.record({jtiFingerprint: token.id.fingerprint(), kind: 'token-orphan-revoked', tokenName: token.name, userId: options.userId, userName: options.userName})
+    await run.record({
+      jtiFingerprint: token.id.fingerprint(),
+      kind: 'token-orphan-revoked',
+      tokenName: token.name,
+      userId: options.userId,
+      userName: options.userName,
+    })
   }
   if (options.settle) await run.record({kind: 'create-settled', userId: options.userId, userName: options.userName})
   return revoked

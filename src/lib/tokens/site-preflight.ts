@@ -43,29 +43,40 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
     const [first = 0, second = 0] = status.ckanVersion.split('.').map((part) => Number.parseInt(part, 10) || 0)
     const modern = first > 2 || (first === 2 && second >= 10)
     if (options.credential.kind === 'legacy-key' && modern) {
-      throw new MigrateError(`The credential in ${options.credential.source} is a legacy API key, and legacy keys stop working on ${status.ckanVersion} (2.10+): use a token`, {
-        exitCode: EXIT_CODES.ckanRejected,
-        suggestion: "Create a sysadmin token (ckan user token add ADMIN ckan-migrate) and pass it with --api-key-file.",
-      })
+      throw new MigrateError(
+        `The credential in ${options.credential.source} is a legacy API key, and legacy keys stop working on ${status.ckanVersion} (2.10+): use a token`,
+        {
+          exitCode: EXIT_CODES.ckanRejected,
+          suggestion:
+            'Create a sysadmin token (ckan user token add ADMIN ckan-migrate) and pass it with --api-key-file.',
+        },
+      )
     }
     let siteUserName: string
     try {
       siteUserName = (await client.getSiteUser()).name
     } catch (error) {
       if (error instanceof CkanApiError && error.status === 403) {
-        throw new MigrateError(`The credential in ${options.credential.source} is not a sysadmin's: CKAN answered 403 to get_site_user`, {
-          exitCode: EXIT_CODES.ckanRejected,
-          suggestion: "Pass a sysadmin's API token (or, on CKAN 2.9, legacy key) with --api-key-file or CKAN_MIGRATE_API_KEY.",
-        })
+        throw new MigrateError(
+          `The credential in ${options.credential.source} is not a sysadmin's: CKAN answered 403 to get_site_user`,
+          {
+            exitCode: EXIT_CODES.ckanRejected,
+            suggestion:
+              "Pass a sysadmin's API token (or, on CKAN 2.9, legacy key) with --api-key-file or CKAN_MIGRATE_API_KEY.",
+          },
+        )
       }
       throw error
     }
     const iniSiteId = options.ini ? effectiveSetting(options.ini, 'ckan.site_id', env).value : undefined
     if (iniSiteId && iniSiteId !== siteUserName) {
-      throw new MigrateError(`--ckan-ini says ckan.site_id = ${iniSiteId}, but ${options.ckanUrl.host} says its site user is ${siteUserName}`, {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Point --ckan-ini and --ckan-url at the same site.',
-      })
+      throw new MigrateError(
+        `--ckan-ini says ckan.site_id = ${iniSiteId}, but ${options.ckanUrl.host} says its site user is ${siteUserName}`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Point --ckan-ini and --ckan-url at the same site.',
+        },
+      )
     }
     return {client, major, siteUserName, status}
   } catch (error) {
@@ -78,7 +89,11 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
  * Users sampled from the database must be known to the API under the same id and name: the
  * database and --ckan-url are the same site.
  */
-export async function checkSameSite(client: CkanApiClient, samples: Array<{id: string; name: string}>, where: string): Promise<void> {
+export async function checkSameSite(
+  client: CkanApiClient,
+  samples: Array<{id: string; name: string}>,
+  where: string,
+): Promise<void> {
   for (const sample of samples) {
     let apiUser
     try {
@@ -88,15 +103,22 @@ export async function checkSameSite(client: CkanApiClient, samples: Array<{id: s
       else throw error
     }
     if (!apiUser || apiUser.name !== sample.name) {
-      throw new MigrateError(`The database (${where}) and ${client.ckanUrl.host} are different sites: user ${JSON.stringify(sample.name)} of the database is unknown to the API`, {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Point --database-url (or --ckan-ini) and --ckan-url at the same CKAN site.',
-      })
+      throw new MigrateError(
+        `The database (${where}) and ${client.ckanUrl.host} are different sites: user ${JSON.stringify(sample.name)} of the database is unknown to the API`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Point --database-url (or --ckan-ini) and --ckan-url at the same CKAN site.',
+        },
+      )
     }
   }
 }
 
 /** The header CKAN reads the credential from: apitoken_header_name (2.11), else apikey_header_name, else Authorization. */
 function headerNameFrom(ini: CkanIni, env: NodeJS.ProcessEnv): string | undefined {
-  return effectiveSetting(ini, 'apitoken_header_name', env).value || effectiveSetting(ini, 'apikey_header_name', env).value || undefined
+  return (
+    effectiveSetting(ini, 'apitoken_header_name', env).value ||
+    effectiveSetting(ini, 'apikey_header_name', env).value ||
+    undefined
+  )
 }

@@ -27,7 +27,13 @@ export type UserOutcome = {
 export type IssuerSettings = {date: string; expiresIn?: number; template: string; unit?: number}
 
 /** A token of an earlier run of this folder, without its secrets (only what the report shows). */
-type DoneToken = {createdAt: string; expiresAt: string | null; jtiFingerprint: string; revokedAt?: string; tokenName: string}
+type DoneToken = {
+  createdAt: string
+  expiresAt: string | null
+  jtiFingerprint: string
+  revokedAt?: string
+  tokenName: string
+}
 
 /** A user whose first create-sent is journaled, with the token name it announced. */
 export type AnnouncedUser = {tokenName: string; user: CkanUserRow}
@@ -84,13 +90,19 @@ export class TokenIssuer {
     options: {maxStoring: number; onDone: (outcome: UserOutcome) => Promise<void> | void},
   ): Promise<TokenIssuer> {
     const unsettled = new Map<string, {count: number; userName: string}>()
-    for (const user of (await unsettledCreatesFrom(run.journal.stream())).values()) unsettled.set(user.userId, {count: 1, userName: user.userName})
+    for (const user of (await unsettledCreatesFrom(run.journal.stream())).values())
+      unsettled.set(user.userId, {count: 1, userName: user.userName})
     const done = new Map<string, DoneToken>()
     const issuer = new TokenIssuer(run, client, settings, {done, unsettled}, options)
     for await (const token of run.streamTokens()) {
       if (unsettled.has(token.userId)) issuer.#addStoredJti(token.userId, token.jti.reveal())
       if (token.source !== 'issue-tokens') continue
-      const kept: DoneToken = {createdAt: token.createdAt, expiresAt: token.expiresAt ?? null, jtiFingerprint: token.jti.fingerprint(), tokenName: token.tokenName}
+      const kept: DoneToken = {
+        createdAt: token.createdAt,
+        expiresAt: token.expiresAt ?? null,
+        jtiFingerprint: token.jti.fingerprint(),
+        tokenName: token.tokenName,
+      }
       if (token.revokedAt) kept.revokedAt = token.revokedAt
       done.set(token.userId, kept)
     }
@@ -122,7 +134,8 @@ export class TokenIssuer {
       user,
     }
     // Revoked by `revoke`: a rollback, so the user gets no new token in this run.
-    if (stored.revokedAt) Object.assign(outcome, {outcome: 'revoked', reason: `revoked ${stored.revokedAt}; issue again with a new --out`})
+    if (stored.revokedAt)
+      Object.assign(outcome, {outcome: 'revoked', reason: `revoked ${stored.revokedAt}; issue again with a new --out`})
     return outcome
   }
 
@@ -153,14 +166,26 @@ export class TokenIssuer {
       attempts += 1
       // Write-ahead: the create-sent entry is on disk before the request leaves (the first one
       // was journaled with the user's window by the feed).
-      if (attempts > 1) await this.#run.record({attempt: attempts, kind: 'create-sent', tokenName, userId: user.id, userName: user.name})
+      if (attempts > 1)
+        await this.#run.record({
+          attempt: attempts,
+          kind: 'create-sent',
+          tokenName,
+          userId: user.id,
+          userName: user.name,
+        })
       sent = true
       const unsettled = this.#unsettled.get(user.id) ?? {count: 0, userName: user.name}
       unsettled.count += 1
       this.#unsettled.set(user.id, unsettled)
       let created
       try {
-        created = await this.#client.createApiToken({expiresIn: this.#settings.expiresIn, name: tokenName, unit: this.#settings.unit, user: user.id})
+        created = await this.#client.createApiToken({
+          expiresIn: this.#settings.expiresIn,
+          name: tokenName,
+          unit: this.#settings.unit,
+          user: user.id,
+        })
       } catch (error) {
         if (error instanceof OutcomeUnknownError) {
           mustReconcile = true
@@ -181,7 +206,16 @@ export class TokenIssuer {
       const jtiFingerprint = created.jti.fingerprint()
       // The token is on disk (fsync'd) before anything counts the user as done.
       const storing: Promise<void> = this.#run
-        .storeToken({createdAt, expiresAt: created.expiresAt, jti: created.jti, source: 'issue-tokens', token: created.token, tokenName, userId: user.id, userName: user.name})
+        .storeToken({
+          createdAt,
+          expiresAt: created.expiresAt,
+          jti: created.jti,
+          source: 'issue-tokens',
+          token: created.token,
+          tokenName,
+          userId: user.id,
+          userName: user.name,
+        })
         .then(async () => {
           if (this.#unsettled.get(user.id) === unsettled) {
             unsettled.count -= 1
@@ -190,8 +224,22 @@ export class TokenIssuer {
             else this.#addStoredJti(user.id, created.jti.reveal())
           }
           // No fsync of its own: the store is the truth; without this entry a resume only re-checks the user.
-          this.#run.recordDeferred({jtiFingerprint, kind: 'token-issued', tokenName, userId: user.id, userName: user.name})
-          await this.#onDone({attempts, createdAt, expiresAt: created.expiresAt, jtiFingerprint, outcome: 'issued', tokenName, user})
+          this.#run.recordDeferred({
+            jtiFingerprint,
+            kind: 'token-issued',
+            tokenName,
+            userId: user.id,
+            userName: user.name,
+          })
+          await this.#onDone({
+            attempts,
+            createdAt,
+            expiresAt: created.expiresAt,
+            jtiFingerprint,
+            outcome: 'issued',
+            tokenName,
+            user,
+          })
         })
         .catch((error: unknown) => {
           this.#lateError ??= error
@@ -219,7 +267,8 @@ export class TokenIssuer {
     const at = new Date().toISOString()
     const entries: JournalEntry[] = []
     for (const user of [...this.#unsent, ...unsent]) {
-      if (!this.#unsettled.has(user.id)) entries.push({at, kind: 'create-settled', userId: user.id, userName: user.name})
+      if (!this.#unsettled.has(user.id))
+        entries.push({at, kind: 'create-settled', userId: user.id, userName: user.name})
     }
     this.#unsent.length = 0
     if (entries.length > 0) await this.#run.journal.append(...entries)
@@ -244,7 +293,11 @@ export class TokenIssuer {
 
   /** The token name of a user in this run. */
   tokenName(user: CkanUserRow): string {
-    return renderTokenName(this.#settings.template, {date: this.#settings.date, run: this.#run.meta.runId, user: user.name})
+    return renderTokenName(this.#settings.template, {
+      date: this.#settings.date,
+      run: this.#run.meta.runId,
+      user: user.name,
+    })
   }
 
   #addStoredJti(userId: string, jti: string): void {
@@ -260,7 +313,12 @@ export class TokenIssuer {
 
   /** Revokes every token of this run that CKAN holds for the user but our store does not. */
   async #reconcile(userId: string, userName: string, settle: boolean): Promise<void> {
-    await reconcileUnknownCreate(this.#client, this.#run, {settle, storedJtis: this.#storedJtis.get(userId) ?? new Set(), userId, userName})
+    await reconcileUnknownCreate(this.#client, this.#run, {
+      settle,
+      storedJtis: this.#storedJtis.get(userId) ?? new Set(),
+      userId,
+      userName,
+    })
   }
 }
 
@@ -311,7 +369,8 @@ export class AnnouncedFeed {
    */
   async *rest(): AsyncGenerator<{announced: boolean; user: CkanUserRow}> {
     await this.#announcing?.catch(() => {})
-    for (let index = this.#head; index < this.#ready.length; index += 1) yield {announced: true, user: this.#ready[index]!.user}
+    for (let index = this.#head; index < this.#ready.length; index += 1)
+      yield {announced: true, user: this.#ready[index]!.user}
     this.#ready = []
     this.#head = 0
     if (this.#exhausted) return
@@ -335,7 +394,14 @@ export class AnnouncedFeed {
     if (batch.length === 0) return
     const at = new Date().toISOString()
     await this.#run.journal.append(
-      ...batch.map(({tokenName, user}) => ({at, attempt: 1, kind: 'create-sent' as const, tokenName, userId: user.id, userName: user.name})),
+      ...batch.map(({tokenName, user}) => ({
+        at,
+        attempt: 1,
+        kind: 'create-sent' as const,
+        tokenName,
+        userId: user.id,
+        userName: user.name,
+      })),
     )
     if (this.#head > 0) {
       this.#ready = this.#ready.slice(this.#head)

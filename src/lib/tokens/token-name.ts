@@ -20,7 +20,8 @@ export function checkTokenNameTemplate(template: string): string {
   if (!template.includes('{run}')) {
     throw new MigrateError('--token-name must contain {run}', {
       exitCode: EXIT_CODES.badInput,
-      suggestion: 'Keep {run} in the name (e.g. "ckan-migrate {date} {run}"): it is how a resumed run recognises its own tokens.',
+      suggestion:
+        'Keep {run} in the name (e.g. "ckan-migrate {date} {run}"): it is how a resumed run recognises its own tokens.',
     })
   }
   return template

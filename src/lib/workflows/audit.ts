@@ -43,7 +43,6 @@ export type AuditOptions = {
   timeoutMs?: number
 }
 
-
 export type {AuditResult} from '../audit/audit-result.js'
 
 const CSV_COLUMNS: ReadonlyArray<CsvColumn<AuditUserRow>> = [
@@ -68,8 +67,13 @@ const COUNT_USERS = 'SELECT count(*)::int AS n FROM "user"'
 export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   const env = options.env ?? process.env
   const warnings: string[] = []
-  const firstIni = options.ckanIniPath ? await readCkanIni(options.ckanIniPath, {caseRule: 'lowercase', env}) : undefined
-  const choice = chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini: firstIni && iniForDatabaseUrl(firstIni, env)}, env)
+  const firstIni = options.ckanIniPath
+    ? await readCkanIni(options.ckanIniPath, {caseRule: 'lowercase', env})
+    : undefined
+  const choice = chooseDatabaseUrl(
+    {databaseUrl: options.databaseUrl, ini: firstIni && iniForDatabaseUrl(firstIni, env)},
+    env,
+  )
   const parsedUrl = parseDatabaseUrl(choice.url)
   if (parsedUrl.warning) warnings.push(parsedUrl.warning)
 
@@ -130,7 +134,12 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
 }
 
 /** Streams every user through the cursor into the CSV report, with a progress bar. */
-async function writeUserCsv(database: CkanDatabase, hasApiTokenTable: boolean, csvPath: string, options: AuditOptions): Promise<AuditResult['csv']> {
+async function writeUserCsv(
+  database: CkanDatabase,
+  hasApiTokenTable: boolean,
+  csvPath: string,
+  options: AuditOptions,
+): Promise<AuditResult['csv']> {
   const progress = options.onUserScan
   if (progress) progress.start((await database.client.query<{n: number}>(COUNT_USERS)).rows[0]!.n)
   let sinceLastReport = 0
@@ -180,7 +189,11 @@ async function fetchStatus(options: AuditOptions): Promise<CkanStatus> {
   // Loaded only for --ckan-url: the HTTP client's dependencies take longer to import than a
   // plain audit of a small site takes to run.
   const {CkanApiClient} = await import('../ckan/ckan-api-client.js')
-  const client = new CkanApiClient({caCertPath: options.caCertPath, ckanUrl: options.ckanUrl!, timeoutMs: options.timeoutMs})
+  const client = new CkanApiClient({
+    caCertPath: options.caCertPath,
+    ckanUrl: options.ckanUrl!,
+    timeoutMs: options.timeoutMs,
+  })
   try {
     return await client.statusShow()
   } finally {

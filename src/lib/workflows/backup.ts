@@ -6,7 +6,14 @@ import {basename, dirname, join, resolve} from 'node:path'
 import {PassThrough, Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {recipientFromGpgKeyring, recipientFromKeyFile, decryptStream, readSecretKey, type BackupRecipient, type Encryption} from '../backup/backup-encryption.js'
+import {
+  recipientFromGpgKeyring,
+  recipientFromKeyFile,
+  decryptStream,
+  readSecretKey,
+  type BackupRecipient,
+  type Encryption,
+} from '../backup/backup-encryption.js'
 import {
   backupFileName,
   type BackupSidecar,
@@ -89,7 +96,10 @@ export type BackupResult = {
 export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
   const parsed = parseDatabaseUrl(options.databaseUrl)
   const encryption = await openRecipient(options.recipient)
-  const [dumpMajor, restoreMajor] = await Promise.all([pgToolMajorVersion('pg_dump', options.pgBin), pgToolMajorVersion('pg_restore', options.pgBin)])
+  const [dumpMajor, restoreMajor] = await Promise.all([
+    pgToolMajorVersion('pg_dump', options.pgBin),
+    pgToolMajorVersion('pg_restore', options.pgBin),
+  ])
   // READ ONLY per transaction, not per session: PGlite shares one session between its clients.
   const database = await openCkanDatabase(options.databaseUrl, {readOnly: false, statementTimeoutMs: 60_000})
   let facts: DatabaseFacts
@@ -133,10 +143,17 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   const url = new URL(toNodePostgresUrl(options.databaseUrl))
   const password = decodeURIComponent(url.password)
   url.password = ''
-  const dump = startPgTool('pg_dump', ['--format=custom', '--no-password', `--dbname=${url.href}`], {binFolder: options.pgBin, password})
+  const dump = startPgTool('pg_dump', ['--format=custom', '--no-password', `--dbname=${url.href}`], {
+    binFolder: options.pgBin,
+    password,
+  })
   const restore = startPgTool('pg_restore', ['--list'], {binFolder: options.pgBin, collectStdout: true})
   const sink = new BestEffortSink(restore.child.stdin!)
-  const plain = countingTee(options.onProgress, (chunk) => sink.write(chunk), () => sink.end())
+  const plain = countingTee(
+    options.onProgress,
+    (chunk) => sink.write(chunk),
+    () => sink.end(),
+  )
   dump.child.stdout!.on('error', (error) => plain.destroy(error))
   dump.child.stdout!.pipe(plain)
 
@@ -148,15 +165,19 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       if (dumped.code !== 0) {
         throw new MigrateError(`pg_dump failed: ${firstErrorLine(dumped.stderr)}`, {
           exitCode: EXIT_CODES.databaseUnreachable,
-          suggestion: 'Check that the database user may read every CKAN table (pg_dump needs SELECT on all of them) and that the database is up.',
+          suggestion:
+            'Check that the database user may read every CKAN table (pg_dump needs SELECT on all of them) and that the database is up.',
         })
       }
       const listed = await restore.exited
       if (listed.code !== 0) {
-        throw new MigrateError(`pg_restore --list cannot read the dump pg_dump wrote: ${firstErrorLine(listed.stderr)}`, {
-          exitCode: EXIT_CODES.toolMissing,
-          suggestion: 'Use pg_dump and pg_restore from the same PostgreSQL client package (--pg-bin).',
-        })
+        throw new MigrateError(
+          `pg_restore --list cannot read the dump pg_dump wrote: ${firstErrorLine(listed.stderr)}`,
+          {
+            exitCode: EXIT_CODES.toolMissing,
+            suggestion: 'Use pg_dump and pg_restore from the same PostgreSQL client package (--pg-bin).',
+          },
+        )
       }
       return parseRestoreList(listed.stdout).tables.map((table) => `${table.schema}.${table.name}`)
     },
@@ -197,7 +218,8 @@ export async function backupEmbeddedDatabase(options: EmbeddedBackupOptions): Pr
   if (options.dryRun) return planned
   const {pgDump} = await import('@electric-sql/pglite-tools/pg_dump')
   // The WASM pg_dump builds the dump in memory (its virtual file system); it never touches the disk.
-  const searchPath = (await options.db.query<{search_path: string}>('SHOW search_path')).rows[0]?.search_path ?? 'public'
+  const searchPath =
+    (await options.db.query<{search_path: string}>('SHOW search_path')).rows[0]?.search_path ?? 'public'
   const dumped = await pgDump({pg: options.db})
   // The WASM pg_dump opens its snapshot transaction on PGlite's one shared session and exits
   // without ending it (a real server ends it when the connection closes). Left open, the socket
@@ -206,7 +228,11 @@ export async function backupEmbeddedDatabase(options: EmbeddedBackupOptions): Pr
   if (options.db.isInTransaction()) await options.db.exec('ROLLBACK')
   await options.db.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [searchPath])
   const inspector = new PlainSqlInspector()
-  const plain = countingTee(options.onProgress, async (chunk) => inspector.feed(chunk), () => {})
+  const plain = countingTee(
+    options.onProgress,
+    async (chunk) => inspector.feed(chunk),
+    () => {},
+  )
   Readable.fromWeb(dumped.stream() as import('node:stream/web').ReadableStream<Uint8Array>).pipe(plain)
   const written = await writeEncryptedBackup({
     encryption,
@@ -214,7 +240,10 @@ export async function backupEmbeddedDatabase(options: EmbeddedBackupOptions): Pr
     async finish() {
       const report = inspector.finish()
       if (!report.looksLikeDump || !report.complete) {
-        throw new MigrateError('pglite-tools produced an incomplete dump', {exitCode: EXIT_CODES.unexpected, suggestion: 'Run the backup again; report it if it repeats.'})
+        throw new MigrateError('pglite-tools produced an incomplete dump', {
+          exitCode: EXIT_CODES.unexpected,
+          suggestion: 'Run the backup again; report it if it repeats.',
+        })
       }
       return report.tables
     },
@@ -254,15 +283,27 @@ export async function verifyBackup(options: VerifyBackupOptions): Promise<Verify
   try {
     if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a file'), {code: 'EISDIR'})
   } catch (error) {
-    throw new MigrateError(`Cannot read the backup ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {cause: error, exitCode: EXIT_CODES.badInput, suggestion: 'Pass --verify with a backup file written by ckan-migrate backup.'})
+    throw new MigrateError(`Cannot read the backup ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass --verify with a backup file written by ckan-migrate backup.',
+    })
   }
   const sidecar = await readBackupSidecar(file).catch((error: unknown) => {
     if (error instanceof MigrateError && /no readable sidecar/.test(error.message)) return undefined
     throw error
   })
-  const dumpFormat: DumpFormat | undefined = sidecar?.dumpFormat ?? (file.endsWith('.pgc.gpg') ? 'pg_dump-custom' : file.endsWith('.sql.gpg') ? 'plain-sql' : undefined)
+  const dumpFormat: DumpFormat | undefined =
+    sidecar?.dumpFormat ??
+    (file.endsWith('.pgc.gpg') ? 'pg_dump-custom' : file.endsWith('.sql.gpg') ? 'plain-sql' : undefined)
   if (!dumpFormat) {
-    throw new MigrateError(`Cannot tell the format of ${basename(file)}: no sidecar, and the name ends neither in .pgc.gpg nor .sql.gpg`, {exitCode: EXIT_CODES.badInput, suggestion: 'Keep the FILE.json sidecar next to the backup, or its original name.'})
+    throw new MigrateError(
+      `Cannot tell the format of ${basename(file)}: no sidecar, and the name ends neither in .pgc.gpg nor .sql.gpg`,
+      {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Keep the FILE.json sidecar next to the backup, or its original name.',
+      },
+    )
   }
   if (dumpFormat === 'pg_dump-custom') await pgToolMajorVersion('pg_restore', options.pgBin)
   const key = await readSecretKey(options.secretKey, options.passphrase)
@@ -279,7 +320,11 @@ export async function verifyBackup(options: VerifyBackupOptions): Promise<Verify
   let plainBytes = 0
   let tables: string[]
   const failed = (reason: string, cause?: unknown) =>
-    new MigrateError(`${basename(file)} failed verification: ${reason}`, {cause, exitCode: EXIT_CODES.verificationFailed, suggestion: 'Do not rely on this backup: make a new one with ckan-migrate backup.'})
+    new MigrateError(`${basename(file)} failed verification: ${reason}`, {
+      cause,
+      exitCode: EXIT_CODES.verificationFailed,
+      suggestion: 'Do not rely on this backup: make a new one with ckan-migrate backup.',
+    })
   if (dumpFormat === 'pg_dump-custom') {
     const restore = startPgTool('pg_restore', ['--list'], {binFolder: options.pgBin, collectStdout: true})
     const sink = new BestEffortSink(restore.child.stdin!)
@@ -293,13 +338,18 @@ export async function verifyBackup(options: VerifyBackupOptions): Promise<Verify
       sink.end()
     } catch (error) {
       stopTools([restore])
-      throw error instanceof MigrateError ? error : failed(`it does not decrypt intact (${describeStreamError(error)})`, error)
+      throw error instanceof MigrateError
+        ? error
+        : failed(`it does not decrypt intact (${describeStreamError(error)})`, error)
     }
     const listed = await restore.exited
     if (listed.code !== 0) {
       const reason = firstErrorLine(listed.stderr)
       if (/unsupported version/i.test(reason)) {
-        throw new MigrateError(`This pg_restore is too old for ${basename(file)}: ${reason}`, {exitCode: EXIT_CODES.toolMissing, suggestion: `Use the pg_restore of ${sidecar?.dumpedWith ?? 'the pg_dump that made it'} or newer (--pg-bin).`})
+        throw new MigrateError(`This pg_restore is too old for ${basename(file)}: ${reason}`, {
+          exitCode: EXIT_CODES.toolMissing,
+          suggestion: `Use the pg_restore of ${sidecar?.dumpedWith ?? 'the pg_dump that made it'} or newer (--pg-bin).`,
+        })
       }
       throw failed(`pg_restore --list cannot read it (${reason})`)
     }
@@ -316,7 +366,9 @@ export async function verifyBackup(options: VerifyBackupOptions): Promise<Verify
         inspector.feed(chunk as Buffer)
       }
     } catch (error) {
-      throw error instanceof MigrateError ? error : failed(`it does not decrypt intact (${describeStreamError(error)})`, error)
+      throw error instanceof MigrateError
+        ? error
+        : failed(`it does not decrypt intact (${describeStreamError(error)})`, error)
     }
     const report = inspector.finish()
     if (!report.looksLikeDump) throw failed('it is not a pg_dump SQL dump')
@@ -324,7 +376,8 @@ export async function verifyBackup(options: VerifyBackupOptions): Promise<Verify
     tables = report.tables
   }
   const sha256 = hash.digest('hex')
-  if (sidecar && sidecar.sha256 !== sha256) throw failed(`its SHA-256 differs from ${basename(sidecarPathOf(file))}: the file changed after the backup`)
+  if (sidecar && sidecar.sha256 !== sha256)
+    throw failed(`its SHA-256 differs from ${basename(sidecarPathOf(file))}: the file changed after the backup`)
   return {checksum: sidecar ? 'match' : 'no-sidecar', dumpFormat, file, plainBytes, tables}
 }
 
@@ -370,12 +423,21 @@ async function prepareFolder(dir: string, dryRun: boolean): Promise<void> {
     if (!(await stat(existing)).isDirectory()) throw Object.assign(new Error('not a folder'), {code: 'ENOTDIR'})
     await access(existing, constants.W_OK)
   } catch (error) {
-    throw folderError(dir, error, 'the backup folder', 'Pass --dir with a folder this user may create and write (it is made 0700).')
+    throw folderError(
+      dir,
+      error,
+      'the backup folder',
+      'Pass --dir with a folder this user may create and write (it is made 0700).',
+    )
   }
 }
 
 /** Passes the plain dump on, counting bytes for progress and copying each chunk to a side reader. */
-function countingTee(onProgress: ((bytes: number) => void) | undefined, side: (chunk: Buffer) => Promise<void>, end: () => void): Transform {
+function countingTee(
+  onProgress: ((bytes: number) => void) | undefined,
+  side: (chunk: Buffer) => Promise<void>,
+  end: () => void,
+): Transform {
   let bytes = 0
   return new Transform({
     flush(callback) {
@@ -436,7 +498,12 @@ async function writeEncryptedBackup(options: {
   }
 }
 
-async function finishBackup(planned: BackupResult, written: WrittenBackup, facts: DatabaseFacts, at: Date): Promise<BackupResult> {
+async function finishBackup(
+  planned: BackupResult,
+  written: WrittenBackup,
+  facts: DatabaseFacts,
+  at: Date,
+): Promise<BackupResult> {
   const {file} = planned
   const sidecar: BackupSidecar = {
     bytes: written.bytes,
@@ -455,8 +522,16 @@ async function finishBackup(planned: BackupResult, written: WrittenBackup, facts
   }
   const sidecarPath = sidecarPathOf(file)
   try {
-    if (await stat(file).then(() => true, () => false)) {
-      throw new MigrateError(`${file} already exists`, {exitCode: EXIT_CODES.writeFailed, suggestion: 'Wait a second and run the backup again (the name holds the time to the second).'})
+    if (
+      await stat(file).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      throw new MigrateError(`${file} already exists`, {
+        exitCode: EXIT_CODES.writeFailed,
+        suggestion: 'Wait a second and run the backup again (the name holds the time to the second).',
+      })
     }
     await writeFileAtomically(sidecarPath, `${JSON.stringify(sidecar, null, 2)}\n`, 0o600)
     await rename(written.temporary, file)
@@ -466,7 +541,14 @@ async function finishBackup(planned: BackupResult, written: WrittenBackup, facts
     await rm(sidecarPath, {force: true})
     throw translateWriteError(error, undefined)
   }
-  return {...planned, bytes: written.bytes, dryRun: false, sha256: written.sha256, sidecar: sidecarPath, tables: written.tables}
+  return {
+    ...planned,
+    bytes: written.bytes,
+    dryRun: false,
+    sha256: written.sha256,
+    sidecar: sidecarPath,
+    tables: written.tables,
+  }
 }
 
 function stopTools(tools: RunningTool[]): void {
@@ -475,11 +557,19 @@ function stopTools(tools: RunningTool[]): void {
 
 function translateWriteError(error: unknown, signal: AbortSignal | undefined): unknown {
   if (error instanceof MigrateError) return error
-  if (signal?.aborted) return signal.reason instanceof MigrateError ? signal.reason : new MigrateError('Interrupted', {exitCode: EXIT_CODES.interrupted})
+  if (signal?.aborted)
+    return signal.reason instanceof MigrateError
+      ? signal.reason
+      : new MigrateError('Interrupted', {exitCode: EXIT_CODES.interrupted})
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
     const translated = translateSystemError(error)
-    if (translated) return new MigrateError(`${translated.message} (nothing was left behind)`, {cause: error, exitCode: EXIT_CODES.writeFailed, suggestion: translated.suggestion})
+    if (translated)
+      return new MigrateError(`${translated.message} (nothing was left behind)`, {
+        cause: error,
+        exitCode: EXIT_CODES.writeFailed,
+        suggestion: translated.suggestion,
+      })
   }
   return error
 }

@@ -8,7 +8,12 @@ import {readCkanIni} from '../ckan/ckan-ini.js'
 import {chooseDatabaseUrl} from '../ckan/ckan-settings.js'
 import {withCkanDatabase} from '../db/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {type AccessBundleEncryption, BundleReadError, readAccessBundle, writeAccessBundle} from '../files/bundle-writer.js'
+import {
+  type AccessBundleEncryption,
+  BundleReadError,
+  readAccessBundle,
+  writeAccessBundle,
+} from '../files/bundle-writer.js'
 import {neutraliseCell, writeCsvReport} from '../files/csv-report.js'
 import {openRunFolder, type RunToken} from '../files/run-folder.js'
 import {safeFileNames} from '../files/safe-file-name.js'
@@ -103,10 +108,13 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
   if (supplied) {
     const missing = selected.filter((token) => !supplied.passwords.has(token.userName)).map((token) => token.userName)
     if (missing.length > 0) {
-      throw new MigrateError(`${options.passwordFile} has no password for ${missing.length} user(s): ${listNames(missing)}`, {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Add a user,password line for each, or bundle only the users it lists with --users.',
-      })
+      throw new MigrateError(
+        `${options.passwordFile} has no password for ${missing.length} user(s): ${listNames(missing)}`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Add a user,password line for each, or bundle only the users it lists with --users.',
+        },
+      )
     }
   }
 
@@ -161,7 +169,14 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
             outcome = 'would-write'
           } else {
             const password = supplied?.passwords.get(token.userName) ?? generatePassword()
-            await writeAccessBundle({encryption: options.encryption, folderReady: true, password, path, serverCertPem: certificate.pem, token: token.token})
+            await writeAccessBundle({
+              encryption: options.encryption,
+              folderReady: true,
+              password,
+              path,
+              serverCertPem: certificate.pem,
+              token: token.token,
+            })
             rows.set(token.userName, {email, file, password, user: token.userName})
             written += 1
             outcome = 'written'
@@ -215,11 +230,18 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
 
 /** The newest token of each person (source issue-tokens), leaving out tokens `revoke` revoked. */
 async function peopleTokens(journal: Promise<Array<{jtiFingerprint?: string; kind: string}>>, tokens: RunToken[]) {
-  const revoked = new Set((await journal).filter((entry) => entry.kind === 'token-revoked').map((entry) => entry.jtiFingerprint))
+  const revoked = new Set(
+    (await journal).filter((entry) => entry.kind === 'token-revoked').map((entry) => entry.jtiFingerprint),
+  )
   const newest = new Map<string, RunToken>()
   for (const token of tokens) {
     // revokedAt comes from the run's private revoked.jsonl (full jti); the journal's fingerprints cover older runs.
-    if (token.source !== 'issue-tokens' || token.revokedAt !== undefined || revoked.has(fingerprintOf(token.jti.reveal()))) continue
+    if (
+      token.source !== 'issue-tokens' ||
+      token.revokedAt !== undefined ||
+      revoked.has(fingerprintOf(token.jti.reveal()))
+    )
+      continue
     const known = newest.get(token.userName)
     if (!known || known.createdAt <= token.createdAt) newest.set(token.userName, token)
   }
@@ -231,10 +253,13 @@ function selectUsers(tokens: Map<string, RunToken>, users: readonly string[] | u
   const wanted = [...new Set(users.map((user) => user.trim()).filter((user) => user !== ''))]
   const unknown = wanted.filter((user) => !tokens.has(user))
   if (unknown.length > 0) {
-    throw new MigrateError(`${unknown.length} user(s) given with --users have no token in this run: ${listNames(unknown)}`, {
-      exitCode: EXIT_CODES.badInput,
-      suggestion: 'Check the names (CKAN user names, not display names), or issue tokens for them first.',
-    })
+    throw new MigrateError(
+      `${unknown.length} user(s) given with --users have no token in this run: ${listNames(unknown)}`,
+      {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Check the names (CKAN user names, not display names), or issue tokens for them first.',
+      },
+    )
   }
   return wanted.map((user) => tokens.get(user)!)
 }
@@ -254,10 +279,20 @@ function validateSuffix(suffix: string): void {
 }
 
 /** True when the bundle at `path` opens with `password` and holds exactly this token and certificate. */
-async function holds(path: string, password: Secret, token: RunToken, pem: string, encryption: AccessBundleEncryption): Promise<boolean> {
+async function holds(
+  path: string,
+  password: Secret,
+  token: RunToken,
+  pem: string,
+  encryption: AccessBundleEncryption,
+): Promise<boolean> {
   try {
     const contents = await readAccessBundle(path, password)
-    return contents.encryption === encryption && contents.token.reveal() === token.token.reveal() && contents.serverCertPem === pem
+    return (
+      contents.encryption === encryption &&
+      contents.token.reveal() === token.token.reveal() &&
+      contents.serverCertPem === pem
+    )
   } catch (error) {
     if (error instanceof BundleReadError) return false
     throw error
@@ -266,11 +301,14 @@ async function holds(path: string, password: Secret, token: RunToken, pem: strin
 
 function notWritable(path: string, error: unknown): MigrateError {
   if (error instanceof MigrateError) return error
-  return new MigrateError(`Cannot write to the bundle folder ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
-    cause: error,
-    exitCode: EXIT_CODES.writeFailed,
-    suggestion: 'Choose a --bundle-dir you may write to (it is made 0700), or fix its permissions.',
-  })
+  return new MigrateError(
+    `Cannot write to the bundle folder ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+    {
+      cause: error,
+      exitCode: EXIT_CODES.writeFailed,
+      suggestion: 'Choose a --bundle-dir you may write to (it is made 0700), or fix its permissions.',
+    },
+  )
 }
 
 /**
@@ -319,12 +357,17 @@ async function checkBundleDir(path: string, suffix: string): Promise<void> {
     throw notWritable(path, error)
   }
   if ((info.mode & 0o077) !== 0) {
-    const others = (await readdir(path)).filter((name) => name !== PASSWORDS_FILE && !(suffix !== '' && name.endsWith(suffix)))
+    const others = (await readdir(path)).filter(
+      (name) => name !== PASSWORDS_FILE && !(suffix !== '' && name.endsWith(suffix)),
+    )
     if (others.length > 0) {
-      throw new MigrateError(`--bundle-dir ${path} is shared (mode ${(info.mode & 0o777).toString(8)}) and holds other files`, {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass a new folder: it is made 0700, because it will hold passwords.csv.',
-      })
+      throw new MigrateError(
+        `--bundle-dir ${path} is shared (mode ${(info.mode & 0o777).toString(8)}) and holds other files`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Pass a new folder: it is made 0700, because it will hold passwords.csv.',
+        },
+      )
     }
   }
 }
@@ -383,7 +426,8 @@ function damaged(path: string, cause: unknown): MigrateError {
   return new MigrateError(`${path} is not a passwords.csv written by ckan-migrate bundle`, {
     cause,
     exitCode: EXIT_CODES.badInput,
-    suggestion: 'Move it away (it may hold passwords of bundles already sent), then run again: every bundle is rewritten.',
+    suggestion:
+      'Move it away (it may hold passwords of bundles already sent), then run again: every bundle is rewritten.',
   })
 }
 
@@ -391,7 +435,11 @@ function damaged(path: string, cause: unknown): MigrateError {
  * Writes passwords.csv: this run's rows, plus earlier rows of users this run did not touch. Rows read
  * back are already formula-neutralised, and neutralising is idempotent, so they survive unchanged.
  */
-async function savePasswords(path: string, previous: Map<string, PasswordRow>, rows: Map<string, PasswordRow>): Promise<void> {
+async function savePasswords(
+  path: string,
+  previous: Map<string, PasswordRow>,
+  rows: Map<string, PasswordRow>,
+): Promise<void> {
   const touched = new Set([...rows.keys()].map((user) => neutraliseCell(user)))
   const merged = [...[...previous.values()].filter((row) => !touched.has(row.user)), ...rows.values()]
   merged.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))

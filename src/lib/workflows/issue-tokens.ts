@@ -65,7 +65,16 @@ export type IssueTokensOptions = {
 
 export type IssueTokensResult = {
   ckanVersion: string
-  counts: {alreadyIssued: number; failed: number; issued: number; notStarted: number; planned: number; revoked: number; selected: number; skipped: number}
+  counts: {
+    alreadyIssued: number
+    failed: number
+    issued: number
+    notStarted: number
+    planned: number
+    revoked: number
+    selected: number
+    skipped: number
+  }
   dryRun: boolean
   /** A few failures, for the summary; the report has all. */
   failures: Array<{reason: string; user: string}>
@@ -140,13 +149,18 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
   try {
     const expiring = site.status.extensions.includes('expire_api_token')
     if (expiring && options.expiresIn === undefined) {
-      throw new MigrateError(`${options.ckanUrl.host} has the expire_api_token plugin, which requires a lifetime for every token`, {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass --expires-in N --unit day (or hour, minute, second).',
-      })
+      throw new MigrateError(
+        `${options.ckanUrl.host} has the expire_api_token plugin, which requires a lifetime for every token`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Pass --expires-in N --unit day (or hour, minute, second).',
+        },
+      )
     }
     if (!expiring && options.expiresIn !== undefined) {
-      warnings.push('--expires-in is ignored: the expire_api_token plugin is not enabled, so CKAN tokens do not expire.')
+      warnings.push(
+        '--expires-in is ignored: the expire_api_token plugin is not enabled, so CKAN tokens do not expire.',
+      )
     }
     const selectionOptions: UserSelectionOptions = {
       includePending: options.includePending,
@@ -160,10 +174,14 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
     try {
       // Named users (the command line or a file) are read at once, so an unknown name is refused
       // before anything is written.
-      const [samples, namedSelection] = await readOnly(database.client, async () => [
-        await sampleUsers(database.client, 3),
-        named ? await selectUsers(database.client, {...selectionOptions, users: named}) : undefined,
-      ] as const)
+      const [samples, namedSelection] = await readOnly(
+        database.client,
+        async () =>
+          [
+            await sampleUsers(database.client, 3),
+            named ? await selectUsers(database.client, {...selectionOptions, users: named}) : undefined,
+          ] as const,
+      )
       await checkSameSite(client, samples, database.where)
       const selection = (): AsyncIterable<SelectionItem> =>
         namedSelection ? namedItems(namedSelection) : streamUsers(database.client, selectionOptions)
@@ -173,14 +191,29 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
       if (options.dryRun) {
         const run = await inspectRunFolder(options.out, runSite)
         const done = new Map<string, boolean>()
-        if (run) for await (const token of run.streamTokens()) if (token.source === 'issue-tokens') done.set(token.userId, Boolean(token.revokedAt))
+        if (run)
+          for await (const token of run.streamTokens())
+            if (token.source === 'issue-tokens') done.set(token.userId, Boolean(token.revokedAt))
         await readOnly(database.client, async () => {
           for await (const {reason, user} of selection()) {
             if (reason !== undefined) tally.skip(reason)
-            else tally.count({attempts: 0, outcome: done.has(user.id) ? (done.get(user.id) ? 'revoked' : 'already issued') : 'planned', user})
+            else
+              tally.count({
+                attempts: 0,
+                outcome: done.has(user.id) ? (done.get(user.id) ? 'revoked' : 'already issued') : 'planned',
+                user,
+              })
           }
         })
-        return tally.result({ckanVersion: site.status.ckanVersion, dryRun: true, interrupted: false, out: options.out, reportPath: null, runId: run?.meta.runId ?? null, warnings})
+        return tally.result({
+          ckanVersion: site.status.ckanVersion,
+          dryRun: true,
+          interrupted: false,
+          out: options.out,
+          reportPath: null,
+          runId: run?.meta.runId ?? null,
+          warnings,
+        })
       }
 
       const run = await openRunFolder(options.out, {create: true, site: runSite})
@@ -228,7 +261,12 @@ async function issueRun(input: {
     const issuer = await TokenIssuer.create(
       run,
       input.client,
-      {date: run.meta.createdAt.slice(0, 10), expiresIn: options.expiresIn, template: input.template, unit: options.unit},
+      {
+        date: run.meta.createdAt.slice(0, 10),
+        expiresIn: options.expiresIn,
+        template: input.template,
+        unit: options.unit,
+      },
       {maxStoring: options.concurrency * 4, onDone: finish},
     )
 
@@ -268,7 +306,12 @@ async function issueRun(input: {
     await issuer.settle(options.concurrency)
     options.progress?.start(tally.selected)
     for (let index = 0; index < alreadyDone; index += 1) options.progress?.advance(0)
-    const feed = new AnnouncedFeed(run, readScratch<CkanUserRow>(queue.path), Math.max(64, options.concurrency * 8), (user) => issuer.tokenName(user))
+    const feed = new AnnouncedFeed(
+      run,
+      readScratch<CkanUserRow>(queue.path),
+      Math.max(64, options.concurrency * 8),
+      (user) => issuer.tokenName(user),
+    )
     // A fixed pool of workers taking users in order: no pending task per user.
     const worker = async (): Promise<void> => {
       while (!options.signal?.aborted && !fatal && !issuer.failed) {
@@ -356,8 +399,18 @@ class Tally {
     }
   }
 
-  result(input: {ckanVersion: string; dryRun: boolean; interrupted: boolean; out: string; reportPath: string | null; runId: string | null; warnings: string[]}): IssueTokensResult {
-    const selected = input.dryRun ? this.counts.alreadyIssued + this.counts.planned + this.counts.revoked : this.selected
+  result(input: {
+    ckanVersion: string
+    dryRun: boolean
+    interrupted: boolean
+    out: string
+    reportPath: string | null
+    runId: string | null
+    warnings: string[]
+  }): IssueTokensResult {
+    const selected = input.dryRun
+      ? this.counts.alreadyIssued + this.counts.planned + this.counts.revoked
+      : this.selected
     return {
       ckanVersion: input.ckanVersion,
       counts: {...this.counts, selected, skipped: this.skipped},
@@ -394,7 +447,10 @@ async function* namedItems(selection: UserSelection): AsyncGenerator<SelectionIt
 }
 
 /** Under --dry-run: an existing run folder is opened read-only; a new one must be creatable. */
-async function inspectRunFolder(out: string, site: {ckanUrl: string; siteUserName: string}): Promise<RunFolder | undefined> {
+async function inspectRunFolder(
+  out: string,
+  site: {ckanUrl: string; siteUserName: string},
+): Promise<RunFolder | undefined> {
   const path = resolve(out)
   let entries: string[] | undefined
   try {
@@ -426,4 +482,3 @@ async function inspectRunFolder(out: string, site: {ckanUrl: string; siteUserNam
     }
   }
 }
-

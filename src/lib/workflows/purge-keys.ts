@@ -46,7 +46,8 @@ export type PurgeKeysResult = {
   warnings: string[]
 }
 
-const bad = (message: string, suggestion: string) => new MigrateError(message, {exitCode: EXIT_CODES.badInput, suggestion})
+const bad = (message: string, suggestion: string) =>
+  new MigrateError(message, {exitCode: EXIT_CODES.badInput, suggestion})
 
 /**
  * Clears `user.apikey` (CKAN never does: no migration drops it, and 2.10/2.11 still show it) for
@@ -68,7 +69,10 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
     const ckanSeries = await readCkanSeries(sql)
     if (ckanSeries === '2.9' && !options.confirm29) {
       if (!options.dryRun) {
-        throw bad('This site still runs CKAN 2.9, where legacy keys still authenticate: clearing them cuts off every client that has not switched to its token', 'Pass --confirm-2.9 once every client uses its token (verify --legacy), or run purge-keys after the upgrade.')
+        throw bad(
+          'This site still runs CKAN 2.9, where legacy keys still authenticate: clearing them cuts off every client that has not switched to its token',
+          'Pass --confirm-2.9 once every client uses its token (verify --legacy), or run purge-keys after the upgrade.',
+        )
       }
       warnings.push('This site runs CKAN 2.9: the real run needs --confirm-2.9, because the keys still work there.')
     }
@@ -80,16 +84,26 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
     await sql.query(options.dryRun ? 'BEGIN TRANSACTION READ ONLY' : 'BEGIN')
     try {
       const lock = options.dryRun ? '' : 'FOR UPDATE'
-      const found = candidates ? (await sql.query<{id: string}>('SELECT id FROM "user" WHERE id = ANY($1)', [candidates])).rows.length : 0
+      const found = candidates
+        ? (await sql.query<{id: string}>('SELECT id FROM "user" WHERE id = ANY($1)', [candidates])).rows.length
+        : 0
       if (candidates && candidates.length > 0 && found === 0) {
-        throw new MigrateError(`None of the ${candidates.length} users whose token verified exists in this database: the run folder belongs to another site`, {
-          exitCode: EXIT_CODES.runConflict,
-          suggestion: 'Point --database-url / --ckan-ini at the site of this run, or pass the --out of this site.',
-        })
+        throw new MigrateError(
+          `None of the ${candidates.length} users whose token verified exists in this database: the run folder belongs to another site`,
+          {
+            exitCode: EXIT_CODES.runConflict,
+            suggestion: 'Point --database-url / --ckan-ini at the site of this run, or pass the --out of this site.',
+          },
+        )
       }
       const {rows} = candidates
-        ? await sql.query<UserRow>(`SELECT id, name, state, sysadmin, apikey FROM "user" WHERE id = ANY($1) AND apikey IS NOT NULL ORDER BY name ${lock}`, [candidates])
-        : await sql.query<UserRow>(`SELECT id, name, state, sysadmin, apikey FROM "user" WHERE apikey IS NOT NULL ORDER BY name ${lock}`)
+        ? await sql.query<UserRow>(
+            `SELECT id, name, state, sysadmin, apikey FROM "user" WHERE id = ANY($1) AND apikey IS NOT NULL ORDER BY name ${lock}`,
+            [candidates],
+          )
+        : await sql.query<UserRow>(
+            `SELECT id, name, state, sysadmin, apikey FROM "user" WHERE apikey IS NOT NULL ORDER BY name ${lock}`,
+          )
       const keep = (row: UserRow) => siteUser.protected && row.name === siteUser.name
       const affected: PurgedUser[] = rows.filter((row) => !keep(row)).map(toPurgedUser)
       const result: PurgeKeysResult = {
@@ -101,7 +115,11 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
         purged: affected.length,
         selected: candidates ? candidates.length : rows.length,
         siteUser,
-        skipped: {alreadyWithoutKey: candidates ? found - rows.length : 0, notInDatabase: candidates ? candidates.length - found : 0, siteUser: rows.length - affected.length},
+        skipped: {
+          alreadyWithoutKey: candidates ? found - rows.length : 0,
+          notInDatabase: candidates ? candidates.length - found : 0,
+          siteUser: rows.length - affected.length,
+        },
         warnings,
       }
       if (options.dryRun) {
@@ -135,27 +153,46 @@ async function commitPurge(
   now: Date,
 ): Promise<PurgeKeysResult> {
   await run.lock('purge-keys')
-  const csv = run.file(`purge-keys_${now.toISOString().replaceAll(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}.csv`)
+  const csv = run.file(
+    `purge-keys_${now
+      .toISOString()
+      .replaceAll(/[-:]/g, '')
+      .replace(/\.\d{3}Z$/, 'Z')}.csv`,
+  )
   let committed = false
   try {
     await run.record({command: 'purge-keys', dryRun: false, kind: 'run-started'})
     const basis = result.mode === 'all' ? '--all' : 'token verified'
-    await writeCsvReport(csv, [
-      {header: 'user_id', value: (user: PurgedUser) => user.id},
-      {header: 'user_name', value: (user) => user.name},
-      {header: 'state', value: (user) => user.state},
-      {header: 'sysadmin', value: (user) => user.sysadmin},
-      {header: 'key_fingerprint', value: (user) => user.keyFingerprint},
-      {header: 'basis', value: () => basis},
-    ], affected)
+    await writeCsvReport(
+      csv,
+      [
+        {header: 'user_id', value: (user: PurgedUser) => user.id},
+        {header: 'user_name', value: (user) => user.name},
+        {header: 'state', value: (user) => user.state},
+        {header: 'sysadmin', value: (user) => user.sysadmin},
+        {header: 'key_fingerprint', value: (user) => user.keyFingerprint},
+        {header: 'basis', value: () => basis},
+      ],
+      affected,
+    )
     const ids = affected.map((user) => user.id)
     const updated = await sql.query('UPDATE "user" SET apikey = NULL WHERE id = ANY($1) AND apikey IS NOT NULL', [ids])
     if (updated.rowCount !== ids.length) throw new Error(`updated ${updated.rowCount} rows instead of ${ids.length}`)
     await sql.query('COMMIT')
     committed = true
-    for (const user of kept) await run.record({kind: 'user-skipped', reason: result.siteUser.reason ?? 'site user', userId: user.id, userName: user.name})
+    for (const user of kept)
+      await run.record({
+        kind: 'user-skipped',
+        reason: result.siteUser.reason ?? 'site user',
+        userId: user.id,
+        userName: user.name,
+      })
     await run.record({count: ids.length, kind: 'keys-purged', userIds: ids})
-    await run.record({command: 'purge-keys', kind: 'run-finished', summary: {purged: ids.length, skippedSiteUser: result.skipped.siteUser}})
+    await run.record({
+      command: 'purge-keys',
+      kind: 'run-finished',
+      summary: {purged: ids.length, skippedSiteUser: result.skipped.siteUser},
+    })
     return {...result, csv}
   } catch (error) {
     if (!committed) await rm(csv, {force: true})
@@ -170,7 +207,10 @@ export function verifiedUserIds(entries: JournalEntry[]): string[] {
   const latest = new Map<string, {jti: string; ok: boolean}>()
   for (const entry of entries) {
     if (entry.kind === 'token-verified') latest.set(entry.userId, {jti: entry.jtiFingerprint, ok: entry.ok})
-    else if ((entry.kind === 'token-revoked' || entry.kind === 'token-orphan-revoked') && latest.get(entry.userId)?.jti === entry.jtiFingerprint) {
+    else if (
+      (entry.kind === 'token-revoked' || entry.kind === 'token-orphan-revoked') &&
+      latest.get(entry.userId)?.jti === entry.jtiFingerprint
+    ) {
       latest.set(entry.userId, {jti: entry.jtiFingerprint, ok: false})
     }
   }
@@ -183,31 +223,51 @@ async function readCkanSeries(sql: Queryable): Promise<'2.9' | '2.10+'> {
   )
   const user = await sql.query<{exists: boolean}>(`SELECT to_regclass('"user"') IS NOT NULL AS exists`)
   if (!user.rows[0]?.exists) {
-    throw new MigrateError('This database has no "user" table: it is not a CKAN database', {exitCode: EXIT_CODES.notCkanDatabase, suggestion: "Point --database-url (or --ckan-ini) at the CKAN site's own database."})
+    throw new MigrateError('This database has no "user" table: it is not a CKAN database', {
+      exitCode: EXIT_CODES.notCkanDatabase,
+      suggestion: "Point --database-url (or --ckan-ini) at the CKAN site's own database.",
+    })
   }
   return rows[0]?.has ? '2.10+' : '2.9'
 }
 
-async function checkBackup(sql: Queryable, backup: PurgeKeysOptions['backup'], now: Date): Promise<PurgeKeysResult['backup']> {
+async function checkBackup(
+  sql: Queryable,
+  backup: PurgeKeysOptions['backup'],
+  now: Date,
+): Promise<PurgeKeysResult['backup']> {
   if (backup === 'none') return null
   const file = resolve(backup.file)
   const sidecar = await readBackupSidecar(file)
   try {
     await stat(file)
   } catch {
-    throw bad(`The backup ${file} is missing (only its sidecar is there)`, 'Name the backup file itself with --backup, or make a new one with ckan-migrate backup.')
+    throw bad(
+      `The backup ${file} is missing (only its sidecar is there)`,
+      'Name the backup file itself with --backup, or make a new one with ckan-migrate backup.',
+    )
   }
   const ageHours = (now.getTime() - Date.parse(sidecar.createdAt)) / 3_600_000
   if (!(ageHours <= backup.maxAgeHours) || ageHours < -1) {
-    throw bad(`The backup ${basename(file)} is ${ageHours.toFixed(1)} hours old, more than --max-backup-age ${backup.maxAgeHours}`, 'Make a fresh one with ckan-migrate backup right before purging keys.')
+    throw bad(
+      `The backup ${basename(file)} is ${ageHours.toFixed(1)} hours old, more than --max-backup-age ${backup.maxAgeHours}`,
+      'Make a fresh one with ckan-migrate backup right before purging keys.',
+    )
   }
   if ((await sha256OfFile(file)) !== sidecar.sha256) {
-    throw bad(`The backup ${basename(file)} does not match the SHA-256 in its sidecar: it changed or is damaged`, 'Make a fresh one with ckan-migrate backup.')
+    throw bad(
+      `The backup ${basename(file)} does not match the SHA-256 in its sidecar: it changed or is damaged`,
+      'Make a fresh one with ckan-migrate backup.',
+    )
   }
   const database = (await sql.query<{database: string}>('SELECT current_database() AS database')).rows[0]!.database
-  const oldest = (await sql.query<{id: string}>('SELECT id FROM "user" ORDER BY created NULLS LAST, id LIMIT 1')).rows[0]?.id ?? null
+  const oldest =
+    (await sql.query<{id: string}>('SELECT id FROM "user" ORDER BY created NULLS LAST, id LIMIT 1')).rows[0]?.id ?? null
   if (sidecar.identity.database !== database || sidecar.identity.oldestUserId !== oldest) {
-    throw bad(`The backup ${basename(file)} is of another database (${sidecar.identity.database}, site ${sidecar.site})`, 'Back up this very database with ckan-migrate backup, then pass that file.')
+    throw bad(
+      `The backup ${basename(file)} is of another database (${sidecar.identity.database}, site ${sidecar.site})`,
+      'Back up this very database with ckan-migrate backup, then pass that file.',
+    )
   }
   return {ageHours: Math.round(ageHours * 100) / 100, file}
 }
@@ -216,7 +276,11 @@ async function checkBackup(sql: Queryable, backup: PurgeKeysOptions['backup'], n
  * On 2.9, DataPusher always sends the site user's key and XLoader before 2.1 falls back to it
  * (≤0.10 always; 0.11–2.0 when ckanext.xloader.api_token is unset): clearing it breaks their jobs.
  */
-async function decideSiteUser(options: PurgeKeysOptions, series: '2.9' | '2.10+', run: RunFolder): Promise<PurgeKeysResult['siteUser']> {
+async function decideSiteUser(
+  options: PurgeKeysOptions,
+  series: '2.9' | '2.10+',
+  run: RunFolder,
+): Promise<PurgeKeysResult['siteUser']> {
   const ini = options.ini
   let name = effectiveSetting(ini, 'ckan.site_id').value ?? null
   if (!name && ini) {
@@ -226,10 +290,23 @@ async function decideSiteUser(options: PurgeKeysOptions, series: '2.9' | '2.10+'
   name ??= run.meta.site.siteUserName ?? null
   if (series !== '2.9' || options.includeSiteUser) return {name, protected: false, reason: null}
   const plugins = ini?.plugins()
-  const users = !plugins ? 'plugins unknown (no --ckan-ini)' : plugins.includes('datapusher') ? 'DataPusher is enabled' : plugins.includes('xloader') ? 'XLoader is enabled (before 2.1 it falls back to this key)' : undefined
+  const users = !plugins
+    ? 'plugins unknown (no --ckan-ini)'
+    : plugins.includes('datapusher')
+      ? 'DataPusher is enabled'
+      : plugins.includes('xloader')
+        ? 'XLoader is enabled (before 2.1 it falls back to this key)'
+        : undefined
   if (!users) return {name, protected: false, reason: null}
   if (!name) {
-    throw bad('Cannot tell which user is the site user (no ckan.site_id, no ckan.site_url)', 'Pass --ckan-ini with the site\'s ckan.ini, or --include-site-user if DataPusher and XLoader no longer use its key.')
+    throw bad(
+      'Cannot tell which user is the site user (no ckan.site_id, no ckan.site_url)',
+      "Pass --ckan-ini with the site's ckan.ini, or --include-site-user if DataPusher and XLoader no longer use its key.",
+    )
   }
-  return {name, protected: true, reason: `Keeping the site user ${name}'s key: on CKAN 2.9 ${users}, and its jobs authenticate with that key. Clear it after the upgrade, or pass --include-site-user.`}
+  return {
+    name,
+    protected: true,
+    reason: `Keeping the site user ${name}'s key: on CKAN 2.9 ${users}, and its jobs authenticate with that key. Clear it after the upgrade, or pass --include-site-user.`,
+  }
 }

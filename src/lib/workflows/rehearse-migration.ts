@@ -8,7 +8,12 @@ import {readCkanIni} from '../ckan/ckan-ini.js'
 import {describeError, EXIT_CODES, MigrateError} from '../errors.js'
 import {openRunFolder} from '../files/run-folder.js'
 import {writeSecretFile} from '../files/secret-file.js'
-import {type ContinuityProbe as Probe, ContinuityProbe, type ProbeClient, type ProbeStats} from '../sandbox/continuity-probe.js'
+import {
+  type ContinuityProbe as Probe,
+  ContinuityProbe,
+  type ProbeClient,
+  type ProbeStats,
+} from '../sandbox/continuity-probe.js'
 import {upgradeSandboxDatabase} from '../sandbox/sandbox-site.js'
 import {Secret} from '../secret.js'
 import {auditSite} from './audit.js'
@@ -112,7 +117,15 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
   try {
     // A site upgraded from 2.8, as most 2.9 sites with legacy keys are: no api_token.* lines, so
     // tokens are signed with beaker.session.secret and the secret must be pinned before 2.11.
-    sandbox = await startSandbox({ckanVersion: '2.9', databaseUrl: options.databaseUrl, dir, port: 0, seed: options.seed, site: {apiTokenLines: false}, users: options.users})
+    sandbox = await startSandbox({
+      ckanVersion: '2.9',
+      databaseUrl: options.databaseUrl,
+      dir,
+      port: 0,
+      seed: options.seed,
+      site: {apiTokenLines: false},
+      users: options.users,
+    })
     const site = sandbox.site
     paths.ckanIni = site.ckanIni
     sql = new pg.Client({connectionString: site.databaseUrl})
@@ -133,7 +146,10 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
           ? await backupEmbeddedDatabase({...common, db: site.pglite})
           : await backupDatabase({...common, databaseUrl: site.databaseUrl})
       paths.backup = backup.file
-      return {detail: `${backup.file} (${backup.bytes} bytes, ${backup.tables.length} tables, ${backup.dumpFormat})`, ok: backup.bytes !== null}
+      return {
+        detail: `${backup.file} (${backup.bytes} bytes, ${backup.tables.length} tables, ${backup.dumpFormat})`,
+        ok: backup.bytes !== null,
+      }
     })
 
     probe = new ContinuityProbe({ckanUrl: site.ckanUrl})
@@ -144,7 +160,12 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       {credential: datapusher ?? siteKey, kind: 'service', label: 'datapusher', userName: site.siteUserName},
     ]
     let services = serviceClients(undefined, undefined)
-    let people: ProbeClient[] = users.map((user) => ({credential: user.key, kind: 'user', label: user.name, userName: user.name}))
+    let people: ProbeClient[] = users.map((user) => ({
+      credential: user.key,
+      kind: 'user',
+      label: user.name,
+      userName: user.name,
+    }))
     probe.setClients([...people, ...services])
     probe.setPhase('before the migration')
     await probe.round()
@@ -153,29 +174,66 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     await step('audit', 'NOT READY: blockers for 2.10/2.11', async () => {
       const audit = await auditSite({ckanIniPath: site.ckanIni, ckanUrl, csvPath: auditCsv})
       const ids = audit.findings.filter((finding) => finding.severity === 'blocker').map((finding) => finding.id)
-      return {detail: `${audit.verdict.status}, ${audit.verdict.blockers} blockers: ${ids.join(', ')}`, ok: audit.verdict.status === 'NOT READY'}
+      return {
+        detail: `${audit.verdict.status}, ${audit.verdict.blockers} blockers: ${ids.join(', ')}`,
+        ok: audit.verdict.status === 'NOT READY',
+      }
     })
 
-    await step('fix duplicate emails', 'no two active users share an email (an admin decision; here: renamed)', async () => {
-      const fixed = await fixDuplicateEmails(db)
-      return {detail: `${fixed} addresses made unique`, ok: true}
-    })
+    await step(
+      'fix duplicate emails',
+      'no two active users share an email (an admin decision; here: renamed)',
+      async () => {
+        const fixed = await fixDuplicateEmails(db)
+        return {detail: `${fixed} addresses made unique`, ok: true}
+      },
+    )
 
     await step('rewrite-config --dry-run', 'a redacted diff, no file changed, no token created', async () => {
       const before = await tokenCount(db)
-      const plan = await rewriteServiceConfigs({alsoPaths: [], chainTarget: 'defining', ckan: admin, ckanIniPath: site.ckanIni, dryRun: true, envFilePaths: [], fixHeader: false, out: runFolder, services: [], tokenFiles: [], tokenLifetimeDays: 365})
+      const plan = await rewriteServiceConfigs({
+        alsoPaths: [],
+        chainTarget: 'defining',
+        ckan: admin,
+        ckanIniPath: site.ckanIni,
+        dryRun: true,
+        envFilePaths: [],
+        fixHeader: false,
+        out: runFolder,
+        services: [],
+        tokenFiles: [],
+        tokenLifetimeDays: 365,
+      })
       const after = await tokenCount(db)
       const changes = plan.files.reduce((total, file) => total + file.changes.length, 0)
-      return {detail: `${changes} settings would change; services ${plan.services.map((service) => service.service).join(', ')}`, ok: before === after && changes > 0}
+      return {
+        detail: `${changes} settings would change; services ${plan.services.map((service) => service.service).join(', ')}`,
+        ok: before === after && changes > 0,
+      }
     })
 
     await step('rewrite-config', 'service tokens in ckan.ini, JWT secret pinned; CKAN restarted', async () => {
-      const result = await rewriteServiceConfigs({alsoPaths: [], chainTarget: 'defining', ckan: admin, ckanIniPath: site.ckanIni, dryRun: false, envFilePaths: [], fixHeader: false, out: runFolder, services: [], tokenFiles: [], tokenLifetimeDays: 365})
+      const result = await rewriteServiceConfigs({
+        alsoPaths: [],
+        chainTarget: 'defining',
+        ckan: admin,
+        ckanIniPath: site.ckanIni,
+        dryRun: false,
+        envFilePaths: [],
+        fixHeader: false,
+        out: runFolder,
+        services: [],
+        tokenFiles: [],
+        tokenLifetimeDays: 365,
+      })
       await site.emulator.loadConfig()
       const ini = await readCkanIni(site.ckanIni)
       const xloader = ini.get('ckanext.xloader.api_token')
       const datapusher = ini.get('ckan.datapusher.api_token')
-      services = serviceClients(xloader ? new Secret(xloader) : undefined, datapusher ? new Secret(datapusher) : undefined)
+      services = serviceClients(
+        xloader ? new Secret(xloader) : undefined,
+        datapusher ? new Secret(datapusher) : undefined,
+      )
       probe!.setClients([...people, ...services])
       return {
         detail: `${result.services.map((service) => `${service.service}: ${service.tokenSource}`).join(', ')}; JWT secret pinned: ${result.secretPinning ? result.secretPinning.keys.join(' and ') : 'already'}`,
@@ -185,40 +243,81 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
 
     await step('issue-tokens --dry-run', 'the plan; no token created', async () => {
       const before = await tokenCount(db)
-      const plan = await issueTokens({apiKeyFile: site.apiKeyFile, ckanIniPath: site.ckanIni, ckanUrl, concurrency: 4, dryRun: true, out: runFolder})
-      return {detail: `${plan.counts.planned} planned, ${plan.counts.skipped} skipped`, ok: plan.counts.planned > 0 && before === (await tokenCount(db))}
+      const plan = await issueTokens({
+        apiKeyFile: site.apiKeyFile,
+        ckanIniPath: site.ckanIni,
+        ckanUrl,
+        concurrency: 4,
+        dryRun: true,
+        out: runFolder,
+      })
+      return {
+        detail: `${plan.counts.planned} planned, ${plan.counts.skipped} skipped`,
+        ok: plan.counts.planned > 0 && before === (await tokenCount(db)),
+      }
     })
 
     let issued = 0
     await step('issue-tokens', 'exactly one token per selected user, stored in the run folder', async () => {
-      const result = await issueTokens({apiKeyFile: site.apiKeyFile, ckanIniPath: site.ckanIni, ckanUrl, concurrency: 4, dryRun: false, out: runFolder})
+      const result = await issueTokens({
+        apiKeyFile: site.apiKeyFile,
+        ckanIniPath: site.ckanIni,
+        ckanUrl,
+        concurrency: 4,
+        dryRun: false,
+        out: runFolder,
+      })
       paths.report = result.reportPath
       issued = result.counts.issued
-      return {detail: `${result.counts.issued} issued, ${result.counts.skipped} skipped, ${result.counts.failed} failed`, ok: result.counts.failed === 0 && result.counts.issued > 0}
+      return {
+        detail: `${result.counts.issued} issued, ${result.counts.skipped} skipped, ${result.counts.failed} failed`,
+        ok: result.counts.failed === 0 && result.counts.issued > 0,
+      }
     })
 
     await step('verify', 'every token of the run works, each used alone', async () => {
       const result = await verifyTokens({ckanIniPath: site.ckanIni, concurrency: 4, legacy: false, out: runFolder})
-      return {detail: `${result.counts.ok}/${result.counts.tokens} tokens work`, ok: result.counts.failed === 0 && result.counts.ok >= issued}
+      return {
+        detail: `${result.counts.ok}/${result.counts.tokens} tokens work`,
+        ok: result.counts.failed === 0 && result.counts.ok >= issued,
+      }
     })
 
     await step('bundle', 'an AES-encrypted .dcor-access bundle per person; passwords apart', async () => {
-      const result = await bundleAccess({database: {ckanIni: site.ckanIni}, dryRun: false, encryption: 'aes256', force: false, out: runFolder, serverCert: {file: SANDBOX_SERVER_CERT}, suffix: '.dcor-access'})
+      const result = await bundleAccess({
+        database: {ckanIni: site.ckanIni},
+        dryRun: false,
+        encryption: 'aes256',
+        force: false,
+        out: runFolder,
+        serverCert: {file: SANDBOX_SERVER_CERT},
+        suffix: '.dcor-access',
+      })
       paths.bundles = result.bundleDir
       paths.passwords = result.passwordsFile
       // Bundles delivered: from now on every person's scripts use their token, not their key.
       const run = await openRunFolder(runFolder, {create: false})
-      const tokens = new Map((await run.readTokens()).filter((token) => token.source === 'issue-tokens').map((token) => [token.userName, token.token]))
+      const tokens = new Map(
+        (await run.readTokens())
+          .filter((token) => token.source === 'issue-tokens')
+          .map((token) => [token.userName, token.token]),
+      )
       people = people.map((client) => ({...client, credential: tokens.get(client.userName) ?? client.credential}))
       probe!.setClients([...people, ...services])
       const switched = people.filter((client) => tokens.has(client.userName)).length
-      return {detail: `${result.counts.written} bundles written; ${switched}/${people.length} clients switched to their token`, ok: switched === people.length}
+      return {
+        detail: `${result.counts.written} bundles written; ${switched}/${people.length} clients switched to their token`,
+        ok: switched === people.length,
+      }
     })
 
     await step('audit again', 'READY', async () => {
       const audit = await auditSite({ckanIniPath: site.ckanIni, ckanUrl})
       const ids = audit.findings.filter((finding) => finding.severity === 'blocker').map((finding) => finding.id)
-      return {detail: `${audit.verdict.status}${ids.length > 0 ? `: ${ids.join(', ')}` : ''} (${audit.verdict.warnings} warnings)`, ok: audit.verdict.status === 'READY'}
+      return {
+        detail: `${audit.verdict.status}${ids.length > 0 ? `: ${ids.join(', ')}` : ''} (${audit.verdict.warnings} warnings)`,
+        ok: audit.verdict.status === 'READY',
+      }
     })
 
     for (const version of ['2.10', '2.11'] as const) {
@@ -237,14 +336,32 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
 
     await step('purge-keys', 'legacy keys cleared for every verified user; the backup checked first', async () => {
       const ini = await readCkanIni(site.ckanIni, {caseRule: 'preserve'})
-      const result = await purgeKeys({all: false, backup: paths.backup ? {file: paths.backup, maxAgeHours: 24} : 'none', confirm29: false, databaseUrl: site.databaseUrl, dryRun: false, includeSiteUser: false, ini, out: runFolder})
+      const result = await purgeKeys({
+        all: false,
+        backup: paths.backup ? {file: paths.backup, maxAgeHours: 24} : 'none',
+        confirm29: false,
+        databaseUrl: site.databaseUrl,
+        dryRun: false,
+        includeSiteUser: false,
+        ini,
+        out: runFolder,
+      })
       await probe!.round()
-      return {detail: `${result.purged} keys cleared; site user ${result.siteUser.protected ? 'kept' : 'cleared'}`, ok: result.purged > 0}
+      return {
+        detail: `${result.purged} keys cleared; site user ${result.siteUser.protected ? 'kept' : 'cleared'}`,
+        ok: result.purged > 0,
+      }
     })
 
     await probe.stop()
     const continuity = probe.stats()
-    return {ckanUrl: site.ckanUrl, continuity, ok: steps.every((entry) => entry.ok) && continuity.failures === 0, paths, steps}
+    return {
+      ckanUrl: site.ckanUrl,
+      continuity,
+      ok: steps.every((entry) => entry.ok) && continuity.failures === 0,
+      paths,
+      steps,
+    }
   } finally {
     await probe?.stop()
     await sql?.end().catch(() => {})
@@ -280,7 +397,8 @@ async function keyHolders(db: pg.Client, siteUserName: string): Promise<Array<{k
 
 async function siteUserKey(db: pg.Client, siteUserName: string): Promise<Secret> {
   const {rows} = await db.query<{apikey: null | string}>('SELECT apikey FROM "user" WHERE name = $1', [siteUserName])
-  if (!rows[0]?.apikey) throw new MigrateError('The sandbox site user has no legacy key', {exitCode: EXIT_CODES.unexpected})
+  if (!rows[0]?.apikey)
+    throw new MigrateError('The sandbox site user has no legacy key', {exitCode: EXIT_CODES.unexpected})
   return new Secret(rows[0].apikey)
 }
 

@@ -55,28 +55,50 @@ const COLUMNS: ReadonlyArray<CsvColumn<Row>> = [
  */
 export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult> {
   const env = options.env ?? process.env
-  const run = await openRunFolder(options.out, {create: false, site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined})
+  const run = await openRunFolder(options.out, {
+    create: false,
+    site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined,
+  })
   let tokens = await run.readTokens()
   if (options.users) {
     const wanted = new Set(options.users.map((name) => name.trim()).filter(Boolean))
     const known = new Set(tokens.flatMap((token) => [token.userId, token.userName]))
     const unknown = [...wanted].filter((name) => !known.has(name))
     if (unknown.length > 0) {
-      throw new MigrateError(`${unknown.length} of the --users have no token in this run: ${unknown.slice(0, 5).map((name) => JSON.stringify(name)).join(', ')}`, {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Name users (or ids) that issue-tokens gave a token in this run; see its report.',
-      })
+      throw new MigrateError(
+        `${unknown.length} of the --users have no token in this run: ${unknown
+          .slice(0, 5)
+          .map((name) => JSON.stringify(name))
+          .join(', ')}`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'Name users (or ids) that issue-tokens gave a token in this run; see its report.',
+        },
+      )
     }
     tokens = tokens.filter((token) => wanted.has(token.userId) || wanted.has(token.userName))
   }
   const credential = await readCredential({env, file: options.apiKeyFile})
   if (credential.warning) options.onWarning?.(credential.warning)
-  const site = await preflightSite({caCertPath: options.caCertPath, ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl), credential, env, fetch: options.fetch, timeoutMs: options.timeoutMs})
+  const site = await preflightSite({
+    caCertPath: options.caCertPath,
+    ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
+    credential,
+    env,
+    fetch: options.fetch,
+    timeoutMs: options.timeoutMs,
+  })
   const {client} = site
   try {
     if (options.dryRun) {
       const planned = tokens.filter((token) => !token.revokedAt).length
-      return {counts: {alreadyRevoked: tokens.length - planned, failed: 0, planned, revoked: 0, tokens: tokens.length}, dryRun: true, failures: [], reportPath: null, runId: run.meta.runId}
+      return {
+        counts: {alreadyRevoked: tokens.length - planned, failed: 0, planned, revoked: 0, tokens: tokens.length},
+        dryRun: true,
+        failures: [],
+        reportPath: null,
+        runId: run.meta.runId,
+      }
     }
     await run.lock('revoke')
     try {
@@ -101,13 +123,23 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
               await client.revokeApiToken(token.jti)
               // By full jti (0600 revoked.jsonl) so verify, bundle and a resumed issue-tokens skip it; the journal has the fingerprint.
               await run.recordRevoked([token])
-              await run.record({jtiFingerprint: token.jti.fingerprint(), kind: 'token-revoked', userId: token.userId, userName: token.userName})
+              await run.record({
+                jtiFingerprint: token.jti.fingerprint(),
+                kind: 'token-revoked',
+                userId: token.userId,
+                userName: token.userName,
+              })
               rows.push({outcome: 'revoked', token})
             } catch (error) {
               if (!(error instanceof CkanApiError)) throw error
               failed += 1
               if (failures.length < 10) failures.push({reason: error.message, user: token.userName})
-              await run.record({kind: 'user-failed', reason: error.message, userId: token.userId, userName: token.userName})
+              await run.record({
+                kind: 'user-failed',
+                reason: error.message,
+                userId: token.userId,
+                userName: token.userName,
+              })
               rows.push({outcome: `failed: ${error.message}`, token})
             }
             options.progress?.advance(failed)
@@ -116,7 +148,13 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
       )
       const reportPath = run.file(REVOKE_REPORT)
       await writeCsvReport(reportPath, COLUMNS, rows)
-      const counts = {alreadyRevoked, failed, planned: 0, revoked: rows.length - failed - alreadyRevoked, tokens: tokens.length}
+      const counts = {
+        alreadyRevoked,
+        failed,
+        planned: 0,
+        revoked: rows.length - failed - alreadyRevoked,
+        tokens: tokens.length,
+      }
       await run.record({command: 'revoke', kind: 'run-finished', summary: counts})
       return {counts, dryRun: false, failures, reportPath, runId: run.meta.runId}
     } finally {

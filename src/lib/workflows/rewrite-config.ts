@@ -18,9 +18,17 @@ import {
   writeBackup,
 } from '../services/config-file-writer.js'
 import {NEW_TOKEN_PLACEHOLDER, redactConfigLine} from '../services/config-redaction.js'
-import {normaliseServiceName, SERVICE_CATALOG, selectServices, type ServiceDefinition} from '../services/service-catalog.js'
+import {
+  normaliseServiceName,
+  SERVICE_CATALOG,
+  selectServices,
+  type ServiceDefinition,
+} from '../services/service-catalog.js'
 
-export type ServiceTokenClient = Pick<CkanApiClient, 'ckanUrl' | 'createApiToken' | 'getSiteUser' | 'listApiTokens' | 'revokeApiToken' | 'statusShow' | 'userShow'>
+export type ServiceTokenClient = Pick<
+  CkanApiClient,
+  'ckanUrl' | 'createApiToken' | 'getSiteUser' | 'listApiTokens' | 'revokeApiToken' | 'statusShow' | 'userShow'
+>
 
 export type ChainTarget = 'defining' | 'top'
 
@@ -130,49 +138,85 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
   for (const file of envFiles) for (const [name, value] of readEnvValues(file.text)) envFileValues.set(name, value)
   const runtimeEnv: NodeJS.ProcessEnv = {...env, ...Object.fromEntries(envFileValues)}
   const iniRoots = await Promise.all(
-    [options.ckanIniPath, ...options.alsoPaths].filter((path): path is string => Boolean(path)).map((path) => readCkanIni(path, {caseRule, env: runtimeEnv})),
+    [options.ckanIniPath, ...options.alsoPaths]
+      .filter((path): path is string => Boolean(path))
+      .map((path) => readCkanIni(path, {caseRule, env: runtimeEnv})),
   )
   for (const ini of iniRoots) {
     const duplicate = ini.duplicates[0]
     if (duplicate) {
-      throw new MigrateError(`${duplicate.file} sets ${duplicate.key} more than once in [app:main] (lines ${duplicate.lines.join(', ')})`, {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'CKAN’s ConfigParser refuses such a file: delete all but one of those lines, then run again.',
-      })
+      throw new MigrateError(
+        `${duplicate.file} sets ${duplicate.key} more than once in [app:main] (lines ${duplicate.lines.join(', ')})`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion: 'CKAN’s ConfigParser refuses such a file: delete all but one of those lines, then run again.',
+        },
+      )
     }
   }
   const primary = iniRoots[0] ?? iniFromEnvFile(envFileValues, options.envFilePaths[0]!, caseRule)
   const settingEnv = iniRoots[0] ? runtimeEnv : env
 
-  const plugins = new Set([...primary.plugins(), ...(effectiveSetting(primary, 'ckan.plugins', settingEnv).value ?? '').split(/\s+/).filter(Boolean)])
+  const plugins = new Set([
+    ...primary.plugins(),
+    ...(effectiveSetting(primary, 'ckan.plugins', settingEnv).value ?? '').split(/\s+/).filter(Boolean),
+  ])
   if (!iniRoots[0]) for (const plugin of status?.extensions ?? []) plugins.add(plugin)
   const services = selectServices({named: options.services, plugins: [...plugins]})
   for (const named of tokenFiles.byService.keys()) {
-    if (!services.some((service) => service.service === named)) services.push(SERVICE_CATALOG.find((service) => service.service === named)!)
+    if (!services.some((service) => service.service === named))
+      services.push(SERVICE_CATALOG.find((service) => service.service === named)!)
   }
   if (services.length === 0 && !options.fixHeader) {
-    warnings.push('No service needs a token: none of xloader, datapusher, datapusher_plus, validation is in ckan.plugins (name one with --service).')
+    warnings.push(
+      'No service needs a token: none of xloader, datapusher, datapusher_plus, validation is in ckan.plugins (name one with --service).',
+    )
   }
 
   // Which services need a new token, and for whom.
   const runFolder = await openRunFolderIfNeeded(options, services, tokenFiles)
-  const stored = runFolder ? (await runFolder.readTokens()).filter((token) => token.source === 'rewrite-config' && !token.revokedAt) : []
+  const stored = runFolder
+    ? (await runFolder.readTokens()).filter((token) => token.source === 'rewrite-config' && !token.revokedAt)
+    : []
   const plans: Array<ServicePlan & {token?: Secret}> = []
   for (const service of services) {
     const base = {configKey: service.configKey, envName: envvarsName(service.configKey), service: service.service}
     const fromFile = tokenFiles.byService.get(service.service) ?? tokenFiles.forAll
     if (fromFile) {
-      plans.push({...base, token: fromFile, tokenFingerprint: fromFile.fingerprint(), tokenName: null, tokenSource: 'token-file', user: null})
+      plans.push({
+        ...base,
+        token: fromFile,
+        tokenFingerprint: fromFile.fingerprint(),
+        tokenName: null,
+        tokenSource: 'token-file',
+        user: null,
+      })
       continue
     }
     const current = effectiveSetting(primary, service.configKey, settingEnv).value
     const reusable = stored.findLast((token) => token.service === service.service)
     if (reusable) {
-      plans.push({...base, token: reusable.token, tokenFingerprint: reusable.token.fingerprint(), tokenName: reusable.tokenName, tokenSource: 'reused', user: reusable.userName})
+      plans.push({
+        ...base,
+        token: reusable.token,
+        tokenFingerprint: reusable.token.fingerprint(),
+        tokenName: reusable.tokenName,
+        tokenSource: 'reused',
+        user: reusable.userName,
+      })
     } else if (current && credentialKind(current) === 'token') {
       const kept = new Secret(current)
-      plans.push({...base, token: kept, tokenFingerprint: kept.fingerprint(), tokenName: null, tokenSource: 'kept', user: null})
-      warnings.push(`${service.configKey} already holds an API token (${kept.fingerprint()}); it is kept. Pass --token-file ${service.service}=FILE to replace it.`)
+      plans.push({
+        ...base,
+        token: kept,
+        tokenFingerprint: kept.fingerprint(),
+        tokenName: null,
+        tokenSource: 'kept',
+        user: null,
+      })
+      warnings.push(
+        `${service.configKey} already holds an API token (${kept.fingerprint()}); it is kept. Pass --token-file ${service.service}=FILE to replace it.`,
+      )
     } else {
       plans.push({...base, tokenFingerprint: null, tokenName: null, tokenSource: 'would-create', user: null})
     }
@@ -181,16 +225,25 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
   const toCreate = plans.filter((plan) => plan.tokenSource === 'would-create')
   let serviceUser: {id: string; name: string} | undefined
   if (toCreate.length > 0 && !options.ckan && options.dryRun) {
-    warnings.push(`Creating tokens for ${toCreate.map((plan) => plan.service).join(', ')} needs --ckan-url and --api-key-file (or --token-file).`)
+    warnings.push(
+      `Creating tokens for ${toCreate.map((plan) => plan.service).join(', ')} needs --ckan-url and --api-key-file (or --token-file).`,
+    )
   } else if (toCreate.length > 0) {
     if (!options.ckan) {
-      throw new MigrateError(`Creating tokens for ${toCreate.map((plan) => plan.service).join(', ')} needs the action API`, {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass --ckan-url and --api-key-file (a sysadmin’s token or key), or give the tokens with --token-file.',
-      })
+      throw new MigrateError(
+        `Creating tokens for ${toCreate.map((plan) => plan.service).join(', ')} needs the action API`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion:
+            'Pass --ckan-url and --api-key-file (a sysadmin’s token or key), or give the tokens with --token-file.',
+        },
+      )
     }
     step('Checking the service user')
-    serviceUser = await findServiceUser(options.ckan, options.serviceUser ?? effectiveSetting(primary, 'ckan.site_id', settingEnv).value)
+    serviceUser = await findServiceUser(
+      options.ckan,
+      options.serviceUser ?? effectiveSetting(primary, 'ckan.site_id', settingEnv).value,
+    )
     for (const plan of toCreate) plan.user = serviceUser.name
   }
 
@@ -252,10 +305,18 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
       step(`Creating a token for ${plan.service}`)
       const created = await createServiceToken(options.ckan!, runFolder!, serviceUser!, {
         at: now(),
-        expiresInDays: status?.extensions.includes('expire_api_token') || plugins.has('expire_api_token') ? options.tokenLifetimeDays : undefined,
+        expiresInDays:
+          status?.extensions.includes('expire_api_token') || plugins.has('expire_api_token')
+            ? options.tokenLifetimeDays
+            : undefined,
         service: plan.service,
       })
-      Object.assign(plan, {token: created.token, tokenFingerprint: created.token.fingerprint(), tokenName: created.tokenName, tokenSource: 'created'})
+      Object.assign(plan, {
+        token: created.token,
+        tokenFingerprint: created.token.fingerprint(),
+        tokenName: created.tokenName,
+        tokenSource: 'created',
+      })
     }
 
     // Second pass with the real values; then write, each file only if it is still what we read.
@@ -270,8 +331,17 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
       }
       step(`Writing ${file.edit.file.givenPath}`)
       const backupPath = await writeBackup(file.edit.file, now())
-      await replaceConfigFile(file.edit.file, file.newText, options.onBeforeReplace ? () => options.onBeforeReplace!(file.edit.file.path) : undefined)
-      await runFolder?.record({backupPath, configPath: file.edit.file.path, keys: file.changes.map((change) => change.setting), kind: 'config-rewritten'})
+      await replaceConfigFile(
+        file.edit.file,
+        file.newText,
+        options.onBeforeReplace ? () => options.onBeforeReplace!(file.edit.file.path) : undefined,
+      )
+      await runFolder?.record({
+        backupPath,
+        configPath: file.edit.file.path,
+        keys: file.changes.map((change) => change.setting),
+        kind: 'config-rewritten',
+      })
       files.push(describeFile(file, 'changed', backupPath))
     }
     await runFolder?.record({
@@ -318,7 +388,8 @@ async function readTokenFiles(values: readonly string[]): Promise<{byService: Ma
     if (credential.kind !== 'token') {
       throw new MigrateError(`${credential.source} does not hold an API token (a JWT)`, {
         exitCode: EXIT_CODES.badInput,
-        suggestion: 'Services need API tokens from CKAN 2.10 on; legacy keys stop working. Make one with ckan user token add.',
+        suggestion:
+          'Services need API tokens from CKAN 2.10 on; legacy keys stop working. Make one with ckan user token add.',
       })
     }
     if (service) byService.set(service, credential.secret)
@@ -356,7 +427,8 @@ async function openRunFolderIfNeeded(
     if (needsTokens && !options.dryRun && options.ckan) {
       throw new MigrateError('Creating service tokens needs a run folder (--out DIR)', {
         exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass --out DIR: the tokens are stored there so revoke --out DIR can undo them, and a rerun reuses them.',
+        suggestion:
+          'Pass --out DIR: the tokens are stored there so revoke --out DIR can undo them, and a rerun reuses them.',
       })
     }
     return undefined
@@ -364,23 +436,33 @@ async function openRunFolderIfNeeded(
   if (options.dryRun) {
     // A dry run reads an existing run folder (to show reuse) but never creates one.
     try {
-      return await openRunFolder(options.out, {create: false, ...(options.ckan ? {site: {ckanUrl: options.ckan.ckanUrl.href}} : {})})
+      return await openRunFolder(options.out, {
+        create: false,
+        ...(options.ckan ? {site: {ckanUrl: options.ckan.ckanUrl.href}} : {}),
+      })
     } catch (error) {
       if (error instanceof MigrateError && error.exitCode === EXIT_CODES.badInput) return undefined
       throw error
     }
   }
-  return openRunFolder(options.out, {create: Boolean(options.ckan), ...(options.ckan ? {site: {ckanUrl: options.ckan.ckanUrl.href}} : {})})
+  return openRunFolder(options.out, {
+    create: Boolean(options.ckan),
+    ...(options.ckan ? {site: {ckanUrl: options.ckan.ckanUrl.href}} : {}),
+  })
 }
 
-async function findServiceUser(ckan: ServiceTokenClient, name: string | undefined): Promise<{id: string; name: string}> {
+async function findServiceUser(
+  ckan: ServiceTokenClient,
+  name: string | undefined,
+): Promise<{id: string; name: string}> {
   const wanted = name ?? (await ckan.getSiteUser()).name
   try {
     const user = await ckan.userShow(wanted)
     if (user.state !== 'active') {
       throw new MigrateError(`The service user ${wanted} is ${user.state}`, {
         exitCode: EXIT_CODES.ckanRejected,
-        suggestion: 'CKAN 2.10+ treats tokens of non-active users as anonymous: pass an active account with --service-user.',
+        suggestion:
+          'CKAN 2.10+ treats tokens of non-active users as anonymous: pass an active account with --service-user.',
       })
     }
     return {id: user.id, name: user.name}
@@ -427,7 +509,13 @@ async function createServiceToken(
     userName: user.name,
   }
   await runFolder.storeToken(stored)
-  await runFolder.record({jtiFingerprint: created.jti.fingerprint(), kind: 'token-issued', tokenName, userId: user.id, userName: user.name})
+  await runFolder.record({
+    jtiFingerprint: created.jti.fingerprint(),
+    kind: 'token-issued',
+    tokenName,
+    userId: user.id,
+    userName: user.name,
+  })
   return {token: created.token, tokenName}
 }
 
@@ -444,7 +532,8 @@ async function planSecretPinning(
 ): Promise<{from: string; keys: string[]; settings: Setting[]}> {
   const encode = effectiveSetting(ini, JWT_ENCODE, env)
   const decode = effectiveSetting(ini, JWT_DECODE, env)
-  const interpolated = (key: string, setting: typeof encode) => setting.source === 'ini' && (ini.raw(key) ?? '').includes('%(')
+  const interpolated = (key: string, setting: typeof encode) =>
+    setting.source === 'ini' && (ini.raw(key) ?? '').includes('%(')
   const settings: Setting[] = []
   let from: string
   if (!encode.value && !decode.value) {
@@ -459,12 +548,17 @@ async function planSecretPinning(
     if (interpolated(setKey, set)) settings.push({key: setKey, secret: true, value: set.value!})
     from = setKey
   } else {
-    for (const [key, setting] of [[JWT_ENCODE, encode], [JWT_DECODE, decode]] as const) {
+    for (const [key, setting] of [
+      [JWT_ENCODE, encode],
+      [JWT_DECODE, decode],
+    ] as const) {
       if (interpolated(key, setting)) settings.push({key, secret: true, value: setting.value!})
     }
     from = settings.length > 0 ? 'their interpolated values' : ''
     if (encode.value !== decode.value) {
-      warnings.push(`${JWT_ENCODE} and ${JWT_DECODE} differ: CKAN then cannot verify the tokens it signs (HS256 needs one secret).`)
+      warnings.push(
+        `${JWT_ENCODE} and ${JWT_DECODE} differ: CKAN then cannot verify the tokens it signs (HS256 needs one secret).`,
+      )
     }
   }
   for (const setting of settings) {
@@ -485,7 +579,11 @@ type Target = {file: ConfigFile; kind: 'env' | 'ini'; owners: Array<(setting: Se
  * Every file that may change: each ini root's chain (a key goes to the file defining it, or to
  * the top file; see ChainTarget), then the env files. A file shared by two chains is edited once.
  */
-async function collectTargets(iniRoots: readonly CkanIni[], envFiles: readonly ConfigFile[], chainTarget: ChainTarget): Promise<Target[]> {
+async function collectTargets(
+  iniRoots: readonly CkanIni[],
+  envFiles: readonly ConfigFile[],
+  chainTarget: ChainTarget,
+): Promise<Target[]> {
   const targets: Target[] = []
   const byPath = new Map<string, Target>()
   for (const ini of iniRoots) {
@@ -494,7 +592,7 @@ async function collectTargets(iniRoots: readonly CkanIni[], envFiles: readonly C
         const defining = chainTarget === 'top' ? undefined : ini.where(setting.key)?.file
         return defining === undefined ? index === 0 : defining === parsed.path
       }
-        const file = await readConfigFile(parsed.path, 'ckan.ini')
+      const file = await readConfigFile(parsed.path, 'ckan.ini')
       const existing = byPath.get(file.path)
       if (existing) {
         existing.owners.push(owns)
@@ -509,25 +607,32 @@ async function collectTargets(iniRoots: readonly CkanIni[], envFiles: readonly C
   return targets
 }
 
-function planFiles(
-  targets: readonly Target[],
-  settings: Setting[],
-  caseRule: 'lowercase' | 'preserve',
-): PlannedFile[] {
+function planFiles(targets: readonly Target[], settings: Setting[], caseRule: 'lowercase' | 'preserve'): PlannedFile[] {
   return targets.map((target) => {
     const mine = settings.filter((setting) => target.owners.some((owns) => owns(setting)))
     const edit: TargetEdit = {file: target.file, kind: target.kind, settings: mine}
     if (target.kind === 'ini') {
       const result = editIni(target.file.text, mine, {caseRule, path: target.file.givenPath, section: 'app:main'})
-      assertNoDuplicates(target.file.givenPath, result.duplicates.map((duplicate) => ({lines: duplicate.lines, name: duplicate.key})))
-      return {changes: result.changes.map((change) => ({action: change.action, line: change.line, setting: change.key})), edit, newText: result.text}
+      assertNoDuplicates(
+        target.file.givenPath,
+        result.duplicates.map((duplicate) => ({lines: duplicate.lines, name: duplicate.key})),
+      )
+      return {
+        changes: result.changes.map((change) => ({action: change.action, line: change.line, setting: change.key})),
+        edit,
+        newText: result.text,
+      }
     }
     const result = editEnvFile(
       target.file.text,
       mine.map((setting) => ({name: envvarsName(setting.key), secret: setting.secret, value: setting.value})),
     )
     assertNoDuplicates(target.file.givenPath, result.duplicates)
-    return {changes: result.changes.map((change) => ({action: change.action, line: change.line, setting: change.name})), edit, newText: result.text}
+    return {
+      changes: result.changes.map((change) => ({action: change.action, line: change.line, setting: change.name})),
+      edit,
+      newText: result.text,
+    }
   })
 }
 

@@ -54,7 +54,12 @@ async function checkFolder(dir: string): Promise<void> {
     await ensureFolderForSecrets(dir)
     await access(dir, constants.W_OK)
   } catch (error) {
-    throw folderError(dir, error, 'the sandbox folder', 'Pass a --dir you can write to (it is created 0700 if missing).')
+    throw folderError(
+      dir,
+      error,
+      'the sandbox folder',
+      'Pass a --dir you can write to (it is created 0700 if missing).',
+    )
   }
 }
 
@@ -65,8 +70,14 @@ async function checkPort(port: number): Promise<void> {
     probe.once('error', (error: NodeJS.ErrnoException) =>
       reject(
         new MigrateError(
-          error.code === 'EADDRINUSE' ? `Port ${port} on 127.0.0.1 is already in use` : `Cannot listen on 127.0.0.1:${port}: ${error.code ?? 'error'}`,
-          {cause: error, exitCode: EXIT_CODES.badInput, suggestion: 'Pick another --port, or --port 0 for any free port.'},
+          error.code === 'EADDRINUSE'
+            ? `Port ${port} on 127.0.0.1 is already in use`
+            : `Cannot listen on 127.0.0.1:${port}: ${error.code ?? 'error'}`,
+          {
+            cause: error,
+            exitCode: EXIT_CODES.badInput,
+            suggestion: 'Pick another --port, or --port 0 for any free port.',
+          },
         ),
       ),
     )

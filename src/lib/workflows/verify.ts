@@ -57,7 +57,10 @@ const COLUMNS: ReadonlyArray<CsvColumn<Row>> = [
  */
 export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult> {
   const env = options.env ?? process.env
-  const run = await openRunFolder(options.out, {create: false, site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined})
+  const run = await openRunFolder(options.out, {
+    create: false,
+    site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined,
+  })
   // Tokens `revoke` revoked (by full jti, revoked.jsonl) are rolled back on purpose: not checked.
   const all = await run.readTokens()
   const tokens = all.filter((token) => !token.revokedAt)
@@ -65,7 +68,9 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   let legacyKeys = new Map<string, Secret>()
   if (options.legacy) {
     const ini = options.ckanIniPath ? await readCkanIni(options.ckanIniPath, {env}) : undefined
-    const database = await openCkanDatabase(chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini}, env).url, {readOnly: false})
+    const database = await openCkanDatabase(chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini}, env).url, {
+      readOnly: false,
+    })
     try {
       // READ ONLY per transaction, not per session: PGlite shares one session between its clients.
       await database.client.query('BEGIN TRANSACTION READ ONLY')
@@ -75,7 +80,12 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       await database.close()
     }
   }
-  const client = new CkanApiClient({caCertPath: options.caCertPath, ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl), fetch: options.fetch, timeoutMs: options.timeoutMs})
+  const client = new CkanApiClient({
+    caCertPath: options.caCertPath,
+    ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
+    fetch: options.fetch,
+    timeoutMs: options.timeoutMs,
+  })
   await run.lock('verify')
   const rows: Row[] = []
   const failures: VerifyResult['failures'] = []
@@ -91,7 +101,14 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
           if (options.signal?.aborted) return
           const check = await probe(client.withCredential(token.token), token.userId)
           const ok = check.status === '200'
-          await run.record({jtiFingerprint: token.jti.fingerprint(), kind: 'token-verified', ok, status: check.status, userId: token.userId, userName: token.userName})
+          await run.record({
+            jtiFingerprint: token.jti.fingerprint(),
+            kind: 'token-verified',
+            ok,
+            status: check.status,
+            userId: token.userId,
+            userName: token.userName,
+          })
           let legacy = 'not checked'
           const key = legacyKeys.get(token.userId)
           if (options.legacy) {
@@ -104,7 +121,8 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
           const good = ok && legacy !== 'still accepted'
           if (!good) {
             failed += 1
-            if (failures.length < 10) failures.push({reason: ok ? 'legacy key still accepted' : check.reason, user: token.userName})
+            if (failures.length < 10)
+              failures.push({reason: ok ? 'legacy key still accepted' : check.reason, user: token.userName})
           }
           rows.push({legacy, outcome: ok ? 'ok' : `not accepted: ${check.reason}`, status: check.status, token})
           options.progress?.advance(failed)
@@ -113,7 +131,13 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
     )
     const reportPath = run.file(VERIFY_REPORT)
     await writeCsvReport(reportPath, COLUMNS, rows)
-    const counts = {failed, legacyStillAccepted, ok: rows.filter((row) => row.status === '200').length, revoked, tokens: tokens.length}
+    const counts = {
+      failed,
+      legacyStillAccepted,
+      ok: rows.filter((row) => row.status === '200').length,
+      revoked,
+      tokens: tokens.length,
+    }
     await run.record({command: 'verify', kind: 'run-finished', summary: counts})
     return {counts, failures, reportPath, runId: run.meta.runId}
   } finally {

@@ -13,9 +13,26 @@ describe('printable', () => {
 })
 
 describe('decideVerdict', () => {
-  const finding = (severity: 'blocker' | 'info' | 'warning') => ({count: 1, fix: '', id: severity, sample: [], severity, title: ''})
+  const finding = (severity: 'blocker' | 'info' | 'warning') => ({
+    count: 1,
+    fix: '',
+    id: severity,
+    sample: [],
+    severity,
+    title: '',
+  })
   it('is READY only without blockers, with the counts behind it', () => {
-    expect(decideVerdict([finding('warning'), finding('info')])).toEqual({blockers: 0, infos: 1, status: 'READY', warnings: 1})
-    expect(decideVerdict([finding('blocker'), finding('blocker'), finding('info')])).toEqual({blockers: 2, infos: 1, status: 'NOT READY', warnings: 0})
+    expect(decideVerdict([finding('warning'), finding('info')])).toEqual({
+      blockers: 0,
+      infos: 1,
+      status: 'READY',
+      warnings: 1,
+    })
+    expect(decideVerdict([finding('blocker'), finding('blocker'), finding('info')])).toEqual({
+      blockers: 2,
+      infos: 1,
+      status: 'NOT READY',
+      warnings: 0,
+    })
   })
 })

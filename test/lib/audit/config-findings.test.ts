@@ -9,15 +9,27 @@ function iniOf(lines: string[], caseRule: 'lowercase' | 'preserve' = 'lowercase'
   return new CkanIni([parseIniText(['[app:main]', ...lines].join('\n'), '/etc/ckan/ckan.ini')], {caseRule, env: {}})
 }
 
-async function findingsOf(lines: string[], options: {caseRule?: 'lowercase' | 'preserve'; env?: NodeJS.ProcessEnv; version?: '2.10' | '2.11' | '2.9'} = {}) {
+async function findingsOf(
+  lines: string[],
+  options: {caseRule?: 'lowercase' | 'preserve'; env?: NodeJS.ProcessEnv; version?: '2.10' | '2.11' | '2.9'} = {},
+) {
   const ini = iniOf(lines, options.caseRule)
-  const findings = await collectConfigFindings({env: options.env ?? {}, ini, plugins: ini.plugins(), version: options.version})
+  const findings = await collectConfigFindings({
+    env: options.env ?? {},
+    ini,
+    plugins: ini.plugins(),
+    version: options.version,
+  })
   // No finding ever shows a secret value.
   expect(JSON.stringify(findings)).not.toContain(SECRET)
   return new Map(findings.map((finding) => [finding.id, finding]))
 }
 
-const PINNED = [`beaker.session.secret = ${SECRET}`, `api_token.jwt.encode.secret = string:${SECRET}`, `api_token.jwt.decode.secret = string:${SECRET}`]
+const PINNED = [
+  `beaker.session.secret = ${SECRET}`,
+  `api_token.jwt.encode.secret = string:${SECRET}`,
+  `api_token.jwt.decode.secret = string:${SECRET}`,
+]
 
 describe('collectConfigFindings', () => {
   it('is quiet about a pinned configuration except for the informational reminders', async () => {
@@ -28,17 +40,34 @@ describe('collectConfigFindings', () => {
   it('calls unpinned JWT secrets a blocker and names the fallback of the version', async () => {
     const on29 = await findingsOf([`beaker.session.secret = ${SECRET}`])
     expect(on29.get('jwt-secrets-not-pinned')).toMatchObject({count: 2, severity: 'blocker'})
-    expect(on29.get('jwt-secrets-not-pinned')!.title).toMatch(/signed with beaker\.session\.secret now and with SECRET_KEY on 2\.11/)
-    const onlyEncode = await findingsOf([`beaker.session.secret = other`, `api_token.jwt.encode.secret = string:${SECRET}`])
+    expect(on29.get('jwt-secrets-not-pinned')!.title).toMatch(
+      /signed with beaker\.session\.secret now and with SECRET_KEY on 2\.11/,
+    )
+    const onlyEncode = await findingsOf([
+      `beaker.session.secret = other`,
+      `api_token.jwt.encode.secret = string:${SECRET}`,
+    ])
     expect(onlyEncode.get('jwt-secrets-not-pinned')).toMatchObject({sample: ['api_token.jwt.decode.secret']})
     // decode falls back to beaker.session.secret, which is not the encode secret.
-    expect(onlyEncode.get('jwt-secrets-differ')).toMatchObject({details: {decodeFrom: 'beaker.session.secret'}, severity: 'blocker'})
+    expect(onlyEncode.get('jwt-secrets-differ')).toMatchObject({
+      details: {decodeFrom: 'beaker.session.secret'},
+      severity: 'blocker',
+    })
   })
 
   it('flags a secret without its string: prefix, secrets that differ, and %(...)s secrets', async () => {
-    const bare = await findingsOf([`api_token.jwt.encode.secret = ${SECRET}`, `api_token.jwt.decode.secret = string:${SECRET}`])
-    expect(bare.get('jwt-secret-without-prefix')).toMatchObject({sample: ['api_token.jwt.encode.secret'], severity: 'blocker'})
-    const differ = await findingsOf([`api_token.jwt.encode.secret = string:${SECRET}`, 'api_token.jwt.decode.secret = string:another'])
+    const bare = await findingsOf([
+      `api_token.jwt.encode.secret = ${SECRET}`,
+      `api_token.jwt.decode.secret = string:${SECRET}`,
+    ])
+    expect(bare.get('jwt-secret-without-prefix')).toMatchObject({
+      sample: ['api_token.jwt.encode.secret'],
+      severity: 'blocker',
+    })
+    const differ = await findingsOf([
+      `api_token.jwt.encode.secret = string:${SECRET}`,
+      'api_token.jwt.decode.secret = string:another',
+    ])
     expect(differ.get('jwt-secrets-differ')).toMatchObject({count: 2, severity: 'blocker'})
     const interpolated = await findingsOf([
       `beaker.session.secret = ${SECRET}`,
@@ -58,12 +87,22 @@ describe('collectConfigFindings', () => {
       'ckanext.xloader.api_token = NOT_SET',
       'ckan.datapusher.api_token = 0f0e2c3a-1b2c-4d5e-8f90-0123456789ab',
     ])
-    expect(findings.get('service-token-missing')).toMatchObject({sample: ['xloader (ckanext.xloader.api_token)'], severity: 'blocker'})
+    expect(findings.get('service-token-missing')).toMatchObject({
+      sample: ['xloader (ckanext.xloader.api_token)'],
+      severity: 'blocker',
+    })
     // datapusher_plus falls back to ckan.datapusher.api_token, which holds a legacy key.
-    expect(findings.get('service-token-is-legacy-key')).toMatchObject({sample: ['datapusher_plus (ckan.datapusher.api_token)'], severity: 'blocker'})
+    expect(findings.get('service-token-is-legacy-key')).toMatchObject({
+      sample: ['datapusher_plus (ckan.datapusher.api_token)'],
+      severity: 'blocker',
+    })
     expect(findings.get('validation-token-missing')).toMatchObject({severity: 'warning'})
     expect(JSON.stringify([...findings.values()])).not.toContain('0f0e2c3a-1b2c')
-    const noAuthHeader = await findingsOf([...PINNED, 'ckan.plugins = validation', 'ckanext.validation.pass_auth_header = false'])
+    const noAuthHeader = await findingsOf([
+      ...PINNED,
+      'ckan.plugins = validation',
+      'ckanext.validation.pass_auth_header = false',
+    ])
     expect(noAuthHeader.has('validation-token-missing')).toBe(false)
   })
 
@@ -75,15 +114,25 @@ describe('collectConfigFindings', () => {
       'ckan.plugins = expire_api_token',
       'expire_api_token.default_lifetime = 3600',
     ])
-    expect(findings.get('apikey-header-name-set')).toMatchObject({details: {value: 'X-CKAN-API-Key'}, severity: 'warning'})
+    expect(findings.get('apikey-header-name-set')).toMatchObject({
+      details: {value: 'X-CKAN-API-Key'},
+      severity: 'warning',
+    })
     expect(findings.get('create-default-api-keys')).toMatchObject({severity: 'warning'})
     expect(findings.get('cookie-auth-in-api')).toMatchObject({severity: 'info'})
-    expect(findings.get('expire-api-token-enabled')).toMatchObject({details: {defaultLifetime: '3600'}, severity: 'warning'})
+    expect(findings.get('expire-api-token-enabled')).toMatchObject({
+      details: {defaultLifetime: '3600'},
+      severity: 'warning',
+    })
     expect(findings.has('tokens-never-expire')).toBe(false)
   })
 
   it('applies the environment: ckanext-envvars names (plugin enabled) and core CKAN_* overrides, naming variables only', async () => {
-    const env = {CKAN___API_TOKEN__JWT__DECODE__SECRET: `string:${SECRET}`, CKAN_SITE_ID: 'portal', CKANEXT__XLOADER__API_TOKEN: 'eyJ.e30.sig'}
+    const env = {
+      CKAN___API_TOKEN__JWT__DECODE__SECRET: `string:${SECRET}`,
+      CKAN_SITE_ID: 'portal',
+      CKANEXT__XLOADER__API_TOKEN: 'eyJ.e30.sig',
+    }
     const findings = await findingsOf(
       [`api_token.jwt.encode.secret = string:${SECRET}`, 'ckan.plugins = xloader envvars'],
       {env},
@@ -105,7 +154,10 @@ describe('collectConfigFindings', () => {
 
   it('calls a key written twice in [app:main] a blocker', async () => {
     const findings = await findingsOf([...PINNED, 'ckan.site_id = a', 'ckan.site_id = b'])
-    expect(findings.get('ini-duplicate-keys')).toMatchObject({sample: ['ckan.site_id (/etc/ckan/ckan.ini lines 5, 6)'], severity: 'blocker'})
+    expect(findings.get('ini-duplicate-keys')).toMatchObject({
+      sample: ['ckan.site_id (/etc/ckan/ckan.ini lines 5, 6)'],
+      severity: 'blocker',
+    })
   })
 
   it('without a ckan.ini, says the configuration was not checked and uses status_show plugins', async () => {

@@ -47,9 +47,16 @@ describe('scanUsers', () => {
         'good-upper': '0F0E2C3A-1B2C-4D5E-8F90-0123456789AB',
       }
       for (const [name, key] of Object.entries(keys)) {
-        await client.query(`INSERT INTO "user" (id, name, apikey, state, sysadmin) VALUES ($1, $1, $2, 'active', false)`, [name, key])
+        await client.query(
+          `INSERT INTO "user" (id, name, apikey, state, sysadmin) VALUES ($1, $1, $2, 'active', false)`,
+          [name, key],
+        )
       }
-      const {findings} = await collectUserFindings(client, {checkDuplicateEmails: true, hasApiTokenTable: true, siteUserName: 'default'})
+      const {findings} = await collectUserFindings(client, {
+        checkDuplicateEmails: true,
+        hasApiTokenTable: true,
+        siteUserName: 'default',
+      })
       const notUuid = findings.find((finding) => finding.id === 'legacy-keys-not-uuid')!
       expect(notUuid.count).toBe(3)
       expect([...notUuid.sample].sort()).toEqual(['bad-dashes', 'bad-hex', 'bad-short'])

@@ -25,10 +25,17 @@ describe('duplicate keys and duplicate active emails', () => {
         ['mail-pending', 'other-key', 'a@example.org', 'pending'],
       ]
       for (const [name, apikey, email, state] of users) {
-        await client.query(`INSERT INTO "user" (id, name, apikey, email, state, sysadmin) VALUES ($1, $1, $2, $3, $4, false)`, [name, apikey, email, state])
+        await client.query(
+          `INSERT INTO "user" (id, name, apikey, email, state, sysadmin) VALUES ($1, $1, $2, $3, $4, false)`,
+          [name, apikey, email, state],
+        )
       }
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const {findings} = await collectUserFindings(client, {checkDuplicateEmails: true, hasApiTokenTable: true, siteUserName: 'default'})
+      const {findings} = await collectUserFindings(client, {
+        checkDuplicateEmails: true,
+        hasApiTokenTable: true,
+        siteUserName: 'default',
+      })
       await client.query('COMMIT')
       const keys = findings.find((finding) => finding.id === 'legacy-keys-duplicated')!
       expect(keys.count).toBe(2)
@@ -50,10 +57,17 @@ describe('duplicate keys and duplicate active emails', () => {
     try {
       await createCkanSchema(client, '2.9')
       for (const name of ['one', 'two', 'three']) {
-        await client.query(`INSERT INTO "user" (id, name, apikey, email, state, sysadmin) VALUES ($1, $1, $1 || '-key', $1 || '@example.org', 'active', false)`, [name])
+        await client.query(
+          `INSERT INTO "user" (id, name, apikey, email, state, sysadmin) VALUES ($1, $1, $1 || '-key', $1 || '@example.org', 'active', false)`,
+          [name],
+        )
       }
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const {findings} = await collectUserFindings(client, {checkDuplicateEmails: true, hasApiTokenTable: true, siteUserName: 'default'})
+      const {findings} = await collectUserFindings(client, {
+        checkDuplicateEmails: true,
+        hasApiTokenTable: true,
+        siteUserName: 'default',
+      })
       await client.query('COMMIT')
       expect(findings.map((finding) => finding.id)).not.toContain('legacy-keys-duplicated')
       expect(findings.map((finding) => finding.id)).not.toContain('duplicate-active-emails')

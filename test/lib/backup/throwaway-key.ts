@@ -32,7 +32,13 @@ export async function makeThrowawayKey(folder?: string): Promise<ThrowawayKey> {
   const secretKeyFile = join(dir, 'backup-secret.asc')
   await writeFile(publicKeyFile, publicKey)
   await writeFile(secretKeyFile, privateKey, {mode: 0o600})
-  return {fingerprint: key.getFingerprint().toUpperCase(), keyId: key.getKeyID().toHex().toUpperCase(), passphrase, publicKeyFile, secretKeyFile}
+  return {
+    fingerprint: key.getFingerprint().toUpperCase(),
+    keyId: key.getKeyID().toHex().toUpperCase(),
+    passphrase,
+    publicKeyFile,
+    secretKeyFile,
+  }
 }
 
 /** A GnuPG home of its own holding only `key`'s public half; sets GNUPGHOME for the test. */

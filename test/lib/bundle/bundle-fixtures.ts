@@ -32,7 +32,10 @@ export type FixtureUser = {email?: string; id?: string; name: string}
 export type FixtureRun = {folder: RunFolder; path: string; tokens: Map<string, {jti: string; token: string}>}
 
 /** A run folder with one issue-tokens token per user (and a service token that must never be bundled). */
-export async function makeRun(users: readonly FixtureUser[], ckanUrl = 'https://dcor.example.org'): Promise<FixtureRun> {
+export async function makeRun(
+  users: readonly FixtureUser[],
+  ckanUrl = 'https://dcor.example.org',
+): Promise<FixtureRun> {
   const path = join(await temporaryFolder(), 'run')
   const folder = await openRunFolder(path, {create: true, site: {ckanUrl}})
   const tokens = new Map<string, {jti: string; token: string}>()
@@ -64,13 +67,31 @@ export async function makeRun(users: readonly FixtureUser[], ckanUrl = 'https://
 }
 
 /** A self-signed certificate (and its key) for `cn`, made with openssl. */
-export async function makeCertificate(cn: string, san = `DNS:${cn}`): Promise<{cert: string; certPath: string; key: string; keyPath: string}> {
+export async function makeCertificate(
+  cn: string,
+  san = `DNS:${cn}`,
+): Promise<{cert: string; certPath: string; key: string; keyPath: string}> {
   const folder = await temporaryFolder()
   const certPath = join(folder, `${cn}.cert`)
   const keyPath = join(folder, `${cn}.key`)
   await run('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', `/CN=${cn}`, '-addext', `subjectAltName=${san}`,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    keyPath,
+    '-out',
+    certPath,
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${cn}`,
+    '-addext',
+    `subjectAltName=${san}`,
   ])
   const {readFile} = await import('node:fs/promises')
   return {cert: await readFile(certPath, 'utf8'), certPath, key: await readFile(keyPath, 'utf8'), keyPath}

@@ -9,7 +9,9 @@ describe('encryptedZip', () => {
   })
 
   it('never stores the plaintext, and salts every archive differently', async () => {
-    const entries = [{data: Buffer.from('eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.payload.signature\n'), name: 'api_key.txt'}]
+    const entries = [
+      {data: Buffer.from('eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.payload.signature\n'), name: 'api_key.txt'},
+    ]
     for (const encryption of ['aes256', 'zipcrypto'] as const) {
       const first = Buffer.from(await encryptedZip(entries, new Secret('pw-one-two-three'), encryption))
       const second = Buffer.from(await encryptedZip(entries, new Secret('pw-one-two-three'), encryption))

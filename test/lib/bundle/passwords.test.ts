@@ -1,6 +1,12 @@
 import {describe, expect, it} from 'vitest'
 
-import {generatePassword, PASSWORD_ALPHABET, PASSWORD_BITS, parseCsv, parsePasswordFile} from '../../../src/lib/bundle/passwords.js'
+import {
+  generatePassword,
+  PASSWORD_ALPHABET,
+  PASSWORD_BITS,
+  parseCsv,
+  parsePasswordFile,
+} from '../../../src/lib/bundle/passwords.js'
 import {MigrateError} from '../../../src/lib/errors.js'
 
 describe('generatePassword', () => {

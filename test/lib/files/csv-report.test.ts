@@ -16,7 +16,14 @@ describe('writeCsvReport', () => {
       {name: '@sum', note: '\tTAB'},
       {name: 'Zoë, "quoted"\nline', note: '\rCR'},
     ]
-    const count = await writeCsvReport(path, [{header: 'name', value: (row) => row.name}, {header: 'note', value: (row) => row.note}], rows)
+    const count = await writeCsvReport(
+      path,
+      [
+        {header: 'name', value: (row) => row.name},
+        {header: 'note', value: (row) => row.note},
+      ],
+      rows,
+    )
     expect(count).toBe(4)
     const text = await readFile(path, 'utf8')
     expect(text.startsWith('\uFEFF')).toBe(true)

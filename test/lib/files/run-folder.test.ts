@@ -37,7 +37,13 @@ describe('run folder', () => {
         }),
       ),
     )
-    await run.record({jtiFingerprint: 'abcd1234', kind: 'token-issued', tokenName: 'x', userId: 'id-alice', userName: 'alice'})
+    await run.record({
+      jtiFingerprint: 'abcd1234',
+      kind: 'token-issued',
+      tokenName: 'x',
+      userId: 'id-alice',
+      userName: 'alice',
+    })
     const tokens = await run.readTokens()
     expect(tokens.map((token) => token.token.reveal()).sort()).toEqual(['jwt-alice', 'jwt-bob', 'jwt-carol'])
     expect((await stat(run.file('tokens.jsonl'))).mode & 0o777).toBe(0o600)

@@ -26,7 +26,10 @@ describe('folders for secrets', () => {
     const shared = join(root, 'shared')
     await mkdir(shared)
     await chmod(shared, 0o755)
-    const error = await writeSecretFile(join(shared, 'token.txt'), 'x').then(() => undefined, (error_: unknown) => error_)
+    const error = await writeSecretFile(join(shared, 'token.txt'), 'x').then(
+      () => undefined,
+      (error_: unknown) => error_,
+    )
     expect(error).toBeInstanceOf(MigrateError)
     expect((error as InstanceType<typeof MigrateError>).exitCode).toBe(EXIT_CODES.writeFailed)
     expect((await stat(shared)).mode & 0o777).toBe(0o755)

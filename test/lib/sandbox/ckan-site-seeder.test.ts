@@ -21,7 +21,9 @@ describe('seedCkanSite', () => {
     const first = await seededSite('2.9', 'alpha', 300)
     const second = await seededSite('2.9', 'alpha', 300)
     const third = await seededSite('2.9', 'beta', 300)
-    const [a, b, c] = await Promise.all([first, second, third].map(async (client) => (await client.query(SNAPSHOT)).rows))
+    const [a, b, c] = await Promise.all(
+      [first, second, third].map(async (client) => (await client.query(SNAPSHOT)).rows),
+    )
     expect(a).toEqual(b)
     expect(a).not.toEqual(c)
     await Promise.all([first, second, third].map((client) => client.end()))
@@ -50,11 +52,17 @@ describe('seedCkanSite', () => {
       `SELECT email FROM "user" WHERE state = 'active' AND email IS NOT NULL GROUP BY email HAVING count(*) > 1`,
     )
     expect(duplicates.rowCount).toBeGreaterThan(0)
-    const duplicateKeys = await client.query(`SELECT apikey FROM "user" WHERE apikey IS NOT NULL GROUP BY apikey HAVING count(*) > 1`)
+    const duplicateKeys = await client.query(
+      `SELECT apikey FROM "user" WHERE apikey IS NOT NULL GROUP BY apikey HAVING count(*) > 1`,
+    )
     expect(duplicateKeys.rowCount).toBeGreaterThan(0)
-    const site = await client.query(`SELECT sysadmin, apikey IS NOT NULL AS has_key, email FROM "user" WHERE name = 'default'`)
+    const site = await client.query(
+      `SELECT sysadmin, apikey IS NOT NULL AS has_key, email FROM "user" WHERE name = 'default'`,
+    )
     expect(site.rows).toEqual([{email: null, has_key: true, sysadmin: true}])
-    const hostile = await client.query(`SELECT name FROM "user" WHERE name = ANY($1)`, [HOSTILE_USERS.map((user) => user.name)])
+    const hostile = await client.query(`SELECT name FROM "user" WHERE name = ANY($1)`, [
+      HOSTILE_USERS.map((user) => user.name),
+    ])
     expect(hostile.rowCount).toBe(HOSTILE_USERS.length)
     const tokens = await client.query(`SELECT count(*)::int AS n, count(last_access)::int AS used FROM api_token`)
     expect(tokens.rows[0].n).toBeGreaterThan(0)

@@ -16,7 +16,14 @@ async function tempDir(): Promise<string> {
 }
 
 function user(index: number): CkanUserRow {
-  return {email: `u${index}@example.org`, hasLegacyKey: true, id: `id-${index}`, name: `user-${String(index).padStart(4, '0')}`, state: 'active', sysadmin: false}
+  return {
+    email: `u${index}@example.org`,
+    hasLegacyKey: true,
+    id: `id-${index}`,
+    name: `user-${String(index).padStart(4, '0')}`,
+    state: 'active',
+    sysadmin: false,
+  }
 }
 
 /** userIds with a create-sent entry in the journal file as it is on disk right now. */
@@ -58,7 +65,9 @@ describe('the issuing queue', () => {
     const rest: Array<{announced: boolean; user: CkanUserRow}> = []
     for await (const item of feed.rest()) rest.push(item)
     // Every user exactly once: taken, or left (announced ones first), in order.
-    expect([...taken, ...rest.map((item) => item.user.id)]).toEqual(Array.from({length: 300}, (_, index) => `id-${index}`))
+    expect([...taken, ...rest.map((item) => item.user.id)]).toEqual(
+      Array.from({length: 300}, (_, index) => `id-${index}`),
+    )
     const onDisk = announcedOnDisk(run.file('journal.jsonl'))
     for (const item of rest) expect(onDisk.has(item.user.id)).toBe(item.announced)
     // Announced a window ahead, never the whole queue.

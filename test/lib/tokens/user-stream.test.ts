@@ -23,12 +23,17 @@ describe('streamUsers', () => {
     const items = []
     for await (const item of streamUsers(client, {pageSize: 7, siteUserName})) items.push(item)
     expect(items.map((item) => item.user.id)).toEqual(rows.map((row) => row.id))
-    expect(items.filter((item) => item.reason === undefined).map((item) => item.user.id)).toEqual(expected.map((row) => row.id))
+    expect(items.filter((item) => item.reason === undefined).map((item) => item.user.id)).toEqual(
+      expected.map((row) => row.id),
+    )
     expect(items.find((item) => item.user.name === siteUserName)?.reason).toBe(SKIP_REASONS.siteUser)
-    expect(items.filter((item) => item.user.state === 'deleted').every((item) => item.reason === SKIP_REASONS.deleted)).toBe(true)
+    expect(
+      items.filter((item) => item.user.state === 'deleted').every((item) => item.reason === SKIP_REASONS.deleted),
+    ).toBe(true)
 
     const limited = []
-    for await (const item of streamUsers(client, {limit: 5, pageSize: 3, siteUserName})) if (item.reason === undefined) limited.push(item.user.id)
+    for await (const item of streamUsers(client, {limit: 5, pageSize: 3, siteUserName}))
+      if (item.reason === undefined) limited.push(item.user.id)
     expect(limited).toEqual(expected.slice(0, 5).map((row) => row.id))
   })
 })
