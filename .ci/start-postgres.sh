@@ -35,7 +35,6 @@ as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=trust --encoding=UTF
 as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
   -o "-c listen_addresses=127.0.0.1 -c port=$pg_port -c unix_socket_directories=$pg_dir -c fsync=off -c max_connections=300 -c shared_buffers=256MB" start >/dev/null
 export CKAN_MIGRATE_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
-export CKAN_MIGRATE_PG_BIN="$pg_bin"
 ckan_migrate_stop_postgres() { as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$pg_dir"; }
 trap ckan_migrate_stop_postgres EXIT
 echo "ci: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port" >&2

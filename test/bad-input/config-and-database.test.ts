@@ -213,7 +213,10 @@ describe('bad input: output files and backups (audit --csv, backup)', () => {
     const emptyBin = join(tmp, 'bin')
     await mkdir(emptyBin)
     const previous = process.env.PATH
+    const previousPgBin = process.env.CKAN_MIGRATE_PG_BIN
     process.env.PATH = emptyBin
+    // --pg-bin's environment variable would point past the PATH.
+    delete process.env.CKAN_MIGRATE_PG_BIN
     try {
       await expectRefused(
         ['backup', '--database-url', database.url, '--dir', join(tmp, 'backups'), '--recipient-key', key.publicKeyFile],
@@ -224,6 +227,7 @@ describe('bad input: output files and backups (audit --csv, backup)', () => {
       )
     } finally {
       process.env.PATH = previous
+      if (previousPgBin !== undefined) process.env.CKAN_MIGRATE_PG_BIN = previousPgBin
     }
     expect(await exists(join(tmp, 'backups'))).toBe(false)
   })

@@ -1,13 +1,13 @@
 import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import pg from 'pg'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
 import {mulberry32} from '../../src/lib/sandbox/faults.js'
 import {runCli} from '../helpers/run-cli.js'
 import {type ChildRun, runCliChild} from '../helpers/run-cli-child.js'
 import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
+import {expectOneStoredTokenPerSelectedUser, readJsonLines} from '../helpers/run-state.js'
 import {startTestSite} from '../helpers/test-site.js'
 
 /**
@@ -67,41 +67,14 @@ describe('issue-tokens after kill -9', () => {
     expect(final?.code, final?.output).toBe(0)
 
     site.emulator.setFaults({})
-    const client = new pg.Client({connectionString: site.databaseUrl})
-    await client.connect()
-    onTestFinished(() => client.end())
-    const runId = JSON.parse(await readFile(join(out, 'run.json'), 'utf8')).runId as string
-    const selected = (
-      await client.query<{id: string}>(
-        `SELECT id FROM "user" WHERE state = 'active' AND apikey IS NOT NULL AND apikey <> '' AND name <> $1`,
-        [site.siteUserName],
-      )
-    ).rows
-    const tokens = (
-      await client.query<{id: string; user_id: string}>(
-        `SELECT id, user_id FROM api_token WHERE name LIKE '%' || $1 || '%'`,
-        [runId],
-      )
-    ).rows
-    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8'))
-      .split('\n')
-      .filter((line) => line.startsWith('{') && line.endsWith('}'))
-      .map((line) => JSON.parse(line) as {jti: string; token: string; userId: string})
-
-    // Exactly one token of the run per selected user, each in our store, and nothing else stored.
-    expect(tokens.map((token) => token.user_id).sort()).toEqual(selected.map((user) => user.id).sort())
-    expect(new Set(tokens.map((token) => token.id))).toEqual(new Set(stored.map((token) => token.jti)))
-    expect(stored).toHaveLength(selected.length)
+    const stored = await expectOneStoredTokenPerSelectedUser(site, out)
     // The kills left creates whose outcome was unknown; the resumes reconciled them.
-    const entries = (await readFile(journal, 'utf8'))
-      .split('\n')
-      .filter((line) => line.startsWith('{') && line.endsWith('}'))
-      .map((line) => JSON.parse(line) as {kind: string})
+    const entries = await readJsonLines<{kind: string}>(journal)
     expect(entries.filter((entry) => entry.kind === 'create-settled').length).toBeGreaterThan(0)
 
     const verified = await runCli(['verify', '--out', out, '--concurrency', '8'])
     expect(verified.exitCode, verified.stdout).toBe(0)
-    expect(verified.stdout).toContain(`${selected.length} of ${selected.length} tokens work`)
+    expect(verified.stdout).toContain(`${stored.length} of ${stored.length} tokens work`)
 
     const files = await readdir(out)
     const written = [

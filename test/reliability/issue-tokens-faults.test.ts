@@ -1,12 +1,12 @@
 import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import pg from 'pg'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
 import type {IssueTokensResult} from '../../src/lib/workflows/issue-tokens.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
 import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
+import {expectOneStoredTokenPerSelectedUser} from '../helpers/run-state.js'
 import {startTestSite} from '../helpers/test-site.js'
 
 /**
@@ -59,30 +59,7 @@ describe('issue-tokens under faults', () => {
     expect(last?.exitCode).toBe(0)
 
     site.emulator.setFaults({})
-    const client = new pg.Client({connectionString: site.databaseUrl})
-    await client.connect()
-    onTestFinished(() => client.end())
-    const runId = JSON.parse(await readFile(join(out, 'run.json'), 'utf8')).runId as string
-    const selected = (
-      await client.query<{id: string}>(
-        `SELECT id FROM "user" WHERE state = 'active' AND apikey IS NOT NULL AND apikey <> '' AND name <> $1`,
-        [site.siteUserName],
-      )
-    ).rows
-    const tokens = (
-      await client.query<{id: string; user_id: string}>(
-        `SELECT id, user_id FROM api_token WHERE name LIKE '%' || $1 || '%'`,
-        [runId],
-      )
-    ).rows
-    const stored = (await readFile(join(out, 'tokens.jsonl'), 'utf8'))
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as {jti: string; token: string; userId: string})
-
-    expect(tokens.map((token) => token.user_id).sort()).toEqual(selected.map((user) => user.id).sort())
-    expect(new Set(tokens.map((token) => token.id))).toEqual(new Set(stored.map((token) => token.jti)))
-    expect(stored).toHaveLength(selected.length)
+    const stored = await expectOneStoredTokenPerSelectedUser(site, out)
 
     const verified = await runCli(['verify', '--out', out, '--concurrency', '8'])
     expect(verified.exitCode).toBe(0)
