@@ -11,9 +11,8 @@ import {startTestSite} from '../helpers/test-site.js'
 
 /**
  * The issue's fault mix (20 % 5xx, 5 % 429 with Retry-After, 2 % resets after the write, 1 %
- * commit-then-hang) on every token action. Fewer users than the issue's 5k (about 750 selected
- * out of 2000 on PostgreSQL, about 110 of 300 on the slower PGlite) so the file stays well under
- * two minutes on two shared cores.
+ * commit-then-hang) on every token action, on a site of the issue's 5k users on PostgreSQL (about
+ * 1,850 of them selected; about a minute) and of 300 on the slower PGlite.
  */
 describe('issue-tokens under faults', () => {
   it('ends with exactly one stored, working token of the run per selected user', async () => {
@@ -27,7 +26,7 @@ describe('issue-tokens under faults', () => {
         status500: 0.1,
         status502: 0.1,
       },
-      users: REAL_POSTGRES_URL ? 2000 : 300,
+      users: REAL_POSTGRES_URL ? 5000 : 300,
       version: '2.9',
     })
     const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-faults-'))
