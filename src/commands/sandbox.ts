@@ -58,7 +58,7 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
     }),
   }
   static override summary =
-    'Run a seeded CKAN 2.9/2.10/2.11 sandbox site (database + action-API emulator) until interrupted.'
+    'Run a seeded CKAN 2.9/2.10/2.11 sandbox site (database + action-API emulator) until interrupted; --run rehearses the whole migration on it.'
 
   async run(): Promise<RehearsalResult | SandboxResult> {
     const {flags} = await this.parse(Sandbox)
