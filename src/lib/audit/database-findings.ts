@@ -374,10 +374,10 @@ async function collectDuplicates(sql: Queryable, kinds: DuplicateKind[]): Promis
     }
   } finally {
     await sql.query('SET LOCAL enable_hashagg = on')
-    await sql.query(
-      `SELECT set_config('parallel_setup_cost', $1, true), set_config('parallel_tuple_cost', $2, true)`,
-      [saved[0]!.setup, saved[0]!.tuple],
-    )
+    await sql.query(`SELECT set_config('parallel_setup_cost', $1, true), set_config('parallel_tuple_cost', $2, true)`, [
+      saved[0]!.setup,
+      saved[0]!.tuple,
+    ])
   }
   return found
 }
