@@ -1,21 +1,11 @@
 import {chmod, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {PROJECT_ROOT, runCli} from '../helpers/run-cli.js'
+import {issueTokensArgs, querySite as query} from '../helpers/site-commands.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 import {exists, expectRefused, removeFolder, snapshotFolder, storedSecrets, temporaryFolder} from './support.js'
-
-async function query<T extends pg.QueryResultRow>(site: TestSite, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({connectionString: site.databaseUrl})
-  await client.connect()
-  try {
-    return (await client.query<T>(text, values)).rows
-  } finally {
-    await client.end()
-  }
-}
 
 /** Users and their legacy keys and tokens: what a refused command must leave as it was. */
 async function databaseState(site: TestSite): Promise<string> {
@@ -32,18 +22,7 @@ describe('bad input: run folders, user lists, bundles, configs and purges (CKAN 
   let run: string
   let secrets: string[]
   let runSnapshot: Record<string, string>
-  const issue = (out: string, ...extra: string[]) => [
-    'issue-tokens',
-    '--ckan-url',
-    site.ckanUrl,
-    '--api-key-file',
-    site.apiKeyFile,
-    '--ckan-ini',
-    site.ckanIni,
-    '--out',
-    out,
-    ...extra,
-  ]
+  const issue = (out: string, ...extra: string[]) => issueTokensArgs(site, out, ...extra)
 
   beforeAll(async () => {
     site = await startTestSite({autoStop: false, users: 30, version: '2.9'})

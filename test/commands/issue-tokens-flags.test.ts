@@ -1,9 +1,8 @@
 import {parse} from 'csv-parse/sync'
-import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import pg from 'pg'
-import {describe, expect, it, onTestFinished} from 'vitest'
+import {describe, expect, it} from 'vitest'
 
 import {upgradeSandboxDatabase} from '../../src/lib/sandbox/sandbox-site.js'
 import type {IssueTokensResult} from '../../src/lib/workflows/issue-tokens.js'
@@ -11,40 +10,12 @@ import type {RevokeResult} from '../../src/lib/workflows/revoke.js'
 import type {VerifyResult} from '../../src/lib/workflows/verify.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
 import {runCliChild} from '../helpers/run-cli-child.js'
+import {issueTokensArgs as args, querySite as query, tempDir as makeTempDir} from '../helpers/site-commands.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-flags-'))
-  onTestFinished(() => rm(dir, {force: true, recursive: true}))
-  return dir
-}
-
-async function query<T extends pg.QueryResultRow>(site: TestSite, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({connectionString: site.databaseUrl})
-  await client.connect()
-  try {
-    return (await client.query<T>(text, values)).rows
-  } finally {
-    await client.end()
-  }
-}
+const tempDir = () => makeTempDir('ckan-migrate-flags-')
 
 const KEYED = `apikey IS NOT NULL AND apikey <> ''`
-
-function args(site: TestSite, out: string, ...extra: string[]): string[] {
-  return [
-    'issue-tokens',
-    '--ckan-url',
-    site.ckanUrl,
-    '--api-key-file',
-    site.apiKeyFile,
-    '--ckan-ini',
-    site.ckanIni,
-    '--out',
-    out,
-    ...extra,
-  ]
-}
 
 async function runTokenUsers(site: TestSite, out: string): Promise<string[]> {
   const runId = JSON.parse(await readFile(join(out, 'run.json'), 'utf8')).runId as string

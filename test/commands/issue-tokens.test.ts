@@ -1,29 +1,14 @@
 import {parse} from 'csv-parse/sync'
-import {mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import pg from 'pg'
-import {describe, expect, it, onTestFinished} from 'vitest'
+import {describe, expect, it} from 'vitest'
 
 import type {IssueTokensResult} from '../../src/lib/workflows/issue-tokens.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
+import {issueTokensArgs as args, querySite as query, tempDir as makeTempDir} from '../helpers/site-commands.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-issue-'))
-  onTestFinished(() => rm(dir, {force: true, recursive: true}))
-  return dir
-}
-
-async function query<T extends pg.QueryResultRow>(site: TestSite, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({connectionString: site.databaseUrl})
-  await client.connect()
-  try {
-    return (await client.query<T>(text, values)).rows
-  } finally {
-    await client.end()
-  }
-}
+const tempDir = () => makeTempDir('ckan-migrate-issue-')
 
 /** Users that hold a legacy key and are active, without the site user: the default selection. */
 async function defaultSelection(site: TestSite): Promise<Array<{id: string; name: string}>> {
@@ -32,21 +17,6 @@ async function defaultSelection(site: TestSite): Promise<Array<{id: string; name
     `SELECT id, name FROM "user" WHERE state = 'active' AND apikey IS NOT NULL AND apikey <> '' AND name <> $1 ORDER BY name`,
     [site.siteUserName],
   )
-}
-
-function args(site: TestSite, out: string, ...extra: string[]): string[] {
-  return [
-    'issue-tokens',
-    '--ckan-url',
-    site.ckanUrl,
-    '--api-key-file',
-    site.apiKeyFile,
-    '--ckan-ini',
-    site.ckanIni,
-    '--out',
-    out,
-    ...extra,
-  ]
 }
 
 describe('issue-tokens', () => {
