@@ -1,24 +1,17 @@
-import {mkdir, mkdtemp, rename, rm} from 'node:fs/promises'
-import {basename, dirname, join, resolve} from 'node:path'
+import {dirname} from 'node:path'
 
 import {type AuditFinding, sortFindings} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
 import {collectConfigFindings} from '../audit/config-findings.js'
-import {
-  type AuditUserRow,
-  collectUserFindings,
-  inspectCkanDatabase,
-  scanUsers,
-  versionFindings,
-} from '../audit/database-findings.js'
+import {collectUserFindings, inspectCkanDatabase, versionFindings} from '../audit/database-findings.js'
+import {type UserScanProgress, writeUserCsv} from '../audit/user-csv.js'
 import {harvestSourceFindings, XLOADER_DEFAULT_JOBS_DB, xloaderJobsFindings} from '../audit/service-findings.js'
 import {decideVerdict} from '../audit/verdict.js'
 import type {CkanStatus} from '../ckan/ckan-api-client.js'
 import {CkanIni, readCkanIni} from '../ckan/ckan-ini.js'
 import {chooseDatabaseUrl, effectiveSetting} from '../ckan/ckan-settings.js'
-import {type CkanDatabase, openCkanDatabase, translateDatabaseError} from '../db/ckan-database.js'
+import {openCkanDatabase, translateDatabaseError} from '../db/ckan-database.js'
 import {parseDatabaseUrl} from '../db/database-url.js'
-import type {CsvColumn} from '../files/csv-report.js'
 import type {CkanVersion} from '../sandbox/ckan-schema.js'
 
 export type AuditOptions = {
@@ -35,7 +28,7 @@ export type AuditOptions = {
   /** The environment CKAN runs with (overrides, envvars); process.env by default. */
   env?: NodeJS.ProcessEnv
   /** Called once before the user scan with the number of users, then after each batch. */
-  onUserScan?: {advance(users: number): void; start(total: number): void; stop(): void}
+  onUserScan?: UserScanProgress
   signal?: AbortSignal
   /** statement_timeout for every query, in milliseconds (default 120 000). */
   statementTimeoutMs?: number
@@ -44,20 +37,6 @@ export type AuditOptions = {
 }
 
 export type {AuditResult} from '../audit/audit-result.js'
-
-const CSV_COLUMNS: ReadonlyArray<CsvColumn<AuditUserRow>> = [
-  {header: 'id', value: (row) => row.id},
-  {header: 'name', value: (row) => row.name},
-  {header: 'state', value: (row) => row.state},
-  {header: 'sysadmin', value: (row) => row.isSysadmin},
-  {header: 'has_email', value: (row) => row.hasEmail},
-  {header: 'has_legacy_key', value: (row) => row.hasLegacyKey},
-  {header: 'key_fingerprint', value: (row) => row.keyFingerprint},
-  {header: 'token_count', value: (row) => row.apiTokens},
-  {header: 'last_token_use', value: (row) => row.lastTokenUse},
-]
-
-const COUNT_USERS = 'SELECT count(*)::int AS n FROM "user"'
 
 /**
  * `ckan-migrate audit`: a read-only inventory of legacy keys and tokens, configuration and
@@ -102,7 +81,16 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       siteUserName: siteUserNameOf(ini, env),
     })
     findings.push(...users.findings)
-    const csv = options.csvPath ? await writeUserCsv(database, shape.hasApiTokenTable, options.csvPath, options) : null
+    const csv = options.csvPath
+      ? {
+          path: options.csvPath,
+          rows: await writeUserCsv(database.client, options.csvPath, {
+            hasApiTokenTable: shape.hasApiTokenTable,
+            progress: options.onUserScan,
+            signal: options.signal,
+          }),
+        }
+      : null
     if (shape.hasHarvestSourceTable) findings.push(...(await harvestSourceFindings(database.client)))
     if (plugins.includes('xloader')) {
       findings.push(
@@ -130,58 +118,6 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
     throw translateDatabaseError(error, database.where)
   } finally {
     await database.close()
-  }
-}
-
-/** Streams every user through the cursor into the CSV report, with a progress bar. */
-async function writeUserCsv(
-  database: CkanDatabase,
-  hasApiTokenTable: boolean,
-  csvPath: string,
-  options: AuditOptions,
-): Promise<AuditResult['csv']> {
-  const progress = options.onUserScan
-  if (progress) progress.start((await database.client.query<{n: number}>(COUNT_USERS)).rows[0]!.n)
-  let sinceLastReport = 0
-  const rows = async function* () {
-    for await (const row of scanUsers(database.client, {hasApiTokenTable})) {
-      options.signal?.throwIfAborted()
-      sinceLastReport += 1
-      if (progress && sinceLastReport >= 1000) {
-        progress.advance(sinceLastReport)
-        sinceLastReport = 0
-      }
-      yield row
-    }
-  }
-  try {
-    return {path: csvPath, rows: await writeCsvBesideTarget(csvPath, rows())}
-  } finally {
-    if (progress) {
-      if (sinceLastReport > 0) progress.advance(sinceLastReport)
-      progress.stop()
-    }
-  }
-}
-
-/**
- * writeCsvReport makes the folder it writes in private (0700), which is right for a run folder
- * but not for wherever --csv points (the current folder, /tmp). So the report is written in a
- * fresh private folder beside the target and renamed into place: still 0600 and atomic.
- */
-async function writeCsvBesideTarget(path: string, rows: AsyncIterable<AuditUserRow>): Promise<number> {
-  const target = resolve(path)
-  await mkdir(dirname(target), {recursive: true})
-  const scratch = await mkdtemp(join(dirname(target), '.ckan-migrate-audit-'))
-  try {
-    const written = join(scratch, basename(target))
-    // Loaded only for --csv: a plain audit imports as little as it can (start-up is part of its time).
-    const {writeCsvReport} = await import('../files/csv-report.js')
-    const count = await writeCsvReport(written, CSV_COLUMNS, rows)
-    await rename(written, target)
-    return count
-  } finally {
-    await rm(scratch, {force: true, recursive: true})
   }
 }
 
