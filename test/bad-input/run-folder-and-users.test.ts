@@ -215,7 +215,7 @@ describe('bad input: run folders, user lists, bundles, configs and purges (CKAN 
     expect(await exists(join(empty, 'bundles'))).toBe(false)
   })
 
-  it('rewrite-config on a read-only ckan.ini: the file is unchanged, no token created', async () => {
+  it('rewrite-config on a read-only ckan.ini: the file is unchanged, no token created, no run folder made', async () => {
     const ini = join(dir, 'readonly-ckan.ini')
     const text = await readFile(site.ckanIni, 'utf8')
     await writeFile(ini, text)
@@ -246,6 +246,7 @@ describe('bad input: run folders, user lists, bundles, configs and purges (CKAN 
     expect(await readFile(ini, 'utf8')).toBe(text)
     expect(await query(site, 'SELECT id FROM api_token ORDER BY id')).toEqual(tokensBefore)
     expect(await snapshotFolder(dir)).not.toHaveProperty(['readonly-ckan.ini.bak'])
+    expect(await exists(join(dir, 'rewrite-run'))).toBe(false)
   })
 
   it('rewrite-config with an unknown --service: the file is unchanged', async () => {

@@ -173,8 +173,9 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
     )
   }
 
-  // Which services need a new token, and for whom.
-  const runFolder = await openRunFolderIfNeeded(options, services, tokenFiles)
+  // Which services need a new token, and for whom. An existing run folder is read now (its tokens
+  // are reused); a new one is created only once every target has been checked (below).
+  let runFolder = await openRunFolderIfNeeded(options, services, tokenFiles)
   const stored = runFolder
     ? (await runFolder.readTokens()).filter((token) => token.source === 'rewrite-config' && !token.revokedAt)
     : []
@@ -296,6 +297,7 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
     }
   }
 
+  if (!runFolder && options.out && options.ckan) runFolder = await createRunFolder(options.out, options.ckan)
   try {
     if (runFolder) {
       await runFolder.lock('rewrite-config')
@@ -433,8 +435,9 @@ async function openRunFolderIfNeeded(
     }
     return undefined
   }
-  if (options.dryRun) {
-    // A dry run reads an existing run folder (to show reuse) but never creates one.
+  if (options.dryRun || options.ckan) {
+    // Read an existing run folder (to reuse its tokens) but do not create one yet: a dry run never
+    // does, and a real run does so only after every file it will change has been checked.
     try {
       return await openRunFolder(options.out, {
         create: false,
@@ -445,10 +448,11 @@ async function openRunFolderIfNeeded(
       throw error
     }
   }
-  return openRunFolder(options.out, {
-    create: Boolean(options.ckan),
-    ...(options.ckan ? {site: {ckanUrl: options.ckan.ckanUrl.href}} : {}),
-  })
+  return openRunFolder(options.out, {create: false})
+}
+
+function createRunFolder(out: string, ckan: ServiceTokenClient): Promise<RunFolder> {
+  return openRunFolder(out, {create: true, site: {ckanUrl: ckan.ckanUrl.href}})
 }
 
 async function findServiceUser(
