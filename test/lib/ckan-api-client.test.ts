@@ -175,6 +175,21 @@ describe('CkanApiClient against a local HTTP server', () => {
     expect(JSON.stringify(thrown)).not.toContain(CREDENTIAL)
   })
 
+  it('never shows part of a secret CKAN echoes at the end of a long message (redacted before it is shortened)', async () => {
+    const {url} = await startServer((request, response) =>
+      send(response, 409, {
+        error: {message: `${'y'.repeat(170)} key=${request.headers.authorization} jti=${JSON.parse(request.body).jti}`},
+        success: false,
+      }),
+    )
+    const thrown = await failure(client(url).revokeApiToken(new Secret(JTI)))
+    expect(thrown.message).toContain('key=[redacted]')
+    for (const secret of [CREDENTIAL, JTI]) {
+      for (let length = 8; length <= secret.length; length += 1)
+        expect(thrown.message).not.toContain(secret.slice(0, length))
+    }
+  })
+
   it('retries api_token_create after a 429, honouring Retry-After, and creates one token', async () => {
     let calls = 0
     const {seen, url} = await startServer((_request, response) => {

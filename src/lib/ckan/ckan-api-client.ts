@@ -179,8 +179,8 @@ export class CkanApiClient {
       throw this.#translate(action, error, replay, secrets)
     }
     if (!response || typeof response !== 'object' || response.success !== true) {
-      const message = describeCkanError(response) ?? 'not a CKAN action API answer'
-      throw new CkanApiError(action, 200, redact(message, secrets))
+      const message = describeCkanError(response, (text) => redact(text, secrets)) ?? 'not a CKAN action API answer'
+      throw new CkanApiError(action, 200, message)
     }
     return response.result
   }
@@ -328,7 +328,7 @@ export class CkanApiClient {
             throw new CkanApiError(
               action,
               200,
-              redact(describeCkanError(envelope) ?? 'not a CKAN action API answer', secrets),
+              describeCkanError(envelope, (text) => redact(text, secrets)) ?? 'not a CKAN action API answer',
             )
           }
           return envelope.result
@@ -435,7 +435,7 @@ export class CkanApiClient {
 
   /** An answer with a status that is not 2xx; `data` is its body (parsed when JSON). */
   #translateStatus(action: string, status: number, data: unknown, replay: Replay, secrets: Secret[]): Error {
-    const described = describeCkanError(data)
+    const described = describeCkanError(data, (text) => redact(text, secrets))
     if (status >= 500 || status === 408) {
       // A proxy's 502/504 (or a CKAN 500 after its commit) can hide a token CKAN did create.
       const reason = `HTTP ${status}${described ? `: ${redact(described, secrets)}` : ''}`

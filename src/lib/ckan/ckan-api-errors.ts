@@ -90,13 +90,17 @@ function suggestionFor(status: number): string {
 /**
  * Turns the body of a CKAN error answer into one line: the `message` of the envelope's error,
  * the field errors of a validation error (`name: Missing value`), or a bare string (400s).
- * Undefined when the body is not CKAN's (an HTML page from a proxy or a wrong URL).
+ * Undefined when the body is not CKAN's (an HTML page from a proxy or a wrong URL). `redact` runs on
+ * the whole text before it is shortened, so a secret CKAN echoes can never survive half-cut.
  */
-export function describeCkanError(data: unknown): string | undefined {
+export function describeCkanError(
+  data: unknown,
+  redact: (text: string) => string = (text) => text,
+): string | undefined {
   if (typeof data === 'string') {
-    const text = data.trim()
+    const text = redact(data.trim())
     // CKAN's bare 400 strings are JSON strings; ky hands them over parsed or as text.
-    if (/^"Bad request/.test(text)) return cutRequestEcho(tryParseString(text) ?? text)
+    if (/^"Bad request/.test(text)) return cutRequestEcho(redact(tryParseString(text) ?? text))
     if (text.startsWith('Bad request')) return cutRequestEcho(text)
     return undefined
   }
@@ -104,13 +108,13 @@ export function describeCkanError(data: unknown): string | undefined {
   const {error, success} = data as {error?: unknown; success?: unknown}
   if (success !== false || typeof error !== 'object' || error === null) return undefined
   const fields = error as Record<string, unknown>
-  if (typeof fields.message === 'string') return oneLine(fields.message)
+  if (typeof fields.message === 'string') return oneLine(redact(fields.message))
   const parts: string[] = []
   for (const [key, value] of Object.entries(fields)) {
     if (key === '__type' || key === 'data') continue
     parts.push(`${key}: ${Array.isArray(value) ? value.map(String).join(', ') : String(value)}`)
   }
-  return parts.length > 0 ? oneLine(parts.join('; ')) : String(fields.__type ?? 'error')
+  return parts.length > 0 ? oneLine(redact(parts.join('; '))) : oneLine(redact(String(fields.__type ?? 'error')))
 }
 
 /** CKAN's JSON errors echo the request ("JSON data extracted from the request: {…}"); drop the echo. */
