@@ -94,6 +94,29 @@ describe('bad input: the database URL (audit)', () => {
     })
   })
 
+  it('a password given as ?password= (libpq reads it; it is masked like one in the user info)', async () => {
+    const port = await closedPort()
+    await expectRefused(
+      ['audit', '--database-url', `postgresql://ckan@127.0.0.1:${port}/ckan_default?password=s3cret-pw`],
+      {
+        code: 'databaseUnreachable',
+        message: /at postgresql:\/\/ckan@127\.0\.0\.1:\d+\/ckan_default\?password=\*\*\*: connection refused/,
+        secrets: ['s3cret-pw'],
+      },
+    )
+  })
+
+  it('a password holding "/", "#" or "?", as SQLAlchemy allows: read, never shown', async () => {
+    const port = await closedPort()
+    for (const password of ['5432/s3cret-pw', '1#s3cret-pw', '1?s3cret-pw']) {
+      await expectRefused(['audit', '--database-url', `postgresql://ckan:${password}@127.0.0.1:${port}/ckan_default`], {
+        code: 'databaseUnreachable',
+        message: /at postgresql:\/\/ckan:\*\*\*@127\.0\.0\.1:\d+\/ckan_default: connection refused/,
+        secrets: ['s3cret-pw'],
+      })
+    }
+  })
+
   it.skipIf(!REAL_POSTGRES_URL)('an unknown role with a password (PostgreSQL refuses the login)', async () => {
     const url = new URL(REAL_POSTGRES_URL!)
     url.username = 'no_such_role'

@@ -7,6 +7,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
+import {EXIT_CODES} from '../../src/lib/errors.js'
 import {fingerprintOf} from '../../src/lib/secret.js'
 import {ALEMBIC_HEADS, CKAN_VERSIONS, createCkanSchema, type CkanVersion} from '../../src/lib/sandbox/ckan-schema.js'
 import {HOSTILE_USERS, seedCkanSite} from '../../src/lib/sandbox/ckan-site-seeder.js'
@@ -203,6 +204,24 @@ describe('ckan-migrate audit', () => {
       }
     })
   }
+
+  it('connects with a SQLAlchemy-style password ("/", "#", "?" unescaped, or ?password=) and never shows it', async () => {
+    const site = await seededSite('2.9', 60)
+    // The test servers trust local connections: any password is accepted, so only parsing is tested.
+    const withPassword = site.url.replace(/^(postgresql:\/\/[^:@/]+)(?::[^@]*)?@/, '$1:5432/s3c#ret?pw@')
+    const withQuery = `${site.url}${site.url.includes('?') ? '&' : '?'}password=s3cret-query-pw`
+    for (const url of [withPassword, withQuery]) {
+      const run = await runCliJson<AuditResult>(['audit', '--database-url', url])
+      expect(run.exitCode, run.stdout).toBe(EXIT_CODES.blockersFound)
+      expect(run.json.result!.summary.users.total).toBe(60)
+      expect(run.json.result!.database.url).toMatch(/\*\*\*/)
+      const human = await runCli(['audit', '--database-url', url])
+      for (const text of [run.stdout, run.stderr, human.stdout, human.stderr]) {
+        expect(text).not.toContain('s3c#ret')
+        expect(text).not.toContain('s3cret-query-pw')
+      }
+    }
+  })
 
   it('says READY (exit 0) once the keys are replaced, the emails fixed and the config pinned', async () => {
     const site = await seededSite('2.9', 300)

@@ -2,7 +2,7 @@ import {isAbsolute, resolve} from 'node:path'
 
 import {describeError} from '../errors.js'
 import {openCkanDatabase, type Queryable} from '../db/ckan-database.js'
-import {parseDatabaseUrl, toNodePostgresUrl} from '../db/database-url.js'
+import {parseDatabaseUrl, sameDatabase} from '../db/database-url.js'
 import {type AuditFinding, SampleCollector} from './audit-finding.js'
 
 const SELECT_HARVEST_SOURCES_WITH_KEY = `
@@ -124,7 +124,7 @@ async function countJobsWithKey(options: XloaderJobsOptions): Promise<number> {
       database.close()
     }
   }
-  if (options.ckanDatabase && sameDatabase(options.ckanDatabase.url, uri)) {
+  if (options.ckanDatabase && isSameDatabase(options.ckanDatabase.url, uri)) {
     const {rows} = await options.ckanDatabase.sql.query<{n: number}>(COUNT_JOBS_WITH_KEY)
     return rows[0]!.n
   }
@@ -145,9 +145,9 @@ function sqlitePath(uri: string, relativeTo: string): string {
   return isAbsolute(path) ? path : resolve(relativeTo, path)
 }
 
-function sameDatabase(a: string, b: string): boolean {
+function isSameDatabase(a: string, b: string): boolean {
   try {
-    return new URL(toNodePostgresUrl(a)).href === new URL(toNodePostgresUrl(b)).href
+    return sameDatabase(a, b)
   } catch {
     return false
   }

@@ -35,7 +35,7 @@ import {
 } from '../backup/pg-tools.js'
 import {PlainSqlInspector} from '../backup/plain-sql-inspector.js'
 import {openCkanDatabase, type Queryable, translateDatabaseError} from '../db/ckan-database.js'
-import {parseDatabaseUrl, toNodePostgresUrl} from '../db/database-url.js'
+import {parseDatabaseUrl, toLibpqConnection} from '../db/database-url.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {ensureFolderForSecrets, syncFolder, writeFileAtomically} from '../files/secret-file.js'
 import type {Secret} from '../secret.js'
@@ -140,10 +140,9 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   }
   if (options.dryRun) return planned
 
-  const url = new URL(toNodePostgresUrl(options.databaseUrl))
-  const password = decodeURIComponent(url.password)
-  url.password = ''
-  const dump = startPgTool('pg_dump', ['--format=custom', '--no-password', `--dbname=${url.href}`], {
+  // The password (from the user info or ?password=) goes to pg_dump in PGPASSWORD, never in argv.
+  const {password, url} = toLibpqConnection(options.databaseUrl)
+  const dump = startPgTool('pg_dump', ['--format=custom', '--no-password', `--dbname=${url}`], {
     binFolder: options.pgBin,
     password,
   })
