@@ -158,6 +158,32 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
     expect(await exists(out)).toBe(false)
   })
 
+  it('a --ckan-url holding a login, or not http(s): refused without echoing it, no run folder', async () => {
+    const withLogin = new URL(site.ckanUrl)
+    withLogin.username = 'ckan'
+    withLogin.password = 's3cret-pw'
+    const out = join(dir, 'login-url-run')
+    await expectRefused(
+      [
+        'issue-tokens',
+        '--ckan-url',
+        withLogin.href,
+        '--api-key-file',
+        site.apiKeyFile,
+        '--ckan-ini',
+        site.ckanIni,
+        '--out',
+        out,
+      ],
+      {code: 'badInput', message: /^The CKAN URL holds a user name or password$/, secrets: [...secrets, 's3cret-pw']},
+    )
+    await expectRefused(['audit', '--database-url', site.databaseUrl, '--ckan-url', 'ftp://127.0.0.1/'], {
+      code: 'badInput',
+      message: /^The CKAN URL scheme ftp:\/\/ is not HTTP$/,
+    })
+    expect(await exists(out)).toBe(false)
+  })
+
   it('a CKAN that never answers (--timeout 1)', async () => {
     const sockets = new Set<Socket>()
     const {port, server} = await listen(createNetServer((socket) => sockets.add(socket)))

@@ -113,6 +113,7 @@ export class CkanApiClient {
   readonly #options: CkanApiClientOptions
 
   constructor(options: CkanApiClientOptions, shared?: {agent: Agent | undefined}) {
+    assertUsableCkanUrl(options.ckanUrl)
     this.#options = options
     this.ckanUrl = options.ckanUrl
     this.#credential = options.credential
@@ -556,6 +557,27 @@ function causeMessage(error: unknown): string | undefined {
 }
 
 /** Removes any secret value (credential, jti) from text CKAN or a proxy sent back. */
+/**
+ * --ckan-url must be a plain http(s) base URL. A user name or password in it is refused without
+ * echoing the URL (fetch would refuse it anyway, quoting it whole); the API credential has its
+ * own file.
+ */
+function assertUsableCkanUrl(url: URL): void {
+  if (url.username || url.password) {
+    throw new MigrateError('The CKAN URL holds a user name or password', {
+      exitCode: EXIT_CODES.badInput,
+      suggestion:
+        'Pass --ckan-url without credentials (https://HOST/PATH); the sysadmin credential goes in --api-key-file.',
+    })
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new MigrateError(`The CKAN URL scheme ${url.protocol.replace(/:$/, '')}:// is not HTTP`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: "Pass the site's base URL, https://HOST or https://HOST/PATH.",
+    })
+  }
+}
+
 function redact(text: string, secrets: Secret[]): string {
   let result = text
   for (const secret of secrets) {
