@@ -1,5 +1,7 @@
-import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {execFile} from 'node:child_process'
+import {lstat, mkdir, readdir, readFile, symlink, writeFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
+import {promisify} from 'node:util'
 import {join} from 'node:path'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -8,6 +10,7 @@ import {createCkanSchema} from '../../src/lib/sandbox/ckan-schema.js'
 import {seedCkanSite} from '../../src/lib/sandbox/ckan-site-seeder.js'
 import {makeThrowawayKey} from '../lib/backup/throwaway-key.js'
 import {createTestDatabase, REAL_POSTGRES_URL, type TestDatabase} from '../helpers/test-database.js'
+import {runCli} from '../helpers/run-cli.js'
 import {exists, expectRefused, removeFolder, snapshotFolder, temporaryFolder} from './support.js'
 
 /** A port nobody listens on (bound, then released). */
@@ -18,6 +21,8 @@ async function closedPort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve))
   return port
 }
+
+const execFileAsync = promisify(execFile)
 
 const ADMIN_KEY = '5d0b0c1e-9a4f-4b7e-8c3d-2f6a1b9e7c44'
 
@@ -202,6 +207,34 @@ describe('bad input: output files and backups (audit --csv, backup)', () => {
     })
     expect(await snapshotFolder(dir)).toEqual({'plain-file': expect.any(String)})
     expect(await readFile(join(dir, 'plain-file'), 'utf8')).toBe('x')
+  })
+
+  it('audit --csv onto a folder, a device, a pipe or a broken link: refused, nothing replaced', async () => {
+    const dir = await temporaryFolder()
+    await mkdir(join(dir, 'folder'))
+    await execFileAsync('mkfifo', [join(dir, 'pipe')])
+    await symlink(join(dir, 'nowhere.csv'), join(dir, 'broken-link'))
+    for (const target of [join(dir, 'folder'), '/dev/null', join(dir, 'pipe'), join(dir, 'broken-link')]) {
+      await expectRefused(['audit', '--database-url', database.url, '--csv', target], {
+        code: 'badInput',
+        message: /is not a regular file \(a folder, a device, a pipe or a broken link\)$/,
+        secrets: [ADMIN_KEY],
+      })
+    }
+    expect((await lstat('/dev/null')).isCharacterDevice()).toBe(true)
+    expect((await lstat(join(dir, 'pipe'))).isFIFO()).toBe(true)
+    expect((await lstat(join(dir, 'broken-link'))).isSymbolicLink()).toBe(true)
+    expect((await readdir(dir)).sort()).toEqual(['broken-link', 'folder', 'pipe'])
+  })
+
+  it('audit --csv through a symbolic link writes the file it points to and keeps the link', async () => {
+    const dir = await temporaryFolder()
+    await writeFile(join(dir, 'real.csv'), 'old')
+    await symlink(join(dir, 'real.csv'), join(dir, 'link.csv'))
+    const run = await runCli(['audit', '--database-url', database.url, '--csv', join(dir, 'link.csv')])
+    expect(run.exitCode).toBe(10)
+    expect((await lstat(join(dir, 'link.csv'))).isSymbolicLink()).toBe(true)
+    expect(await readFile(join(dir, 'real.csv'), 'utf8')).toMatch(/^\uFEFFid,name,state/)
   })
 
   it('backup with a recipient key file that does not exist: nothing written', async () => {

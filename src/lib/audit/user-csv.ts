@@ -1,10 +1,11 @@
-import {open, mkdir, mkdtemp, rename, rm} from 'node:fs/promises'
+import {lstat, mkdir, mkdtemp, open, realpath, rename, rm, stat} from 'node:fs/promises'
 import {createWriteStream} from 'node:fs'
 import {basename, dirname, join, resolve} from 'node:path'
 import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import type pg from 'pg'
 
+import {EXIT_CODES, MigrateError} from '../errors.js'
 import type {CsvColumn} from '../files/csv-report.js'
 import {syncFolder} from '../files/secret-file.js'
 import {type AuditUserRow, scanUsers} from './database-findings.js'
@@ -139,7 +140,7 @@ async function cursorUserCsv(client: pg.Client, path: string, options: UserCsvOp
  * written, and the target's folder is left as it was.
  */
 async function writeBesideTarget(path: string, write: (temporary: string) => Promise<number>): Promise<number> {
-  const target = resolve(path)
+  const target = await regularFileTarget(resolve(path))
   await mkdir(dirname(target), {recursive: true})
   const scratch = await mkdtemp(join(dirname(target), '.ckan-migrate-audit-'))
   try {
@@ -151,6 +152,31 @@ async function writeBesideTarget(path: string, write: (temporary: string) => Pro
   } finally {
     await rm(scratch, {force: true, recursive: true})
   }
+}
+
+/**
+ * Where the report goes: the path itself, or the file a symbolic link points to (the link is kept).
+ * Anything else that exists there (a folder, a device such as /dev/stdout, a pipe) is refused:
+ * renaming the report over it would replace it.
+ */
+async function regularFileTarget(path: string): Promise<string> {
+  let info
+  try {
+    info = await lstat(path)
+  } catch (error) {
+    // Missing (or under a file in the way, which creating its folder reports): a new report.
+    if (['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '')) return path
+    throw error
+  }
+  if (info.isFile()) return path
+  if (info.isSymbolicLink()) {
+    const real = await realpath(path).catch(() => undefined)
+    if (real && (await stat(real)).isFile()) return real
+  }
+  throw new MigrateError(`--csv ${path} is not a regular file (a folder, a device, a pipe or a broken link)`, {
+    exitCode: EXIT_CODES.badInput,
+    suggestion: 'Pass the path of a new CSV file, or of a CSV file to replace.',
+  })
 }
 
 async function serverVersion(client: pg.Client): Promise<number> {
