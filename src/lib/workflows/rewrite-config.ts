@@ -17,7 +17,7 @@ import {
   replaceConfigFile,
   writeBackup,
 } from '../services/config-file-writer.js'
-import {NEW_TOKEN_PLACEHOLDER, redactConfigLine} from '../services/config-redaction.js'
+import {configLineRedactor, NEW_TOKEN_PLACEHOLDER} from '../services/config-redaction.js'
 import {
   normaliseServiceName,
   SERVICE_CATALOG,
@@ -656,7 +656,7 @@ function describeFile(file: PlannedFile, status: FilePlan['status'], backupPath:
     diff: unifiedDiff(file.edit.file.text, file.newText, {
       newLabel: `${file.edit.file.givenPath} (new)`,
       oldLabel: file.edit.file.givenPath,
-      redactLine: redactConfigLine,
+      redactLine: configLineRedactor(file.edit.file.text, file.newText),
     }),
     kind: file.edit.kind,
     path: file.edit.file.givenPath,
