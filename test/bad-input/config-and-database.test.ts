@@ -133,6 +133,15 @@ describe('bad input: the database URL (audit)', () => {
     })
   })
 
+  it.skipIf(!REAL_POSTGRES_URL)('a bad libpq ?options= (PostgreSQL refuses the session)', async () => {
+    const url = new URL(REAL_POSTGRES_URL!)
+    url.search = '?options=-c%20statement_timeout%3Dsoon'
+    await expectRefused(['audit', '--database-url', url.href], {
+      code: 'databaseUnreachable',
+      message: /PostgreSQL refused the session \(22023: invalid value for parameter "statement_timeout"/,
+    })
+  })
+
   it.skipIf(!REAL_POSTGRES_URL)('a database that does not exist', async () => {
     const url = new URL(REAL_POSTGRES_URL!)
     url.pathname = '/no_such_ckan_database'

@@ -1,4 +1,4 @@
-import {chmod, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {chmod, cp, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -150,6 +150,33 @@ describe('bad input: run folders, user lists, bundles, configs and purges (CKAN 
       message: /Cannot read --users-file .*no-users\.txt: ENOENT/,
     })
     expect(await exists(join(dir, 'users-file-run'))).toBe(false)
+  })
+
+  it('a --users-file that is not text (a NUL byte): refused before the database sees it', async () => {
+    const file = join(dir, 'binary-users.txt')
+    await writeFile(file, 'alice\nbo\u0000b\n')
+    await expectRefused(issue(join(dir, 'binary-users-run'), '--users-file', file), {
+      code: 'badInput',
+      message: /binary-users\.txt holds a control character in its name number 2/,
+      secrets,
+    })
+    expect(await exists(join(dir, 'binary-users-run'))).toBe(false)
+  })
+
+  it('verify on a run folder whose tokens.jsonl was edited (a jti that is not text): refused, untouched', async () => {
+    const copy = join(dir, 'edited-run')
+    await cp(run, copy, {recursive: true})
+    const tokensPath = join(copy, 'tokens.jsonl')
+    const lines = (await readFile(tokensPath, 'utf8')).trimEnd().split('\n')
+    lines[0] = JSON.stringify({...JSON.parse(lines[0]!), jti: 123})
+    await writeFile(tokensPath, `${lines.join('\n')}\n`)
+    const before = await snapshotFolder(copy)
+    await expectRefused(['verify', '--out', copy, '--ckan-url', site.ckanUrl], {
+      code: 'badInput',
+      message: /edited-run\/tokens\.jsonl holds an entry that is not a token ckan-migrate wrote \(bad jti\)$/,
+      secrets,
+    })
+    expect(await snapshotFolder(copy)).toEqual(before)
   })
 
   it('verify and revoke on a folder that is not a run folder', async () => {

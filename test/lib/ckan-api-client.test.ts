@@ -190,6 +190,14 @@ describe('CkanApiClient against a local HTTP server', () => {
     }
   })
 
+  it('refuses a get_site_user answer that names no user (exit 4), instead of crashing on it', async () => {
+    const {url} = await startServer((_request, response) => ok(response, null))
+    const thrown = await failure(client(url).getSiteUser())
+    expect(thrown).toBeInstanceOf(CkanApiError)
+    expect((thrown as CkanApiError).exitCode).toBe(EXIT_CODES.ckanRejected)
+    expect(thrown.message).toMatch(/get_site_user .*names no user/)
+  })
+
   it('retries api_token_create after a 429, honouring Retry-After, and creates one token', async () => {
     let calls = 0
     const {seen, url} = await startServer((_request, response) => {

@@ -226,8 +226,11 @@ export class CkanApiClient {
 
   /** get_site_user (a sysadmin may call it over HTTP): the site user's name. Its apikey is dropped. */
   async getSiteUser(): Promise<{name: string}> {
-    const result = await this.callAction<{name: string}>('get_site_user', {}, {method: 'GET'})
-    return {name: String(result.name)}
+    const result = await this.callAction<{name?: unknown} | null>('get_site_user', {}, {method: 'GET'})
+    if (typeof result?.name !== 'string' || result.name === '') {
+      throw new CkanApiError('get_site_user', 200, 'the answer names no user (not a CKAN action API answer)')
+    }
+    return {name: result.name}
   }
 
   /**

@@ -210,6 +210,7 @@ export async function readUsersFile(path: string): Promise<string[]> {
     .flatMap((line) => line.split(','))
     .map((name) => name.trim())
     .filter(Boolean)
+  checkUserNames(names, `--users-file ${path}`)
   if (names.length === 0) {
     throw new MigrateError(`--users-file ${path} names no user`, {
       exitCode: EXIT_CODES.badInput,
@@ -217,6 +218,24 @@ export async function readUsersFile(path: string): Promise<string[]> {
     })
   }
   return names
+}
+
+/**
+ * User names and ids are text PostgreSQL can hold: a NUL or another control character (a binary
+ * file passed by mistake) is refused here, naming where it came from, not sent to the database.
+ */
+export function checkUserNames(names: readonly string[], source: string): void {
+  // eslint-disable-next-line no-control-regex
+  const bad = names.findIndex((name) => /[\u0000-\u001F\u007F]/.test(name))
+  if (bad !== -1) {
+    throw new MigrateError(
+      `${source} holds a control character in its name number ${bad + 1}: is it a text file of user names?`,
+      {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass a text file with one CKAN user name or id per line.',
+      },
+    )
+  }
 }
 
 function toUser(row: UserRecord): CkanUserRow {

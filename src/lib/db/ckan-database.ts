@@ -50,7 +50,21 @@ export async function openCkanDatabase(url: string, options: CkanDatabaseOptions
     }
   } catch (error) {
     await client.end().catch(() => {})
-    throw translateDatabaseError(error, parsed.redacted)
+    const translated = translateDatabaseError(error, parsed.redacted)
+    // Anything else PostgreSQL says while the session starts (a bad ?options=, a server that
+    // refuses this client) is still "cannot use this database": its first line, not a crash.
+    const sqlState = (error as {code?: unknown}).code
+    if (translated === error && typeof sqlState === 'string' && /^[0-9A-Z]{5}$/.test(sqlState)) {
+      throw new MigrateError(
+        `Cannot reach the CKAN database at ${parsed.redacted}: PostgreSQL refused the session (${sqlState}: ${String((error as Error).message).split('\n')[0]})`,
+        {
+          cause: error,
+          exitCode: EXIT_CODES.databaseUnreachable,
+          suggestion: 'Check the connection parameters after ? in the database URL, and the server log.',
+        },
+      )
+    }
+    throw translated
   }
   return {
     client,

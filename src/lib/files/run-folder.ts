@@ -53,6 +53,27 @@ export type StoredToken = {
   userName: string
 }
 
+/**
+ * A tokens.jsonl entry as written: the strings every command relies on. A line edited by hand or
+ * by another tool is refused with its run folder named, never shown (it holds a token).
+ */
+function checkStoredToken(record: StoredToken, folder: string): StoredToken {
+  const fields: Record<string, unknown> = typeof record === 'object' && record !== null ? {...record} : {}
+  const wrong = ['createdAt', 'jti', 'token', 'tokenName', 'userId', 'userName'].filter(
+    (name) => typeof fields[name] !== 'string' || fields[name] === '',
+  )
+  if (wrong.length > 0) {
+    throw new MigrateError(
+      `${folder}/tokens.jsonl holds an entry that is not a token ckan-migrate wrote (bad ${wrong.join(', ')})`,
+      {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Restore tokens.jsonl from a copy of the run folder; ckan-migrate only ever appends whole entries.',
+      },
+    )
+  }
+  return record
+}
+
 /** A token as the rest of the code sees it: secrets wrapped. */
 export type RunToken = Omit<StoredToken, 'jti' | 'token'> & {
   jti: Secret
@@ -153,10 +174,12 @@ export class RunFolder {
   async readTokens(): Promise<RunToken[]> {
     const [stored, revoked] = await Promise.all([this.#tokens.readAll(), this.#revoked.readAll()])
     const revokedAt = new Map(revoked.map((record) => [record.jti, record.at]))
-    return stored.map(({jti, token, ...rest}) => {
-      const at = revokedAt.get(jti)
-      return {...rest, jti: new Secret(jti), token: new Secret(token), ...(at === undefined ? {} : {revokedAt: at})}
-    })
+    return stored
+      .map((record) => checkStoredToken(record, this.path))
+      .map(({jti, token, ...rest}) => {
+        const at = revokedAt.get(jti)
+        return {...rest, jti: new Secret(jti), token: new Secret(token), ...(at === undefined ? {} : {revokedAt: at})}
+      })
   }
 
   /**
@@ -165,7 +188,8 @@ export class RunFolder {
    */
   async *streamTokens(): AsyncGenerator<RunToken> {
     const revokedAt = new Map((await this.#revoked.readAll()).map((record) => [record.jti, record.at]))
-    for await (const {jti, token, ...rest} of this.#tokens.stream()) {
+    for await (const record of this.#tokens.stream()) {
+      const {jti, token, ...rest} = checkStoredToken(record, this.path)
       const at = revokedAt.get(jti)
       yield {...rest, jti: new Secret(jti), token: new Secret(token), ...(at === undefined ? {} : {revokedAt: at})}
     }

@@ -6,6 +6,7 @@ import {readCkanIni} from '../ckan/ckan-ini.js'
 import {chooseDatabaseUrl} from '../ckan/ckan-settings.js'
 import {
   type CkanUserRow,
+  checkUserNames,
   readUsersFile,
   sampleUsers,
   type SelectionItem,
@@ -135,6 +136,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
   const ini = options.ckanIniPath ? await readCkanIni(options.ckanIniPath, {env}) : undefined
   const databaseUrl = chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini}, env).url
   const named = options.usersFile ? await readUsersFile(options.usersFile) : options.users
+  if (named && !options.usersFile) checkUserNames(named, '--users')
 
   const site = await preflightSite({
     caCertPath: options.caCertPath,
