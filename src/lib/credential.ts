@@ -75,5 +75,12 @@ function build(text: string, source: string, warning: string | undefined): Crede
       suggestion: 'Put only the token (or key) in the file, on one line.',
     })
   }
+  // It travels in an HTTP header: printable ASCII only (tokens are base64url, keys UUIDs).
+  if (!/^[\x21-\x7E]+$/.test(value)) {
+    throw new MigrateError(`${source} holds a character an API token or key cannot have (binary or non-ASCII)`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Put only the token (or key) in the file, as CKAN showed it, on one line.',
+    })
+  }
   return {kind: credentialKind(value), secret: new Secret(value), source, ...(warning ? {warning} : {})}
 }

@@ -99,6 +99,17 @@ describe('bad input: the database URL (audit)', () => {
     })
   })
 
+  it('a socket folder (?host=) without PostgreSQL in it', async () => {
+    await expectRefused(
+      ['audit', '--database-url', 'postgresql://ckan:s3cret-pw@/ckan_default?host=/tmp/no-such-socket-dir'],
+      {
+        code: 'databaseUnreachable',
+        message: /: no PostgreSQL socket at \/tmp\/no-such-socket-dir\/\.s\.PGSQL\.5432$/,
+        secrets: ['s3cret-pw'],
+      },
+    )
+  })
+
   it('a password given as ?password= (libpq reads it; it is masked like one in the user info)', async () => {
     const port = await closedPort()
     await expectRefused(

@@ -117,6 +117,21 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
     expect(await exists(out)).toBe(false)
   })
 
+  it('a credential file holding a NUL or a non-ASCII character: bad input, not a lost connection', async () => {
+    for (const [name, text] of [
+      ['nul.key', `${site.adminCredential.reveal()}\u0000\n`],
+      ['latin.key', `${site.adminCredential.reveal()}é\n`],
+    ] as const) {
+      const key = await secretFile(dir, name, text)
+      await expectRefused(issue(key, join(dir, `${name}-run`)), {
+        code: 'badInput',
+        message: /holds a character an API token or key cannot have \(binary or non-ASCII\)$/,
+        secrets,
+      })
+      expect(await exists(join(dir, `${name}-run`))).toBe(false)
+    }
+  })
+
   it('a credential file holding two lines (the admin key and something else)', async () => {
     const key = await secretFile(dir, 'two.key', `${site.adminCredential.reveal()}\nsecond-line\n`)
     await expectRefused(issue(key, join(dir, 'two-run')), {

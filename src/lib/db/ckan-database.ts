@@ -133,6 +133,16 @@ export function translateDatabaseError(error: unknown, where: string): unknown {
         'Run it again when the database is less busy, or raise --statement-timeout.',
       )
     }
+    case 'ENOENT': {
+      // A socket folder (?host=/run/postgresql) without PostgreSQL's socket in it; any other
+      // missing file is not the database's business.
+      const {address, syscall} = error as {address?: unknown; syscall?: unknown}
+      if (syscall !== 'connect') return error
+      return unreachable(
+        `no PostgreSQL socket${typeof address === 'string' && address ? ` at ${address}` : ''}`,
+        'Check the socket folder (?host=…) and that PostgreSQL runs on this machine.',
+      )
+    }
     case 'EAI_AGAIN':
     case 'ECONNREFUSED':
     case 'ECONNRESET':
