@@ -77,5 +77,5 @@ describe('issue-tokens under faults', () => {
       expect(written.includes(token.token)).toBe(false)
     }
     expect(written.includes(site.adminCredential.reveal())).toBe(false)
-  }, 180_000)
+  }, 300_000)
 })
