@@ -10,6 +10,7 @@ import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {runCliJson} from '../helpers/run-cli.js'
+import {issueTokensArgs} from '../helpers/site-commands.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 import {exists, expectNoLeak, expectRefused, removeFolder, temporaryFolder} from './support.js'
 
@@ -178,20 +179,11 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
     withLogin.username = 'ckan'
     withLogin.password = 's3cret-pw'
     const out = join(dir, 'login-url-run')
-    await expectRefused(
-      [
-        'issue-tokens',
-        '--ckan-url',
-        withLogin.href,
-        '--api-key-file',
-        site.apiKeyFile,
-        '--ckan-ini',
-        site.ckanIni,
-        '--out',
-        out,
-      ],
-      {code: 'badInput', message: /^The CKAN URL holds a user name or password$/, secrets: [...secrets, 's3cret-pw']},
-    )
+    await expectRefused(issueTokensArgs({...site, ckanUrl: withLogin.href}, out), {
+      code: 'badInput',
+      message: /^The CKAN URL holds a user name or password$/,
+      secrets: [...secrets, 's3cret-pw'],
+    })
     await expectRefused(['audit', '--database-url', site.databaseUrl, '--ckan-url', 'ftp://127.0.0.1/'], {
       code: 'badInput',
       message: /^The CKAN URL scheme ftp:\/\/ is not HTTP$/,
