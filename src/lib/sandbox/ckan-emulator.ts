@@ -59,6 +59,7 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'BAD REQUEST',
   403: 'FORBIDDEN',
   404: 'NOT FOUND',
+  405: 'METHOD NOT ALLOWED',
   409: 'CONFLICT',
   429: 'TOO MANY REQUESTS',
   500: 'INTERNAL SERVER ERROR',
@@ -68,6 +69,23 @@ const STATUS_TEXT: Record<number, string> = {
 const JSON_TYPE = 'application/json;charset=utf-8'
 const ACTION_PATH = /^\/api\/(?:3\/)?action\/([^/]+)\/?$/
 const MAX_BODY = 1024 * 1024
+const HTML_TYPE = 'text/html; charset=utf-8'
+
+/**
+ * The action name as werkzeug decodes the path: valid %XX escapes become bytes, invalid ones stay
+ * as written, and bytes that are not UTF-8 become U+FFFD.
+ */
+function unquotePath(segment: string): string {
+  const bytes: number[] = []
+  for (let index = 0; index < segment.length; index++) {
+    const escape = segment.slice(index + 1, index + 3)
+    if (segment[index] === '%' && /^[0-9A-Fa-f]{2}$/.test(escape)) {
+      bytes.push(Number.parseInt(escape, 16))
+      index += 2
+    } else bytes.push(...Buffer.from(segment[index]!, 'utf8'))
+  }
+  return new TextDecoder('utf-8').decode(Buffer.from(bytes))
+}
 
 /** Timestamps stay text ('2026-11-22 03:56:49.625661'): CKAN's are naive and printed as written. */
 const TYPES = {
@@ -160,8 +178,8 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     if (!row) return undefined
     const caller: Caller = {id: row.id, name: row.name, state: row.state, sysadmin: row.sysadmin}
     if (version === '2.9') return caller
-    // 2.10+: flask-login logs out any user whose state is not 'active'.
-    if (caller.state !== 'active') return undefined
+    // 2.10+: g.user is set, flask-login then logs out a user whose state is not 'active', and
+    // set_user_last_active still runs for the user that was identified.
     if (
       row.last_active === null ||
       row.last_active === undefined ||
@@ -174,7 +192,7 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
         values: [caller.id, now, current.lastActiveInterval],
       })
     }
-    return caller
+    return caller.state === 'active' ? caller : undefined
   }
 
   type TokenOwner = Caller & {last_active?: null | string}
@@ -243,7 +261,12 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
   }
 
   /** views/api.py _get_request_data, including its error messages. */
-  function requestData(request: IncomingMessage, url: URL, body: Buffer, getable: boolean): Record<string, unknown> {
+  async function requestData(
+    request: IncomingMessage,
+    url: URL,
+    body: Buffer,
+    getable: boolean,
+  ): Promise<Record<string, unknown>> {
     const fail = (message: string) => new ActionError(400, {bare: `Bad request - JSON Error: ${message}`})
     if (!getable && request.method === 'GET') throw fail('Invalid request. Please use POST method for your request')
     const mixed = (params: URLSearchParams) => {
@@ -256,10 +279,25 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     }
     const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
     let data: unknown = {}
-    const form =
-      request.method === 'POST' && contentType === 'application/x-www-form-urlencoded'
-        ? new URLSearchParams(body.toString('utf8'))
-        : undefined
+    let form: undefined | URLSearchParams
+    // request.files: each file field's first file (unicode_safe reads it as its file name).
+    const files = new Map<string, string>()
+    if (request.method === 'POST' && contentType === 'application/x-www-form-urlencoded')
+      form = new URLSearchParams(body.toString('utf8'))
+    else if (request.method === 'POST' && contentType === 'multipart/form-data') {
+      form = new URLSearchParams()
+      try {
+        const parsed = await new Response(new Uint8Array(body), {
+          headers: {'content-type': request.headers['content-type']!},
+        }).formData()
+        for (const [key, value] of parsed) {
+          if (typeof value === 'string') form.append(key, value)
+          else if (!files.has(key)) files.set(key, value.name)
+        }
+      } catch {
+        // werkzeug parses a malformed multipart body silently, as no fields.
+      }
+    }
     if (form && [...form.keys()].length > 0) {
       const values = [...form.values()]
       if (values.length === 1 && (values[0] === '1' || values[0] === '')) {
@@ -287,16 +325,27 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     }
     if (typeof data !== 'object' || data === null || Array.isArray(data))
       throw fail(`Request data JSON decoded to ${pythonRepr(data)} but it needs to be a dictionary.`)
+    for (const [key, name] of files) (data as Record<string, unknown>)[key] = name
     return data as Record<string, unknown>
   }
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     stats.requests++
     const url = new URL(request.url ?? '/', 'http://127.0.0.1')
-    if (url.pathname === '/api/3' || url.pathname === '/api/3/') return send(response, 200, pythonJson({version: 3}))
+    const method = request.method ?? 'GET'
     const match = ACTION_PATH.exec(url.pathname)
-    if (!match) return send(response, 404, '<h1>Not Found</h1>', 'text/html; charset=utf-8')
-    const actionName = decodeURIComponent(match[1]!)
+    const root = url.pathname === '/api/3' || url.pathname === '/api/3/'
+    // Flask routes /api/3 for GET and the actions for GET and POST (HEAD and OPTIONS added by Flask).
+    const methods = match ? ['GET', 'HEAD', 'OPTIONS', 'POST'] : root ? ['GET', 'HEAD', 'OPTIONS'] : undefined
+    if (!match || !methods!.includes(method) || method === 'OPTIONS') {
+      // No action runs, but CKAN's before_request identifies the caller (touching the token) first.
+      if (config) await identify(request, config)
+      if (!methods) return send(response, 404, '<h1>Not Found</h1>', HTML_TYPE)
+      if (!methods.includes(method)) return send(response, 405, '<h1>Method Not Allowed</h1>', HTML_TYPE)
+      if (method === 'OPTIONS') return send(response, 200, '', HTML_TYPE, {Allow: methods.join(', ')})
+      return send(response, 200, pythonJson({version: 3}))
+    }
+    const actionName = unquotePath(match[1]!)
     stats.actions[actionName] = (stats.actions[actionName] ?? 0) + 1
     const current = config
     if (!current)
@@ -356,9 +405,11 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
       const caller = await identify(request, current)
       const action = ACTIONS[actionName]
       if (!action) throw new ActionError(400, {bare: `Bad request - Action name not known: ${actionName}`})
-      const data = requestData(request, url, body, action.getable)
+      const data = await requestData(request, url, body, action.getable)
+      // A `callback` parameter (JSONP) is dropped and the request made anonymous.
+      const anonymous = 'callback' in data
       delete data.callback
-      const result = await action.run({caller, config: current, data, pool, version})
+      const result = await action.run({caller: anonymous ? undefined : caller, config: current, data, pool, version})
       payload = {help, success: true, result}
     } catch (error) {
       if (error instanceof ActionError) {

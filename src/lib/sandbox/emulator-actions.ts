@@ -1,10 +1,10 @@
-import {createHash, randomBytes, randomUUID} from 'node:crypto'
+import {createHash, createHmac, randomBytes, randomUUID, timingSafeEqual} from 'node:crypto'
 import type pg from 'pg'
 
-import {signJwt, verifyJwt} from '../ckan/jwt.js'
+import {signJwt} from '../ckan/jwt.js'
 import {CKAN_RELEASES, type CkanVersion} from './ckan-schema.js'
 import type {EmulatorConfig} from './emulator-config.js'
-import {isoformat, localNowTimestamp, utcNowTimestamp} from './emulator-json.js'
+import {isoformat, localNowTimestamp, utcNowTimestamp, utcTimestampAfter} from './emulator-json.js'
 
 /** The user a request was identified as (undefined: anonymous). */
 export type Caller = {id: string; name: string; state: string; sysadmin: boolean}
@@ -84,7 +84,7 @@ function isEmpty(value: unknown): boolean {
     value === '' ||
     value === 0 ||
     value === false ||
-    (Array.isArray(value) && value.length === 0)
+    (typeof value === 'object' && !truthy(value))
   )
 }
 
@@ -163,21 +163,150 @@ function sign(context: ActionContext, claims: {exp?: number; iat: number; jti: s
   return signJwt(claims, secret, context.version === '2.9' ? '2.9' : '2.10+')
 }
 
-/** api_token.decode: the payload of a token signed with the decode secret, else undefined. */
-export function decodeToken(
-  config: EmulatorConfig,
-  version: CkanVersion,
-  token: string,
-): undefined | {exp?: number; iat: number; jti: string} {
-  const secret = config.decodeSecret
-  if (secret instanceof Error) throw secret
-  const verification = verifyJwt(token, secret, {checkIatInFuture: version !== '2.9'})
-  return verification.ok ? verification.payload : undefined
+/** An exception CKAN does not catch (a TypeError in PyJWT, a DB error): CKAN answers 500. */
+class Crash extends Error {}
+
+/**
+ * Python's int(value) for decoded JSON: the integer, undefined for a ValueError, or a Crash for
+ * the TypeError / OverflowError PyJWT and CKAN do not catch.
+ */
+function pythonInt(value: unknown): number | undefined {
+  if (typeof value === 'boolean') return Number(value)
+  if (typeof value === 'number') {
+    if (Number.isNaN(value)) return undefined
+    if (!Number.isFinite(value)) throw new Crash('OverflowError: cannot convert float infinity to integer')
+    return Math.trunc(value)
+  }
+  if (typeof value === 'string') {
+    const match = /^\s*([+-]?\d+(?:_\d+)*)\s*$/.exec(value)
+    return match ? Number(match[1]!.replaceAll('_', '')) : undefined
+  }
+  throw new Crash(`TypeError: int() argument must be a string or a number, not ${pythonType(value)}`)
 }
 
-function isPositiveInteger(value: unknown): boolean {
-  const number = typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : value
-  return typeof number === 'number' && Number.isInteger(number) && number >= 1
+function pythonType(value: unknown): string {
+  if (value === null || value === undefined) return "'NoneType'"
+  return Array.isArray(value) ? "'list'" : "'dict'"
+}
+
+/** Python's bool(value) for decoded JSON. */
+function truthy(value: unknown): boolean {
+  if (Array.isArray(value)) return value.length > 0
+  if (typeof value === 'object' && value !== null) return Object.keys(value).length > 0
+  return Boolean(value)
+}
+
+/**
+ * PyJWT's base64url_decode: pad to a multiple of 4, then binascii's lenient decoder (characters
+ * outside the alphabet skipped, decoding ends at a complete pad); undefined for binascii.Error.
+ */
+function pyBase64(segment: string): Buffer | undefined {
+  const padded = segment + '='.repeat((4 - (segment.length % 4)) % 4)
+  const alphabet = /[A-Za-z0-9+/]/
+  const translated = padded.replaceAll('-', '+').replaceAll('_', '/')
+  let data = ''
+  let ended = false
+  for (let index = 0; index < translated.length && !ended; index++) {
+    const char = translated[index]!
+    if (char === '=') {
+      const quad = data.length % 4
+      if (quad < 2) continue
+      if (quad === 2) {
+        let next = index + 1
+        while (next < translated.length && !alphabet.test(translated[next]!) && translated[next] !== '=') next++
+        if (translated[next] !== '=') continue
+      }
+      ended = true
+    } else if (alphabet.test(char)) data += char
+  }
+  const rest = data.length % 4
+  if (rest === 1 || (rest > 1 && !ended)) return undefined
+  return Buffer.from(data, 'base64')
+}
+
+function parseJsonObject(bytes: Buffer | undefined): Record<string, unknown> | undefined {
+  if (!bytes) return undefined
+  try {
+    const value: unknown = JSON.parse(new TextDecoder('utf-8', {fatal: true}).decode(bytes))
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * api_token.decode: the jti of a token PyJWT accepts (HS256 with the decode secret), else
+ * undefined. 2.9 follows PyJWT 1.7.1, 2.10+ PyJWT 2.12: the segments are split as PyJWT splits
+ * them and base64-decoded leniently (padding allowed), the signature bytes compared; `iat` is
+ * optional (any number; 2.10+ refuse one in the future), `nbf` in the future and `exp` in the
+ * past are refused (1.7.1: `exp < now` in whole seconds; 2.x: `exp <= now`), and any `aud`
+ * (2.10+: any non-empty `aud`) is refused as no audience is expected. Errors PyJWT lets escape
+ * (int(None), int(inf), comparing a string `iat`) throw, as CKAN answers 500.
+ */
+export function decodeToken(config: EmulatorConfig, version: CkanVersion, token: string): undefined | {jti: string} {
+  const secret = config.decodeSecret
+  if (secret instanceof Error) throw secret
+  const cut = token.lastIndexOf('.')
+  const signingInput = token.slice(0, Math.max(cut, 0))
+  const dot = signingInput.indexOf('.')
+  if (cut < 0 || dot < 0) return undefined
+  const header = parseJsonObject(pyBase64(signingInput.slice(0, dot)))
+  const payloadBytes = pyBase64(signingInput.slice(dot + 1))
+  const signature = pyBase64(token.slice(cut + 1))
+  if (!header || !payloadBytes || !signature || header.alg !== 'HS256') return undefined
+  const expected = createHmac('sha256', secret.reveal()).update(signingInput, 'utf8').digest()
+  if (expected.length !== signature.length || !timingSafeEqual(expected, signature)) return undefined
+  const payload = parseJsonObject(payloadBytes)
+  if (!payload) return undefined
+  const modern = version !== '2.9'
+  const now = modern ? Date.now() / 1000 : Math.floor(Date.now() / 1000)
+  if ('iat' in payload) {
+    const iat = pythonInt(payload.iat)
+    if (iat === undefined) return undefined
+    if (modern && typeof payload.iat === 'string')
+      throw new Crash("TypeError: '>' not supported between 'str' and 'float'")
+    if (modern && Number(payload.iat) > now) return undefined
+  }
+  if ('nbf' in payload) {
+    const nbf = pythonInt(payload.nbf)
+    if (nbf === undefined || nbf > now) return undefined
+  }
+  if ('exp' in payload) {
+    const exp = pythonInt(payload.exp)
+    if (exp === undefined || (modern ? exp <= now : exp < now)) return undefined
+  }
+  if (modern ? truthy(payload.aud) : 'aud' in payload) return undefined
+  // PyJWT 2.10+ require string `sub` and `jti`; CKAN then needs a jti (a missing one is anonymous).
+  if (
+    modern &&
+    (('sub' in payload && typeof payload.sub !== 'string') || ('jti' in payload && typeof payload.jti !== 'string'))
+  )
+    return undefined
+  const {jti} = payload
+  if (jti === undefined || jti === null) return undefined
+  // 2.9: ApiToken.get(<number or list>) makes PostgreSQL compare text with another type.
+  if (typeof jti !== 'string') throw new Crash('ProgrammingError: operator does not exist: text = integer')
+  return {jti}
+}
+
+/**
+ * not_empty, int_validator, is_positive_integer (the expire_api_token schema): the integer, or the
+ * message of the first validator that fails. A blank string passes int_validator as None and then
+ * breaks is_positive_integer's `None < 1` (a TypeError: CKAN answers 500).
+ */
+function positiveInteger(value: unknown): Crash | number | string {
+  if (isEmpty(value)) return 'Missing value'
+  let number: number | undefined
+  if (typeof value === 'string') {
+    if (value.trim() === '') return new Crash("TypeError: '<' not supported between instances of 'NoneType' and 'int'")
+    number = /^\s*[+-]?\d+(?:_\d+)*\s*$/.test(value) ? Number(value.replaceAll('_', '')) : undefined
+  } else if (typeof value === 'number' || typeof value === 'boolean') {
+    number = Number.isInteger(Number(value)) ? Number(value) : undefined
+  }
+  if (number === undefined) return 'Must be a positive integer'
+  return number < 1 ? 'Must be a positive integer' : number
 }
 
 async function apiTokenCreate(context: ActionContext): Promise<unknown> {
@@ -186,13 +315,17 @@ async function apiTokenCreate(context: ActionContext): Promise<unknown> {
   const errors: Record<string, string[]> = {}
   const name = text(data.name)
   if (isEmpty(data.name) || name === '') errors.name = ['Missing value']
+  const integers: Record<string, number> = {}
+  let crash: Crash | undefined
   if (config.expireApiToken) {
     for (const key of ['expires_in', 'unit']) {
-      if (isEmpty(data[key])) errors[key] = ['Missing value']
-      else if (!isPositiveInteger(data[key])) errors[key] = ['Must be a positive integer']
+      const checked = positiveInteger(data[key])
+      if (checked instanceof Crash) crash ??= checked
+      else if (typeof checked === 'string') errors[key] = [checked]
+      else integers[key] = checked
     }
   }
-  const valid = Object.keys(errors).length === 0
+  const valid = Object.keys(errors).length === 0 && !crash
   const deniedAll = caller?.state === 'deleted'
   const sysadmin = Boolean(caller?.sysadmin) && !deniedAll
   const created = utcNowTimestamp()
@@ -200,11 +333,10 @@ async function apiTokenCreate(context: ActionContext): Promise<unknown> {
   let exp: number | undefined
   let extras: null | string = null
   if (valid && config.expireApiToken) {
-    const seconds = Number(data.expires_in) * Number(data.unit) || config.defaultLifetime
-    exp = created.seconds + seconds
-    extras = JSON.stringify({
-      expire_api_token: {exp: isoformat(new Date(exp * 1000).toISOString().slice(0, 19).replace('T', ' '))},
-    })
+    // postprocess_api_token: utcnow() + the lifetime, stored as isoformat() and signed as whole seconds.
+    const expiry = utcTimestampAfter(integers.expires_in! * integers.unit! || config.defaultLifetime)
+    exp = expiry.seconds
+    extras = JSON.stringify({expire_api_token: {exp: isoformat(expiry.text)}})
   }
   // One round trip: find the user (404 first), then insert only when allowed and valid.
   const result = await pool.query<{created: boolean; id: string; name: string}>({
@@ -229,7 +361,7 @@ async function apiTokenCreate(context: ActionContext): Promise<unknown> {
   if (!target) throw notFound('User not found')
   if (!target.created) {
     checkAccess(context, 'api_token_create', false, () => ({success: target.name === caller?.name}))
-    throw validationError(errors)
+    throw crash ?? validationError(errors)
   }
   const claims: {exp?: number; iat: number; jti: string} = {jti, iat: created.seconds}
   if (exp !== undefined) claims.exp = exp
@@ -243,8 +375,9 @@ async function apiTokenList(context: ActionContext): Promise<unknown> {
     getOrBust(data, ['user'])
     reference = data.user
   } else {
-    reference = data.user_id ?? data.user
-    if (reference === undefined) throw validationError({user_id: ['Missing value']})
+    // data_dict.get("user_id", data_dict.get("user")), then `if not id_or_name`.
+    reference = 'user_id' in data ? data.user_id : data.user
+    if (isEmpty(reference)) throw validationError({user_id: ['Missing value']})
   }
   const target = await findUser(pool, text(reference))
   checkAccess(context, 'api_token_list', true, () => ({success: target !== undefined && target.name === caller?.name}))
@@ -317,6 +450,7 @@ async function getSiteUser(context: ActionContext): Promise<unknown> {
 
 async function statusShow(context: ActionContext): Promise<unknown> {
   const {config, version} = context
+  checkAccess(context, 'status_show', true, () => ({success: true}))
   const common = {site_title: config.siteTitle, site_description: config.siteDescription, site_url: config.siteUrl}
   if (version === '2.9') {
     return {
@@ -347,8 +481,9 @@ async function userShow(context: ActionContext): Promise<unknown> {
     values: [reference, Boolean(caller?.sysadmin)],
   })
   const row = result.rows[0]
+  // The id is looked up, then access checked, then "not found".
+  checkAccess(context, 'user_show', true, () => restrictAnonymous(context))
   if (!row) throw notFound()
-  checkAccess(context, 'user_show', true, () => ({success: true}))
   return userDict(row, version, Boolean(caller?.sysadmin) || caller?.name === row.name)
 }
 
@@ -358,9 +493,15 @@ function asBool(value: unknown, fallback: boolean): boolean {
   return ['1', 'on', 'true', 'yes'].includes(String(value).toLowerCase())
 }
 
+/** auth/get.py: user details are public unless ckan.auth.public_user_details = false (restrict_anon). */
+function restrictAnonymous(context: ActionContext): AuthResult {
+  return {success: context.config.publicUserDetails || context.caller !== undefined}
+}
+
 async function userList(context: ActionContext): Promise<unknown> {
   const {caller, config, data, pool, version} = context
-  checkAccess(context, 'user_list', true, () => ({success: true}))
+  // Only sysadmins may pass `email` (refused before anything else for everyone else).
+  checkAccess(context, 'user_list', true, () => (truthy(data.email) ? {success: false} : restrictAnonymous(context)))
   const sysadmin = Boolean(caller?.sysadmin)
   const conditions = [`u.state != 'deleted'`]
   const values: unknown[] = [sysadmin]

@@ -26,6 +26,8 @@ export type EmulatorConfig = {
   localeDefault: string
   nbytes: number
   plugins: string[]
+  /** ckan.auth.public_user_details (default true): false refuses user_show/user_list to anonymous callers. */
+  publicUserDetails: boolean
   siteDescription: string
   siteId: string
   siteTitle: string
@@ -91,8 +93,11 @@ export async function loadEmulatorConfig(
     localeDefault: setting('ckan.locale_default') || 'en',
     nbytes: integer('api_token.nbytes', 32),
     plugins,
+    publicUserDetails: bool('ckan.auth.public_user_details', true),
     siteDescription: setting('ckan.site_description') ?? '',
-    siteId: setting('ckan.site_id') || new URL(siteUrl).hostname,
+    // 2.9 names the site after ckan.site_url's host when ckan.site_id is unset (environment.py);
+    // 2.10+ declare the default "default" (config_declaration.yaml).
+    siteId: setting('ckan.site_id') || (version === '2.9' ? new URL(siteUrl).hostname : 'default'),
     siteTitle: setting('ckan.site_title') || 'CKAN',
     siteUrl,
   }

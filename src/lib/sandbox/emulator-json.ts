@@ -59,7 +59,15 @@ const origin = performance.timeOrigin
 
 /** The current UTC time as a naive timestamp with microseconds ('2026-11-22 03:56:49.625661'), as datetime.utcnow() gives. */
 export function utcNowTimestamp(): {seconds: number; text: string} {
-  const micros = Math.floor((origin + performance.now()) * 1000)
+  return utcTimestampAfter(0)
+}
+
+/**
+ * datetime.utcnow() + timedelta(seconds=…) as a naive timestamp with microseconds, and its whole
+ * seconds since the epoch (what PyJWT writes for a datetime claim).
+ */
+export function utcTimestampAfter(seconds: number): {seconds: number; text: string} {
+  const micros = Math.floor((origin + performance.now()) * 1000) + Math.round(seconds * 1_000_000)
   const millis = Math.floor(micros / 1000)
   const text = `${new Date(millis).toISOString().slice(0, 19).replace('T', ' ')}.${String(micros % 1_000_000).padStart(6, '0')}`
   return {seconds: Math.floor(millis / 1000), text}

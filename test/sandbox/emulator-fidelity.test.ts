@@ -1,0 +1,276 @@
+import {createHmac} from 'node:crypto'
+
+import pg from 'pg'
+import {describe, expect, it} from 'vitest'
+
+import {readCkanIni} from '../../src/lib/ckan/ckan-ini.js'
+import {resolveJwtSecret} from '../../src/lib/ckan/ckan-settings.js'
+import {decodeJwtPayload} from '../../src/lib/ckan/jwt.js'
+import type {CkanVersion} from '../../src/lib/sandbox/ckan-schema.js'
+import {startTestSite, type TestSite} from '../helpers/test-site.js'
+
+/** Differences from CKAN 2.9.11 / 2.10.10 / 2.11.5 found in review, each checked over HTTP. */
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- CKAN's answers, read field by field
+type Answer = {body: string; headers: Headers; json: any; status: number}
+
+async function request(
+  site: TestSite,
+  path: string,
+  options: {body?: BodyInit; credential?: string; headers?: Record<string, string>; method?: string} = {},
+): Promise<Answer> {
+  const headers: Record<string, string> = {...options.headers}
+  if (options.credential) headers.Authorization = options.credential
+  const response = await fetch(`${site.ckanUrl}${path}`, {body: options.body, headers, method: options.method ?? 'GET'})
+  const body = await response.text()
+  let json: unknown
+  try {
+    json = JSON.parse(body)
+  } catch {
+    json = undefined
+  }
+  return {body, headers: response.headers, json, status: response.status}
+}
+
+function post(site: TestSite, action: string, body: Record<string, unknown>, credential?: string): Promise<Answer> {
+  return request(site, `/api/3/action/${action}`, {
+    body: JSON.stringify(body),
+    credential,
+    headers: {'Content-Type': 'application/json'},
+    method: 'POST',
+  })
+}
+
+async function sql<T extends pg.QueryResultRow>(site: TestSite, text: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({connectionString: site.databaseUrl})
+  await client.connect()
+  try {
+    return (await client.query<T>(text, values)).rows
+  } finally {
+    await client.end()
+  }
+}
+
+async function tokenFor(site: TestSite, user: string, extra: Record<string, unknown> = {}): Promise<string> {
+  const answer = await post(site, 'api_token_create', {name: 'fidelity', user, ...extra}, site.adminCredential.reveal())
+  expect(answer.status).toBe(200)
+  return answer.json.result.token as string
+}
+
+const DENIED = {__type: 'Authorization Error', message: 'Access denied'}
+
+describe('CKAN emulator fidelity', () => {
+  it('routes actions for GET and POST only: other methods are 405 without running the action, OPTIONS is answered by Flask', async () => {
+    const site = await startTestSite({users: 10})
+    const admin = site.adminCredential.reveal()
+    const before = await sql<{n: string}>(site, 'SELECT count(*) AS n FROM api_token')
+    for (const method of ['PUT', 'DELETE', 'PATCH']) {
+      const answer = await request(site, '/api/3/action/api_token_create', {
+        body: JSON.stringify({name: 'by-put', user: 'admin'}),
+        credential: admin,
+        headers: {'Content-Type': 'application/json'},
+        method,
+      })
+      expect(answer.status, method).toBe(405)
+      expect(answer.headers.get('content-type')).toMatch(/^text\/html/)
+      expect(answer.json).toBeUndefined()
+    }
+    expect(await sql<{n: string}>(site, 'SELECT count(*) AS n FROM api_token')).toEqual(before)
+    const options = await request(site, '/api/3/action/status_show', {method: 'OPTIONS'})
+    expect(options.status).toBe(200)
+    expect(options.body).toBe('')
+    expect(options.headers.get('allow')).toBe('GET, HEAD, OPTIONS, POST')
+    expect((await request(site, '/api/3', {method: 'POST'})).status).toBe(405)
+    expect((await request(site, '/api/action/status_show', {method: 'DELETE'})).status).toBe(405)
+  })
+
+  it.each([
+    ['2.9', '127.0.0.1'],
+    ['2.10', 'default'],
+    ['2.11', 'default'],
+  ] as const)('%s without ckan.site_id: the site user is %s', async (version, name) => {
+    const site = await startTestSite({settings: {'ckan.site_id': null}, users: 10, version})
+    const admin = site.adminCredential.reveal()
+    const siteUser = await request(site, '/api/3/action/get_site_user', {credential: admin})
+    expect(siteUser.json.result.name).toBe(name)
+    const listed = await request(site, '/api/3/action/user_list?all_fields=false', {credential: admin})
+    expect(listed.json.result).not.toContain(name)
+    const withSiteUser = await request(site, '/api/3/action/user_list?all_fields=false&include_site_user=true', {
+      credential: admin,
+    })
+    expect(withSiteUser.json.result).toContain(name)
+  })
+
+  it('ckan.auth.public_user_details = false refuses user_show and user_list to anonymous callers', async () => {
+    const site = await startTestSite({settings: {'ckan.auth.public_user_details': 'false'}, users: 10, version: '2.10'})
+    const admin = site.adminCredential.reveal()
+    for (const path of [
+      '/api/3/action/user_show?id=admin',
+      '/api/3/action/user_show?id=nosuch',
+      '/api/3/action/user_list',
+    ]) {
+      const anonymous = await request(site, path)
+      expect(anonymous.status, path).toBe(403)
+      expect(anonymous.json.error).toEqual(DENIED)
+    }
+    expect((await request(site, '/api/3/action/user_show?id=admin', {credential: admin})).status).toBe(200)
+    expect((await request(site, '/api/3/action/user_list', {credential: admin})).status).toBe(200)
+  })
+
+  it('user_list with an email is for sysadmins only', async () => {
+    const site = await startTestSite({users: 30})
+    const [someone] = await sql<{apikey: string; email: string}>(
+      site,
+      `SELECT apikey, email FROM "user" WHERE name LIKE 'user-%' AND apikey ~ '^[0-9a-f-]{36}$' AND email LIKE 'user-%' AND state = 'active' AND NOT sysadmin LIMIT 1`,
+    )
+    const path = `/api/3/action/user_list?email=${encodeURIComponent(someone!.email)}`
+    for (const credential of [undefined, someone!.apikey]) {
+      const refused = await request(site, path, {credential})
+      expect(refused.status).toBe(403)
+      expect(refused.json.error).toEqual(DENIED)
+    }
+    const admin = await request(site, path, {credential: site.adminCredential.reveal()})
+    expect(admin.status).toBe(200)
+    expect(admin.json.result.map((user: {email: string}) => user.email)).toEqual([someone!.email])
+  })
+
+  it('a callback parameter makes the request anonymous', async () => {
+    const site = await startTestSite({users: 10, version: '2.10'})
+    const admin = site.adminCredential.reveal()
+    expect((await post(site, 'api_token_list', {user: 'admin'}, admin)).status).toBe(200)
+    const anonymous = await post(site, 'api_token_list', {callback: 'x', user: 'admin'}, admin)
+    expect(anonymous.status).toBe(403)
+    expect(anonymous.json.error).toEqual(DENIED)
+  })
+
+  it('2.10+: api_token_list with an empty or null user_id is 409 Missing value', async () => {
+    const site = await startTestSite({users: 10, version: '2.10'})
+    const admin = site.adminCredential.reveal()
+    const missing = {__type: 'Validation Error', user_id: ['Missing value']}
+    const empty = await request(site, '/api/3/action/api_token_list?user_id=', {credential: admin})
+    expect(empty.status).toBe(409)
+    expect(empty.json.error).toEqual(missing)
+    const nulled = await post(site, 'api_token_list', {user: 'admin', user_id: null}, admin)
+    expect(nulled.status).toBe(409)
+    expect(nulled.json.error).toEqual(missing)
+  })
+
+  it('2.9: a deleted caller is refused status_show, and user_show checks access before "not found"', async () => {
+    const site = await startTestSite({users: 30})
+    const [someone] = await sql<{apikey: string; name: string}>(
+      site,
+      `SELECT name, apikey FROM "user" WHERE name LIKE 'user-%' AND apikey ~ '^[0-9a-f-]{36}$' AND state = 'active' AND NOT sysadmin LIMIT 1`,
+    )
+    const token = await tokenFor(site, someone!.name)
+    await sql(site, `UPDATE "user" SET state = 'deleted' WHERE name = $1`, [someone!.name])
+    for (const credential of [someone!.apikey, token]) {
+      const status = await request(site, '/api/3/action/status_show', {credential})
+      expect(status.status).toBe(403)
+      expect(status.json.error).toEqual(DENIED)
+      const show = await request(site, '/api/3/action/user_show?id=nosuch', {credential})
+      expect(show.status).toBe(403)
+    }
+    expect((await request(site, '/api/3/action/user_show?id=nosuch')).status).toBe(404)
+  })
+
+  it('reads multipart/form-data fields as CKAN reads request.form', async () => {
+    const site = await startTestSite({users: 10, version: '2.10'})
+    const form = new FormData()
+    form.append('user', 'admin')
+    form.append('name', 'from-multipart')
+    const answer = await request(site, '/api/3/action/api_token_create', {
+      body: form,
+      credential: site.adminCredential.reveal(),
+      method: 'POST',
+    })
+    expect(answer.status).toBe(200)
+    const jti = decodeJwtPayload(answer.json.result.token)!.jti
+    expect(await sql(site, 'SELECT name FROM api_token WHERE id = $1', [jti])).toEqual([{name: 'from-multipart'}])
+  })
+
+  describe.each(['2.9', '2.10'] as const)('%s: JWTs are decoded as PyJWT decodes them', (version) => {
+    const b64 = (text: string) => Buffer.from(text).toString('base64url')
+    async function forge(
+      site: TestSite,
+      claims: Record<string, unknown>,
+      pad = false,
+    ): Promise<{headers: Record<string, string>}> {
+      const ini = await readCkanIni(site.ckanIni, {caseRule: version === '2.9' ? 'lowercase' : 'preserve'})
+      const secret = (await resolveJwtSecret(ini, version as CkanVersion, 'encode')).secret
+      const padded = (segment: string) => (pad ? segment + '='.repeat((4 - (segment.length % 4)) % 4) : segment)
+      const input = `${padded(b64('{"alg":"HS256","typ":"JWT"}'))}.${padded(b64(JSON.stringify(claims)))}`
+      const signature = createHmac('sha256', secret.reveal()).update(input).digest('base64url')
+      return {headers: {Authorization: `${input}.${padded(signature)}`}}
+    }
+
+    it.each([
+      ['no iat', {}, false, 200],
+      ['a float iat', {iat: 1_700_000_000.5}, false, 200],
+      ['padded base64url segments', {iat: 1_700_000_000}, true, 200],
+      ['an nbf in the future', {iat: 1_700_000_000, nbf: 4_000_000_000}, false, 403],
+      ['an aud claim', {aud: 'ckan', iat: 1_700_000_000}, false, 403],
+    ] as const)('a token with %s', async (_case, claims, pad, status) => {
+      const site = await startTestSite({users: 5, version})
+      const jti = decodeJwtPayload(await tokenFor(site, 'admin'))!.jti
+      const {headers} = await forge(site, {jti, ...claims}, pad)
+      expect((await post(site, 'api_token_list', {user: 'admin'}, headers.Authorization)).status).toBe(status)
+    })
+  })
+
+  it('expire_api_token: exp is stored as isoformat() with microseconds', async () => {
+    const site = await startTestSite({expireApiToken: true, users: 5, version: '2.10'})
+    const token = await tokenFor(site, 'admin', {expires_in: 3, unit: 60})
+    const claims = decodeJwtPayload(token)!
+    const [row] = await sql<{exp: string}>(
+      site,
+      `SELECT plugin_extras->'expire_api_token'->>'exp' AS exp FROM api_token WHERE id = $1`,
+      [claims.jti],
+    )
+    expect(row!.exp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?$/)
+    expect(row!.exp).not.toMatch(/\.0{6}$/)
+    expect(Math.floor(Date.parse(`${row!.exp}Z`) / 1000)).toBe(claims.exp)
+  })
+
+  it('answers a path with bad percent-encoding as an unknown action, naming it as written', async () => {
+    const site = await startTestSite({users: 5})
+    const answer = await request(site, '/api/3/action/foo%ZZ')
+    expect(answer.status).toBe(400)
+    expect(answer.json).toBe('Bad request - Action name not known: foo%ZZ')
+  })
+
+  it('2.10+: a pending or deleted token owner is anonymous, but user.last_active is still updated', async () => {
+    const site = await startTestSite({users: 30, version: '2.10'})
+    const users = await sql<{name: string}>(
+      site,
+      `SELECT name FROM "user" WHERE name LIKE 'user-%' AND state = 'active' AND NOT sysadmin ORDER BY name LIMIT 2`,
+    )
+    for (const [index, state] of ['pending', 'deleted'].entries()) {
+      const user = users[index]!.name
+      const token = await tokenFor(site, user)
+      await sql(site, `UPDATE "user" SET state = $2, last_active = NULL WHERE name = $1`, [user, state])
+      expect((await post(site, 'api_token_list', {user}, token)).status).toBe(403)
+      const [row] = await sql<{last_active: Date | null}>(site, 'SELECT last_active FROM "user" WHERE name = $1', [
+        user,
+      ])
+      expect(row!.last_active, state).not.toBeNull()
+    }
+  })
+
+  it('touches api_token.last_access on every request that carries a token, not only action calls', async () => {
+    const site = await startTestSite({users: 5, version: '2.10'})
+    const token = await tokenFor(site, 'admin')
+    const {jti} = decodeJwtPayload(token)!
+    for (const [path, status] of [
+      ['/api/3', 200],
+      ['/api/3/action/', 404],
+      ['/no/such/page', 404],
+    ] as const) {
+      await sql(site, 'UPDATE api_token SET last_access = NULL WHERE id = $1', [jti])
+      expect((await request(site, path, {credential: token})).status, path).toBe(status)
+      const [row] = await sql<{last_access: Date | null}>(site, 'SELECT last_access FROM api_token WHERE id = $1', [
+        jti,
+      ])
+      expect(row!.last_access, path).not.toBeNull()
+    }
+  })
+})
