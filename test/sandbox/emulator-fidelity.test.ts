@@ -217,8 +217,9 @@ describe('CKAN emulator fidelity', () => {
     })
   })
 
-  it('expire_api_token: exp is stored as isoformat() with microseconds', async () => {
+  it('expire_api_token: exp is stored as isoformat() with microseconds; a non-integer lifetime is "Invalid integer"', async () => {
     const site = await startTestSite({expireApiToken: true, users: 5, version: '2.10'})
+    const admin = site.adminCredential.reveal()
     const token = await tokenFor(site, 'admin', {expires_in: 3, unit: 60})
     const claims = decodeJwtPayload(token)!
     const [row] = await sql<{exp: string}>(
@@ -229,6 +230,18 @@ describe('CKAN emulator fidelity', () => {
     expect(row!.exp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?$/)
     expect(row!.exp).not.toMatch(/\.0{6}$/)
     expect(Math.floor(Date.parse(`${row!.exp}Z`) / 1000)).toBe(claims.exp)
+    const invalid = await post(
+      site,
+      'api_token_create',
+      {expires_in: 'abc', name: 'x', unit: 1.5, user: 'admin'},
+      admin,
+    )
+    expect(invalid.status).toBe(409)
+    expect(invalid.json.error).toEqual({
+      __type: 'Validation Error',
+      expires_in: ['Invalid integer'],
+      unit: ['Invalid integer'],
+    })
   })
 
   it('answers a path with bad percent-encoding as an unknown action, naming it as written', async () => {

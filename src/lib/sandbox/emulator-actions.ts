@@ -305,9 +305,7 @@ function positiveInteger(value: unknown): Crash | number | string {
   } else if (typeof value === 'number' || typeof value === 'boolean') {
     number = Number.isInteger(Number(value)) ? Number(value) : undefined
   }
-  // CKAN (int_validator inside is_positive_integer) says 'Invalid integer' here. Kept as the old
-  // message until test/sandbox/emulator.test.ts's expire_api_token case (unit 'day') is updated.
-  if (number === undefined) return 'Must be a positive integer'
+  if (number === undefined) return 'Invalid integer'
   return number < 1 ? 'Must be a positive integer' : number
 }
 
