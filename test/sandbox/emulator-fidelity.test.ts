@@ -1,12 +1,12 @@
 import {createHmac} from 'node:crypto'
 
-import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
 import {readCkanIni} from '../../src/lib/ckan/ckan-ini.js'
 import {resolveJwtSecret} from '../../src/lib/ckan/ckan-settings.js'
 import {decodeJwtPayload} from '../../src/lib/ckan/jwt.js'
 import type {CkanVersion} from '../../src/lib/sandbox/ckan-schema.js'
+import {querySite as sql} from '../helpers/site-commands.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 
 /** Differences from CKAN 2.9.11 / 2.10.10 / 2.11.5 found in review, each checked over HTTP. */
@@ -39,16 +39,6 @@ function post(site: TestSite, action: string, body: Record<string, unknown>, cre
     headers: {'Content-Type': 'application/json'},
     method: 'POST',
   })
-}
-
-async function sql<T extends pg.QueryResultRow>(site: TestSite, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({connectionString: site.databaseUrl})
-  await client.connect()
-  try {
-    return (await client.query<T>(text, values)).rows
-  } finally {
-    await client.end()
-  }
 }
 
 async function tokenFor(site: TestSite, user: string, extra: Record<string, unknown> = {}): Promise<string> {

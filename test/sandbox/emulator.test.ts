@@ -5,6 +5,7 @@ import {readCkanIni} from '../../src/lib/ckan/ckan-ini.js'
 import {resolveJwtSecret} from '../../src/lib/ckan/ckan-settings.js'
 import {decodeJwtPayload, signJwt} from '../../src/lib/ckan/jwt.js'
 import {upgradeSandboxDatabase} from '../../src/lib/sandbox/sandbox-site.js'
+import {querySite as sql} from '../helpers/site-commands.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 
 type Answer = {
@@ -28,16 +29,6 @@ async function call(
   })
   const body = (await response.json()) as Answer['json']
   return {body, json: body, status: response.status}
-}
-
-async function sql<T extends pg.QueryResultRow>(site: TestSite, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({connectionString: site.databaseUrl})
-  await client.connect()
-  try {
-    return (await client.query<T>(text, values)).rows
-  } finally {
-    await client.end()
-  }
 }
 
 async function tokenFor(site: TestSite, user: string, extra: Record<string, unknown> = {}): Promise<string> {
