@@ -63,6 +63,14 @@ function withoutCredentials(url: string): string {
 export const XLOADER_DEFAULT_JOBS_DB = 'sqlite:////tmp/xloader_jobs.db'
 
 const COUNT_JOBS_WITH_KEY = 'SELECT count(*)::int AS n FROM jobs WHERE api_key IS NOT NULL'
+const HAS_JOBS_TABLE = `SELECT to_regclass('jobs') IS NOT NULL AS present`
+
+/** Jobs holding a key, in a PostgreSQL job store; none when XLoader has not made its table yet. */
+async function countInPostgres(sql: Queryable): Promise<number> {
+  const {rows} = await sql.query<{present: boolean}>(HAS_JOBS_TABLE)
+  if (!rows[0]!.present) return 0
+  return (await sql.query<{n: number}>(COUNT_JOBS_WITH_KEY)).rows[0]!.n
+}
 
 export type XloaderJobsOptions = {
   /** When the jobs database is the CKAN database itself, its open (read-only) connection. */
@@ -118,20 +126,19 @@ async function countJobsWithKey(options: XloaderJobsOptions): Promise<number> {
     const {DatabaseSync} = await import('node:sqlite')
     const database = new DatabaseSync(path, {open: true, readOnly: true})
     try {
+      const table = database.prepare(`SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'jobs'`)
+      if (Number((table.get() as {n: number}).n) === 0) return 0
       const row = database.prepare('SELECT count(*) AS n FROM jobs WHERE api_key IS NOT NULL').get() as {n: number}
       return Number(row.n)
     } finally {
       database.close()
     }
   }
-  if (options.ckanDatabase && isSameDatabase(options.ckanDatabase.url, uri)) {
-    const {rows} = await options.ckanDatabase.sql.query<{n: number}>(COUNT_JOBS_WITH_KEY)
-    return rows[0]!.n
-  }
+  if (options.ckanDatabase && isSameDatabase(options.ckanDatabase.url, uri))
+    return countInPostgres(options.ckanDatabase.sql)
   const database = await openCkanDatabase(uri, {readOnly: true, statementTimeoutMs: options.statementTimeoutMs})
   try {
-    const {rows} = await database.client.query<{n: number}>(COUNT_JOBS_WITH_KEY)
-    return rows[0]!.n
+    return await countInPostgres(database.client)
   } finally {
     await database.close()
   }
