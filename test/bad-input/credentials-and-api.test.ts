@@ -57,18 +57,8 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
   let site: TestSite
   let dir: string
   let secrets: string[]
-  const issue = (apiKeyFile: string, out: string, ...extra: string[]) => [
-    'issue-tokens',
-    '--ckan-url',
-    site.ckanUrl,
-    '--api-key-file',
-    apiKeyFile,
-    '--ckan-ini',
-    site.ckanIni,
-    '--out',
-    out,
-    ...extra,
-  ]
+  const issue = (apiKeyFile: string, out: string, ...extra: string[]) =>
+    issueTokensArgs({...site, apiKeyFile}, out, ...extra)
 
   beforeAll(async () => {
     site = await startTestSite({autoStop: false, users: 30, version: '2.9'})
@@ -153,24 +143,11 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
     const {port, server} = await listen(createNetServer())
     await close(server)
     const out = join(dir, 'refused-run')
-    await expectRefused(
-      [
-        'issue-tokens',
-        '--ckan-url',
-        `http://127.0.0.1:${port}`,
-        '--api-key-file',
-        site.apiKeyFile,
-        '--ckan-ini',
-        site.ckanIni,
-        '--out',
-        out,
-      ],
-      {
-        code: 'ckanUnreachable',
-        message: /^Cannot reach CKAN for status_show/,
-        secrets,
-      },
-    )
+    await expectRefused(issueTokensArgs({...site, ckanUrl: `http://127.0.0.1:${port}`}, out), {
+      code: 'ckanUnreachable',
+      message: /^Cannot reach CKAN for status_show/,
+      secrets,
+    })
     expect(await exists(out)).toBe(false)
   })
 
@@ -303,26 +280,12 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
 
     it('a self-signed certificate is refused (TLS is never skipped)', async () => {
       const out = join(dir, 'tls-run')
-      await expectRefused(
-        [
-          'issue-tokens',
-          '--ckan-url',
-          `https://127.0.0.1:${port}`,
-          '--api-key-file',
-          site.apiKeyFile,
-          '--ckan-ini',
-          site.ckanIni,
-          '--out',
-          out,
-          '--dry-run',
-        ],
-        {
-          code: 'tlsFailure',
-          message: /^TLS failed for status_show: DEPTH_ZERO_SELF_SIGNED_CERT/,
-          secrets,
-          suggestion: /--ca-cert/,
-        },
-      )
+      await expectRefused(issueTokensArgs({...site, ckanUrl: `https://127.0.0.1:${port}`}, out, '--dry-run'), {
+        code: 'tlsFailure',
+        message: /^TLS failed for status_show: DEPTH_ZERO_SELF_SIGNED_CERT/,
+        secrets,
+        suggestion: /--ca-cert/,
+      })
       expect(await exists(out)).toBe(false)
     })
 

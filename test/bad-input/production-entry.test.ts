@@ -4,6 +4,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
+import {issueTokensArgs} from '../helpers/site-commands.js'
 import {runCliJson} from '../helpers/run-cli.js'
 import {runCliChild} from '../helpers/run-cli-child.js'
 import {createTestDatabase} from '../helpers/test-database.js'
@@ -155,19 +156,7 @@ describe('bad input through the production entry (a child process, as users run 
     const site = await startTestSite({faults: {latencyMs: 40}, users: 60, version: '2.9'})
     const dir = await temporaryFolder()
     const out = join(dir, 'run')
-    const args = [
-      'issue-tokens',
-      '--ckan-url',
-      site.ckanUrl,
-      '--api-key-file',
-      site.apiKeyFile,
-      '--ckan-ini',
-      site.ckanIni,
-      '--out',
-      out,
-      '--concurrency',
-      '2',
-    ]
+    const args = issueTokensArgs(site, out, '--concurrency', '2')
     const interrupted = await runCliChild(args, {
       interrupt: {delayMs: 100, journal: join(out, 'journal.jsonl'), signal: 'SIGINT'},
     })

@@ -73,6 +73,11 @@ function watchFolder(dir: string) {
   return {seen, stop: () => watcher.close()}
 }
 
+/** `backup` of the database at `url` into `dir`, encrypted to a throwaway key's public half. */
+function backupArgs(key: {publicKeyFile: string}, url: string, dir: string, ...extra: string[]): string[] {
+  return ['backup', '--database-url', url, '--dir', dir, '--recipient-key', key.publicKeyFile, ...extra]
+}
+
 describe('backup', () => {
   it.runIf(REAL_POSTGRES_URL)(
     'writes an encrypted pg_dump that round-trips through decryption and pg_restore --list, and never a plain byte',
@@ -81,15 +86,9 @@ describe('backup', () => {
       const key = await makeThrowawayKey()
       const dir = await temporaryFolder('ckan-backup-')
       const watcher = watchFolder(dir)
-      const run = await runCliJson<{file: string; sha256: string; sidecar: string; tables: string[]}>([
-        'backup',
-        '--database-url',
-        url,
-        '--dir',
-        dir,
-        '--recipient-key',
-        key.publicKeyFile,
-      ])
+      const run = await runCliJson<{file: string; sha256: string; sidecar: string; tables: string[]}>(
+        backupArgs(key, url, dir),
+      )
       watcher.stop()
       expect(run.exitCode, run.stdout + run.stderr).toBe(0)
       const {file, sidecar, tables} = run.json.result!
@@ -186,15 +185,7 @@ describe('backup', () => {
       await createCkanSchema(pgliteQueryable(embedded.db), '2.9')
       const key = await makeThrowawayKey()
       const dir = join(await temporaryFolder('ckan-backup-'), 'new')
-      const run = await runCli([
-        'backup',
-        '--database-url',
-        embedded.url,
-        '--dir',
-        dir,
-        '--recipient-key',
-        key.publicKeyFile,
-      ])
+      const run = await runCli(backupArgs(key, embedded.url, dir))
       expect(run.exitCode).toBe(12)
       expect(run.error?.message).toMatch(/^pg_dump 1\d cannot dump a PostgreSQL 18 server/)
       expect(run.error?.message).not.toContain('\n')
@@ -209,28 +200,10 @@ describe('backup', () => {
     const tmp = await temporaryFolder('ckan-backup-')
     const dir = join(tmp, 'out')
     const url = 'postgresql://ckan:s3cret-pw@127.0.0.1:9/ckan'
-    const noTool = await runCliJson([
-      'backup',
-      '--database-url',
-      url,
-      '--dir',
-      dir,
-      '--recipient-key',
-      key.publicKeyFile,
-      '--pg-bin',
-      tmp,
-    ])
+    const noTool = await runCliJson(backupArgs(key, url, dir, '--pg-bin', tmp))
     expect(noTool.json.error).toMatchObject({code: 'toolMissing'})
     expect(noTool.exitCode).toBe(12)
-    const unreachable = await runCliJson([
-      'backup',
-      '--database-url',
-      url,
-      '--dir',
-      dir,
-      '--recipient-key',
-      key.publicKeyFile,
-    ])
+    const unreachable = await runCliJson(backupArgs(key, url, dir))
     expect(unreachable.exitCode).toBe(8)
     expect(unreachable.stdout).not.toContain('s3cret-pw')
     const notAKey = await runCli([
@@ -260,27 +233,10 @@ describe('backup', () => {
       expect(fileInTheWay.error?.message).toMatch(
         /^the backup folder .* cannot be created: a part of its path is a file/,
       )
-      const unwritable = await runCli([
-        'backup',
-        '--database-url',
-        realUrl,
-        '--dir',
-        '/sys/ckan-migrate-backups',
-        '--recipient-key',
-        key.publicKeyFile,
-      ])
+      const unwritable = await runCli(backupArgs(key, realUrl, '/sys/ckan-migrate-backups'))
       expect(unwritable.exitCode).toBe(13)
       expect(unwritable.error?.message).toMatch(/^Cannot write into the backup folder /)
-      const dry = await runCliJson<{dryRun: boolean; file: string}>([
-        'backup',
-        '--database-url',
-        realUrl,
-        '--dir',
-        dir,
-        '--recipient-key',
-        key.publicKeyFile,
-        '--dry-run',
-      ])
+      const dry = await runCliJson<{dryRun: boolean; file: string}>(backupArgs(key, realUrl, dir, '--dry-run'))
       expect(dry.exitCode).toBe(0)
       expect(dry.json.result).toMatchObject({dryRun: true})
     }

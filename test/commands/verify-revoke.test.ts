@@ -7,6 +7,7 @@ import {describe, expect, it, onTestFinished} from 'vitest'
 
 import type {RevokeResult} from '../../src/lib/workflows/revoke.js'
 import type {VerifyResult} from '../../src/lib/workflows/verify.js'
+import {issueTokensArgs} from '../helpers/site-commands.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 
@@ -26,19 +27,7 @@ describe('verify and revoke', () => {
     const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-verify-'))
     onTestFinished(() => rm(dir, {force: true, recursive: true}))
     const out = join(dir, 'run')
-    const issued = await runCli([
-      'issue-tokens',
-      '--ckan-url',
-      site.ckanUrl,
-      '--api-key-file',
-      site.apiKeyFile,
-      '--ckan-ini',
-      site.ckanIni,
-      '--out',
-      out,
-      '--limit',
-      '4',
-    ])
+    const issued = await runCli(issueTokensArgs(site, out, '--limit', '4'))
     expect(issued.exitCode).toBe(0)
 
     const good = await runCliJson<VerifyResult>(['verify', '--out', out])

@@ -4,6 +4,7 @@ import {join} from 'node:path'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
 import {mulberry32} from '../../src/lib/sandbox/faults.js'
+import {issueTokensArgs} from '../helpers/site-commands.js'
 import {runCli} from '../helpers/run-cli.js'
 import {type ChildRun, runCliChild} from '../helpers/run-cli-child.js'
 import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
@@ -28,21 +29,7 @@ describe('issue-tokens after kill -9', () => {
     onTestFinished(() => rm(dir, {force: true, recursive: true}))
     const out = join(dir, 'run')
     const journal = join(out, 'journal.jsonl')
-    const args = [
-      'issue-tokens',
-      '--ckan-url',
-      site.ckanUrl,
-      '--api-key-file',
-      site.apiKeyFile,
-      '--ckan-ini',
-      site.ckanIni,
-      '--out',
-      out,
-      '--concurrency',
-      '4',
-      '--timeout',
-      '1',
-    ]
+    const args = issueTokensArgs(site, out, '--concurrency', '4', '--timeout', '1')
     const random = mulberry32(20_261_122)
     const outputs: string[] = []
 

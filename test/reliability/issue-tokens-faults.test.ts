@@ -4,6 +4,7 @@ import {join} from 'node:path'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
 import type {IssueTokensResult} from '../../src/lib/workflows/issue-tokens.js'
+import {issueTokensArgs} from '../helpers/site-commands.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
 import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
 import {expectOneStoredTokenPerSelectedUser} from '../helpers/run-state.js'
@@ -32,21 +33,7 @@ describe('issue-tokens under faults', () => {
     const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-faults-'))
     onTestFinished(() => rm(dir, {force: true, recursive: true}))
     const out = join(dir, 'run')
-    const args = [
-      'issue-tokens',
-      '--ckan-url',
-      site.ckanUrl,
-      '--api-key-file',
-      site.apiKeyFile,
-      '--ckan-ini',
-      site.ckanIni,
-      '--out',
-      out,
-      '--concurrency',
-      '8',
-      '--timeout',
-      '1',
-    ]
+    const args = issueTokensArgs(site, out, '--concurrency', '8', '--timeout', '1')
     const outputs: string[] = []
     let last
     for (let run = 0; run < 3; run += 1) {

@@ -189,21 +189,22 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       },
     )
 
+    // The runbook's rewrite-config: the site's ckan.ini, the services its plugins name, the run folder.
+    const rewriteOptions = {
+      alsoPaths: [],
+      chainTarget: 'defining' as const,
+      ckan: admin,
+      ckanIniPath: site.ckanIni,
+      envFilePaths: [],
+      fixHeader: false,
+      out: runFolder,
+      services: [],
+      tokenFiles: [],
+      tokenLifetimeDays: 365,
+    }
     await step('rewrite-config --dry-run', 'a redacted diff, no file changed, no token created', async () => {
       const before = await tokenCount(db)
-      const plan = await rewriteServiceConfigs({
-        alsoPaths: [],
-        chainTarget: 'defining',
-        ckan: admin,
-        ckanIniPath: site.ckanIni,
-        dryRun: true,
-        envFilePaths: [],
-        fixHeader: false,
-        out: runFolder,
-        services: [],
-        tokenFiles: [],
-        tokenLifetimeDays: 365,
-      })
+      const plan = await rewriteServiceConfigs({...rewriteOptions, dryRun: true})
       const after = await tokenCount(db)
       const changes = plan.files.reduce((total, file) => total + file.changes.length, 0)
       return {
@@ -213,19 +214,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     })
 
     await step('rewrite-config', 'service tokens in ckan.ini, JWT secret pinned; CKAN restarted', async () => {
-      const result = await rewriteServiceConfigs({
-        alsoPaths: [],
-        chainTarget: 'defining',
-        ckan: admin,
-        ckanIniPath: site.ckanIni,
-        dryRun: false,
-        envFilePaths: [],
-        fixHeader: false,
-        out: runFolder,
-        services: [],
-        tokenFiles: [],
-        tokenLifetimeDays: 365,
-      })
+      const result = await rewriteServiceConfigs({...rewriteOptions, dryRun: false})
       await site.emulator.loadConfig()
       const ini = await readCkanIni(site.ckanIni)
       const xloader = ini.get('ckanext.xloader.api_token')
