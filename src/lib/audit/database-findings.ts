@@ -2,7 +2,8 @@ import {EXIT_CODES, MigrateError} from '../errors.js'
 import type {Queryable} from '../db/ckan-database.js'
 import {ALEMBIC_HEADS, type CkanVersion} from '../sandbox/ckan-schema.js'
 import {Secret} from '../secret.js'
-import {type AuditFinding, SAMPLE_SIZE} from './audit-finding.js'
+import type {AuditFinding} from './audit-finding.js'
+import {countDuplicates, type FlagGroup, isUuidSql, namesOfUsers, sampleNames, takeCensus} from './user-census.js'
 
 /** What the audit learns about the database before it scans users. */
 export type CkanDatabaseShape = {
@@ -211,30 +212,20 @@ export type UserFindingsOptions = {
 }
 
 /**
- * A UUID, exactly, tested cheaply (a full UUID regex costs PostgreSQL about 1.5 µs per key): dashes
- * at 9, 14, 19 and 24 (LIKE), no fifth dash (NOT LIKE), and no character that is neither a hex digit
- * nor a dash (a negated character class, which stops at the first offending character).
+ * The predicates of the per-user findings the census counts, over "user" u ($1 = the site user's
+ * name): what each finding's sample is drawn from. Token membership uses
+ * `u.id IN (SELECT user_id FROM api_token)`, which PostgreSQL runs as one hashed subplan: api_token
+ * has no index on user_id. (Token holders' own samples come from the census: takeCensus.)
  */
-const isUuidSql = (column: string) =>
-  `(${column} LIKE '________-____-____-____-____________' AND ${column} NOT LIKE '%-%-%-%-%-%' AND ${column} !~ '[^0-9A-Fa-f-]')`
-
-/**
- * The predicates of the per-user findings, over "user" u ($1 = the site user's name): what each
- * finding's sample is drawn from. Token membership uses `u.id IN (SELECT user_id FROM api_token)`,
- * which PostgreSQL runs as one hashed subplan: api_token has no index on user_id.
- */
-const userPredicates = (hasApiTokenTable: boolean) => {
+const userPredicates = (hasApiTokenTable: boolean): Record<CountedPredicate, string> => {
   const hasKey = `(u.apikey IS NOT NULL AND u.apikey <> '')`
   const hasTokens = hasApiTokenTable ? '(u.id IN (SELECT user_id FROM api_token))' : 'false'
-  const hasUnused = hasApiTokenTable ? '(u.id IN (SELECT user_id FROM api_token WHERE last_access IS NULL))' : 'false'
   const activePerson = `(u.state = 'active' AND u.name <> $1)`
   return {
-    apiTokens: hasTokens,
     keyHoldersWithTokens: `${hasKey} AND ${hasTokens}`,
     keys: hasKey,
     keysNotUuid: `${hasKey} AND NOT ${isUuidSql('u.apikey')}`,
     keysWithoutToken: `${hasKey} AND ${activePerson} AND NOT ${hasTokens}`,
-    neverUsed: hasUnused,
     siteUserKey: `${hasKey} AND u.name = $1`,
     sysadminKeys: `${hasKey} AND ${activePerson} AND u.sysadmin`,
     withoutEmail: `${activePerson} AND (u.email IS NULL OR u.email = '')`,
@@ -242,165 +233,57 @@ const userPredicates = (hasApiTokenTable: boolean) => {
   }
 }
 
-type PredicateName = keyof ReturnType<typeof userPredicates>
-
-/**
- * The counts behind every per-user finding in one parallel pass over "user": flags per user,
- * counted per combination of flags (a few dozen groups; each worker aggregates its share of the
- * table). Token membership is looked up only for key holders (the only findings that combine
- * keys and tokens); users with tokens are counted from api_token itself (tokenCounts).
- */
-const countQuery = (hasApiTokenTable: boolean) => `
-  SELECT state, sysadmin, is_site_user, has_key, is_uuid, no_email, key_has_tokens, count(*)::int AS users
-  FROM (
-    SELECT u.state, coalesce(u.sysadmin, false) AS sysadmin, coalesce(u.name = $1, false) AS is_site_user,
-           coalesce(u.apikey <> '', false) AS has_key,
-           coalesce(${isUuidSql('u.apikey')}, false) AS is_uuid,
-           (u.email IS NULL OR u.email = '') AS no_email,
-           ${hasApiTokenTable ? `coalesce(u.apikey <> '' AND u.id IN (SELECT user_id FROM api_token), false)` : 'false'} AS key_has_tokens
-    FROM "user" u
-  ) flags
-  GROUP BY 1, 2, 3, 4, 5, 6, 7`
-
-/**
- * Tokens and their holders, from api_token alone. Its user_id references "user".id (a foreign key
- * since CKAN 2.9's first migration), so every holder counted here is a user. Grouped by holder
- * first (one hash table) rather than with count(DISTINCT), which sorts the whole table twice.
- */
-const TOKEN_COUNTS = `
-  SELECT coalesce(sum(tokens), 0)::int AS tokens, coalesce(sum(unused), 0)::int AS unused,
-         count(*)::int AS users, (count(*) FILTER (WHERE unused > 0))::int AS unused_users
-  FROM (SELECT user_id, count(*) AS tokens, count(*) FILTER (WHERE last_access IS NULL) AS unused
-        FROM api_token GROUP BY user_id) holders`
-
-type FlagGroup = {
-  has_key: boolean
-  is_site_user: boolean
-  is_uuid: boolean
-  key_has_tokens: boolean
-  no_email: boolean
-  state: string
-  sysadmin: boolean
-  users: number
-}
+type PredicateName =
+  | 'apiTokens'
+  | 'keyHoldersWithTokens'
+  | 'keys'
+  | 'keysNotUuid'
+  | 'keysWithoutToken'
+  | 'neverUsed'
+  | 'siteUserKey'
+  | 'sysadminKeys'
+  | 'withoutEmail'
+  | 'withoutEmailWithKey'
 
 type CountedPredicate = Exclude<PredicateName, 'apiTokens' | 'neverUsed'>
 
-/** The predicates of userPredicates that countQuery counts, over one of its groups. */
+/** The findings the census counts, over one of its flag groups. */
 function groupMatches(group: FlagGroup): Record<CountedPredicate, boolean> {
-  const activePerson = group.state === 'active' && !group.is_site_user
+  const activePerson = group.state === 'active' && !group.isSiteUser
   return {
-    keyHoldersWithTokens: group.has_key && group.key_has_tokens,
-    keys: group.has_key,
-    keysNotUuid: group.has_key && !group.is_uuid,
-    keysWithoutToken: group.has_key && activePerson && !group.key_has_tokens,
-    siteUserKey: group.has_key && group.is_site_user,
-    sysadminKeys: group.has_key && activePerson && group.sysadmin,
-    withoutEmail: activePerson && group.no_email,
-    withoutEmailWithKey: activePerson && group.no_email && group.has_key,
+    keyHoldersWithTokens: group.hasKey && group.keyHasTokens,
+    keys: group.hasKey,
+    keysNotUuid: group.hasKey && !group.isUuid,
+    keysWithoutToken: group.hasKey && activePerson && !group.keyHasTokens,
+    siteUserKey: group.hasKey && group.isSiteUser,
+    sysadminKeys: group.hasKey && activePerson && group.sysadmin,
+    withoutEmail: activePerson && group.noEmail,
+    withoutEmailWithKey: activePerson && group.noEmail && group.hasKey,
   }
 }
 
-/** The values checked for duplicates: legacy keys, and (before 2.10's unique index) active users' emails. */
-const DUPLICATE_KINDS = {
-  emails: {column: 'email', where: `u.state = 'active' AND u.email IS NOT NULL`},
-  keys: {column: 'apikey', where: `u.apikey IS NOT NULL AND u.apikey <> ''`},
-} as const
-
-type DuplicateKind = keyof typeof DUPLICATE_KINDS
-
 /**
- * Users holding a value another user also holds, for each kind, in one statement. Values are
- * grouped by a 64-bit hash (hashtextextended, seed 0) with a sort rather than a hash table (an
- * 8-byte sort key; most values are unique, and a hash table would hold a group for each): equal
- * values always share the hash, so no duplicate is ever missed. A group also compares a second,
- * independent 64-bit hash (seed 1) of its members: when that differs, two different values met on
- * the first hash (`mixed`), and collectDuplicates counts that kind again by the values themselves.
- * The sample is the first SAMPLE_SIZE holders of duplicated values in database order; it is
- * fetched only when duplicates exist (otherwise its scan would read the whole table). Each kind
- * runs as a parallel plan (collectDuplicates makes parallel plans free for this statement): the
- * workers scan, hash and sort their share of the table, the leader merges and groups.
- */
-const duplicatesQuery = (kinds: DuplicateKind[]) =>
-  kinds
-    .map((kind) => {
-      const {column, where} = DUPLICATE_KINDS[kind]
-      const cte = `dup_${kind}`
-      return `(WITH ${cte} AS MATERIALIZED (
-         SELECT h, count(*) AS holders, min(h2) <> max(h2) AS mixed
-         FROM (SELECT hashtextextended(u.${column}, 0) AS h, hashtextextended(u.${column}, 1) AS h2 FROM "user" u WHERE ${where}) v
-         GROUP BY h HAVING count(*) > 1)
-       SELECT '${kind}' AS kind, coalesce(sum(holders), 0)::int AS count, coalesce(bool_or(mixed), false) AS mixed,
-              CASE WHEN count(*) > 0 THEN (SELECT array_agg(name) FROM (
-                SELECT u.name FROM "user" u WHERE ${where} AND hashtextextended(u.${column}, 0) IN (SELECT h FROM ${cte})
-                LIMIT ${SAMPLE_SIZE}) s) END AS sample
-       FROM ${cte})`
-    })
-    .join('\nUNION ALL\n')
-
-/** The exact, slower count for a kind where two different values shared a hash: grouped by value. */
-const exactDuplicatesQuery = (kind: DuplicateKind) => {
-  const {column, where} = DUPLICATE_KINDS[kind]
-  return `WITH duplicated AS MATERIALIZED (
-      SELECT u.${column} AS value, count(*) AS holders FROM "user" u WHERE ${where} GROUP BY u.${column} HAVING count(*) > 1)
-    SELECT (SELECT coalesce(sum(holders), 0)::int FROM duplicated) AS count,
-           (SELECT array_agg(name) FROM (SELECT u.name FROM "user" u WHERE ${where} AND u.${column} IN (SELECT value FROM duplicated)
-              LIMIT ${SAMPLE_SIZE}) s) AS sample`
-}
-
-type Duplicates = {count: number; sample: string[]}
-
-async function collectDuplicates(sql: Queryable, kinds: DuplicateKind[]): Promise<Record<DuplicateKind, Duplicates>> {
-  const found: Record<DuplicateKind, Duplicates> = {emails: {count: 0, sample: []}, keys: {count: 0, sample: []}}
-  if (kinds.length === 0) return found
-  // Sort-based grouping: with most values unique, sorting 8-byte hashes beats a hash table of a
-  // million one-member groups by about a factor of two. Parallel plans priced at nothing: otherwise
-  // the planner keeps the scan, hashing and sort in the leader (docs/commands/audit.md, "Speed").
-  const {rows: saved} = await sql.query<{setup: string; tuple: string}>(
-    `SELECT current_setting('parallel_setup_cost') AS setup, current_setting('parallel_tuple_cost') AS tuple`,
-  )
-  await sql.query('SET LOCAL enable_hashagg = off')
-  await sql.query('SET LOCAL parallel_setup_cost = 0')
-  await sql.query('SET LOCAL parallel_tuple_cost = 0')
-  try {
-    const {rows} = await sql.query<{count: number; kind: DuplicateKind; mixed: boolean; sample: null | string[]}>(
-      duplicatesQuery(kinds),
-    )
-    for (const row of rows) found[row.kind] = {count: row.count, sample: row.sample ?? []}
-    for (const row of rows.filter((candidate) => candidate.mixed)) {
-      await sql.query('SET LOCAL enable_hashagg = on')
-      const {rows: exact} = await sql.query<{count: number; sample: null | string[]}>(exactDuplicatesQuery(row.kind))
-      found[row.kind] = {count: exact[0]!.count, sample: exact[0]!.sample ?? []}
-    }
-  } finally {
-    await sql.query('SET LOCAL enable_hashagg = on')
-    await sql.query(`SELECT set_config('parallel_setup_cost', $1, true), set_config('parallel_tuple_cost', $2, true)`, [
-      saved[0]!.setup,
-      saved[0]!.tuple,
-    ])
-  }
-  return found
-}
-
-/**
- * Every per-user finding, computed in PostgreSQL: one parallel pass for the flag counts, token
- * counts from api_token, one statement finding duplicate keys and duplicate active emails, and
- * one statement sampling (LIMIT 10 per finding, in database order) only the findings that exist.
- * Nothing per user reaches this process.
+ * Every per-user finding, computed in PostgreSQL (user-census.ts): the census (flag counts, token
+ * counts, hashes shared by more than one key or active email), the exact duplicate counts when
+ * any hash is shared, then samples (LIMIT 10 per finding, only for findings that exist). Nothing
+ * per user reaches this process.
  */
 export async function collectUserFindings(
   sql: Queryable,
   options: UserFindingsOptions,
 ): Promise<{findings: AuditFinding[]; summary: UserSummary}> {
   const predicates = userPredicates(options.hasApiTokenTable)
-  const names = Object.keys(predicates) as PredicateName[]
-  const {rows: groups} = await sql.query<FlagGroup>(countQuery(options.hasApiTokenTable), [options.siteUserName])
-  const tokens = options.hasApiTokenTable
-    ? (await sql.query<{tokens: number; unused: number; unused_users: number; users: number}>(TOKEN_COUNTS)).rows[0]!
-    : {tokens: 0, unused: 0, unused_users: 0, users: 0}
+  const counted = Object.keys(predicates) as CountedPredicate[]
+  const names: PredicateName[] = [...counted, 'apiTokens', 'neverUsed']
+  const census = await takeCensus(sql, {
+    duplicateKinds: options.checkDuplicateEmails ? ['keys', 'emails'] : ['keys'],
+    hasApiTokenTable: options.hasApiTokenTable,
+    siteUserName: options.siteUserName,
+  })
+  const {groups, tokens} = census
   const totals = Object.fromEntries(names.map((name) => [name, 0])) as Record<PredicateName, number>
-  totals.apiTokens = tokens.users
-  totals.neverUsed = tokens.unused_users
+  totals.apiTokens = tokens.holders
+  totals.neverUsed = tokens.unusedHolders
   const keysByState: StateCounts = {}
   const usersByState: StateCounts = {}
   let sysadmins = 0
@@ -408,15 +291,24 @@ export async function collectUserFindings(
     const matches = groupMatches(group)
     for (const name of Object.keys(matches) as CountedPredicate[]) if (matches[name]) totals[name] += group.users
     usersByState[group.state] = (usersByState[group.state] ?? 0) + group.users
-    if (group.has_key) keysByState[group.state] = (keysByState[group.state] ?? 0) + group.users
+    if (group.hasKey) keysByState[group.state] = (keysByState[group.state] ?? 0) + group.users
     if (group.state === 'active' && group.sysadmin) sysadmins += group.users
   }
   const total = (name: PredicateName) => totals[name]
-  const duplicates = await collectDuplicates(sql, options.checkDuplicateEmails ? ['keys', 'emails'] : ['keys'])
+  const duplicates = await countDuplicates(sql, census.duplicateHashes)
   const samples = await sampleNames(
     sql,
-    names.filter((name) => total(name) > 0).map((name) => [name, predicates[name]]),
+    counted.map((name) => ({count: total(name), name, predicate: predicates[name]})),
     options.siteUserName,
+  )
+  const holderNames = await namesOfUsers(sql, [...tokens.sampleIds.holders, ...tokens.sampleIds.unusedHolders])
+  samples.set(
+    'apiTokens',
+    tokens.sampleIds.holders.flatMap((id) => holderNames.get(id) ?? []),
+  )
+  samples.set(
+    'neverUsed',
+    tokens.sampleIds.unusedHolders.flatMap((id) => holderNames.get(id) ?? []),
   )
   const duplicateKeys = duplicates.keys
   const duplicateEmails = duplicates.emails
@@ -527,25 +419,6 @@ export async function collectUserFindings(
       users: {active: 0, deleted: 0, pending: 0, ...usersByState, sysadmins, total: sum(usersByState)},
     },
   }
-}
-
-/** Up to SAMPLE_SIZE names per predicate, in one round trip (each branch stops at its LIMIT). */
-async function sampleNames(
-  sql: Queryable,
-  predicates: Array<[string, string]>,
-  siteUserName: string,
-): Promise<Map<string, string[]>> {
-  const samples = new Map<string, string[]>()
-  if (predicates.length === 0) return samples
-  const branches = predicates.map(
-    ([, predicate], index) =>
-      `(SELECT ${index} AS finding, array_agg(name) AS names FROM (SELECT u.name FROM "user" u WHERE ${predicate} LIMIT ${SAMPLE_SIZE}) s)`,
-  )
-  const {rows} = await sql.query<{finding: number; names: null | string[]}>(branches.join('\nUNION ALL\n'), [
-    siteUserName,
-  ])
-  for (const row of rows) samples.set(predicates[row.finding]![0], row.names ?? [])
-  return samples
 }
 
 function describeStates(counts: StateCounts): string {

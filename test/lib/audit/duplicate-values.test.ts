@@ -2,6 +2,7 @@ import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
 import {collectUserFindings} from '../../../src/lib/audit/database-findings.js'
+import {countDuplicates} from '../../../src/lib/audit/user-census.js'
 import {createCkanSchema} from '../../../src/lib/sandbox/ckan-schema.js'
 import {createTestDatabase} from '../../helpers/test-database.js'
 
@@ -72,6 +73,84 @@ describe('duplicate keys and duplicate active emails', () => {
       expect(findings.map((finding) => finding.id)).not.toContain('legacy-keys-duplicated')
       expect(findings.map((finding) => finding.id)).not.toContain('duplicate-active-emails')
       expect(findings.find((finding) => finding.id === 'legacy-keys')?.count).toBe(3)
+    } finally {
+      await client.end()
+    }
+  })
+
+  it('never counts two different values that share a hash (a collision): each shared hash is checked by value', async () => {
+    const database = await createTestDatabase()
+    const client = new pg.Client({connectionString: database.url})
+    await client.connect()
+    try {
+      await createCkanSchema(client, '2.9')
+      const users: Array<[name: string, apikey: string, email: string]> = [
+        ['twin-1', 'twin-key', 'one@example.org'],
+        ['twin-2', 'twin-key', 'two@example.org'],
+        ['alone', 'alone-key', 'alone@example.org'],
+      ]
+      for (const [name, apikey, email] of users) {
+        await client.query(
+          `INSERT INTO "user" (id, name, apikey, email, state, sysadmin) VALUES ($1, $1, $2, $3, 'active', false)`,
+          [name, apikey, email],
+        )
+      }
+      // What a census reports when unequal values collide: the hashes of values only one user holds
+      // (as if another value had the same hash), next to a hash that really is shared.
+      const hash = async (value: string) =>
+        (await client.query<{h: string}>('SELECT hashtextextended($1, 0)::text AS h', [value])).rows[0]!.h
+      const duplicates = await countDuplicates(client, {
+        emails: [await hash('alone@example.org'), await hash('one@example.org')],
+        keys: [await hash('alone-key'), await hash('twin-key')],
+      })
+      expect(duplicates.keys.count).toBe(2)
+      expect([...duplicates.keys.sample].sort()).toEqual(['twin-1', 'twin-2'])
+      expect(duplicates.emails).toEqual({count: 0, sample: []})
+    } finally {
+      await client.end()
+    }
+  })
+
+  it('counts users in a state CKAN does not use under that state, and samples token holders', async () => {
+    const database = await createTestDatabase()
+    const client = new pg.Client({connectionString: database.url})
+    await client.connect()
+    try {
+      await createCkanSchema(client, '2.9')
+      const users: Array<[name: string, apikey: null | string, state: string, tokens: Array<null | string>]> = [
+        ['held', 'held-key', 'active', [null, '2026-01-02 03:04:05']],
+        ['used', null, 'active', ['2026-01-02 03:04:05']],
+        ['odd-1', 'odd-key', 'blocked', [null]],
+        ['odd-2', null, 'blocked', []],
+        ['plain', 'plain-key', 'pending', []],
+      ]
+      for (const [name, apikey, state, tokens] of users) {
+        await client.query(
+          `INSERT INTO "user" (id, name, apikey, email, state, sysadmin) VALUES ($1, $1, $2, $1 || '@example.org', $3, false)`,
+          [name, apikey, state],
+        )
+        for (const [index, lastAccess] of tokens.entries()) {
+          await client.query('INSERT INTO api_token (id, name, user_id, last_access) VALUES ($1, $1, $2, $3)', [
+            `${name}-token-${index}`,
+            name,
+            lastAccess,
+          ])
+        }
+      }
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+      const {findings, summary} = await collectUserFindings(client, {
+        checkDuplicateEmails: true,
+        hasApiTokenTable: true,
+        siteUserName: 'default',
+      })
+      await client.query('COMMIT')
+      expect(summary.users).toEqual({active: 2, blocked: 2, deleted: 0, pending: 1, sysadmins: 0, total: 5})
+      expect(summary.legacyKeys).toEqual({active: 1, blocked: 1, deleted: 0, pending: 1, total: 3})
+      expect(summary.apiTokens).toEqual({neverUsed: 2, total: 4, users: 3})
+      const sample = (id: string) => [...findings.find((finding) => finding.id === id)!.sample].sort()
+      expect(sample('api-tokens')).toEqual(['held', 'odd-1', 'used'])
+      expect(sample('api-tokens-never-used')).toEqual(['held', 'odd-1'])
+      expect(sample('legacy-key-holders-with-tokens')).toEqual(['held', 'odd-1'])
     } finally {
       await client.end()
     }

@@ -1,0 +1,322 @@
+import type {Queryable} from '../db/ckan-database.js'
+import {SAMPLE_SIZE} from './audit-finding.js'
+
+/**
+ * The audit's statements over "user" (docs/commands/audit.md, "Speed").
+ *
+ * 1. The census: what every user is (state, sysadmin, site user, email, key, UUID key, key holder
+ *    with tokens), the token counts, and the 64-bit hashes that more than one key or active email
+ *    share. Each part is one branch of a UNION ALL that PostgreSQL runs as a Parallel Append: a
+ *    whole branch per process, so nothing funnels through the leader's merge. The branches sort
+ *    (hash aggregation is off for the statement): a sort of bare 8-byte hashes beats a hash table
+ *    holding a group for each of a million unique values.
+ * 2. For each kind whose census found shared hashes, the exact count by value (countDuplicates).
+ * 3. Up to SAMPLE_SIZE names for each finding that exists (sampleNames).
+ */
+
+/** A user as the census sees it: one combination of flags. */
+export type FlagGroup = {
+  hasKey: boolean
+  isSiteUser: boolean
+  /** Key holders only: the key is a UUID. */
+  isUuid: boolean
+  /** Key holders only: the user also has at least one API token. */
+  keyHasTokens: boolean
+  noEmail: boolean
+  state: string
+  sysadmin: boolean
+  users: number
+}
+
+export type TokenCounts = {
+  /** Users holding at least one token. */
+  holders: number
+  /** The ids of the first SAMPLE_SIZE holders, and of the first holders of a token never used. */
+  sampleIds: {holders: string[]; unusedHolders: string[]}
+  tokens: number
+  /** Tokens with no last_access. */
+  unused: number
+  /** Users holding at least one token never used. */
+  unusedHolders: number
+}
+
+/** The values checked for duplicates: legacy keys, and (before 2.10's unique index) active users' emails. */
+export const DUPLICATE_KINDS = {
+  emails: {column: 'email', where: `u.state = 'active' AND u.email IS NOT NULL`},
+  keys: {column: 'apikey', where: `u.apikey <> ''`},
+} as const
+
+export type DuplicateKind = keyof typeof DUPLICATE_KINDS
+
+export type Census = {
+  /** Per kind: the hashes (int8 as decimal text) that more than one value of that kind has. */
+  duplicateHashes: Record<DuplicateKind, string[]>
+  groups: FlagGroup[]
+  tokens: TokenCounts
+}
+
+/**
+ * A UUID, exactly, tested cheaply (a full UUID regex costs PostgreSQL about 1.5 µs per key): dashes
+ * at 9, 14, 19 and 24 (LIKE), no fifth dash (NOT LIKE), and no character that is neither a hex digit
+ * nor a dash (a negated character class, which stops at the first offending character).
+ */
+export const isUuidSql = (column: string) =>
+  `(${column} LIKE '________-____-____-____-____________' AND ${column} NOT LIKE '%-%-%-%-%-%' AND ${column} !~ '[^0-9A-Fa-f-]')`
+
+/** The states CKAN gives users, coded in the flags' low two bits; 3 stands for any other state. */
+const KNOWN_STATES = ['active', 'pending', 'deleted'] as const
+const OTHER_STATE = 3
+const FLAG = {keyHasTokens: 128, hasKey: 32, isSiteUser: 8, isUuid: 64, noEmail: 16, sysadmin: 4} as const
+
+/**
+ * One integer per user ($1 = the site user's name): grouping by a single int sorts as bare
+ * datums, where grouping by seven columns (or by the state text) costs twice as much. Token
+ * membership is looked up, as one hashed subplan (api_token has no index on user_id), only for
+ * key holders: the only findings that combine keys and tokens.
+ */
+const flagsSql = (hasApiTokenTable: boolean) => `
+  (CASE u.state ${KNOWN_STATES.map((state, code) => `WHEN '${state}' THEN ${code}`).join(' ')} ELSE ${OTHER_STATE} END)
+  | (CASE WHEN u.sysadmin THEN ${FLAG.sysadmin} ELSE 0 END)
+  | (CASE WHEN u.name = $1 THEN ${FLAG.isSiteUser} ELSE 0 END)
+  | (CASE WHEN u.email IS NULL OR u.email = '' THEN ${FLAG.noEmail} ELSE 0 END)
+  | (CASE WHEN u.apikey <> '' THEN ${FLAG.hasKey}
+       | (CASE WHEN ${isUuidSql('u.apikey')} THEN ${FLAG.isUuid} ELSE 0 END)
+       | ${hasApiTokenTable ? `(CASE WHEN u.id IN (SELECT user_id FROM api_token) THEN ${FLAG.keyHasTokens} ELSE 0 END)` : '0'}
+     ELSE 0 END)`
+
+/** The census's columns: every branch returns all of them, with these types, so the planner can run the UNION ALL as one Parallel Append. */
+const CENSUS_COLUMNS = {
+  kind: 'text',
+  flags: 'int',
+  count: 'bigint',
+  unused: 'bigint',
+  holders: 'bigint',
+  unused_holders: 'bigint',
+  hashes: 'bigint[]',
+  holder_ids: 'text[]',
+  unused_holder_ids: 'text[]',
+} as const
+
+const censusBranch = (values: Partial<Record<keyof typeof CENSUS_COLUMNS, string>>, rest: string) =>
+  `SELECT ${Object.entries(CENSUS_COLUMNS)
+    .map(([name, type]) => `(${values[name as keyof typeof CENSUS_COLUMNS] ?? 'NULL'})::${type} AS ${name}`)
+    .join(', ')}
+   ${rest}`
+
+/** The census statement: flag counts, shared hashes per duplicate kind, and token counts with the first holders' ids. */
+const censusQuery = (options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable: boolean}) => {
+  const branches = [
+    censusBranch(
+      {count: 'count(*)', flags: 'flags', kind: "'flags'"},
+      `FROM (SELECT ${flagsSql(options.hasApiTokenTable)} AS flags FROM "user" u) f GROUP BY flags`,
+    ),
+    ...options.duplicateKinds.map((kind) => {
+      const {column, where} = DUPLICATE_KINDS[kind]
+      return censusBranch(
+        {count: 'coalesce(sum(holders), 0)', hashes: 'array_agg(h)', kind: `'${kind}'`},
+        `FROM (SELECT hashtextextended(u.${column}, 0) AS h, count(*) AS holders
+               FROM "user" u WHERE ${where} GROUP BY 1 HAVING count(*) > 1) shared`,
+      )
+    }),
+  ]
+  // Grouped by holder first (one small sort) rather than count(DISTINCT), which sorts twice. The
+  // first holders' ids give two samples without a membership test against api_token later.
+  if (options.hasApiTokenTable) {
+    branches.push(
+      censusBranch(
+        {
+          count: 'coalesce(sum(tokens), 0)',
+          holder_ids: `(array_agg(user_id))[1:${SAMPLE_SIZE}]`,
+          holders: 'count(*)',
+          kind: "'tokens'",
+          unused: 'coalesce(sum(unused), 0)',
+          unused_holder_ids: `(array_agg(user_id) FILTER (WHERE unused > 0))[1:${SAMPLE_SIZE}]`,
+          unused_holders: 'count(*) FILTER (WHERE unused > 0)',
+        },
+        `FROM (SELECT user_id, count(*) AS tokens, count(*) FILTER (WHERE last_access IS NULL) AS unused
+               FROM api_token GROUP BY user_id) holders`,
+      ),
+    )
+  }
+  return `SELECT * FROM (${branches.join('\nUNION ALL\n')}) census`
+}
+
+/** Users in states other than active, pending and deleted, which the census codes as one: rare, so counted apart. */
+const otherStatesQuery = (hasApiTokenTable: boolean) => `
+  SELECT u.state, (${flagsSql(hasApiTokenTable)}) AS flags, count(*)::bigint AS count
+  FROM "user" u WHERE u.state NOT IN (${KNOWN_STATES.map((state) => `'${state}'`).join(', ')})
+  GROUP BY 1, 2`
+
+type CensusRow = {
+  count: string
+  flags: null | number
+  hashes: null | string[]
+  holder_ids: null | string[]
+  holders: null | string
+  kind: 'flags' | 'tokens' | DuplicateKind
+  unused: null | string
+  unused_holder_ids: null | string[]
+  unused_holders: null | string
+}
+
+/**
+ * Planner settings for the audit's two statements, local to the transaction and put back
+ * afterwards (the CSV's COPY and the service checks run in the same transaction): whole branches
+ * per process (no partial scans, so a branch is never split across workers and merged in the
+ * leader), parallel plans priced at nothing (otherwise the planner keeps everything in the
+ * leader), and sorting instead of hash aggregation.
+ */
+const AUDIT_PLANNER_SETTINGS = {
+  enable_hashagg: 'off',
+  min_parallel_table_scan_size: '1TB',
+  parallel_setup_cost: '0',
+  parallel_tuple_cost: '0',
+} as const
+
+async function withAuditPlanner<T>(sql: Queryable, run: () => Promise<T>): Promise<T> {
+  const names = Object.keys(AUDIT_PLANNER_SETTINGS)
+  const setAll = (values: readonly string[]) =>
+    sql.query(
+      `SELECT ${names.map((_, index) => `set_config($${2 * index + 1}, $${2 * index + 2}, true)`).join(', ')}`,
+      names.flatMap((name, index) => [name, values[index]!]),
+    )
+  const {rows} = await sql.query<{saved: string[]}>(
+    `SELECT ARRAY[${names.map((_, index) => `current_setting($${index + 1})`).join(', ')}] AS saved`,
+    names,
+  )
+  await setAll(Object.values(AUDIT_PLANNER_SETTINGS))
+  try {
+    return await run()
+  } finally {
+    // Fails only when the transaction already failed; its rollback discards the settings then.
+    await setAll(rows[0]!.saved).catch(() => {})
+  }
+}
+
+/** Runs the census ($1 = the site user's name). Must run inside the audit's read-only transaction. */
+export async function takeCensus(
+  sql: Queryable,
+  options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable: boolean; siteUserName: string},
+): Promise<Census> {
+  const {rows} = await withAuditPlanner(sql, () => sql.query<CensusRow>(censusQuery(options), [options.siteUserName]))
+  const census: Census = {
+    duplicateHashes: {emails: [], keys: []},
+    groups: [],
+    tokens: {holders: 0, sampleIds: {holders: [], unusedHolders: []}, tokens: 0, unused: 0, unusedHolders: 0},
+  }
+  let otherStates = false
+  for (const row of rows) {
+    if (row.kind === 'flags') {
+      if ((row.flags! & OTHER_STATE) === OTHER_STATE) otherStates = true
+      else census.groups.push(toFlagGroup(KNOWN_STATES[row.flags! & OTHER_STATE]!, row.flags!, Number(row.count)))
+    } else if (row.kind === 'tokens') {
+      census.tokens = {
+        holders: Number(row.holders),
+        sampleIds: {holders: row.holder_ids ?? [], unusedHolders: row.unused_holder_ids ?? []},
+        tokens: Number(row.count),
+        unused: Number(row.unused),
+        unusedHolders: Number(row.unused_holders),
+      }
+    } else {
+      census.duplicateHashes[row.kind] = row.hashes ?? []
+    }
+  }
+  if (otherStates) {
+    const {rows: others} = await sql.query<{count: string; flags: number; state: string}>(
+      otherStatesQuery(options.hasApiTokenTable),
+      [options.siteUserName],
+    )
+    for (const row of others) census.groups.push(toFlagGroup(row.state, row.flags, Number(row.count)))
+  }
+  return census
+}
+
+function toFlagGroup(state: string, flags: number, users: number): FlagGroup {
+  const has = (flag: number) => (flags & flag) !== 0
+  return {
+    hasKey: has(FLAG.hasKey),
+    isSiteUser: has(FLAG.isSiteUser),
+    isUuid: has(FLAG.isUuid),
+    keyHasTokens: has(FLAG.keyHasTokens),
+    noEmail: has(FLAG.noEmail),
+    state,
+    sysadmin: has(FLAG.sysadmin),
+    users,
+  }
+}
+
+export type Duplicates = {count: number; sample: string[]}
+
+/**
+ * For each kind with shared hashes, the users holding a value another user also holds, counted
+ * by the value itself: equal values always share a hash, and two different values that share
+ * one (a 64-bit collision, by chance or crafted) are told apart here. One ordinary parallel scan
+ * for both kinds (the workers test each row's hashes against the shared ones; only the few
+ * matching rows reach the leader), then the matches grouped by value, once per kind
+ * ($1 = the shared key hashes, $2 = the shared email hashes). The sample is the first
+ * SAMPLE_SIZE names of the first groups.
+ */
+export async function countDuplicates(
+  sql: Queryable,
+  duplicateHashes: Record<DuplicateKind, string[]>,
+): Promise<Record<DuplicateKind, Duplicates>> {
+  const found: Record<DuplicateKind, Duplicates> = {emails: {count: 0, sample: []}, keys: {count: 0, sample: []}}
+  const kinds = (Object.keys(DUPLICATE_KINDS) as DuplicateKind[]).filter((kind) => duplicateHashes[kind].length > 0)
+  if (kinds.length === 0) return found
+  const matches = (kind: DuplicateKind) =>
+    `(hashtextextended(u.${DUPLICATE_KINDS[kind].column}, 0) = ANY($${kinds.indexOf(kind) + 1}::bigint[]) AND ${DUPLICATE_KINDS[kind].where})`
+  const {rows} = await sql.query<{count: number; kind: DuplicateKind; names: null | string[]}>(
+    `SELECT kind, coalesce(sum(holders) FILTER (WHERE x.ord = 1), 0)::int AS count, (array_agg(x.name))[1:${SAMPLE_SIZE}] AS names
+     FROM (SELECT ${kinds.length === 1 ? `'${kinds[0]}'::text` : `CASE WHEN GROUPING(${kinds[0]}) = 0 THEN '${kinds[0]}' ELSE '${kinds[1]}' END`} AS kind,
+                  count(*) AS holders, (array_agg(name))[1:${SAMPLE_SIZE}] AS names
+           FROM (SELECT u.name, ${kinds.map((kind) => `CASE WHEN ${matches(kind)} THEN u.${DUPLICATE_KINDS[kind].column} END AS ${kind}`).join(', ')}
+                 FROM "user" u WHERE ${kinds.map(matches).join(' OR ')}) m
+           GROUP BY GROUPING SETS (${kinds.map((kind) => `(${kind})`).join(', ')})
+           HAVING count(*) > 1 AND (${kinds.map((kind) => `${kind} IS NOT NULL`).join(' OR ')})) g
+     CROSS JOIN LATERAL unnest(g.names) WITH ORDINALITY AS x(name, ord)
+     GROUP BY kind`,
+    kinds.map((kind) => duplicateHashes[kind]),
+  )
+  for (const row of rows) found[row.kind] = {count: row.count, sample: row.names ?? []}
+  return found
+}
+
+/**
+ * Up to SAMPLE_SIZE names for each finding ($1 = the site user's name): the first rows of "user" u
+ * matching its predicate, in one round trip. Each branch stops at its LIMIT, which is the
+ * finding's count when that is smaller: otherwise a finding with fewer matches than SAMPLE_SIZE
+ * would read the whole table. Findings counted 0 get no branch. (A LIMIT keeps a branch out of
+ * parallel plans; these are short.)
+ */
+export async function sampleNames(
+  sql: Queryable,
+  findings: Array<{count: number; name: string; predicate: string}>,
+  siteUserName: string,
+): Promise<Map<string, string[]>> {
+  const samples = new Map<string, string[]>()
+  const wanted = findings.filter((finding) => finding.count > 0)
+  if (wanted.length === 0) return samples
+  const text = wanted
+    .map(
+      ({count, predicate}, index) =>
+        `(SELECT ${index} AS finding, array_agg(name) AS names
+          FROM (SELECT u.name FROM "user" u WHERE ${predicate} LIMIT ${Math.min(SAMPLE_SIZE, count)}) s)`,
+    )
+    .join('\nUNION ALL\n')
+  // $1 only when a branch names the site user: PostgreSQL refuses a parameter it cannot type.
+  const {rows} = await sql.query<{finding: number; names: null | string[]}>(
+    text,
+    /\$1(?!\d)/.test(text) ? [siteUserName] : [],
+  )
+  for (const row of rows) samples.set(wanted[row.finding]!.name, row.names ?? [])
+  return samples
+}
+
+/** The names of the users with these ids, by id. */
+export async function namesOfUsers(sql: Queryable, ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map()
+  const {rows} = await sql.query<{id: string; name: string}>('SELECT id, name FROM "user" WHERE id = ANY($1::text[])', [
+    ids,
+  ])
+  return new Map(rows.map((row) => [row.id, row.name]))
+}
