@@ -61,9 +61,9 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   const database = await openCkanDatabase(choice.url, {readOnly: true, statementTimeoutMs})
   try {
     await database.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-    // Settings local to this read-only transaction (docs/commands/audit.md, "Speed"): room for the
+    // Settings local to this read-only transaction (docs/commands/audit.md): room for the
     // duplicate-key and duplicate-email sorts in memory, no JIT compilation (it costs more than it
-    // saves on these scans), and two parallel workers for the counting pass.
+    // saves on these scans), and two parallel workers for the census and the exact check.
     await database.client.query(`SET LOCAL work_mem = '64MB'`)
     await database.client.query('SET LOCAL jit = off')
     await database.client.query('SET LOCAL max_parallel_workers_per_gather = 2')
