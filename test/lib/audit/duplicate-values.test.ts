@@ -6,14 +6,35 @@ import {countDuplicates} from '../../../src/lib/audit/user-census.js'
 import {createCkanSchema} from '../../../src/lib/sandbox/ckan-schema.js'
 import {createTestDatabase} from '../../helpers/test-database.js'
 
+/** Runs `test` against a fresh database holding CKAN 2.9's schema. */
+async function onCkan29Database(test: (client: pg.Client) => Promise<void>): Promise<void> {
+  const database = await createTestDatabase()
+  const client = new pg.Client({connectionString: database.url})
+  await client.connect()
+  try {
+    await createCkanSchema(client, '2.9')
+    await test(client)
+  } finally {
+    await client.end()
+  }
+}
+
+/** The audit's per-user findings, from one read-only snapshot as the audit takes them. */
+async function auditUsers(client: pg.Client) {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+  const found = await collectUserFindings(client, {
+    checkDuplicateEmails: true,
+    hasApiTokenTable: true,
+    siteUserName: 'default',
+  })
+  await client.query('COMMIT')
+  return found
+}
+
 /** Duplicates are grouped by a hash of each value: only equal values may ever count as shared. */
 describe('duplicate keys and duplicate active emails', () => {
   it('counts exactly the users holding equal values, not values that differ by case, spaces or state', async () => {
-    const database = await createTestDatabase()
-    const client = new pg.Client({connectionString: database.url})
-    await client.connect()
-    try {
-      await createCkanSchema(client, '2.9')
+    await onCkan29Database(async (client) => {
       const users: Array<[name: string, apikey: null | string, email: null | string, state: string]> = [
         ['key-twin-1', 'shared-key', 'a@example.org', 'active'],
         ['key-twin-2', 'shared-key', 'A@example.org', 'active'],
@@ -31,13 +52,7 @@ describe('duplicate keys and duplicate active emails', () => {
           [name, apikey, email, state],
         )
       }
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const {findings} = await collectUserFindings(client, {
-        checkDuplicateEmails: true,
-        hasApiTokenTable: true,
-        siteUserName: 'default',
-      })
-      await client.query('COMMIT')
+      const {findings} = await auditUsers(client)
       const keys = findings.find((finding) => finding.id === 'legacy-keys-duplicated')!
       expect(keys.count).toBe(2)
       expect([...keys.sample].sort()).toEqual(['key-twin-1', 'key-twin-2'])
@@ -46,44 +61,26 @@ describe('duplicate keys and duplicate active emails', () => {
       expect(emails.count).toBe(4)
       expect([...emails.sample].sort()).toEqual(['key-empty-1', 'key-empty-2', 'key-null', 'mail-empty'])
       expect(JSON.stringify(findings)).not.toMatch(/shared-key|own-key|other-key/i)
-    } finally {
-      await client.end()
-    }
+    })
   })
 
   it('reports no duplicates (and samples nothing) on a site without any', async () => {
-    const database = await createTestDatabase()
-    const client = new pg.Client({connectionString: database.url})
-    await client.connect()
-    try {
-      await createCkanSchema(client, '2.9')
+    await onCkan29Database(async (client) => {
       for (const name of ['one', 'two', 'three']) {
         await client.query(
           `INSERT INTO "user" (id, name, apikey, email, state, sysadmin) VALUES ($1, $1, $1 || '-key', $1 || '@example.org', 'active', false)`,
           [name],
         )
       }
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const {findings} = await collectUserFindings(client, {
-        checkDuplicateEmails: true,
-        hasApiTokenTable: true,
-        siteUserName: 'default',
-      })
-      await client.query('COMMIT')
+      const {findings} = await auditUsers(client)
       expect(findings.map((finding) => finding.id)).not.toContain('legacy-keys-duplicated')
       expect(findings.map((finding) => finding.id)).not.toContain('duplicate-active-emails')
       expect(findings.find((finding) => finding.id === 'legacy-keys')?.count).toBe(3)
-    } finally {
-      await client.end()
-    }
+    })
   })
 
   it('never counts two different values that share a hash (a collision): each shared hash is checked by value', async () => {
-    const database = await createTestDatabase()
-    const client = new pg.Client({connectionString: database.url})
-    await client.connect()
-    try {
-      await createCkanSchema(client, '2.9')
+    await onCkan29Database(async (client) => {
       const users: Array<[name: string, apikey: string, email: string]> = [
         ['twin-1', 'twin-key', 'one@example.org'],
         ['twin-2', 'twin-key', 'two@example.org'],
@@ -106,17 +103,11 @@ describe('duplicate keys and duplicate active emails', () => {
       expect(duplicates.keys.count).toBe(2)
       expect([...duplicates.keys.sample].sort()).toEqual(['twin-1', 'twin-2'])
       expect(duplicates.emails).toEqual({count: 0, sample: []})
-    } finally {
-      await client.end()
-    }
+    })
   })
 
   it('counts users in a state CKAN does not use under that state, and samples token holders', async () => {
-    const database = await createTestDatabase()
-    const client = new pg.Client({connectionString: database.url})
-    await client.connect()
-    try {
-      await createCkanSchema(client, '2.9')
+    await onCkan29Database(async (client) => {
       const users: Array<[name: string, apikey: null | string, state: string, tokens: Array<null | string>]> = [
         ['held', 'held-key', 'active', [null, '2026-01-02 03:04:05']],
         ['used', null, 'active', ['2026-01-02 03:04:05']],
@@ -137,13 +128,7 @@ describe('duplicate keys and duplicate active emails', () => {
           ])
         }
       }
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const {findings, summary} = await collectUserFindings(client, {
-        checkDuplicateEmails: true,
-        hasApiTokenTable: true,
-        siteUserName: 'default',
-      })
-      await client.query('COMMIT')
+      const {findings, summary} = await auditUsers(client)
       expect(summary.users).toEqual({active: 2, blocked: 2, deleted: 0, pending: 1, sysadmins: 0, total: 5})
       expect(summary.legacyKeys).toEqual({active: 1, blocked: 1, deleted: 0, pending: 1, total: 3})
       expect(summary.apiTokens).toEqual({neverUsed: 2, total: 4, users: 3})
@@ -151,8 +136,6 @@ describe('duplicate keys and duplicate active emails', () => {
       expect(sample('api-tokens')).toEqual(['held', 'odd-1', 'used'])
       expect(sample('api-tokens-never-used')).toEqual(['held', 'odd-1'])
       expect(sample('legacy-key-holders-with-tokens')).toEqual(['held', 'odd-1'])
-    } finally {
-      await client.end()
-    }
+    })
   })
 })
