@@ -160,11 +160,11 @@ type CensusRow = {
 }
 
 /**
- * Planner settings for the audit's two statements, local to the transaction and put back
- * afterwards (the CSV's COPY and the service checks run in the same transaction): whole branches
- * per process (no partial scans, so a branch is never split across workers and merged in the
- * leader), parallel plans priced at nothing (otherwise the planner keeps everything in the
- * leader), and sorting instead of hash aggregation.
+ * Planner settings for the census, local to the transaction and put back afterwards (the exact
+ * check, the samples, the CSV's COPY and the service checks run in the same transaction): whole
+ * branches per process (no partial scans, so a branch is never split across workers and merged
+ * in the leader), parallel plans priced at nothing (otherwise the planner keeps everything in
+ * the leader), and sorting instead of hash aggregation.
  */
 const AUDIT_PLANNER_SETTINGS = {
   enable_hashagg: 'off',
