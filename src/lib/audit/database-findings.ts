@@ -3,7 +3,16 @@ import type {Queryable} from '../db/ckan-database.js'
 import {ALEMBIC_HEADS, type CkanVersion} from '../sandbox/ckan-schema.js'
 import {Secret} from '../secret.js'
 import type {AuditFinding} from './audit-finding.js'
-import {countDuplicates, type FlagGroup, isUuidSql, namesOfUsers, sampleNames, takeCensus} from './user-census.js'
+import {
+  countDuplicates,
+  type FlagGroup,
+  isUuidSql,
+  namesOfUsers,
+  sampleNames,
+  takeCensus,
+  type ValueHash,
+  valueHashFor,
+} from './user-census.js'
 
 /** What the audit learns about the database before it scans users. */
 export type CkanDatabaseShape = {
@@ -209,6 +218,8 @@ export type UserFindingsOptions = {
   hasApiTokenTable: boolean
   /** ckan.site_id: the site user always holds a key and is never a person. */
   siteUserName: string
+  /** How keys and emails are hashed to find duplicates; by default the widest hash the server has. */
+  valueHash?: ValueHash
 }
 
 /**
@@ -275,10 +286,14 @@ export async function collectUserFindings(
   const predicates = userPredicates(options.hasApiTokenTable)
   const counted = Object.keys(predicates) as CountedPredicate[]
   const names: PredicateName[] = [...counted, 'apiTokens', 'neverUsed']
+  const valueHash =
+    options.valueHash ??
+    valueHashFor((await sql.query<{n: number}>(`SELECT current_setting('server_version_num')::int AS n`)).rows[0]!.n)
   const census = await takeCensus(sql, {
     duplicateKinds: options.checkDuplicateEmails ? ['keys', 'emails'] : ['keys'],
     hasApiTokenTable: options.hasApiTokenTable,
     siteUserName: options.siteUserName,
+    valueHash,
   })
   const {groups, tokens} = census
   const totals = Object.fromEntries(names.map((name) => [name, 0])) as Record<PredicateName, number>
@@ -295,7 +310,7 @@ export async function collectUserFindings(
     if (group.state === 'active' && group.sysadmin) sysadmins += group.users
   }
   const total = (name: PredicateName) => totals[name]
-  const duplicates = await countDuplicates(sql, census.duplicateHashes)
+  const duplicates = await countDuplicates(sql, census.duplicateHashes, valueHash)
   const samples = await sampleNames(
     sql,
     counted.map((name) => ({count: total(name), name, predicate: predicates[name]})),

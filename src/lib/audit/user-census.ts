@@ -5,8 +5,8 @@ import {SAMPLE_SIZE} from './audit-finding.js'
  * The audit's statements over "user" (docs/commands/audit.md, "Speed").
  *
  * 1. The census: what every user is (state, sysadmin, site user, email, key, UUID key, key holder
- *    with tokens), the token counts, and the 64-bit hashes that more than one key or active email
- *    share. Each part is one branch of a UNION ALL that PostgreSQL runs as a Parallel Append: a
+ *    with tokens), the token counts, and the hashes (ValueHash) that more than one key or active
+ *    email share. Each part is one branch of a UNION ALL that PostgreSQL runs as a Parallel Append: a
  *    whole branch per process, so nothing funnels through the leader's merge. The branches sort
  *    (hash aggregation is off for the statement): a sort of bare 8-byte hashes beats a hash table
  *    holding a group for each of a million unique values.
@@ -63,6 +63,21 @@ export type Census = {
 export const isUuidSql = (column: string) =>
   `(${column} LIKE '________-____-____-____-____________' AND ${column} NOT LIKE '%-%-%-%-%-%' AND ${column} !~ '[^0-9A-Fa-f-]')`
 
+/**
+ * How the census hashes a key or an email (an SQL expression of type bigint over "user" u's
+ * column). Any hash will do for correctness, since equal values always share it and the exact
+ * check tells apart different values that share one; a wide hash just leaves it little to do.
+ */
+export type ValueHash = (column: string) => string
+
+/** PostgreSQL 11+: 64 bits, so among a million values two different ones share a hash about once in 37 million audits. */
+export const HASH_64: ValueHash = (column) => `hashtextextended(u.${column}, 0)`
+/** PostgreSQL 10 and older have only the 32-bit hashtext: more shared hashes, all of them checked by value. */
+export const HASH_32: ValueHash = (column) => `hashtext(u.${column})::bigint`
+
+/** The value hash for a server, from server_version_num. */
+export const valueHashFor = (serverVersionNum: number): ValueHash => (serverVersionNum >= 110_000 ? HASH_64 : HASH_32)
+
 /** The states CKAN gives users, coded in the flags' low two bits; 3 stands for any other state. */
 const KNOWN_STATES = ['active', 'pending', 'deleted'] as const
 const OTHER_STATE = 3
@@ -104,7 +119,7 @@ const censusBranch = (values: Partial<Record<keyof typeof CENSUS_COLUMNS, string
    ${rest}`
 
 /** The census statement: flag counts, shared hashes per duplicate kind, and token counts with the first holders' ids. */
-const censusQuery = (options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable: boolean}) => {
+const censusQuery = (options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable: boolean; valueHash: ValueHash}) => {
   const branches = [
     censusBranch(
       {count: 'count(*)', flags: 'flags', kind: "'flags'"},
@@ -114,7 +129,7 @@ const censusQuery = (options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable
       const {column, where} = DUPLICATE_KINDS[kind]
       return censusBranch(
         {count: 'coalesce(sum(holders), 0)', hashes: 'array_agg(h)', kind: `'${kind}'`},
-        `FROM (SELECT hashtextextended(u.${column}, 0) AS h, count(*) AS holders
+        `FROM (SELECT ${options.valueHash(column)} AS h, count(*) AS holders
                FROM "user" u WHERE ${where} GROUP BY 1 HAVING count(*) > 1) shared`,
       )
     }),
@@ -196,7 +211,7 @@ async function withAuditPlanner<T>(sql: Queryable, run: () => Promise<T>): Promi
 /** Runs the census ($1 = the site user's name). Must run inside the audit's read-only transaction. */
 export async function takeCensus(
   sql: Queryable,
-  options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable: boolean; siteUserName: string},
+  options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable: boolean; siteUserName: string; valueHash: ValueHash},
 ): Promise<Census> {
   const {rows} = await withAuditPlanner(sql, () => sql.query<CensusRow>(censusQuery(options), [options.siteUserName]))
   const census: Census = {
@@ -259,12 +274,13 @@ export type Duplicates = {count: number; sample: string[]}
 export async function countDuplicates(
   sql: Queryable,
   duplicateHashes: Record<DuplicateKind, string[]>,
+  valueHash: ValueHash,
 ): Promise<Record<DuplicateKind, Duplicates>> {
   const found: Record<DuplicateKind, Duplicates> = {emails: {count: 0, sample: []}, keys: {count: 0, sample: []}}
   const kinds = (Object.keys(DUPLICATE_KINDS) as DuplicateKind[]).filter((kind) => duplicateHashes[kind].length > 0)
   if (kinds.length === 0) return found
   const matches = (kind: DuplicateKind) =>
-    `(hashtextextended(u.${DUPLICATE_KINDS[kind].column}, 0) = ANY($${kinds.indexOf(kind) + 1}::bigint[]) AND ${DUPLICATE_KINDS[kind].where})`
+    `(${valueHash(DUPLICATE_KINDS[kind].column)} = ANY($${kinds.indexOf(kind) + 1}::bigint[]) AND ${DUPLICATE_KINDS[kind].where})`
   const {rows} = await sql.query<{count: number; kind: DuplicateKind; names: null | string[]}>(
     `SELECT kind, coalesce(sum(holders) FILTER (WHERE x.ord = 1), 0)::int AS count, (array_agg(x.name))[1:${SAMPLE_SIZE}] AS names
      FROM (SELECT ${kinds.length === 1 ? `'${kinds[0]}'::text` : `CASE WHEN GROUPING(${kinds[0]}) = 0 THEN '${kinds[0]}' ELSE '${kinds[1]}' END`} AS kind,

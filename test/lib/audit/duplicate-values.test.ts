@@ -2,7 +2,8 @@ import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
 import {collectUserFindings} from '../../../src/lib/audit/database-findings.js'
-import {countDuplicates} from '../../../src/lib/audit/user-census.js'
+import {countDuplicates, HASH_32, HASH_64, type ValueHash} from '../../../src/lib/audit/user-census.js'
+import {seedCkanSite} from '../../../src/lib/sandbox/ckan-site-seeder.js'
 import {createCkanSchema} from '../../../src/lib/sandbox/ckan-schema.js'
 import {createTestDatabase} from '../../helpers/test-database.js'
 
@@ -20,12 +21,13 @@ async function onCkan29Database(test: (client: pg.Client) => Promise<void>): Pro
 }
 
 /** The audit's per-user findings, from one read-only snapshot as the audit takes them. */
-async function auditUsers(client: pg.Client) {
+async function auditUsers(client: pg.Client, valueHash?: ValueHash) {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
   const found = await collectUserFindings(client, {
     checkDuplicateEmails: true,
     hasApiTokenTable: true,
     siteUserName: 'default',
+    valueHash,
   })
   await client.query('COMMIT')
   return found
@@ -96,13 +98,42 @@ describe('duplicate keys and duplicate active emails', () => {
       // (as if another value had the same hash), next to a hash that really is shared.
       const hash = async (value: string) =>
         (await client.query<{h: string}>('SELECT hashtextextended($1, 0)::text AS h', [value])).rows[0]!.h
-      const duplicates = await countDuplicates(client, {
-        emails: [await hash('alone@example.org'), await hash('one@example.org')],
-        keys: [await hash('alone-key'), await hash('twin-key')],
-      })
+      const duplicates = await countDuplicates(
+        client,
+        {
+          emails: [await hash('alone@example.org'), await hash('one@example.org')],
+          keys: [await hash('alone-key'), await hash('twin-key')],
+        },
+        HASH_64,
+      )
       expect(duplicates.keys.count).toBe(2)
       expect([...duplicates.keys.sample].sort()).toEqual(['twin-1', 'twin-2'])
       expect(duplicates.emails).toEqual({count: 0, sample: []})
+    })
+  })
+
+  it('finds the same duplicates whatever the hash: 32-bit (PostgreSQL 10) or one that makes most values collide', async () => {
+    await onCkan29Database(async (client) => {
+      await seedCkanSite(client, {seed: 'hashes', siteId: 'default', users: 3000, version: '2.9'})
+      const {rows} = await client.query<{emails: number; keys: number}>(`
+        SELECT (SELECT count(*) FROM "user" WHERE apikey <> '' AND apikey IN
+                  (SELECT apikey FROM "user" WHERE apikey <> '' GROUP BY apikey HAVING count(*) > 1))::int AS keys,
+               (SELECT count(*) FROM "user" WHERE state = 'active' AND email IN
+                  (SELECT email FROM "user" WHERE state = 'active' GROUP BY email HAVING count(*) > 1))::int AS emails`)
+      const truth = rows[0]!
+      expect(truth.keys).toBeGreaterThan(0)
+      expect(truth.emails).toBeGreaterThan(0)
+      const eightBuckets: ValueHash = (column) => `(hashtext(u.${column}) & 7)::bigint`
+      const expected = (await auditUsers(client)).findings
+      for (const valueHash of [HASH_32, eightBuckets]) {
+        const {findings} = await auditUsers(client, valueHash)
+        const byId = (id: string) => findings.find((finding) => finding.id === id)
+        expect(byId('legacy-keys-duplicated')?.count).toBe(truth.keys)
+        expect(byId('duplicate-active-emails')?.count).toBe(truth.emails)
+        expect(findings.map((finding) => [finding.id, finding.count])).toEqual(
+          expected.map((finding) => [finding.id, finding.count]),
+        )
+      }
     })
   })
 
