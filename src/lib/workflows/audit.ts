@@ -65,7 +65,8 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
     // duplicate-key and duplicate-email sorts in memory, no JIT compilation (it costs more than it
     // saves on these scans), and two parallel workers for the census and the exact check.
     await database.client.query(`SET LOCAL work_mem = '64MB'`)
-    await database.client.query('SET LOCAL jit = off')
+    // PostgreSQL 10 has no jit setting (and needs none turned off).
+    await database.client.query(`SELECT set_config(name, 'off', true) FROM pg_settings WHERE name = 'jit'`)
     await database.client.query('SET LOCAL max_parallel_workers_per_gather = 2')
     const shape = await inspectCkanDatabase(database.client, database.where)
     // 2.9 lowercases option names; 2.10+ keep their case (ckan-facts §7).
