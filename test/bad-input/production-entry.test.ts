@@ -4,6 +4,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
+import {createCkanSchema} from '../../src/lib/sandbox/ckan-schema.js'
 import {issueTokensArgs} from '../helpers/site-commands.js'
 import {runCliJson} from '../helpers/run-cli.js'
 import {runCliChild} from '../helpers/run-cli-child.js'
@@ -193,5 +194,22 @@ describe('bad input through the production entry (a child process, as users run 
     }
     const after = await storedSecrets(out)
     for (const secret of stored) expect(after).toContain(secret)
+  })
+
+  it('the development entry (bin/dev.js, behind npm run sandbox) prints warnings and errors without a stack too', async () => {
+    const database = await createTestDatabase()
+    const client = new pg.Client({connectionString: database.url})
+    await client.connect()
+    await createCkanSchema(client, '2.9')
+    await client.end()
+    const stackLines = (output: string) => output.split('\n').filter((line) => /^\s+at /.test(line))
+    const warned = await runCliChild(['audit', '--database-url', database.url.replace(/^postgresql:/, 'postgres:')])
+    expect(warned.code, warned.output).toBe(0)
+    expect(warned.output).toMatch(/Warning: The database URL uses postgres:\/\//)
+    expect(stackLines(warned.output)).toEqual([])
+    const failed = await runCliChild(['audit', '--database-url', 'postgresql://ckan@127.0.0.1:1/ckan'])
+    expect(failed.code, failed.output).toBe(8)
+    expect(failed.output).toMatch(/Error: Cannot reach the CKAN database at postgresql:\/\/ckan@127\.0\.0\.1:1\/ckan/)
+    expect(stackLines(failed.output)).toEqual([])
   })
 })
