@@ -1,4 +1,4 @@
-import {createHmac} from 'node:crypto'
+import {createHmac, randomUUID} from 'node:crypto'
 
 import {describe, expect, it} from 'vitest'
 
@@ -48,6 +48,22 @@ async function tokenFor(site: TestSite, user: string, extra: Record<string, unkn
 }
 
 const DENIED = {__type: 'Authorization Error', message: 'Access denied'}
+
+/** A user written straight into the database, as CKAN's own tables would hold it. */
+async function addUser(
+  site: TestSite,
+  name: string,
+  fields: {email?: null | string; fullname?: null | string; image_url?: null | string} = {},
+): Promise<string> {
+  const id = randomUUID()
+  await sql(
+    site,
+    `INSERT INTO "user" (id, name, password, fullname, email, image_url, sysadmin, state, created)
+     VALUES ($1, $2, 'x', $3, $4, $5, false, 'active', now())`,
+    [id, name, fields.fullname ?? null, fields.email ?? `${name}@example.org`, fields.image_url ?? null],
+  )
+  return id
+}
 
 describe('CKAN emulator fidelity', () => {
   it('routes actions for GET and POST only: other methods are 405 without running the action, OPTIONS is answered by Flask', async () => {
@@ -275,5 +291,199 @@ describe('CKAN emulator fidelity', () => {
       ])
       expect(row!.last_access, path).not.toBeNull()
     }
+  })
+
+  it.each(['2.9', '2.10', '2.11'] as const)(
+    '%s: image_display_url is an uploaded image_url under the site URL, else image_url as it is',
+    async (version) => {
+      const site = await startTestSite({users: 5, version})
+      const origin = new URL(site.ckanUrl).origin
+      const images = {
+        'img-empty': '',
+        'img-external': 'https://images.example.org/me.png',
+        'img-none': null,
+        'img-query': 'me.png?',
+        'img-upload': '2024-01-02-030405.678901me.png',
+      }
+      for (const [name, image_url] of Object.entries(images)) await addUser(site, name, {image_url})
+      const expected: Record<string, null | string> = {
+        'img-empty': '',
+        'img-external': 'https://images.example.org/me.png',
+        'img-none': null,
+        'img-query': `${origin}/uploads/user/me.png`,
+        'img-upload': `${origin}/uploads/user/2024-01-02-030405.678901me.png`,
+      }
+      for (const [name, url] of Object.entries(expected)) {
+        const shown = await request(site, `/api/3/action/user_show?id=${name}`)
+        expect(shown.json.result.image_url, name).toBe(images[name as keyof typeof images])
+        expect(shown.json.result.image_display_url, name).toBe(url)
+      }
+      const listed = await request(site, '/api/3/action/user_list?q=img-')
+      expect(
+        Object.fromEntries(
+          listed.json.result.map((user: {image_display_url: null | string; name: string}) => [
+            user.name,
+            user.image_display_url,
+          ]),
+        ),
+      ).toEqual(expected)
+    },
+  )
+
+  it('number_created_packages counts drafts and private datasets only in user_show for the user or a sysadmin', async () => {
+    const site = await startTestSite({users: 5, version: '2.10'})
+    const id = await addUser(site, 'creator')
+    await addUser(site, 'someone-else')
+    for (const [index, [state, isPrivate]] of (
+      [
+        ['active', false],
+        ['active', true],
+        ['draft', false],
+        ['deleted', false],
+        ['pending', true],
+      ] as const
+    ).entries())
+      await sql(
+        site,
+        `INSERT INTO package (id, name, state, private, type, creator_user_id) VALUES ($1, $2, $3, $4, 'dataset', $5)`,
+        [randomUUID(), `dataset-${index}`, state, isPrivate, id],
+      )
+    const admin = site.adminCredential.reveal()
+    const own = await tokenFor(site, 'creator')
+    const other = await tokenFor(site, 'someone-else')
+    const count = async (path: string, credential?: string) =>
+      (await request(site, path, {credential})).json.result.number_created_packages as number
+    expect(await count('/api/3/action/user_show?id=creator')).toBe(1)
+    expect(await count('/api/3/action/user_show?id=creator', other)).toBe(1)
+    expect(await count(`/api/3/action/user_show?id=${id}`, own)).toBe(4)
+    expect(await count('/api/3/action/user_show?id=creator', admin)).toBe(4)
+    for (const credential of [own, admin]) {
+      const listed = await request(site, '/api/3/action/user_list?q=creator', {credential})
+      expect(listed.json.result.map((user: {number_created_packages: number}) => user.number_created_packages)).toEqual(
+        [1],
+      )
+    }
+  })
+
+  it("user_list's q keeps its LIKE wildcards, ignores case, and searches email for sysadmins only", async () => {
+    const site = await startTestSite({users: 5, version: '2.10'})
+    await addUser(site, 'wild-alpha', {email: 'secret-mailbox@example.org', fullname: 'Alpha Person'})
+    await addUser(site, 'wildxbeta', {fullname: '100% Beta'})
+    const names = async (q: string, credential?: string) =>
+      (await request(site, `/api/3/action/user_list?all_fields=false&q=${encodeURIComponent(q)}`, {credential})).json
+        .result as string[]
+    // Ordered by display name: '100% Beta' before 'Alpha Person'.
+    expect(await names('WILD_')).toEqual(['wildxbeta', 'wild-alpha'])
+    expect(await names('alpha%person')).toEqual(['wild-alpha'])
+    expect(await names('100%')).toEqual(['wildxbeta'])
+    expect(await names('secret-mailbox')).toEqual([])
+    expect(await names('secret-mailbox', await tokenFor(site, 'wild-alpha'))).toEqual([])
+    expect(await names('SECRET-MAILBOX', site.adminCredential.reveal())).toEqual(['wild-alpha'])
+  })
+
+  it("user_list's order_by: any user column, number_created_packages, display_name for unknown names, 409 for edits", async () => {
+    const site = await startTestSite({users: 5, version: '2.11'})
+    const ids = [
+      await addUser(site, 'ord-c', {fullname: 'A'}),
+      await addUser(site, 'ord-a', {fullname: 'C'}),
+      await addUser(site, 'ord-b', {fullname: 'B'}),
+    ]
+    await sql(site, `UPDATE "user" SET created = '2001-01-01' WHERE name = 'ord-b'`)
+    for (const name of ['ord-a', 'ord-a', 'ord-b'])
+      await sql(
+        site,
+        `INSERT INTO package (id, name, state, private, type, creator_user_id) VALUES ($1, $2, 'active', false, 'dataset', (SELECT id FROM "user" WHERE name = $3))`,
+        [randomUUID(), `pkg-${randomUUID()}`, name],
+      )
+    const names = async (orderBy: string, allFields = true) => {
+      const answer = await request(
+        site,
+        `/api/3/action/user_list?q=ord-&all_fields=${allFields}&order_by=${encodeURIComponent(orderBy)}`,
+      )
+      expect(answer.status, orderBy).toBe(200)
+      return answer.json.result.map((user: string | {name: string}) => (typeof user === 'string' ? user : user.name))
+    }
+    expect(await names('display_name')).toEqual(['ord-c', 'ord-b', 'ord-a'])
+    expect(await names('no_such_attribute')).toEqual(['ord-c', 'ord-b', 'ord-a'])
+    expect(await names('name', false)).toEqual(['ord-a', 'ord-b', 'ord-c'])
+    expect(await names('created')).toEqual(['ord-b', 'ord-c', 'ord-a'])
+    expect(await names('id')).toEqual(
+      ['ord-c', 'ord-a', 'ord-b']
+        .map((name, index) => [ids[index]!, name])
+        .sort(([a], [b]) => (a! < b! ? -1 : 1))
+        .map(([, name]) => name),
+    )
+    expect(await names('number_created_packages')).toEqual(['ord-c', 'ord-b', 'ord-a'])
+    const edits = await request(site, '/api/3/action/user_list?order_by=edits')
+    expect(edits.status).toBe(409)
+    expect(edits.json.error).toEqual({__type: 'Validation Error', message: 'order_by=edits is no longer supported'})
+    expect(Object.keys(edits.json.error)).toEqual(['message', '__type'])
+    const namesOnly = await request(site, '/api/3/action/user_list?all_fields=false&order_by=number_created_packages')
+    expect(namesOnly.status).toBe(500)
+  })
+
+  it.each(['2.10', '2.11'] as const)('%s: user_show without an id shows the caller', async (version) => {
+    const site = await startTestSite({users: 5, version})
+    const shown = await request(site, '/api/3/action/user_show', {credential: site.adminCredential.reveal()})
+    expect(shown.status).toBe(200)
+    expect(shown.json.result.name).toBe('admin')
+    const anonymous = await request(site, '/api/3/action/user_show')
+    expect(anonymous.status).toBe(404)
+    expect(anonymous.json.error).toEqual({__type: 'Not Found Error', message: 'Not found'})
+    expect(
+      (await request(site, '/api/3/action/user_show?id=', {credential: site.adminCredential.reveal()})).status,
+    ).toBe(404)
+  })
+
+  it('2.9: user_show without an id is "not found" whoever asks', async () => {
+    const site = await startTestSite({users: 5, version: '2.9'})
+    expect((await request(site, '/api/3/action/user_show', {credential: site.adminCredential.reveal()})).status).toBe(
+      404,
+    )
+  })
+
+  it.each([
+    ['2.9', false],
+    ['2.10', false],
+    ['2.11', true],
+  ] as const)('%s: user_create with with_apitoken returns a token: %s', async (version, returned) => {
+    const site = await startTestSite({users: 5, version})
+    const answer = await post(
+      site,
+      'user_create',
+      {email: 'tokened@example.org', name: 'tokened', password: 'long-enough-password', with_apitoken: true},
+      site.adminCredential.reveal(),
+    )
+    expect(answer.status).toBe(200)
+    const tokens = await sql<{name: string}>(
+      site,
+      `SELECT t.name FROM api_token t JOIN "user" u ON u.id = t.user_id WHERE u.name = 'tokened'`,
+    )
+    if (!returned) {
+      expect(answer.json.result).not.toHaveProperty('token')
+      expect(tokens).toEqual([])
+      return
+    }
+    expect(Object.keys(answer.json.result).at(-1)).toBe('token')
+    expect(tokens).toEqual([{name: 'default'}])
+    const shown = await request(site, '/api/3/action/user_show?id=tokened', {credential: answer.json.result.token})
+    expect(shown.json.result.email).toBe('tokened@example.org')
+  })
+
+  it('2.11: with expire_api_token, user_create with_apitoken creates the user, then fails on the token', async () => {
+    const site = await startTestSite({expireApiToken: true, users: 5, version: '2.11'})
+    const answer = await post(
+      site,
+      'user_create',
+      {email: 'later@example.org', name: 'later', password: 'long-enough-password', with_apitoken: 'yes'},
+      site.adminCredential.reveal(),
+    )
+    expect(answer.status).toBe(409)
+    expect(answer.json.error).toEqual({
+      __type: 'Validation Error',
+      expires_in: ['Missing value'],
+      unit: ['Missing value'],
+    })
+    expect(await sql(site, `SELECT state FROM "user" WHERE name = 'later'`)).toEqual([{state: 'active'}])
   })
 })

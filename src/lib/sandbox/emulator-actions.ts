@@ -108,18 +108,54 @@ const USER_COLUMNS = (version: CkanVersion) =>
   `u.id, u.name, u.fullname, u.created, u.about, ${version === '2.9' ? '' : 'u.last_active, '}u.activity_streams_email_notifications,
    u.sysadmin, u.state, u.image_url, u.email, u.apikey`
 
-/** Datasets the user created; private ones count only for the user or a sysadmin (`$n` = that flag). */
-const packageCount = (parameter: number) =>
-  `(SELECT count(*) FROM package p WHERE p.creator_user_id = u.id AND p.state = 'active' AND (NOT p.private OR $${parameter}::boolean))
+/**
+ * User.number_created_packages: datasets the user created that are active and public, or, where
+ * the SQL condition `all` holds (user_show for the user themself or a sysadmin), every one not
+ * deleted (drafts and private ones too).
+ */
+const packageCount = (all: string) =>
+  `(SELECT count(*) FROM package p WHERE p.creator_user_id = u.id
+     AND ((${all} AND p.state != 'deleted') OR (p.state = 'active' AND p.private = false)))
    AS number_created_packages`
+
+/**
+ * Python's urlparse(url).geturl(): the query and fragment are dropped when empty, and so are the
+ * `;params` of the last path segment.
+ */
+function pythonUrlRoundTrip(url: string): string {
+  let rest = url
+  let fragment = ''
+  let query = ''
+  const hash = rest.indexOf('#')
+  if (hash >= 0) [rest, fragment] = [rest.slice(0, hash), rest.slice(hash + 1)]
+  const question = rest.indexOf('?')
+  if (question >= 0) [rest, query] = [rest.slice(0, question), rest.slice(question + 1)]
+  let params = ''
+  const semicolon = rest.indexOf(';', Math.max(rest.lastIndexOf('/'), 0))
+  if (semicolon >= 0) [rest, params] = [rest.slice(0, semicolon), rest.slice(semicolon + 1)]
+  return `${rest}${params ? `;${params}` : ''}${query ? `?${query}` : ''}${fragment ? `#${fragment}` : ''}`
+}
+
+/**
+ * user_dictize's image_display_url: image_url as it is (None, '' or a value starting with
+ * "http"), else an uploaded file, h.url_for_static('uploads/user/<image_url>', qualified=True):
+ * the scheme and host of ckan.site_url (not its path), then /uploads/user/<image_url>.
+ */
+function imageDisplayUrl(imageUrl: null | string, siteUrl: string): null | string {
+  if (!imageUrl || imageUrl.startsWith('http')) return imageUrl
+  const site = /^([A-Za-z][\w+.-]*):\/\/([^/?#]*)/.exec(siteUrl)
+  const origin = site ? `${site[1]!.toLowerCase()}://${site[2]}` : siteUrl
+  return origin + pythonUrlRoundTrip(`/uploads/user/${imageUrl}`)
+}
 
 /** user_dictize: the fields and key order each version returns; apikey and email only for the user or a sysadmin. */
 function userDict(
   row: UserRow,
-  version: CkanVersion,
+  context: ActionContext,
   privateFields: boolean,
   emailFirst = false,
 ): Record<string, unknown> {
+  const {config, version} = context
   const fullname = row.fullname?.trim() ? row.fullname : null
   const dict: Record<string, unknown> = {
     id: row.id,
@@ -144,7 +180,7 @@ function userDict(
     if (emailFirst) Object.assign(dict, {email: row.email, apikey: row.apikey})
     else Object.assign(dict, {apikey: row.apikey, email: row.email})
   }
-  dict.image_display_url = row.image_url
+  dict.image_display_url = imageDisplayUrl(row.image_url, config.siteUrl)
   return dict
 }
 
@@ -472,19 +508,26 @@ async function statusShow(context: ActionContext): Promise<unknown> {
 
 async function userShow(context: ActionContext): Promise<unknown> {
   const {caller, data, pool, version} = context
-  const reference = isEmpty(data.id) ? undefined : text(data.id)
-  if (reference === undefined) throw notFound()
-  const result = await pool.query<UserRow>({
-    name: `emulator-user-show-${version === '2.9' ? '29' : '210'}`,
-    text: `SELECT ${USER_COLUMNS(version)}, ${packageCount(2)}
-           FROM "user" u WHERE u.id = $1 OR u.name = $1 ORDER BY (u.id = $1) DESC LIMIT 1`,
-    values: [reference, Boolean(caller?.sysadmin)],
-  })
-  const row = result.rows[0]
+  // 2.10+: without an `id` key the caller is shown (an anonymous caller's name is '').
+  const id = version !== '2.9' && !('id' in data) ? (caller?.name ?? '') : data.id
+  const reference = isEmpty(id) ? undefined : text(id)
+  // 2.9 raises "not found" before the access check when there is no id; 2.10+ check access first.
+  if (reference === undefined && version === '2.9') throw notFound()
+  let row: undefined | UserRow
+  if (reference !== undefined) {
+    // Drafts and private datasets are counted for the user themself and for sysadmins.
+    const result = await pool.query<UserRow>({
+      name: `emulator-user-show-${version === '2.9' ? '29' : '210'}`,
+      text: `SELECT ${USER_COLUMNS(version)}, ${packageCount('($2::boolean OR u.name = $3)')}
+             FROM "user" u WHERE u.id = $1 OR u.name = $1 ORDER BY (u.id = $1) DESC LIMIT 1`,
+      values: [reference, Boolean(caller?.sysadmin), caller?.name ?? null],
+    })
+    row = result.rows[0]
+  }
   // The id is looked up, then access checked, then "not found".
   checkAccess(context, 'user_show', true, () => restrictAnonymous(context))
   if (!row) throw notFound()
-  return userDict(row, version, Boolean(caller?.sysadmin) || caller?.name === row.name)
+  return userDict(row, context, Boolean(caller?.sysadmin) || caller?.name === row.name)
 }
 
 function asBool(value: unknown, fallback: boolean): boolean {
@@ -498,43 +541,87 @@ function restrictAnonymous(context: ActionContext): AuthResult {
   return {success: context.config.publicUserDetails || context.caller !== undefined}
 }
 
+/** The user table's columns (mapped attributes of model.User) user_list's order_by may name. */
+const USER_TABLE_COLUMNS = new Set([
+  'about',
+  'activity_streams_email_notifications',
+  'apikey',
+  'created',
+  'email',
+  'fullname',
+  'id',
+  'image_url',
+  'name',
+  'password',
+  'plugin_extras',
+  'reset_key',
+  'state',
+  'sysadmin',
+])
+
+/**
+ * user_list's ORDER BY: display_name (the default, and for a name that is no attribute of
+ * model.User), number_created_packages then name, or any column of the user table alone (CKAN's
+ * `order_by_field == 'fullname'` test on a column is never true, so fullname, about and sysadmin
+ * get no tiebreak either). `edits` is a 409. Other attributes of the class (methods,
+ * properties) are not emulated and fall back to display_name.
+ */
+function userListOrder(value: unknown, version: CkanVersion, allFields: boolean): string {
+  if (value === undefined) value = 'display_name'
+  // getattr(model.User, <not a string>) is a TypeError.
+  if (typeof value !== 'string') throw new Crash('TypeError: attribute name must be string')
+  if (value === 'edits')
+    throw new ActionError(409, {message: 'order_by=edits is no longer supported', __type: 'Validation Error'})
+  // Ordered by the label of a subquery that the names-only query (all_fields=false) does not select.
+  if (value === 'number_created_packages') {
+    if (!allFields) throw new Crash('ProgrammingError: column "number_created_packages" does not exist')
+    return 'number_created_packages, u.name'
+  }
+  const column = value === '_password' ? 'password' : value
+  if (USER_TABLE_COLUMNS.has(column) || (column === 'last_active' && version !== '2.9')) {
+    return `u.${column}`
+  }
+  return `CASE WHEN u.fullname IS NULL OR u.fullname = '' THEN u.name ELSE u.fullname END`
+}
+
 async function userList(context: ActionContext): Promise<unknown> {
   const {caller, config, data, pool, version} = context
   // Only sysadmins may pass `email` (refused before anything else for everyone else).
   checkAccess(context, 'user_list', true, () => (truthy(data.email) ? {success: false} : restrictAnonymous(context)))
   const sysadmin = Boolean(caller?.sysadmin)
-  const conditions = [`u.state != 'deleted'`]
-  const values: unknown[] = [sysadmin]
+  const allFields = asBool(data.all_fields, true)
+  const conditions: string[] = []
+  const values: unknown[] = []
   if (!asBool(data.include_site_user, false)) {
     values.push(config.siteId)
     conditions.push(`u.name != $${values.length}`)
   }
-  if (!isEmpty(data.q)) {
-    values.push(`%${text(data.q).replaceAll('\\', '\\\\').replaceAll('%', '\\%').replaceAll('_', '\\_')}%`)
-    conditions.push(`(u.name ILIKE $${values.length} OR u.fullname ILIKE $${values.length})`)
+  // User.search: '%' + q + '%' with q's own % and _ left as wildcards, case-insensitive, over
+  // name and fullname, and email too when the caller is a sysadmin.
+  if (truthy(data.q)) {
+    if (typeof data.q !== 'string') throw new Crash('TypeError: can only concatenate str to str')
+    values.push(`%${data.q}%`)
+    const like = `$${values.length}`
+    conditions.push(`(u.name ILIKE ${like} OR u.fullname ILIKE ${like}${sysadmin ? ` OR u.email ILIKE ${like}` : ''})`)
   }
-  if (!isEmpty(data.email) && sysadmin) {
+  if (truthy(data.email)) {
     values.push(text(data.email))
     conditions.push(`u.email = $${values.length}`)
   }
-  const order = text(data.order_by || 'display_name')
-  const orderBy =
-    order === 'name'
-      ? 'u.name'
-      : order === 'created'
-        ? 'u.created'
-        : `CASE WHEN u.fullname IS NULL OR u.fullname = '' THEN u.name ELSE u.fullname END`
+  const orderBy = userListOrder(data.order_by, version, allFields)
+  conditions.push(`u.state != 'deleted'`)
   const result = await pool.query<UserRow>(
-    `SELECT ${USER_COLUMNS(version)}, ${packageCount(1)}
-     FROM "user" u WHERE ${conditions.join(' AND ')} ORDER BY ${orderBy}, u.name`,
+    `SELECT ${USER_COLUMNS(version)}, ${packageCount('false')}
+     FROM "user" u WHERE ${conditions.join(' AND ')} ORDER BY ${orderBy}`,
     values,
   )
-  if (!asBool(data.all_fields, true)) return result.rows.map((row) => row.name)
-  return result.rows.map((row) => userDict(row, version, sysadmin || caller?.name === row.name))
+  if (!allFields) return result.rows.map((row) => row.name)
+  return result.rows.map((row) => userDict(row, context, sysadmin || caller?.name === row.name))
 }
 
 async function userCreate(context: ActionContext): Promise<unknown> {
   const {caller, config, data, pool, version} = context
+  const withApitoken = data.with_apitoken
   checkAccess(context, 'user_create', true, () => ({
     msg: `User ${caller?.name ?? ''} not authorized to create users via the API`,
     success: false,
@@ -563,7 +650,14 @@ async function userCreate(context: ActionContext): Promise<unknown> {
       ],
     )
   ).rows[0]!
-  return userDict(row, version, true, true)
+  const user = userDict(row, context, true, true)
+  // 2.11: with_apitoken (any true value) adds a token named "default", made by api_token_create
+  // after the user is saved (so its errors, e.g. expire_api_token's, come after the user exists).
+  if (version === '2.11' && truthy(withApitoken)) {
+    const created = (await apiTokenCreate({...context, data: {user: row.name, name: 'default'}})) as {token: string}
+    user.token = created.token
+  }
+  return user
 }
 
 async function userDelete(context: ActionContext): Promise<unknown> {
