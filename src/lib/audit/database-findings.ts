@@ -1,5 +1,5 @@
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import type {Queryable} from '../db/ckan-database.js'
+import {type Queryable, serverVersionNum} from '../db/ckan-database.js'
 import {ALEMBIC_HEADS, type CkanVersion} from '../sandbox/ckan-schema.js'
 import {Secret} from '../secret.js'
 import type {AuditFinding} from './audit-finding.js'
@@ -22,6 +22,8 @@ export type CkanDatabaseShape = {
   hasHarvestSourceTable: boolean
   /** CKAN 2.10's migration 102 index: with it, two active users cannot share an email. */
   hasUniqueActiveEmailIndex: boolean
+  /** PostgreSQL's server_version_num (150004 for 15.4). */
+  serverVersionNum: number
   /** The CKAN version the alembic head belongs to; undefined for unknown heads or a pre-2.9 site. */
   version: CkanVersion | undefined
 }
@@ -37,7 +39,8 @@ const SELECT_TABLES = `
          to_regclass('api_token') IS NOT NULL AS has_api_token,
          to_regclass('alembic_version') IS NOT NULL AS has_alembic_version,
          to_regclass('harvest_source') IS NOT NULL AS has_harvest_source,
-         to_regclass('idx_only_one_active_email') IS NOT NULL AS has_email_index`
+         to_regclass('idx_only_one_active_email') IS NOT NULL AS has_email_index,
+         current_setting('server_version_num')::int AS server_version_num`
 
 const SELECT_ALEMBIC_HEADS = 'SELECT version_num FROM alembic_version ORDER BY version_num'
 
@@ -52,6 +55,7 @@ export async function inspectCkanDatabase(sql: Queryable, where: string): Promis
     has_email_index: boolean
     has_harvest_source: boolean
     has_user: boolean
+    server_version_num: number
   }>(SELECT_TABLES)
   const tables = rows[0]!
   if (!tables.has_user) {
@@ -69,6 +73,7 @@ export async function inspectCkanDatabase(sql: Queryable, where: string): Promis
     hasApiTokenTable: tables.has_api_token,
     hasHarvestSourceTable: tables.has_harvest_source,
     hasUniqueActiveEmailIndex: tables.has_email_index,
+    serverVersionNum: tables.server_version_num,
     version,
   }
 }
@@ -286,9 +291,7 @@ export async function collectUserFindings(
   const predicates = userPredicates(options.hasApiTokenTable)
   const counted = Object.keys(predicates) as CountedPredicate[]
   const names: PredicateName[] = [...counted, 'apiTokens', 'neverUsed']
-  const valueHash =
-    options.valueHash ??
-    valueHashFor((await sql.query<{n: number}>(`SELECT current_setting('server_version_num')::int AS n`)).rows[0]!.n)
+  const valueHash = options.valueHash ?? valueHashFor(await serverVersionNum(sql))
   const census = await takeCensus(sql, {
     duplicateKinds: options.checkDuplicateEmails ? ['keys', 'emails'] : ['keys'],
     hasApiTokenTable: options.hasApiTokenTable,

@@ -5,6 +5,7 @@ import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import type pg from 'pg'
 
+import {serverVersionNum} from '../db/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import type {CsvColumn} from '../files/csv-report.js'
 import {syncFolder} from '../files/secret-file.js'
@@ -17,6 +18,8 @@ export type UserCsvOptions = {
   hasApiTokenTable: boolean
   /** How the CSV is made: by default COPY on PostgreSQL 11+ and the cursor before. */
   method?: 'copy' | 'cursor'
+  /** server_version_num when the caller already knows it (otherwise asked). */
+  serverVersionNum?: number
   progress?: UserScanProgress
   signal?: AbortSignal
 }
@@ -73,7 +76,8 @@ const COUNT_USERS = 'SELECT count(*)::int AS n FROM "user"'
 export async function writeUserCsv(client: pg.Client, path: string, options: UserCsvOptions): Promise<number> {
   const {progress} = options
   if (progress) progress.start((await client.query<{n: number}>(COUNT_USERS)).rows[0]!.n)
-  const method = options.method ?? ((await serverVersion(client)) >= SHA256_SINCE ? 'copy' : 'cursor')
+  const version = options.serverVersionNum ?? (await serverVersionNum(client))
+  const method = options.method ?? (version >= SHA256_SINCE ? 'copy' : 'cursor')
   try {
     return await writeBesideTarget(path, (temporary) =>
       method === 'copy' ? copyUserCsv(client, temporary, options) : cursorUserCsv(client, temporary, options),
@@ -177,11 +181,6 @@ async function regularFileTarget(path: string): Promise<string> {
     exitCode: EXIT_CODES.badInput,
     suggestion: 'Pass the path of a new CSV file, or of a CSV file to replace.',
   })
-}
-
-async function serverVersion(client: pg.Client): Promise<number> {
-  const {rows} = await client.query<{n: number}>(`SELECT current_setting('server_version_num')::int AS n`)
-  return rows[0]!.n
 }
 
 async function syncFile(path: string): Promise<void> {

@@ -5,6 +5,12 @@ import {parseDatabaseUrl, toNodePostgresUrl} from './database-url.js'
 
 export type Queryable = Pick<pg.ClientBase, 'query'>
 
+/** The server's version as a number (server_version_num: 150004 for 15.4), for features that depend on it. */
+export async function serverVersionNum(sql: Queryable): Promise<number> {
+  const {rows} = await sql.query<{n: number}>(`SELECT current_setting('server_version_num')::int AS n`)
+  return rows[0]!.n
+}
+
 export type CkanDatabaseOptions = {
   /** Sets the session read-only: PostgreSQL itself refuses any write. */
   readOnly: boolean

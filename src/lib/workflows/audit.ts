@@ -4,6 +4,7 @@ import {type AuditFinding, sortFindings} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
 import {collectConfigFindings} from '../audit/config-findings.js'
 import {collectUserFindings, inspectCkanDatabase, versionFindings} from '../audit/database-findings.js'
+import {valueHashFor} from '../audit/user-census.js'
 import {type UserScanProgress, writeUserCsv} from '../audit/user-csv.js'
 import {harvestSourceFindings, XLOADER_DEFAULT_JOBS_DB, xloaderJobsFindings} from '../audit/service-findings.js'
 import {decideVerdict} from '../audit/verdict.js'
@@ -80,6 +81,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       checkDuplicateEmails: !shape.hasUniqueActiveEmailIndex,
       hasApiTokenTable: shape.hasApiTokenTable,
       siteUserName: siteUserNameOf(ini, env),
+      valueHash: valueHashFor(shape.serverVersionNum),
     })
     findings.push(...users.findings)
     const csv = options.csvPath
@@ -88,6 +90,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
           rows: await writeUserCsv(database.client, options.csvPath, {
             hasApiTokenTable: shape.hasApiTokenTable,
             progress: options.onUserScan,
+            serverVersionNum: shape.serverVersionNum,
             signal: options.signal,
           }),
         }
