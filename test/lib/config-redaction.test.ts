@@ -13,6 +13,7 @@ describe('dry-run diffs of ckan.ini and env files', () => {
       `    ${SECRET}-continued`,
       `sqlalchemy.url = postgresql://ckan:Ab3/${SECRET} x@db/ckan_default`,
       `ckan.datastore.write_url = postgresql://u@db/datastore?sslmode=require&password=${SECRET}`,
+      `ckan.datastore.read_url = postgresql://u@db/datastore?sslkey=k.pem&sslpassword=${SECRET}`,
       `solr_url = http://solr:${SECRET}@Pw@solr:8983/solr/ckan`,
       `db_pass = ${SECRET}`,
       `smtp.pass = ${SECRET}`,

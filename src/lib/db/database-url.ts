@@ -7,7 +7,7 @@ export type ParsedDatabaseUrl = {
   port: number
   /** The query parameters (libpq connection parameters), decoded, in order. */
   query: Array<[string, string]>
-  /** The URL with every password (user info and ?password=) replaced by ***: safe for messages. */
+  /** The URL with every password (user info, ?password= and ?sslpassword=) replaced by ***: safe for messages. */
   redacted: string
   user: string
   /** Set when the URL uses the postgres:// scheme, which CKAN 2.10+ (SQLAlchemy 1.4) rejects. */
@@ -83,6 +83,9 @@ function splitDatabaseUrl(url: string): Components {
  * Checks a PostgreSQL URL the way CKAN's sqlalchemy.url is written. Accepts postgresql://,
  * postgresql+psycopg2:// and postgres:// (with a warning), and never echoes a password.
  */
+/** Query parameters that hold a secret: libpq's password and sslpassword (the client key's passphrase). */
+const SECRET_QUERY_PARAMETER = /^(ssl)?password$/i
+
 export function parseDatabaseUrl(url: string): ParsedDatabaseUrl {
   const {
     databaseGiven: _databaseGiven,
@@ -163,7 +166,7 @@ function redactedForm(
 ): string {
   const userInfo = user || hasPassword ? `${encode(user)}${hasPassword ? ':***' : ''}@` : ''
   const shownQuery = query
-    .map(([name, value]) => `${encode(name)}=${name === 'password' ? '***' : encode(value)}`)
+    .map(([name, value]) => `${encode(name)}=${SECRET_QUERY_PARAMETER.test(name) ? '***' : encode(value)}`)
     .join('&')
   return `${scheme}://${userInfo}${hostPort}/${encode(database)}${shownQuery ? `?${shownQuery}` : ''}`
 }

@@ -12,7 +12,7 @@ const SETTING = /^(\s*(?:[#;]+\s*)?(?:export\s+)?)([^:=\s][^:=]*?)(\s*[:=]\s*)(.
 /** scheme://user:PASSWORD@ up to the last "@" of the line (SQLAlchemy lets a password hold "/", "?", "#", spaces). */
 const URL_PASSWORD = /(\w[\w+.-]*:\/\/[^\s:/@]*:).*@/g
 /** A libpq password given as a query parameter. */
-const QUERY_PASSWORD = /([?&]password=)[^&\s]*/gi
+const QUERY_PASSWORD = /([?&](?:ssl)?password=)[^&\s]*/gi
 
 /** Placeholder values stand for tokens a dry run would create; they are shown as such. */
 export const NEW_TOKEN_PLACEHOLDER = 'ckan-migrate-new-token-for-'

@@ -37,6 +37,10 @@ describe('database URLs, read as SQLAlchemy reads sqlalchemy.url', () => {
     expect(parseDatabaseUrl(url).redacted).toBe('postgresql://u@127.0.0.1:1/x?sslmode=require&password=***')
     expect(parse(toNodePostgresUrl(url)).password).toBe(SECRET)
     expect(toLibpqConnection(url)).toEqual({password: SECRET, url: 'postgresql://u@127.0.0.1:1/x?sslmode=require'})
+    // libpq's sslpassword (the client key's passphrase) is a secret too.
+    expect(parseDatabaseUrl(`postgresql://u@127.0.0.1:1/x?sslpassword=${SECRET}`).redacted).toBe(
+      'postgresql://u@127.0.0.1:1/x?sslpassword=***',
+    )
   })
 
   it('reads the socket form and gives sslmode its libpq meaning (require: encrypted, not verified)', () => {
