@@ -138,7 +138,13 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
     for (const failure of continuity.failureSamples.slice(0, 5))
       this.log(`  ✗ ${failure.kind} ${failure.label} during "${failure.phase}": ${failure.status}`)
     this.log(`  Run folder:    ${paths.runFolder}`)
-    if (paths.report) this.log(`  Report (CSV):  ${paths.report}`)
+    if (paths.report) {
+      const {reportRows, siteUsers} = result.selection
+      this.log(`  Report (CSV):  ${paths.report}`)
+      this.log(
+        `                 ${reportRows} rows for ${siteUsers} users: issue-tokens selects only the users holding a legacy key by default (the others have nothing to migrate; --users picks any), and lists the ones it skipped with the reason.`,
+      )
+    }
     if (paths.bundles) this.log(`  Bundles:       ${paths.bundles}`)
     if (paths.passwords) this.log(`  Passwords:     ${paths.passwords} (deliver apart from the bundles)`)
     if (paths.backup)

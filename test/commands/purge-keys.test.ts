@@ -12,8 +12,9 @@ import {seedCkanSite} from '../../src/lib/sandbox/ckan-site-seeder.js'
 import {fingerprintOf} from '../../src/lib/secret.js'
 import {backupDatabase} from '../../src/lib/workflows/backup.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
-import {createTestDatabase, REAL_POSTGRES_URL} from '../helpers/test-database.js'
+import {createTestDatabase} from '../helpers/test-database.js'
 import {makeThrowawayKey, temporaryFolder} from '../lib/backup/throwaway-key.js'
+import {skipWithoutRealPostgres} from '../helpers/requirements.js'
 
 type UserRow = Record<string, unknown> & {apikey: null | string; id: string; name: string}
 
@@ -250,7 +251,8 @@ describe('purge-keys', () => {
     expect(new Set(Object.values(changed).flat())).toEqual(new Set(['apikey']))
   })
 
-  it.runIf(REAL_POSTGRES_URL)('accepts a real backup made by ckan-migrate backup of this database', async () => {
+  it('accepts a real backup made by ckan-migrate backup of this database', async (context) => {
+    skipWithoutRealPostgres(context)
     const site = await seededSite('2.10')
     const {dir, expected} = await runFolderFor(site.client)
     const key = await makeThrowawayKey()

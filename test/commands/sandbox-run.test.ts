@@ -78,6 +78,10 @@ describe('ckan-migrate sandbox --run', () => {
       expect(journal).not.toContain(secret)
       expect(report).not.toContain(secret)
     }
+    // The summary explains why the report has fewer rows than the site has users.
+    const reportRows = report.split('\n').filter((line) => line.trim() !== '').length - 1
+    expect(result.selection.reportRows).toBe(reportRows)
+    expect(result.selection.siteUsers).toBeGreaterThan(reportRows)
     // The bundles are encrypted: no token is readable in them.
     const bundles = await everyFileText(result.paths.bundles!)
     for (const secret of secrets)

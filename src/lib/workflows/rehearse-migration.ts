@@ -64,6 +64,13 @@ export type RehearsalResult = {
     runFolder: string
     sandboxDir: string
   }
+  /** Why the report has fewer rows than the site has users: who issue-tokens selected. */
+  selection: {
+    /** Rows of the issue-tokens report: every legacy-key holder, issued or skipped with its reason. */
+    reportRows: number
+    /** Users in the site's user table (the seeded people, the admin and the site user). */
+    siteUsers: number
+  }
   steps: RehearsalStep[]
 }
 
@@ -96,6 +103,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     runFolder,
     sandboxDir: dir,
   }
+  const selection: RehearsalResult['selection'] = {reportRows: 0, siteUsers: 0}
 
   const step = async (name: string, expected: string, body: () => Promise<Step>): Promise<Step> => {
     if (options.signal?.aborted) throw new MigrateError('Interrupted', {exitCode: EXIT_CODES.interrupted})
@@ -258,6 +266,8 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       })
       paths.report = result.reportPath
       issued = result.counts.issued
+      selection.reportRows = result.counts.issued + result.counts.skipped + result.counts.failed
+      selection.siteUsers = await userCount(db)
       return {
         detail: `${result.counts.issued} issued, ${result.counts.skipped} skipped, ${result.counts.failed} failed`,
         ok: result.counts.failed === 0 && result.counts.issued > 0,
@@ -349,6 +359,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       continuity,
       ok: steps.every((entry) => entry.ok) && continuity.failures === 0,
       paths,
+      selection,
       steps,
     }
   } finally {
@@ -389,6 +400,11 @@ async function siteUserKey(db: pg.Client, siteUserName: string): Promise<Secret>
   if (!rows[0]?.apikey)
     throw new MigrateError('The sandbox site user has no legacy key', {exitCode: EXIT_CODES.unexpected})
   return new Secret(rows[0].apikey)
+}
+
+async function userCount(db: pg.Client): Promise<number> {
+  const {rows} = await db.query<{n: number}>('SELECT count(*)::int AS n FROM "user"')
+  return rows[0]!.n
 }
 
 async function tokenCount(db: pg.Client): Promise<number> {
