@@ -3,7 +3,8 @@ import {readFile} from 'node:fs/promises'
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {ALEMBIC_HEADS, CKAN_VERSIONS, createCkanSchema, type CkanVersion} from '../src/lib/sandbox/ckan-schema.js'
+import {createCkanSchema} from '../src/sandbox/ckan-schema.js'
+import {ALEMBIC_HEADS, CKAN_VERSIONS, type CkanVersion} from '../src/lib/site/ckan-version.js'
 import {createTestDatabase} from './helpers/test-database.js'
 import {SKIP_NOTES} from './helpers/requirements.js'
 

@@ -1,10 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
-import {CKAN_VERSIONS, type CkanVersion} from '../lib/sandbox/ckan-schema.js'
-import {parseFaultSettings} from '../lib/sandbox/faults.js'
-import {type RehearsalResult, rehearseMigration} from '../lib/workflows/rehearse-migration.js'
-import {type SandboxResult, startSandbox, waitUntilInterrupted} from '../lib/workflows/sandbox.js'
+import {CKAN_VERSIONS, type CkanVersion} from '../lib/site/ckan-version.js'
+import {parseFaultSettings} from '../sandbox/faults.js'
+import {type RehearsalResult, rehearseMigration} from '../sandbox/rehearse-migration.js'
+import {type SandboxResult, startSandbox, waitUntilInterrupted} from '../sandbox/start-sandbox.js'
 import {EXIT_CODES} from '../lib/errors.js'
 
 export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxResult> {

@@ -3,8 +3,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {openRunFolder} from '../../src/lib/files/run-folder.js'
-import type {RehearsalResult} from '../../src/lib/workflows/rehearse-migration.js'
+import {openRunFolder} from '../../src/lib/run/run-folder.js'
+import type {RehearsalResult} from '../../src/sandbox/rehearse-migration.js'
 import {runCliJson} from '../helpers/run-cli.js'
 import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
 

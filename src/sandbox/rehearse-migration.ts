@@ -3,30 +3,25 @@ import {join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import pg from 'pg'
 
-import {CkanApiClient} from '../ckan/ckan-api-client.js'
-import {readCkanIni} from '../ckan/ckan-ini.js'
-import {describeError, EXIT_CODES, MigrateError} from '../errors.js'
-import {openRunFolder} from '../files/run-folder.js'
-import {writeSecretFile} from '../files/secret-file.js'
-import {
-  type ContinuityProbe as Probe,
-  ContinuityProbe,
-  type ProbeClient,
-  type ProbeStats,
-} from '../sandbox/continuity-probe.js'
-import {upgradeSandboxDatabase} from '../sandbox/sandbox-site.js'
-import {Secret} from '../secret.js'
-import {auditSite} from './audit.js'
-import {backupDatabase, backupEmbeddedDatabase, type BackupResult} from './backup.js'
-import {bundleAccess} from './bundle.js'
-import {issueTokens} from './issue-tokens.js'
-import {purgeKeys} from './purge-keys.js'
-import {rewriteServiceConfigs} from './rewrite-config.js'
-import {type RunningSandbox, startSandbox} from './sandbox.js'
-import {verifyTokens} from './verify.js'
+import {CkanApiClient} from '../lib/site/ckan-api-client.js'
+import {readCkanIni} from '../lib/site/ckan-ini.js'
+import {describeError, EXIT_CODES, MigrateError} from '../lib/errors.js'
+import {openRunFolder} from '../lib/run/run-folder.js'
+import {writeSecretFile} from '../lib/fs/secret-file.js'
+import {type ContinuityProbe as Probe, ContinuityProbe, type ProbeClient, type ProbeStats} from './continuity-probe.js'
+import {upgradeSandboxDatabase} from './sandbox-site.js'
+import {Secret} from '../lib/secret.js'
+import {auditSite} from '../lib/workflows/audit.js'
+import {backupDatabase, backupEmbeddedDatabase, type BackupResult} from '../lib/workflows/backup.js'
+import {bundleAccess} from '../lib/workflows/bundle.js'
+import {issueTokens} from '../lib/workflows/issue-tokens.js'
+import {purgeKeys} from '../lib/workflows/purge-keys.js'
+import {rewriteServiceConfigs} from '../lib/workflows/rewrite-config.js'
+import {type RunningSandbox, startSandbox} from './start-sandbox.js'
+import {verifyTokens} from '../lib/workflows/verify.js'
 
 /** The certificate the sandbox's bundles carry (the emulator speaks plain HTTP). */
-export const SANDBOX_SERVER_CERT = fileURLToPath(new URL('../../../assets/sandbox-server.cert', import.meta.url))
+export const SANDBOX_SERVER_CERT = fileURLToPath(new URL('../../assets/sandbox-server.cert', import.meta.url))
 
 export type RehearsalOptions = {
   /** A real PostgreSQL server to run the site on instead of PGlite. */
