@@ -1,6 +1,5 @@
 import {Flags} from '@oclif/core'
 
-import {CkanApiClient} from '../lib/site/ckan-api-client.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {startProgressBar} from '../lib/cli/progress-bar.js'
 import {
@@ -12,7 +11,6 @@ import {
   outFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
-import {readCredential} from '../lib/site/credential.js'
 import {type RewriteConfigResult, rewriteServiceConfigs} from '../lib/workflows/rewrite-config.js'
 
 export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {
@@ -71,23 +69,21 @@ export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {
 
   async run(): Promise<RewriteConfigResult> {
     const {flags} = await this.parse(RewriteConfig)
-    const ckanUrl = flags['ckan-url']
-    const credential = ckanUrl ? await readCredential({file: flags['api-key-file']}) : undefined
-    if (credential?.warning) this.warn(credential.warning)
-    const ckan = ckanUrl
-      ? new CkanApiClient({
-          caCertPath: flags['ca-cert'],
-          ckanUrl,
-          credential: credential!.secret,
-          timeoutMs: flags.timeout * 1000,
-        })
-      : undefined
     const progress = startProgressBar({enabled: !this.jsonEnabled(), label: 'Rewriting config', total: 1})
     try {
       const result = await rewriteServiceConfigs({
         alsoPaths: flags.also ?? [],
+        ...(flags['ckan-url']
+          ? {
+              api: {
+                apiKeyFile: flags['api-key-file'],
+                caCertPath: flags['ca-cert'],
+                ckanUrl: flags['ckan-url'],
+                timeoutMs: flags.timeout * 1000,
+              },
+            }
+          : {}),
         chainTarget: flags['chain-target'] as 'defining' | 'top',
-        ...(ckan ? {ckan} : {}),
         ...(flags['ckan-ini'] ? {ckanIniPath: flags['ckan-ini']} : {}),
         dryRun: flags['dry-run'],
         envFilePaths: flags['env-file'] ?? [],
@@ -104,7 +100,6 @@ export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {
       return result
     } finally {
       progress.stop()
-      await ckan?.close()
     }
   }
 

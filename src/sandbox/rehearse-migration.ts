@@ -3,7 +3,6 @@ import {join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import pg from 'pg'
 
-import {CkanApiClient} from '../lib/site/ckan-api-client.js'
 import {readCkanIni} from '../lib/site/ckan-ini.js'
 import {describeError, EXIT_CODES, MigrateError} from '../lib/errors.js'
 import {openRunFolder} from '../lib/run/run-folder.js'
@@ -136,7 +135,6 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     await sql.connect()
     const db = sql
     const ckanUrl = new URL(site.ckanUrl)
-    const admin = new CkanApiClient({ckanUrl, credential: site.adminCredential})
 
     // The backup first: it is step one of the runbook, and on PGlite the dump tool resets
     // prepared statements, which must happen before any client depends on them.
@@ -195,8 +193,8 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     // The runbook's rewrite-config: the site's ckan.ini, the services its plugins name, the run folder.
     const rewriteOptions = {
       alsoPaths: [],
+      api: {apiKeyFile: site.apiKeyFile, ckanUrl},
       chainTarget: 'defining' as const,
-      ckan: admin,
       ckanIniPath: site.ckanIni,
       envFilePaths: [],
       fixHeader: false,

@@ -1,7 +1,7 @@
 import {isAbsolute, resolve} from 'node:path'
 
 import {describeError} from '../errors.js'
-import {openCkanDatabase, type Queryable} from '../site/ckan-database.js'
+import {openCkanDatabase, readOnlyTransaction, type Queryable} from '../site/ckan-database.js'
 import {parseDatabaseUrl, sameDatabase} from '../site/database-url.js'
 import {type AuditFinding, SampleCollector} from './audit-finding.js'
 
@@ -136,9 +136,9 @@ async function countJobsWithKey(options: XloaderJobsOptions): Promise<number> {
   }
   if (options.ckanDatabase && isSameDatabase(options.ckanDatabase.url, uri))
     return countInPostgres(options.ckanDatabase.sql)
-  const database = await openCkanDatabase(uri, {readOnly: true, statementTimeoutMs: options.statementTimeoutMs})
+  const database = await openCkanDatabase(uri, {statementTimeoutMs: options.statementTimeoutMs})
   try {
-    return await countInPostgres(database.client)
+    return await readOnlyTransaction(database.client, () => countInPostgres(database.client))
   } finally {
     await database.close()
   }

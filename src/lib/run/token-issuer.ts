@@ -24,7 +24,14 @@ export type UserOutcome = {
   user: CkanUserRow
 }
 
-export type IssuerSettings = {date: string; expiresIn?: number; template: string; unit?: number}
+export type IssuerSettings = {
+  date: string
+  expiresIn?: number
+  /** Sends of api_token_create per user before it counts as failed (default MAX_ATTEMPTS). */
+  maxAttempts?: number
+  template: string
+  unit?: number
+}
 
 /** A token of an earlier run of this folder, without its secrets (only what the report shows). */
 type DoneToken = {
@@ -35,8 +42,11 @@ type DoneToken = {
   tokenName: string
 }
 
-/** A user whose first create-sent is journaled, with the token name it announced. */
-export type AnnouncedUser = {tokenName: string; user: CkanUserRow}
+/**
+ * A user whose first create-sent is journaled, with the token name it announced; `service` when
+ * the token is a service's (rewrite-config), stored as such.
+ */
+export type AnnouncedUser = {service?: string; tokenName: string; user: CkanUserRow}
 
 /**
  * Issues users' tokens with the run's durability rules: a `create-sent` entry on disk before each
@@ -144,12 +154,13 @@ export class TokenIssuer {
    * worker may take its next user: after a failure is recorded, or once the token is handed to the
    * store (the user counts as issued, through onDone, only when the store has fsync'd it).
    */
-  async issue({tokenName, user}: AnnouncedUser): Promise<void> {
+  async issue({service, tokenName, user}: AnnouncedUser): Promise<void> {
     let attempts = 0
     let sent = false
     let mustReconcile = this.#unsettled.has(user.id)
     let lastReason = ''
-    while (attempts < MAX_ATTEMPTS) {
+    const maxAttempts = this.#settings.maxAttempts ?? MAX_ATTEMPTS
+    while (attempts < maxAttempts) {
       if (attempts > 0) await pause(attempts)
       try {
         if (mustReconcile) await this.#reconcile(user.id, user.name, false)
@@ -210,7 +221,7 @@ export class TokenIssuer {
           createdAt,
           expiresAt: created.expiresAt,
           jti: created.jti,
-          source: 'issue-tokens',
+          ...(service ? {service, source: 'rewrite-config' as const} : {source: 'issue-tokens' as const}),
           token: created.token,
           tokenName,
           userId: user.id,

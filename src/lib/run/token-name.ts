@@ -27,9 +27,19 @@ export function checkTokenNameTemplate(template: string): string {
   return template
 }
 
+/** The name of a service's token (rewrite-config): the service, the day and the run id. */
+export function serviceTokenName(service: string, date: string, run: string): string {
+  return renderTokenName('ckan-migrate {service} {date} {run}', {date, run, service, user: ''})
+}
+
 /** The token name for one user: placeholders filled, control characters removed. */
-export function renderTokenName(template: string, values: {date: string; run: string; user: string}): string {
+export function renderTokenName(
+  template: string,
+  values: {date: string; run: string; service?: string; user: string},
+): string {
   return template
-    .replaceAll(PLACEHOLDER, (whole, name: string) => (name in values ? values[name as keyof typeof values] : whole))
+    .replaceAll(PLACEHOLDER, (whole, name: string) =>
+      name in values ? (values[name as keyof typeof values] ?? whole) : whole,
+    )
     .replaceAll(/\p{Cc}/gu, ' ')
 }

@@ -12,8 +12,6 @@ export async function serverVersionNum(sql: Queryable): Promise<number> {
 }
 
 export type CkanDatabaseOptions = {
-  /** Sets the session read-only: PostgreSQL itself refuses any write. */
-  readOnly: boolean
   /** statement_timeout in milliseconds (0 = none). */
   statementTimeoutMs?: number
 }
@@ -21,7 +19,7 @@ export type CkanDatabaseOptions = {
 export type CkanDatabase = {
   client: pg.Client
   close(): Promise<void>
-  /** True on PGlite (the embedded sandbox), where session settings are not applied (see above). */
+  /** True on PGlite (the embedded sandbox), where session settings are not applied (see openCkanDatabase). */
   embedded: boolean
   /** Redacted URL, for messages. */
   where: string
@@ -44,16 +42,14 @@ export async function openCkanDatabase(url: string, options: CkanDatabaseOptions
   let embedded: boolean
   try {
     await client.connect()
-    // PGlite (the embedded sandbox) is ONE session shared by every client: a session setting
-    // made here would also bind the emulator's connections (read-only would break its writes).
-    // Real servers get the settings; on PGlite our own code is what keeps reads read-only.
+    // The one PGlite rule: PGlite (the embedded sandbox) is ONE session shared by every client,
+    // so a session setting made here would also bind the emulator's connections. Session
+    // settings are for real servers only, and reads are kept read-only per transaction
+    // (readOnlyTransaction), which works the same on both.
     const {rows} = await client.query<{version: string}>('SELECT version()')
     embedded = /PGlite/i.test(rows[0]?.version ?? '')
-    if (!embedded) {
-      if (options.readOnly) await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
-      if (options.statementTimeoutMs !== undefined)
-        await client.query(`SET statement_timeout = ${Math.max(0, Math.floor(options.statementTimeoutMs))}`)
-    }
+    if (!embedded && options.statementTimeoutMs !== undefined)
+      await client.query(`SET statement_timeout = ${Math.max(0, Math.floor(options.statementTimeoutMs))}`)
   } catch (error) {
     await client.end().catch(() => {})
     const translated = translateDatabaseError(error, parsed.redacted)
@@ -79,6 +75,27 @@ export async function openCkanDatabase(url: string, options: CkanDatabaseOptions
     },
     embedded,
     where: parsed.redacted,
+  }
+}
+
+/**
+ * The one way ckan-migrate reads without writing: `work` runs inside a READ ONLY transaction
+ * (PostgreSQL itself refuses any write in it), rolled back at the end whatever happens. Per
+ * transaction, never per session, because of the one PGlite rule (see openCkanDatabase).
+ * `repeatableRead` gives every statement of `work` the same snapshot (the audit's counts agree).
+ */
+export async function readOnlyTransaction<T>(
+  sql: Queryable,
+  work: () => Promise<T>,
+  options: {repeatableRead?: boolean} = {},
+): Promise<T> {
+  await sql.query(
+    options.repeatableRead ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN TRANSACTION READ ONLY',
+  )
+  try {
+    return await work()
+  } finally {
+    await sql.query('ROLLBACK').catch(() => {})
   }
 }
 

@@ -11,7 +11,12 @@ import {decideVerdict} from '../audit/verdict.js'
 import type {CkanStatus} from '../site/ckan-api-client.js'
 import {CkanIni, readCkanIni} from '../site/ckan-ini.js'
 import {chooseDatabaseUrl, effectiveSetting} from '../site/ckan-settings.js'
-import {openCkanDatabase, translateDatabaseError} from '../site/ckan-database.js'
+import {
+  type CkanDatabase,
+  openCkanDatabase,
+  readOnlyTransaction,
+  translateDatabaseError,
+} from '../site/ckan-database.js'
 import {parseDatabaseUrl} from '../site/database-url.js'
 import {iniCaseRule, inspectCkanDatabase} from '../site/ckan-version.js'
 
@@ -59,9 +64,16 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
 
   const status = options.ckanUrl ? await fetchStatus(options) : undefined
   const statementTimeoutMs = options.statementTimeoutMs ?? 120_000
-  const database = await openCkanDatabase(choice.url, {readOnly: true, statementTimeoutMs})
+  const database = await openCkanDatabase(choice.url, {statementTimeoutMs})
   try {
-    await database.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+    return await readOnlyTransaction(database.client, () => auditInTransaction(database), {repeatableRead: true})
+  } catch (error) {
+    throw translateDatabaseError(error, database.where)
+  } finally {
+    await database.close()
+  }
+
+  async function auditInTransaction(database: CkanDatabase): Promise<AuditResult> {
     // Settings local to this read-only transaction (docs/commands/audit.md): room for the
     // duplicate-key and duplicate-email sorts in memory, no JIT compilation (it costs more than it
     // saves on these scans), and two parallel workers for the census and the exact check.
@@ -106,7 +118,6 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
         })),
       )
     }
-    await database.client.query('COMMIT')
     const sorted = sortFindings(findings)
     return {
       ckan: {alembicHeads: shape.alembicHeads, status: status ?? null, version: shape.version ?? null},
@@ -118,10 +129,6 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       verdict: decideVerdict(sorted),
       warnings,
     }
-  } catch (error) {
-    throw translateDatabaseError(error, database.where)
-  } finally {
-    await database.close()
   }
 }
 

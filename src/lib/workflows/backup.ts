@@ -101,7 +101,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
     pgToolMajorVersion('pg_restore', options.pgBin),
   ])
   // READ ONLY per transaction, not per session: PGlite shares one session between its clients.
-  const database = await openCkanDatabase(options.databaseUrl, {readOnly: false, statementTimeoutMs: 60_000})
+  const database = await openCkanDatabase(options.databaseUrl, {statementTimeoutMs: 60_000})
   let facts: DatabaseFacts
   try {
     await database.client.query('BEGIN TRANSACTION READ ONLY')

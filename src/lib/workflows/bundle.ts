@@ -6,7 +6,7 @@ import {generatePassword, parseCsv, readPasswordFile} from '../bundle/passwords.
 import {fetchServerCert, readServerCert, type ServerCert} from '../bundle/server-cert.js'
 import {readCkanIni} from '../site/ckan-ini.js'
 import {chooseDatabaseUrl} from '../site/ckan-settings.js'
-import {withCkanDatabase} from '../site/ckan-database.js'
+import {readOnlyTransaction, withCkanDatabase} from '../site/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {
   type AccessBundleEncryption,
@@ -384,13 +384,15 @@ async function readEmails(database: BundleOptions['database'], tokens: RunToken[
   if (!database?.databaseUrl && !database?.ckanIni) return new Map()
   const ini = database.ckanIni ? await readCkanIni(database.ckanIni) : undefined
   const {url} = chooseDatabaseUrl({databaseUrl: database.databaseUrl, ini})
-  return withCkanDatabase(url, {readOnly: true, statementTimeoutMs: 60_000}, async ({client}) => {
-    const {rows} = await client.query<{email: string | null; id: string}>(
-      'SELECT id, email FROM "user" WHERE id = ANY($1::text[])',
-      [tokens.map((token) => token.userId)],
-    )
-    return new Map(rows.filter((row) => row.email).map((row) => [row.id, row.email!]))
-  })
+  return withCkanDatabase(url, {statementTimeoutMs: 60_000}, ({client}) =>
+    readOnlyTransaction(client, async () => {
+      const {rows} = await client.query<{email: string | null; id: string}>(
+        'SELECT id, email FROM "user" WHERE id = ANY($1::text[])',
+        [tokens.map((token) => token.userId)],
+      )
+      return new Map(rows.filter((row) => row.email).map((row) => [row.id, row.email!]))
+    }),
+  )
 }
 
 /** passwords.csv of an earlier run, keyed by the user cell as written (formula-neutralised). */

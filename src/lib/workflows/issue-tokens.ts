@@ -16,7 +16,7 @@ import {
   type UserSelectionOptions,
 } from '../site/user-selection.js'
 import {readCredential} from '../site/credential.js'
-import {type CkanDatabase, openCkanDatabase, type Queryable} from '../site/ckan-database.js'
+import {type CkanDatabase, openCkanDatabase, readOnlyTransaction} from '../site/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
 import {type JournalEntry, openRunFolder, type RunFolder} from '../run/run-folder.js'
@@ -172,11 +172,11 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
       sysadminsOnly: options.sysadminsOnly,
     }
 
-    const database = await openCkanDatabase(databaseUrl, {readOnly: false, statementTimeoutMs: 120_000})
+    const database = await openCkanDatabase(databaseUrl, {statementTimeoutMs: 120_000})
     try {
       // Named users (the command line or a file) are read at once, so an unknown name is refused
       // before anything is written.
-      const [samples, namedSelection] = await readOnly(
+      const [samples, namedSelection] = await readOnlyTransaction(
         database.client,
         async () =>
           [
@@ -196,7 +196,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
         if (run)
           for await (const token of run.streamTokens())
             if (token.source === 'issue-tokens') done.set(token.userId, Boolean(token.revokedAt))
-        await readOnly(database.client, async () => {
+        await readOnlyTransaction(database.client, async () => {
           for await (const {reason, user} of selection()) {
             if (reason !== undefined) tally.skip(reason)
             else
@@ -275,7 +275,7 @@ async function issueRun(input: {
     // The selection, streamed: skipped users and those done by an earlier run go straight to
     // the report (and the journal); the others to the queue.
     let alreadyDone = 0
-    await readOnly(input.database.client, async () => {
+    await readOnlyTransaction(input.database.client, async () => {
       const at = new Date().toISOString()
       let skipped: JournalEntry[] = []
       for await (const {reason, user} of input.selection()) {
@@ -430,16 +430,6 @@ class Tally {
   skip(reason: string): void {
     this.skipped += 1
     this.skippedByReason[reason] = (this.skippedByReason[reason] ?? 0) + 1
-  }
-}
-
-/** Runs `work` in a READ ONLY transaction (per transaction, not per session: PGlite shares one session between its clients). */
-async function readOnly<T>(sql: Queryable, work: () => Promise<T>): Promise<T> {
-  await sql.query('BEGIN TRANSACTION READ ONLY')
-  try {
-    return await work()
-  } finally {
-    await sql.query('ROLLBACK')
   }
 }
 

@@ -62,9 +62,8 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
   const warnings: string[] = []
   const run = await openRunFolder(options.out, {create: false})
   const candidates = options.all ? undefined : verifiedUserIds(await run.journal.readAll())
-  // A dry run reads inside BEGIN READ ONLY … ROLLBACK, not a read-only session: PGlite shares one
-  // session between connections, so a session setting would outlive this command there.
-  const database = await openCkanDatabase(options.databaseUrl, {readOnly: false, statementTimeoutMs: 0})
+  // A dry run reads inside BEGIN READ ONLY … ROLLBACK (the one PGlite rule: see openCkanDatabase).
+  const database = await openCkanDatabase(options.databaseUrl, {statementTimeoutMs: 0})
   try {
     const sql = database.client
     // 2.10's migration 101 adds "user".last_active: the database was upgraded past 2.9.

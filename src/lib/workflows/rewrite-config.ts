@@ -1,14 +1,16 @@
-import type {CkanApiClient} from '../site/ckan-api-client.js'
+import type {CkanApiClient, CkanStatus} from '../site/ckan-api-client.js'
 import {CkanIni, parseIniText, readCkanIni} from '../site/ckan-ini.js'
 import {effectiveSetting, envvarsKey, envvarsName, resolveJwtSecret} from '../site/ckan-settings.js'
 import {credentialKind, readCredential} from '../site/credential.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {editEnvFile, parseEnvValue} from '../services/env-file-editor.js'
 import {editIni, escapeIniValue, splitLines} from '../services/ini-editor.js'
-import {openRunFolder, type RunFolder, type RunToken} from '../run/run-folder.js'
+import {openRunFolder, type RunFolder} from '../run/run-folder.js'
 import {unifiedDiff} from '../services/unified-diff.js'
 import {Secret} from '../secret.js'
-import {reconcileUnknownCreate, unsettledCreates} from '../run/reconcile.js'
+import {TokenIssuer, type UserOutcome} from '../run/token-issuer.js'
+import {DEFAULT_TOKEN_NAME, serviceTokenName} from '../run/token-name.js'
+import {preflightSite} from '../site/site-preflight.js'
 import {
   assertReplaceable,
   assertUnchanged,
@@ -26,11 +28,6 @@ import {
 } from '../services/service-catalog.js'
 import {type CkanVersion, iniCaseRule, versionOfRelease} from '../site/ckan-version.js'
 
-export type ServiceTokenClient = Pick<
-  CkanApiClient,
-  'ckanUrl' | 'createApiToken' | 'getSiteUser' | 'listApiTokens' | 'revokeApiToken' | 'statusShow' | 'userShow'
->
-
 export type ChainTarget = 'defining' | 'top'
 
 export type RewriteConfigOptions = {
@@ -38,8 +35,11 @@ export type RewriteConfigOptions = {
   alsoPaths: readonly string[]
   /** Where a key of a `use = config:` chain is written: the file defining it (default) or the top file. */
   chainTarget: ChainTarget
-  /** The action API; needed to create tokens and to check the service user. */
-  ckan?: ServiceTokenClient
+  /**
+   * The action API, needed to create tokens and to check the service user: checked first by the
+   * same preflight as issue-tokens (the API answers, the credential is a sysadmin's).
+   */
+  api?: {apiKeyFile?: string; caCertPath?: string; ckanUrl: URL; timeoutMs?: number}
   ckanIniPath?: string
   dryRun: boolean
   /** Environment CKAN runs with, for overrides (process.env by default). */
@@ -129,7 +129,39 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
   const tokenFiles = await readTokenFiles(options.tokenFiles)
 
   step('Reading CKAN')
-  const status = options.ckan ? await options.ckan.statusShow() : undefined
+  const credential = options.api ? await readCredential({env, file: options.api.apiKeyFile}) : undefined
+  if (credential?.warning) warnings.push(credential.warning)
+  const site =
+    options.api && credential
+      ? await preflightSite({
+          caCertPath: options.api.caCertPath,
+          ckanUrl: options.api.ckanUrl,
+          credential,
+          env,
+          timeoutMs: options.api.timeoutMs,
+        })
+      : undefined
+  try {
+    return await rewriteWith(site?.client, site?.status, {env, now, options, step, tokenFiles, warnings})
+  } finally {
+    await site?.client.close()
+  }
+}
+
+type RewriteContext = {
+  env: NodeJS.ProcessEnv
+  now: () => Date
+  options: RewriteConfigOptions
+  step: (step: string) => void
+  tokenFiles: {byService: Map<string, Secret>; forAll?: Secret}
+  warnings: string[]
+}
+
+async function rewriteWith(
+  ckan: CkanApiClient | undefined,
+  status: CkanStatus | undefined,
+  {env, now, options, step, tokenFiles, warnings}: RewriteContext,
+): Promise<RewriteConfigResult> {
   const ckanVersion = status ? versionOfRelease(status.ckanVersion) : '2.9'
   const caseRule = iniCaseRule(ckanVersion)
 
@@ -176,7 +208,7 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
 
   // Which services need a new token, and for whom. An existing run folder is read now (its tokens
   // are reused); a new one is created only once every target has been checked (below).
-  let runFolder = await openRunFolderIfNeeded(options, services, tokenFiles)
+  let runFolder = await openRunFolderIfNeeded(options, ckan, services, tokenFiles)
   const stored = runFolder
     ? (await runFolder.readTokens()).filter((token) => token.source === 'rewrite-config' && !token.revokedAt)
     : []
@@ -226,12 +258,12 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
 
   const toCreate = plans.filter((plan) => plan.tokenSource === 'would-create')
   let serviceUser: {id: string; name: string} | undefined
-  if (toCreate.length > 0 && !options.ckan && options.dryRun) {
+  if (toCreate.length > 0 && !ckan && options.dryRun) {
     warnings.push(
       `Creating tokens for ${toCreate.map((plan) => plan.service).join(', ')} needs --ckan-url and --api-key-file (or --token-file).`,
     )
   } else if (toCreate.length > 0) {
-    if (!options.ckan) {
+    if (!ckan) {
       throw new MigrateError(
         `Creating tokens for ${toCreate.map((plan) => plan.service).join(', ')} needs the action API`,
         {
@@ -243,7 +275,7 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
     }
     step('Checking the service user')
     serviceUser = await findServiceUser(
-      options.ckan,
+      ckan,
       options.serviceUser ?? effectiveSetting(primary, 'ckan.site_id', settingEnv).value,
     )
     for (const plan of toCreate) plan.user = serviceUser.name
@@ -298,28 +330,29 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
     }
   }
 
-  if (!runFolder && options.out && options.ckan) runFolder = await createRunFolder(options.out, options.ckan)
+  if (!runFolder && options.out && ckan) runFolder = await createRunFolder(options.out, ckan)
   try {
     if (runFolder) {
       await runFolder.lock('rewrite-config')
       await runFolder.record({command: 'rewrite-config', dryRun: false, kind: 'run-started'})
     }
-    for (const plan of toCreate) {
-      step(`Creating a token for ${plan.service}`)
-      const created = await createServiceToken(options.ckan!, runFolder!, serviceUser!, {
+    if (toCreate.length > 0) {
+      const expiring = status?.extensions.includes('expire_api_token') || plugins.has('expire_api_token')
+      const created = await createServiceTokens(ckan!, runFolder!, serviceUser!, {
         at: now(),
-        expiresInDays:
-          status?.extensions.includes('expire_api_token') || plugins.has('expire_api_token')
-            ? options.tokenLifetimeDays
-            : undefined,
-        service: plan.service,
+        expiresInDays: expiring ? options.tokenLifetimeDays : undefined,
+        services: toCreate.map((plan) => plan.service),
+        step,
       })
-      Object.assign(plan, {
-        token: created.token,
-        tokenFingerprint: created.token.fingerprint(),
-        tokenName: created.tokenName,
-        tokenSource: 'created',
-      })
+      for (const plan of toCreate) {
+        const token = created.get(plan.service)!
+        Object.assign(plan, {
+          token: token.token,
+          tokenFingerprint: token.token.fingerprint(),
+          tokenName: token.tokenName,
+          tokenSource: 'created',
+        })
+      }
     }
 
     // Second pass with the real values; then write, each file only if it is still what we read.
@@ -416,12 +449,13 @@ function iniFromEnvFile(values: Map<string, string>, path: string, caseRule: 'lo
 
 async function openRunFolderIfNeeded(
   options: RewriteConfigOptions,
+  ckan: CkanApiClient | undefined,
   services: readonly ServiceDefinition[],
   tokenFiles: {byService: Map<string, Secret>; forAll?: Secret},
 ): Promise<RunFolder | undefined> {
   if (!options.out) {
     const needsTokens = !tokenFiles.forAll && services.some((service) => !tokenFiles.byService.has(service.service))
-    if (needsTokens && !options.dryRun && options.ckan) {
+    if (needsTokens && !options.dryRun && ckan) {
       throw new MigrateError('Creating service tokens needs a run folder (--out DIR)', {
         exitCode: EXIT_CODES.badInput,
         suggestion:
@@ -430,13 +464,13 @@ async function openRunFolderIfNeeded(
     }
     return undefined
   }
-  if (options.dryRun || options.ckan) {
+  if (options.dryRun || ckan) {
     // Read an existing run folder (to reuse its tokens) but do not create one yet: a dry run never
     // does, and a real run does so only after every file it will change has been checked.
     try {
       return await openRunFolder(options.out, {
         create: false,
-        ...(options.ckan ? {site: {ckanUrl: options.ckan.ckanUrl.href}} : {}),
+        ...(ckan ? {site: {ckanUrl: ckan.ckanUrl.href}} : {}),
       })
     } catch (error) {
       if (error instanceof MigrateError && error.exitCode === EXIT_CODES.badInput) return undefined
@@ -446,14 +480,11 @@ async function openRunFolderIfNeeded(
   return openRunFolder(options.out, {create: false})
 }
 
-function createRunFolder(out: string, ckan: ServiceTokenClient): Promise<RunFolder> {
+function createRunFolder(out: string, ckan: CkanApiClient): Promise<RunFolder> {
   return openRunFolder(out, {create: true, site: {ckanUrl: ckan.ckanUrl.href}})
 }
 
-async function findServiceUser(
-  ckan: ServiceTokenClient,
-  name: string | undefined,
-): Promise<{id: string; name: string}> {
+async function findServiceUser(ckan: CkanApiClient, name: string | undefined): Promise<{id: string; name: string}> {
   const wanted = name ?? (await ckan.getSiteUser()).name
   try {
     const user = await ckan.userShow(wanted)
@@ -476,46 +507,63 @@ async function findServiceUser(
   }
 }
 
-/** Creates one service token, journaled before it is sent and stored (fsync'd) before it is used. */
-async function createServiceToken(
-  ckan: ServiceTokenClient,
+/**
+ * Creates the services' tokens with the run's one token protocol (run/token-issuer.ts): each
+ * create journaled before it is sent, the token fsync'd to the store before it is used, an
+ * earlier run's unknown outcome reconciled first. One attempt each: an unknown outcome stops the
+ * command (a rerun reconciles it), as a config rewrite is watched by its admin.
+ */
+async function createServiceTokens(
+  ckan: CkanApiClient,
   runFolder: RunFolder,
   user: {id: string; name: string},
-  options: {at: Date; expiresInDays: number | undefined; service: string},
-): Promise<{token: Secret; tokenName: string}> {
-  const {at, service} = options
-  const tokenName = `ckan-migrate ${service} ${at.toISOString().slice(0, 10)} ${runFolder.meta.runId}`
-  // An earlier run's create whose answer never came may have made a token we do not hold: revoke it first.
-  if (unsettledCreates(await runFolder.journal.readAll()).has(user.id)) {
-    await reconcileUnknownCreate(ckan, runFolder, {settle: true, userId: user.id, userName: user.name})
+  options: {at: Date; expiresInDays: number | undefined; services: readonly string[]; step: (step: string) => void},
+): Promise<Map<string, {token: Secret; tokenName: string}>> {
+  const date = options.at.toISOString().slice(0, 10)
+  const failures: UserOutcome[] = []
+  const issuer = await TokenIssuer.create(
+    runFolder,
+    ckan,
+    {
+      date,
+      maxAttempts: 1,
+      template: DEFAULT_TOKEN_NAME,
+      // expire_api_token makes expires_in and unit required (ckan-facts §4.4).
+      ...(options.expiresInDays === undefined ? {} : {expiresIn: options.expiresInDays, unit: 86_400}),
+    },
+    {
+      maxStoring: 1,
+      onDone(outcome) {
+        if (outcome.outcome === 'failed') failures.push(outcome)
+      },
+    },
+  )
+  const row = {email: null, hasLegacyKey: false, id: user.id, name: user.name, state: 'active', sysadmin: false}
+  for (const service of options.services) {
+    options.step(`Creating a token for ${service}`)
+    const tokenName = serviceTokenName(service, date, runFolder.meta.runId)
+    await runFolder.record({attempt: 1, kind: 'create-sent', tokenName, userId: user.id, userName: user.name})
+    await issuer.issue({service, tokenName, user: row})
+    await issuer.drain()
+    const failure = failures[0]
+    if (failure) {
+      throw new MigrateError(`Could not create the token for ${service}: ${failure.reason}`, {
+        exitCode: EXIT_CODES.ckanRejected,
+        suggestion:
+          'Check CKAN, then run the same command again: a token whose outcome is unknown is found and revoked first.',
+      })
+    }
   }
-  await runFolder.record({attempt: 1, kind: 'create-sent', tokenName, userId: user.id, userName: user.name})
-  const created = await ckan.createApiToken({
-    name: tokenName,
-    user: user.name,
-    // expire_api_token makes expires_in and unit required (ckan-facts §4.4).
-    ...(options.expiresInDays === undefined ? {} : {expiresIn: options.expiresInDays, unit: 86_400}),
-  })
-  const stored: RunToken = {
-    createdAt: created.issuedAt ?? at.toISOString(),
-    expiresAt: created.expiresAt,
-    jti: created.jti,
-    service,
-    source: 'rewrite-config',
-    token: created.token,
-    tokenName,
-    userId: user.id,
-    userName: user.name,
-  }
-  await runFolder.storeToken(stored)
-  await runFolder.record({
-    jtiFingerprint: created.jti.fingerprint(),
-    kind: 'token-issued',
-    tokenName,
-    userId: user.id,
-    userName: user.name,
-  })
-  return {token: created.token, tokenName}
+  const created = new Map<string, {token: Secret; tokenName: string}>()
+  for (const token of await runFolder.readTokens())
+    if (
+      token.source === 'rewrite-config' &&
+      token.service &&
+      !token.revokedAt &&
+      options.services.includes(token.service)
+    )
+      created.set(token.service, {token: token.token, tokenName: token.tokenName})
+  return created
 }
 
 /**

@@ -4,7 +4,7 @@ import {CkanApiClient, CkanApiError} from '../site/ckan-api-client.js'
 import {readCkanIni} from '../site/ckan-ini.js'
 import {chooseDatabaseUrl} from '../site/ckan-settings.js'
 import {readLegacyKeys} from '../site/user-selection.js'
-import {openCkanDatabase} from '../site/ckan-database.js'
+import {openCkanDatabase, readOnlyTransaction} from '../site/ckan-database.js'
 import {describeError, MigrateError} from '../errors.js'
 import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
@@ -68,14 +68,11 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   let legacyKeys = new Map<string, Secret>()
   if (options.legacy) {
     const ini = options.ckanIniPath ? await readCkanIni(options.ckanIniPath, {env}) : undefined
-    const database = await openCkanDatabase(chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini}, env).url, {
-      readOnly: false,
-    })
+    const database = await openCkanDatabase(chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini}, env).url, {})
     try {
-      // READ ONLY per transaction, not per session: PGlite shares one session between its clients.
-      await database.client.query('BEGIN TRANSACTION READ ONLY')
-      legacyKeys = await readLegacyKeys(database.client, [...new Set(tokens.map((token) => token.userId))])
-      await database.client.query('ROLLBACK')
+      legacyKeys = await readOnlyTransaction(database.client, () =>
+        readLegacyKeys(database.client, [...new Set(tokens.map((token) => token.userId))]),
+      )
     } finally {
       await database.close()
     }
