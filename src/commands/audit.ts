@@ -2,7 +2,6 @@ import {Flags} from '@oclif/core'
 
 import {renderAuditSummary} from '../lib/audit/audit-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
-import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
 import {caCertFlag, ckanIniFlag, ckanUrlFlag, databaseUrlFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
 import {EXIT_CODES} from '../lib/errors.js'
 import {auditSite, type AuditResult} from '../lib/workflows/audit.js'
@@ -35,25 +34,17 @@ export default class Audit extends MigrateCommand<AuditResult> {
 
   async run(): Promise<AuditResult> {
     const {flags} = await this.parse(Audit)
-    let bar: ProgressBar | undefined
     const result = await auditSite({
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],
       ckanUrl: flags['ckan-url'],
       csvPath: flags.csv,
       databaseUrl: flags['database-url'],
-      onUserScan: {
-        advance: (users) => bar?.increment(users),
-        start: (total) => {
-          bar = startProgressBar({enabled: !flags.json, label: 'Scanning users', total, unit: 'users'})
-        },
-        stop: () => bar?.stop(),
-      },
+      onUserScan: this.progress('Scanning users', 'users'),
       signal: this.signal,
       statementTimeoutMs: flags['statement-timeout'] * 1000,
       timeoutMs: flags.timeout * 1000,
     })
-    for (const warning of result.warnings) this.warn(warning)
     this.log(renderAuditSummary(result))
     if (result.verdict.status !== 'READY') this.setExitCode(EXIT_CODES.blockersFound)
     return result

@@ -3,7 +3,6 @@ import {Flags, type Interfaces} from '@oclif/core'
 import {readCkanIni} from '../lib/site/ckan-ini.js'
 import {chooseDatabaseUrl, effectiveSetting} from '../lib/site/ckan-settings.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
-import {isInteractive} from '../lib/cli/progress-bar.js'
 import {ckanIniFlag, databaseUrlFlag, dryRunFlag} from '../lib/cli/shared-flags.js'
 import {EXIT_CODES, MigrateError} from '../lib/errors.js'
 import {Secret} from '../lib/secret.js'
@@ -49,15 +48,8 @@ export default class Backup extends MigrateCommand<BackupResult | VerifyBackupRe
 
   async run(): Promise<BackupResult | VerifyBackupResult> {
     const {flags} = await this.parse(Backup)
-    const onProgress = this.byteProgress(flags.json ? 'off' : flags.verify ? 'verified' : 'dumped')
-    try {
-      return await this.backupOrVerify(flags, onProgress)
-    } finally {
-      if (this.#progressShown) process.stderr.write('\n')
-    }
+    return this.backupOrVerify(flags, this.byteProgress(flags.verify ? 'verified' : 'dumped'))
   }
-
-  #progressShown = false
 
   private async backupOrVerify(
     flags: Interfaces.InferredFlags<typeof Backup.flags>,
@@ -118,17 +110,5 @@ export default class Backup extends MigrateCommand<BackupResult | VerifyBackupRe
         `Backup written: ${result.file}\n  ${result.bytes} bytes, ${result.tables.length} tables, encrypted to ${to}\n  sha256 ${result.sha256}\n  sidecar ${result.sidecar}`,
       )
     return result
-  }
-
-  /** Bytes so far on stderr, only on a terminal and never under --json. */
-  private byteProgress(label: 'dumped' | 'off' | 'verified'): ((bytes: number) => void) | undefined {
-    if (label === 'off' || !isInteractive()) return undefined
-    let last = 0
-    return (bytes) => {
-      if (Date.now() - last < 250) return
-      last = Date.now()
-      this.#progressShown = true
-      process.stderr.write(`\r${label} ${(bytes / 1_048_576).toFixed(1)} MiB`)
-    }
   }
 }

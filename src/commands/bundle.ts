@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
-import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
 import {ckanIniFlag, ckanUrlFlag, databaseUrlFlag, dryRunFlag, outFlag, timeoutFlag} from '../lib/cli/shared-flags.js'
 import {bundleAccess, type BundleResult, DEFAULT_SUFFIX} from '../lib/workflows/bundle.js'
 
@@ -59,7 +58,6 @@ AES-256 (the default) opens in 7-Zip and most archive tools; DCOR-Aid and dclab 
 
   async run(): Promise<BundleResult> {
     const {flags} = await this.parse(Bundle)
-    let progress: ProgressBar | undefined
     const result = await bundleAccess({
       bundleDir: flags['bundle-dir'],
       ckanUrl: flags['ckan-url'],
@@ -67,18 +65,14 @@ AES-256 (the default) opens in 7-Zip and most archive tools; DCOR-Aid and dclab 
       dryRun: flags['dry-run'],
       encryption: flags.encryption,
       force: flags.force,
-      onBundle: () => progress?.increment(),
-      onStart: (total) => {
-        progress = startProgressBar({enabled: !this.jsonEnabled(), label: 'Writing bundles', total, unit: 'bundles'})
-      },
-      onWarning: (message) => this.warn(message),
+      progress: this.progress('Writing bundles', 'bundles'),
       out: flags.out,
       passwordFile: flags['password-file'],
       serverCert: flags['server-cert'] ? {file: flags['server-cert']} : {fetch: true, timeoutMs: flags.timeout * 1000},
       signal: this.signal,
       suffix: flags.suffix,
       users: flags.users,
-    }).finally(() => progress?.stop())
+    })
     const {counts, serverCert} = result
     this.log(
       result.dryRun

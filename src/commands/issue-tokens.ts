@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
-import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
 import {
   apiKeyFileFlag,
   caCertFlag,
@@ -62,7 +61,6 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
 
   async run(): Promise<IssueTokensResult> {
     const {flags} = await this.parse(IssueTokens)
-    let bar: ProgressBar | undefined
     const result = await issueTokens({
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
@@ -76,12 +74,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
       includeSiteUser: flags['include-site-user'],
       limit: flags.limit,
       out: flags.out,
-      progress: {
-        advance: (failed) => bar?.increment(1, {failed}),
-        start: (total) => {
-          bar = startProgressBar({enabled: !flags.json, label: 'issuing tokens', total, unit: 'users'})
-        },
-      },
+      progress: this.progress('issuing tokens', 'users'),
       signal: this.signal,
       sysadminsOnly: flags['sysadmins-only'],
       timeoutMs: flags.timeout * 1000,
@@ -89,8 +82,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
       unit: flags.unit ? UNITS[flags.unit] : undefined,
       users: flags.users?.split(','),
       usersFile: flags['users-file'],
-    }).finally(() => bar?.stop())
-    for (const warning of result.warnings) this.warn(warning)
+    })
     this.render(result)
     if (result.interrupted) this.setExitCode(EXIT_CODES.interrupted)
     else if (result.counts.failed > 0) this.setExitCode(EXIT_CODES.partialFailure)

@@ -1,7 +1,5 @@
 import {Flags} from '@oclif/core'
 
-import {readCkanIni} from '../lib/site/ckan-ini.js'
-import {chooseDatabaseUrl} from '../lib/site/ckan-settings.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {ckanIniFlag, databaseUrlFlag, dryRunFlag} from '../lib/cli/shared-flags.js'
 import {EXIT_CODES, MigrateError} from '../lib/errors.js'
@@ -57,19 +55,16 @@ export default class PurgeKeys extends MigrateCommand<PurgeKeysResult> {
         },
       )
     }
-    const ini = flags['ckan-ini'] ? await readCkanIni(flags['ckan-ini']) : undefined
-    const {url} = chooseDatabaseUrl({databaseUrl: flags['database-url'], ini})
     const result = await purgeKeys({
       all: flags.all,
       backup: flags.backup ? {file: flags.backup, maxAgeHours: flags['max-backup-age']} : 'none',
       confirm29: flags['confirm-2.9'],
-      databaseUrl: url,
+      ckanIniPath: flags['ckan-ini'],
+      databaseUrl: flags['database-url'],
       dryRun: flags['dry-run'],
       includeSiteUser: flags['include-site-user'],
-      ini,
       out: flags.out,
     })
-    for (const warning of result.warnings) this.warn(warning)
     const skipped = `skipped: ${result.skipped.siteUser} site user, ${result.skipped.alreadyWithoutKey} already without a key, ${result.skipped.notInDatabase} not in this database`
     this.log(
       `${result.dryRun ? 'Dry run: would clear' : 'Cleared'} ${result.purged} legacy keys (${result.mode === 'all' ? 'all users' : `${result.selected} users with a verified token`}; ${skipped}).`,

@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
-import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
 import {
   apiKeyFileFlag,
   caCertFlag,
@@ -34,25 +33,18 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
 
   async run(): Promise<RevokeResult> {
     const {flags} = await this.parse(Revoke)
-    let bar: ProgressBar | undefined
     const result = await revokeTokens({
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
       ckanUrl: flags['ckan-url'],
       concurrency: flags.concurrency,
       dryRun: flags['dry-run'],
-      onWarning: (message) => this.warn(message),
       out: flags.out,
-      progress: {
-        advance: (failed) => bar?.increment(1, {failed}),
-        start: (total) => {
-          bar = startProgressBar({enabled: !flags.json, label: 'revoking tokens', total, unit: 'tokens'})
-        },
-      },
+      progress: this.progress('revoking tokens', 'tokens'),
       signal: this.signal,
       timeoutMs: flags.timeout * 1000,
       users: flags.users?.split(','),
-    }).finally(() => bar?.stop())
+    })
     const {counts} = result
     if (result.dryRun)
       this.log(

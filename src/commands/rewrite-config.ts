@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
-import {startProgressBar} from '../lib/cli/progress-bar.js'
 import {
   apiKeyFileFlag,
   caCertFlag,
@@ -69,42 +68,35 @@ export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {
 
   async run(): Promise<RewriteConfigResult> {
     const {flags} = await this.parse(RewriteConfig)
-    const progress = startProgressBar({enabled: !this.jsonEnabled(), label: 'Rewriting config', total: 1})
-    try {
-      const result = await rewriteServiceConfigs({
-        alsoPaths: flags.also ?? [],
-        ...(flags['ckan-url']
-          ? {
-              api: {
-                apiKeyFile: flags['api-key-file'],
-                caCertPath: flags['ca-cert'],
-                ckanUrl: flags['ckan-url'],
-                timeoutMs: flags.timeout * 1000,
-              },
-            }
-          : {}),
-        chainTarget: flags['chain-target'] as 'defining' | 'top',
-        ...(flags['ckan-ini'] ? {ckanIniPath: flags['ckan-ini']} : {}),
-        dryRun: flags['dry-run'],
-        envFilePaths: flags['env-file'] ?? [],
-        fixHeader: flags['fix-header'],
-        ...(flags.out ? {out: flags.out} : {}),
-        services: flags.service ?? [],
-        ...(flags['service-user'] ? {serviceUser: flags['service-user']} : {}),
-        tokenFiles: flags['token-file'] ?? [],
-        tokenLifetimeDays: flags['token-lifetime-days'],
-      })
-      progress.increment()
-      progress.stop()
-      this.render(result)
-      return result
-    } finally {
-      progress.stop()
-    }
+    const result = await rewriteServiceConfigs({
+      alsoPaths: flags.also ?? [],
+      ...(flags['ckan-url']
+        ? {
+            api: {
+              apiKeyFile: flags['api-key-file'],
+              caCertPath: flags['ca-cert'],
+              ckanUrl: flags['ckan-url'],
+              timeoutMs: flags.timeout * 1000,
+            },
+          }
+        : {}),
+      chainTarget: flags['chain-target'] as 'defining' | 'top',
+      ...(flags['ckan-ini'] ? {ckanIniPath: flags['ckan-ini']} : {}),
+      dryRun: flags['dry-run'],
+      envFilePaths: flags['env-file'] ?? [],
+      fixHeader: flags['fix-header'],
+      ...(flags.out ? {out: flags.out} : {}),
+      services: flags.service ?? [],
+      ...(flags['service-user'] ? {serviceUser: flags['service-user']} : {}),
+      tokenFiles: flags['token-file'] ?? [],
+      tokenLifetimeDays: flags['token-lifetime-days'],
+      onStep: this.steps(),
+    })
+    this.render(result)
+    return result
   }
 
   private render(result: RewriteConfigResult): void {
-    for (const warning of result.warnings) this.warn(warning)
     for (const service of result.services) {
       const token = service.tokenFingerprint ? ` token ${service.tokenFingerprint}` : ''
       this.log(

@@ -70,7 +70,7 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
       dir: flags.dir,
       faults,
       onStep: (step) => {
-        if (!flags.json) this.logToStderr(`${step}…`)
+        if (!this.quiet) this.logToStderr(`${step}…`)
       },
       port: flags.port,
       seed: flags.seed,
@@ -89,9 +89,9 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
       this.log(`  API key file:  ${result.apiKeyFile} (${credential}; not shown)`)
       this.log(`  sandbox.json:  ${result.sandboxFile}`)
       if (faults) this.log(`  Faults:        ${JSON.stringify(faults)}`)
-      if (!flags.json) this.logToStderr('Press Ctrl-C to stop.')
+      if (!this.quiet) this.logToStderr('Press Ctrl-C to stop.')
       await waitUntilInterrupted(this.signal)
-      if (!flags.json) this.logToStderr('Stopping the sandbox…')
+      if (!this.quiet) this.logToStderr('Stopping the sandbox…')
       return result
     } finally {
       await sandbox.stop()
@@ -110,7 +110,7 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
       this.warn(
         '--run always starts from a CKAN 2.9 site (it upgrades it to 2.10 and 2.11 itself); --ckan-version is ignored.',
       )
-    const quiet = flags.json
+    const {quiet} = this
     if (!quiet)
       this.log(
         `Rehearsing the upgrade runbook on an embedded CKAN 2.9 site with ${flags.users} users (${flags['database-url'] ? 'PostgreSQL' : 'PGlite'}).`,

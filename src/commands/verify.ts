@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
-import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
 import {
   caCertFlag,
   ckanIniFlag,
@@ -37,7 +36,6 @@ export default class Verify extends MigrateCommand<VerifyResult> {
 
   async run(): Promise<VerifyResult> {
     const {flags} = await this.parse(Verify)
-    let bar: ProgressBar | undefined
     const result = await verifyTokens({
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],
@@ -46,15 +44,10 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       databaseUrl: flags['database-url'],
       legacy: flags.legacy,
       out: flags.out,
-      progress: {
-        advance: (failed) => bar?.increment(1, {failed}),
-        start: (total) => {
-          bar = startProgressBar({enabled: !flags.json, label: 'verifying tokens', total, unit: 'tokens'})
-        },
-      },
+      progress: this.progress('verifying tokens', 'tokens'),
       signal: this.signal,
       timeoutMs: flags.timeout * 1000,
-    }).finally(() => bar?.stop())
+    })
     const {counts} = result
     this.log(
       `${counts.ok} of ${counts.tokens} tokens work${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`,

@@ -327,15 +327,14 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     }
 
     await step('purge-keys', 'legacy keys cleared for every verified user; the backup checked first', async () => {
-      const ini = await readCkanIni(site.ckanIni, {caseRule: 'preserve'})
       const result = await purgeKeys({
         all: false,
         backup: paths.backup ? {file: paths.backup, maxAgeHours: 24} : 'none',
+        ckanIniPath: site.ckanIni,
         confirm29: false,
         databaseUrl: site.databaseUrl,
         dryRun: false,
         includeSiteUser: false,
-        ini,
         out: runFolder,
       })
       await probe!.round()

@@ -9,10 +9,11 @@ import {serverVersionNum} from '../site/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import type {CsvColumn} from '../fs/csv-report.js'
 import {syncFolder} from '../fs/secret-file.js'
+import type {Progress} from '../progress.js'
 import {type AuditUserRow, scanUsers} from './database-findings.js'
 
 /** Reports progress of the user scan: the number of users first, then users as they are written. */
-export type UserScanProgress = {advance(users: number): void; start(total: number): void; stop(): void}
+export type UserScanProgress = Progress
 
 export type UserCsvOptions = {
   hasApiTokenTable: boolean
@@ -83,7 +84,7 @@ export async function writeUserCsv(client: pg.Client, path: string, options: Use
       method === 'copy' ? copyUserCsv(client, temporary, options) : cursorUserCsv(client, temporary, options),
     )
   } finally {
-    progress?.stop()
+    progress?.stop?.()
   }
 }
 

@@ -1,7 +1,9 @@
 import {Command, Errors} from '@oclif/core'
 
 import {describeError, errorCodeName, EXIT_CODES, type ExitCode, MigrateError} from '../errors.js'
+import type {Progress} from '../progress.js'
 import {translateSystemError} from '../system-errors.js'
+import {isInteractive, type ProgressBar, startProgressBar} from './progress-bar.js'
 
 export type JsonSuccess<Result> = {result: Result; status: number; warnings: string[]}
 export type JsonFailure = {
@@ -14,12 +16,19 @@ export type JsonFailure = {
  * The base of every ckan-migrate command: `--json` with one envelope, domain errors mapped to
  * documented exit codes, a whitelist of what an error may show (never a raw error object, which
  * can carry request bodies and so secrets), and an AbortSignal that fires on Ctrl-C / SIGTERM.
+ *
+ * It also owns the output policy, so commands only render their result: progress bars
+ * (`progress()`, `byteProgress()`, `steps()`: on a terminal only, plain lines when stderr is a
+ * file, nothing in CI or under --json), and warnings: a result's `warnings` are printed to stderr
+ * once, after the command's own output, and go into the envelope's `warnings` (not twice into
+ * the JSON result).
  */
 export abstract class MigrateCommand<Result> extends Command {
   static override enableJsonFlag = true
   /** Fires on the first SIGINT/SIGTERM; workflows stop starting new work and save what they have. */
   protected readonly abortController = new AbortController()
   #exitCode: ExitCode = EXIT_CODES.ok
+  readonly #bars: ProgressBar[] = []
   #signalHandlers: Array<[NodeJS.Signals, () => void]> = []
   readonly #warnings: string[] = []
 
@@ -27,7 +36,53 @@ export abstract class MigrateCommand<Result> extends Command {
     return this.abortController.signal
   }
 
+  /** True under --json: nothing but the envelope reaches stdout, nothing at all stderr. */
+  protected get quiet(): boolean {
+    return this.jsonEnabled()
+  }
+
   abstract override run(): Promise<Result>
+
+  /** Bytes so far (a dump, a decryption) on a terminal's stderr; nothing when piped, in CI or under --json. */
+  protected byteProgress(label: string): ((bytes: number) => void) | undefined {
+    if (this.quiet || !isInteractive()) return undefined
+    let last = 0
+    let shown = false
+    this.#bars.push({
+      increment() {},
+      stop() {
+        if (shown) process.stderr.write('\n')
+        shown = false
+      },
+    })
+    return (bytes) => {
+      if (Date.now() - last < 250) return
+      last = Date.now()
+      shown = true
+      process.stderr.write(`\r${label} ${(bytes / 1_048_576).toFixed(1)} MiB`)
+    }
+  }
+
+  /** A Progress for a workflow: the bar starts when the workflow knows its total. */
+  protected progress(label: string, unit: string): Progress {
+    let bar: ProgressBar | undefined
+    return {
+      advance: (done, failed) => bar?.increment(done, failed === undefined ? {} : {failed}),
+      start: (total) => {
+        bar?.stop()
+        bar = startProgressBar({enabled: !this.quiet, label, total, unit})
+        this.#bars.push(bar)
+      },
+      stop: () => bar?.stop(),
+    }
+  }
+
+  /** The steps of a short workflow ("Reading CKAN…"), on a terminal's stderr only. */
+  protected steps(): (step: string) => void {
+    return (step) => {
+      if (!this.quiet && isInteractive()) this.logToStderr(`${step}…`)
+    }
+  }
 
   /** Ends a successful run with a documented non-zero code (e.g. audit NOT READY) after printing the result. */
   protected setExitCode(code: ExitCode): void {
@@ -56,6 +111,7 @@ export abstract class MigrateCommand<Result> extends Command {
   }
 
   protected override async finally(error: Error | undefined): Promise<unknown> {
+    for (const bar of this.#bars.splice(0)) bar.stop()
     for (const [signal, handler] of this.#signalHandlers) process.off(signal, handler)
     this.#signalHandlers = []
     if (!error && this.#exitCode !== EXIT_CODES.ok) process.exitCode = this.#exitCode
@@ -64,6 +120,16 @@ export abstract class MigrateCommand<Result> extends Command {
 
   protected override async init(): Promise<void> {
     await super.init()
+    // The warnings policy (see the class comment): every command's run() goes through here.
+    const run = this.run.bind(this)
+    this.run = async () => {
+      const result = await run()
+      for (const bar of this.#bars.splice(0)) bar.stop()
+      const warnings = (result as {warnings?: unknown} | undefined)?.warnings
+      if (Array.isArray(warnings))
+        for (const warning of warnings) if (!this.#warnings.includes(String(warning))) this.warn(String(warning))
+      return result
+    }
     let interrupts = 0
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       const handler = () => {
@@ -94,6 +160,11 @@ export abstract class MigrateCommand<Result> extends Command {
   }
 
   protected override toSuccessJson(result: Result): JsonSuccess<Result> {
+    // The warnings are the envelope's; a result does not carry them a second time.
+    if (result && typeof result === 'object' && Array.isArray((result as {warnings?: unknown}).warnings)) {
+      const {warnings: _warnings, ...rest} = result as Result & {warnings: unknown}
+      return {result: rest as Result, status: this.#exitCode, warnings: this.#warnings}
+    }
     return {result, status: this.#exitCode, warnings: this.#warnings}
   }
 

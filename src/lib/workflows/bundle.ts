@@ -2,10 +2,10 @@ import {access, constants, readdir, readFile, stat} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 import pLimit from 'p-limit'
 
+import type {Progress} from '../progress.js'
 import {generatePassword, parseCsv, readPasswordFile} from '../bundle/passwords.js'
 import {fetchServerCert, readServerCert, type ServerCert} from '../bundle/server-cert.js'
-import {readCkanIni} from '../site/ckan-ini.js'
-import {chooseDatabaseUrl} from '../site/ckan-settings.js'
+import {resolveSiteDatabase} from '../site/site-database.js'
 import {readOnlyTransaction, withCkanDatabase} from '../site/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {
@@ -39,9 +39,8 @@ export type BundleOptions = {
   encryption: AccessBundleEncryption
   /** Rewrite every selected bundle with a new password, even one that is up to date. */
   force: boolean
-  onBundle?: (outcome: BundleOutcome) => void
-  onStart?: (total: number) => void
-  onWarning?: (message: string) => void
+  /** Bundles written or kept, once the number of people is known. */
+  progress?: Progress
   /** The run folder (--out). */
   out: string
   /** --password-file: passwords the admin chose, instead of generated ones. */
@@ -70,6 +69,7 @@ export type BundleResult = {
   encryption: AccessBundleEncryption
   passwordsFile: string
   serverCert: {cn: string | null; count: number; fingerprint256: string; source: string; validTo: string}
+  warnings: string[]
 }
 
 type PasswordRow = {email: string; file: string; password: Secret; user: string}
@@ -81,7 +81,8 @@ type PasswordRow = {email: string; file: string; password: Secret; user: string}
  * passwords.csv, and rewrites the rest.
  */
 export async function bundleAccess(options: BundleOptions): Promise<BundleResult> {
-  const warn = (message: string) => options.onWarning?.(message)
+  const warnings: string[] = []
+  const warn = (message: string) => warnings.push(message)
   validateSuffix(options.suffix)
   const run = await openRunFolder(options.out, {create: false})
   const tokens = await peopleTokens(run.journal.readAll(), await run.readTokens())
@@ -134,7 +135,7 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
   const emails = await readEmails(options.database, selected)
   const previous = await readPasswordsCsv(passwordsFile)
 
-  options.onStart?.(selected.length)
+  options.progress?.start(selected.length)
   if (options.encryption === 'zipcrypto') warn(ZIPCRYPTO_WARNING)
   if (!options.dryRun) {
     await prepareBundleDir(bundleDir)
@@ -183,7 +184,7 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
           }
           const result = {file, outcome, userName: token.userName}
           outcomes.push(result)
-          options.onBundle?.(result)
+          options.progress?.advance(1)
         }),
       ),
     )
@@ -225,6 +226,7 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
       source: certificate.source,
       validTo: certificate.subject.validTo,
     },
+    warnings,
   }
 }
 
@@ -382,8 +384,7 @@ async function prepareBundleDir(path: string): Promise<void> {
 
 async function readEmails(database: BundleOptions['database'], tokens: RunToken[]): Promise<Map<string, string>> {
   if (!database?.databaseUrl && !database?.ckanIni) return new Map()
-  const ini = database.ckanIni ? await readCkanIni(database.ckanIni) : undefined
-  const {url} = chooseDatabaseUrl({databaseUrl: database.databaseUrl, ini})
+  const {url} = await resolveSiteDatabase({ckanIniPath: database.ckanIni, databaseUrl: database.databaseUrl})
   return withCkanDatabase(url, {statementTimeoutMs: 60_000}, ({client}) =>
     readOnlyTransaction(client, async () => {
       const {rows} = await client.query<{email: string | null; id: string}>(

@@ -1,9 +1,9 @@
 import {access, constants, readdir} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 
+import type {Progress} from '../progress.js'
+import {resolveSiteDatabase} from '../site/site-database.js'
 import type {CkanApiClient} from '../site/ckan-api-client.js'
-import {readCkanIni} from '../site/ckan-ini.js'
-import {chooseDatabaseUrl} from '../site/ckan-settings.js'
 import {
   type CkanUserRow,
   checkUserNames,
@@ -30,11 +30,8 @@ export type {Outcome} from '../run/token-issuer.js'
 
 export const ISSUE_TOKENS_REPORT = 'issue-tokens-report.csv'
 
-export type IssueTokensProgress = {
-  /** One user finished (issued, already issued or failed). */
-  advance(failed: number): void
-  start(total: number): void
-}
+/** One user finished (issued, already issued or failed) is one step. */
+export type IssueTokensProgress = Progress
 
 export type IssueTokensOptions = {
   caCertPath?: string
@@ -133,8 +130,11 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
   }
   const credential = await readCredential({env, file: options.apiKeyFile})
   if (credential.warning) warnings.push(credential.warning)
-  const ini = options.ckanIniPath ? await readCkanIni(options.ckanIniPath, {env}) : undefined
-  const databaseUrl = chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini}, env).url
+  const {ini, url: databaseUrl} = await resolveSiteDatabase({
+    ckanIniPath: options.ckanIniPath,
+    databaseUrl: options.databaseUrl,
+    env,
+  })
   const named = options.usersFile ? await readUsersFile(options.usersFile) : options.users
   if (named && !options.usersFile) checkUserNames(named, '--users')
 
@@ -257,7 +257,7 @@ async function issueRun(input: {
     const finish = async (outcome: UserOutcome): Promise<void> => {
       tally.count(outcome)
       if (outcome.outcome === 'failed') failed += 1
-      options.progress?.advance(failed)
+      options.progress?.advance(1, failed)
       await outcomes.write(outcome)
     }
     const issuer = await TokenIssuer.create(
@@ -307,7 +307,7 @@ async function issueRun(input: {
     // Creates a previous run left unaccounted for (kill -9, timeouts): nothing of theirs is in flight now.
     await issuer.settle(options.concurrency)
     options.progress?.start(tally.selected)
-    for (let index = 0; index < alreadyDone; index += 1) options.progress?.advance(0)
+    if (alreadyDone > 0) options.progress?.advance(alreadyDone, 0)
     const feed = new AnnouncedFeed(
       run,
       readScratch<CkanUserRow>(queue.path),

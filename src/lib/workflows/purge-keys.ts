@@ -6,6 +6,7 @@ import type {CkanIni} from '../site/ckan-ini.js'
 import {effectiveSetting} from '../site/ckan-settings.js'
 import {openCkanDatabase, type Queryable} from '../site/ckan-database.js'
 import {inspectCkanDatabase} from '../site/ckan-version.js'
+import {resolveSiteDatabase} from '../site/site-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {writeCsvReport} from '../fs/csv-report.js'
 import {type JournalEntry, openRunFolder, type RunFolder} from '../run/run-folder.js'
@@ -18,11 +19,12 @@ export type PurgeKeysOptions = {
   backup: 'none' | {file: string; maxAgeHours: number}
   /** --confirm-2.9: the site still runs 2.9, where the keys still work. */
   confirm29: boolean
-  databaseUrl: string
+  ckanIniPath?: string
+  /** --database-url; else sqlalchemy.url of ckanIniPath (site/site-database.ts). */
+  databaseUrl?: string
   dryRun: boolean
   /** Also clear the site user's key when DataPusher / old XLoader could still use it on 2.9. */
   includeSiteUser: boolean
-  ini?: CkanIni
   now?: Date
   /** The run folder (--out) whose journal says which tokens verified. */
   out: string
@@ -63,7 +65,8 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
   const run = await openRunFolder(options.out, {create: false})
   const candidates = options.all ? undefined : verifiedUserIds(await run.journal.readAll())
   // A dry run reads inside BEGIN READ ONLY … ROLLBACK (the one PGlite rule: see openCkanDatabase).
-  const database = await openCkanDatabase(options.databaseUrl, {statementTimeoutMs: 0})
+  const {ini, url} = await resolveSiteDatabase({ckanIniPath: options.ckanIniPath, databaseUrl: options.databaseUrl})
+  const database = await openCkanDatabase(url, {statementTimeoutMs: 0})
   try {
     const sql = database.client
     // 2.10's migration 101 adds "user".last_active: the database was upgraded past 2.9.
@@ -79,7 +82,7 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
     }
     const backup = await checkBackup(sql, options.backup, now)
     if (!backup) warnings.push('--no-backup: no backup was checked; the cleared keys cannot be restored.')
-    const siteUser = await decideSiteUser(options, ckanSeries, run)
+    const siteUser = await decideSiteUser(options, ini, ckanSeries, run)
     if (siteUser.protected) warnings.push(siteUser.reason!)
 
     await sql.query(options.dryRun ? 'BEGIN TRANSACTION READ ONLY' : 'BEGIN')
@@ -265,10 +268,10 @@ async function checkBackup(
  */
 async function decideSiteUser(
   options: PurgeKeysOptions,
+  ini: CkanIni | undefined,
   series: '2.9' | '2.10+',
   run: RunFolder,
 ): Promise<PurgeKeysResult['siteUser']> {
-  const ini = options.ini
   let name = effectiveSetting(ini, 'ckan.site_id').value ?? null
   if (!name && ini) {
     const siteUrl = effectiveSetting(ini, 'ckan.site_url').value

@@ -1,5 +1,6 @@
 import pLimit from 'p-limit'
 
+import type {Progress} from '../progress.js'
 import {CkanApiError} from '../site/ckan-api-client.js'
 import {readCredential} from '../site/credential.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
@@ -18,10 +19,8 @@ export type RevokeOptions = {
   dryRun: boolean
   env?: NodeJS.ProcessEnv
   fetch?: typeof fetch
-  /** Told about things worth knowing that are not errors (e.g. a key file others can read). */
-  onWarning?: (message: string) => void
   out: string
-  progress?: {advance(failed: number): void; start(total: number): void}
+  progress?: Progress
   signal?: AbortSignal
   timeoutMs?: number
   /** Only the tokens of these users (names or ids). */
@@ -34,6 +33,7 @@ export type RevokeResult = {
   failures: Array<{reason: string; user: string}>
   reportPath: string | null
   runId: string
+  warnings: string[]
 }
 
 type Row = {outcome: string; token: RunToken}
@@ -79,7 +79,8 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     tokens = tokens.filter((token) => wanted.has(token.userId) || wanted.has(token.userName))
   }
   const credential = await readCredential({env, file: options.apiKeyFile})
-  if (credential.warning) options.onWarning?.(credential.warning)
+  // Things worth knowing that are not errors (e.g. a key file others can read).
+  const warnings = credential.warning ? [credential.warning] : []
   const site = await preflightSite({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
@@ -98,6 +99,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
         failures: [],
         reportPath: null,
         runId: run.meta.runId,
+        warnings,
       }
     }
     await run.lock('revoke')
@@ -116,7 +118,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
             if (token.revokedAt) {
               alreadyRevoked += 1
               rows.push({outcome: `already revoked ${token.revokedAt}`, token})
-              options.progress?.advance(failed)
+              options.progress?.advance(1, failed)
               return
             }
             try {
@@ -142,7 +144,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
               })
               rows.push({outcome: `failed: ${error.message}`, token})
             }
-            options.progress?.advance(failed)
+            options.progress?.advance(1, failed)
           }),
         ),
       )
@@ -156,7 +158,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
         tokens: tokens.length,
       }
       await run.record({command: 'revoke', kind: 'run-finished', summary: counts})
-      return {counts, dryRun: false, failures, reportPath, runId: run.meta.runId}
+      return {counts, dryRun: false, failures, reportPath, runId: run.meta.runId, warnings}
     } finally {
       await run.unlock()
     }

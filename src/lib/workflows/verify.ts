@@ -1,8 +1,8 @@
 import pLimit from 'p-limit'
 
+import type {Progress} from '../progress.js'
+import {resolveSiteDatabase} from '../site/site-database.js'
 import {CkanApiClient, CkanApiError} from '../site/ckan-api-client.js'
-import {readCkanIni} from '../site/ckan-ini.js'
-import {chooseDatabaseUrl} from '../site/ckan-settings.js'
 import {readLegacyKeys} from '../site/user-selection.js'
 import {openCkanDatabase, readOnlyTransaction} from '../site/ckan-database.js'
 import {describeError, MigrateError} from '../errors.js'
@@ -24,7 +24,7 @@ export type VerifyOptions = {
   /** Also check each user's legacy key is refused (after the upgrade). Needs the database. */
   legacy: boolean
   out: string
-  progress?: {advance(failed: number): void; start(total: number): void}
+  progress?: Progress
   signal?: AbortSignal
   timeoutMs?: number
 }
@@ -67,8 +67,8 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   const revoked = all.length - tokens.length
   let legacyKeys = new Map<string, Secret>()
   if (options.legacy) {
-    const ini = options.ckanIniPath ? await readCkanIni(options.ckanIniPath, {env}) : undefined
-    const database = await openCkanDatabase(chooseDatabaseUrl({databaseUrl: options.databaseUrl, ini}, env).url, {})
+    const {url} = await resolveSiteDatabase({ckanIniPath: options.ckanIniPath, databaseUrl: options.databaseUrl, env})
+    const database = await openCkanDatabase(url, {})
     try {
       legacyKeys = await readOnlyTransaction(database.client, () =>
         readLegacyKeys(database.client, [...new Set(tokens.map((token) => token.userId))]),
@@ -122,7 +122,7 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
               failures.push({reason: ok ? 'legacy key still accepted' : check.reason, user: token.userName})
           }
           rows.push({legacy, outcome: ok ? 'ok' : `not accepted: ${check.reason}`, status: check.status, token})
-          options.progress?.advance(failed)
+          options.progress?.advance(1, failed)
         }),
       ),
     )
