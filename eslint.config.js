@@ -1,6 +1,18 @@
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
+const OCLIF = {group: ['@oclif/*'], message: 'Only src/commands and src/lib/cli talk to oclif.'}
+const CLI_LAYER = {group: ['**/cli/*', '**/commands/*'], message: 'lib does not reach up into the CLI layer.'}
+const SANDBOX = {
+  group: ['**/sandbox/*', '@electric-sql/*'],
+  message: 'Production code never imports the sandbox (emulator, seeder, PGlite): it belongs to the rehearsal.',
+}
+const WORKFLOWS = {group: ['**/workflows/*'], message: 'The domain does not call workflows: workflows call the domain.'}
+const DOMAIN = {
+  group: ['**/site/*', '**/run/*', '**/audit/*', '**/services/*', '**/bundle/*', '**/backup/*', '**/workflows/*'],
+  message: 'fs, secret and errors sit below the domain and import none of it.',
+}
+
 // A smaller stack than eslint-config-oclif (design.md §6 q3): typescript-eslint's recommended
 // rules plus the rules that protect our architecture and our secrets. Formatting is Prettier's job.
 export default tseslint.config(
@@ -37,24 +49,30 @@ export default tseslint.config(
       'no-empty': ['error', {allowEmptyCatch: true}],
     },
   },
+  // The layer order (docs/architecture.md), enforced here and proven by test/architecture.test.ts:
+  // commands → lib/cli + lib/workflows → domain (site, run, audit, services, bundle, backup)
+  // → fs, secret, errors, progress. Nothing in production imports the sandbox (src/sandbox);
+  // only src/commands and src/lib/cli import oclif.
   {
-    // The import rule (docs/architecture.md): lib stays framework-free.
     files: ['src/lib/**/*.ts'],
     ignores: ['src/lib/cli/**'],
     rules: {
       'no-console': 'error',
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['@oclif/*', '**/cli/*', '**/commands/*'],
-              message: 'lib stays framework-free; only src/commands and src/lib/cli talk to oclif.',
-            },
-          ],
-        },
-      ],
+      'no-restricted-imports': ['error', {patterns: [OCLIF, CLI_LAYER, SANDBOX]}],
     },
+  },
+  {
+    files: ['src/lib/{site,run,audit,services,bundle,backup}/**/*.ts'],
+    rules: {'no-restricted-imports': ['error', {patterns: [OCLIF, CLI_LAYER, SANDBOX, WORKFLOWS]}]},
+  },
+  {
+    files: ['src/lib/fs/**/*.ts', 'src/lib/*.ts'],
+    rules: {'no-restricted-imports': ['error', {patterns: [OCLIF, CLI_LAYER, SANDBOX, WORKFLOWS, DOMAIN]}]},
+  },
+  {
+    files: ['src/commands/**/*.ts'],
+    ignores: ['src/commands/sandbox.ts'],
+    rules: {'no-restricted-imports': ['error', {patterns: [SANDBOX]}]},
   },
   {
     // The Node launcher runs on whatever node a machine has, so it stays CommonJS (bin/with-node.cjs).
