@@ -17,7 +17,6 @@ export type RevokeOptions = {
   concurrency: number
   dryRun: boolean
   env?: NodeJS.ProcessEnv
-  fetch?: typeof fetch
   /** Told about things worth knowing that are not errors (e.g. a key file others can read). */
   onWarning?: (message: string) => void
   out: string
@@ -85,7 +84,6 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     credential,
     env,
-    fetch: options.fetch,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
