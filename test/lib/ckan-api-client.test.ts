@@ -8,6 +8,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it, onTestFinished} from 'vitest'
 
 import {
+  AttemptBudget,
   CkanApiClient,
   CkanApiError,
   CkanTlsError,
@@ -244,6 +245,32 @@ describe('CkanApiClient against a local HTTP server', () => {
     })
     expect(await client(url).listApiTokens('alice')).toEqual([])
     expect(seen).toHaveLength(3)
+  })
+
+  it('retries a read after a timeout (each attempt has the whole --timeout)', async () => {
+    let calls = 0
+    const {seen, url} = await startServer((_request, response) => {
+      calls += 1
+      if (calls > 1) ok(response, [])
+    })
+    expect(await client(url, {timeoutMs: 300}).listApiTokens('alice')).toEqual([])
+    expect(seen).toHaveLength(2)
+  })
+
+  it('spends a budget shared by several api_token_create calls, its retries included', async () => {
+    const {seen, url} = await startServer((_request, response) =>
+      send(response, 429, 'slow down', {'Retry-After': '0'}),
+    )
+    const api = client(url)
+    const budget = new AttemptBudget(6)
+    const first = await failure(api.createApiToken({name: 'n', user: 'alice'}, budget))
+    expect(first).toBeInstanceOf(CkanApiError)
+    expect((first as CkanApiError).status).toBe(429)
+    // The client's own limit (1 + retryLimit 3) ends the first call; the budget ends the second.
+    expect(seen).toHaveLength(4)
+    await failure(api.createApiToken({name: 'n', user: 'alice'}, budget))
+    expect(seen).toHaveLength(6)
+    expect(budget.left).toBe(0)
   })
 
   it('gives up on reads after its retries with CKAN’s words (exit 4)', async () => {

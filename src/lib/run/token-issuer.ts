@@ -1,14 +1,12 @@
 import pLimit from 'p-limit'
 
 import {CkanApiError, type CkanApiClient, CkanUnreachableError, OutcomeUnknownError} from '../site/ckan-api-client.js'
+import {AttemptBudget, protocolPauseMs} from '../site/retry-policy.js'
 import type {CkanUserRow} from '../site/user-selection.js'
 import {describeError} from '../errors.js'
 import type {JournalEntry, RunFolder} from './run-folder.js'
 import {reconcileUnknownCreate, unsettledCreatesFrom} from './reconcile.js'
 import {renderTokenName} from './token-name.js'
-
-/** Tries per user before it counts as failed (each unknown outcome is reconciled first). */
-const MAX_ATTEMPTS = 8
 
 export type Outcome = 'already issued' | 'failed' | 'issued' | 'not started' | 'planned' | 'revoked' | 'skipped'
 
@@ -27,8 +25,12 @@ export type UserOutcome = {
 export type IssuerSettings = {
   date: string
   expiresIn?: number
-  /** Sends of api_token_create per user before it counts as failed (default MAX_ATTEMPTS). */
-  maxAttempts?: number
+  /**
+   * An unknown outcome ends the user's attempt (reported as failed; the next run reconciles it
+   * first) instead of being reconciled and created again now: rewrite-config's service tokens,
+   * whose admin is watching.
+   */
+  stopAtUnknownOutcome?: boolean
   template: string
   unit?: number
 }
@@ -155,13 +157,15 @@ export class TokenIssuer {
    * store (the user counts as issued, through onDone, only when the store has fsync'd it).
    */
   async issue({service, tokenName, user}: AnnouncedUser): Promise<void> {
-    let attempts = 0
+    // One budget per user for every api_token_create send (the client's retries included) and
+    // every failed check: the bound is the policy's tokenAttemptsPerUser (retry-policy.ts).
+    const budget = new AttemptBudget(this.#client.retryPolicy.tokenAttemptsPerUser)
+    let rounds = 0
     let sent = false
     let mustReconcile = this.#unsettled.has(user.id)
     let lastReason = ''
-    const maxAttempts = this.#settings.maxAttempts ?? MAX_ATTEMPTS
-    while (attempts < maxAttempts) {
-      if (attempts > 0) await pause(attempts)
+    while (budget.left > 0) {
+      if (rounds > 0) await pause(rounds)
       try {
         if (mustReconcile) await this.#reconcile(user.id, user.name, false)
         mustReconcile = false
@@ -170,16 +174,17 @@ export class TokenIssuer {
           if (!sent) this.#unsent.push(user)
           throw error
         }
-        attempts += 1
+        budget.spend()
+        rounds += 1
         lastReason = `could not check for a token created earlier: ${describeError(error)}`
         continue
       }
-      attempts += 1
+      rounds += 1
       // Write-ahead: the create-sent entry is on disk before the request leaves (the first one
       // was journaled with the user's window by the feed).
-      if (attempts > 1)
+      if (rounds > 1)
         await this.#run.record({
-          attempt: attempts,
+          attempt: rounds,
           kind: 'create-sent',
           tokenName,
           userId: user.id,
@@ -191,16 +196,18 @@ export class TokenIssuer {
       this.#unsettled.set(user.id, unsettled)
       let created
       try {
-        created = await this.#client.createApiToken({
-          expiresIn: this.#settings.expiresIn,
-          name: tokenName,
-          unit: this.#settings.unit,
-          user: user.id,
-        })
+        created = await this.#client.createApiToken(
+          {expiresIn: this.#settings.expiresIn, name: tokenName, unit: this.#settings.unit, user: user.id},
+          budget,
+        )
       } catch (error) {
         if (error instanceof OutcomeUnknownError) {
           mustReconcile = true
           lastReason = describeError(error)
+          if (this.#settings.stopAtUnknownOutcome) {
+            await this.#fail(user, budget.used, tokenName, `the outcome is unknown (${lastReason})`)
+            return
+          }
           continue
         }
         if (error instanceof CkanUnreachableError || (error instanceof CkanApiError && error.status === 429)) {
@@ -208,7 +215,7 @@ export class TokenIssuer {
           continue
         }
         if (error instanceof CkanApiError) {
-          await this.#fail(user, attempts, tokenName, error.message)
+          await this.#fail(user, budget.used, tokenName, error.message)
           return
         }
         throw error
@@ -243,7 +250,7 @@ export class TokenIssuer {
             userName: user.name,
           })
           await this.#onDone({
-            attempts,
+            attempts: budget.used,
             createdAt,
             expiresAt: created.expiresAt,
             jtiFingerprint,
@@ -262,7 +269,7 @@ export class TokenIssuer {
       return
     }
     if (!sent) this.#unsent.push(user)
-    await this.#fail(user, attempts, tokenName, `gave up after ${attempts} attempts: ${lastReason}`)
+    await this.#fail(user, budget.used, tokenName, `gave up after ${budget.used} attempts: ${lastReason}`)
   }
 
   /**
@@ -442,9 +449,8 @@ export function isTransient(error: unknown): boolean {
   )
 }
 
-async function pause(attempt: number): Promise<void> {
-  const ms = Math.random() * Math.min(2000, 100 * 2 ** attempt)
+async function pause(round: number): Promise<void> {
   await new Promise((resolve) => {
-    setTimeout(resolve, ms)
+    setTimeout(resolve, protocolPauseMs(round))
   })
 }

@@ -1,6 +1,5 @@
 import {readFileSync} from 'node:fs'
-import ky, {isHTTPError, isNetworkError, isTimeoutError, type KyInstance, type RetryOptions} from 'ky'
-import {Agent, request as undiciRequest, fetch as undiciFetch} from 'undici'
+import {Agent, request as undiciRequest} from 'undici'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {Secret} from '../secret.js'
@@ -12,8 +11,19 @@ import {
   OutcomeUnknownError,
 } from './ckan-api-errors.js'
 import {decodeJwtPayload} from './jwt.js'
+import {
+  AttemptBudget,
+  type AttemptFailure,
+  DNS_CODES,
+  type Replay,
+  retryDelayMs,
+  retryPolicy,
+  type RetryPolicy,
+  TLS_CODE,
+} from './retry-policy.js'
 
 export {CkanApiError, CkanTlsError, CkanUnreachableError, OutcomeUnknownError} from './ckan-api-errors.js'
+export {AttemptBudget, type Replay} from './retry-policy.js'
 
 export type CkanApiClientOptions = {
   /** PEM file with the CA certificate(s) to trust (private CAs). TLS is always verified. */
@@ -22,13 +32,11 @@ export type CkanApiClientOptions = {
   ckanUrl: URL
   /** A sysadmin's token or (2.9) legacy key. Absent: anonymous calls only. */
   credential?: Secret
-  /** Test seam; by default undici's fetch with a keep-alive Agent (and the CA of caCertPath). */
-  fetch?: typeof fetch
   /** The header carrying the credential, raw (never "Bearer "): CKAN's apitoken_header_name. */
   headerName?: string
-  /** Retries of calls that are safe to replay (reads, revoke); default 4. */
+  /** Retries of one call; default the policy's (retry-policy.ts). */
   retryLimit?: number
-  /** Milliseconds to wait for one answer; default 30 000. */
+  /** Milliseconds to wait for one answer (per attempt); default 30 000. */
   timeoutMs?: number
 }
 
@@ -68,24 +76,29 @@ export type CreateApiTokenOptions = {
   user: string
 }
 
-/**
- * How a call may be repeated after a failure:
- * - 'safe': reads and idempotent writes (revoke); retried on 408/429/5xx, timeouts, resets.
- * - 'before-send': a non-idempotent write (api_token_create); retried only when CKAN surely did
- *   nothing (429, connection refused). Any other failure after sending is an OutcomeUnknownError.
- */
-export type Replay = 'before-send' | 'safe'
-
 export type CallActionOptions = {
   /** Send no credential (status_show). */
   anonymous?: boolean
   method?: 'GET' | 'POST'
+  /** Default: 'safe' for GET, 'before-send' for POST (retry-policy.ts). */
   replay?: Replay
 }
 
 type ActionEnvelope<T> = {result: T; success: boolean}
 
-const TLS_CODE = /^(CERT_|ERR_TLS_|ERR_SSL_|SELF_SIGNED_|DEPTH_ZERO_|UNABLE_TO_|EPROTO$|HOSTNAME_MISMATCH)/
+/** One request, as the loop in #send sends it (and sends it again). */
+type ActionRequest = {
+  action: string
+  body: string | undefined
+  /** Counts every attempt; a caller's (token-issuer.ts) when it shares one over several calls. */
+  budget: AttemptBudget
+  headers: Record<string, string>
+  method: 'GET' | 'POST'
+  replay: Replay
+  secrets: Secret[]
+  url: string
+}
+
 /** Failures where the request surely never reached CKAN. */
 const NOT_SENT_CODES = new Set([
   'EAI_AGAIN',
@@ -95,58 +108,40 @@ const NOT_SENT_CODES = new Set([
   'ENOTFOUND',
   'UND_ERR_CONNECT_TIMEOUT',
 ])
-const DNS_CODES = new Set(['EAI_AGAIN', 'ENOTFOUND'])
 
 /**
  * CKAN's action API (`/api/3/action/<name>`), for CKAN 2.9 to 2.11. The credential is sent raw
  * in one header (Authorization by default), never together with another one, so a token is
- * tested alone. Every error is translated at this edge (ckan-api-errors.ts).
+ * tested alone. Every call, GET or POST, goes through one loop (#send) on undici's request() with
+ * the client's keep-alive Agent, retried by the one policy of retry-policy.ts; every error is
+ * translated at this edge (ckan-api-errors.ts).
  */
 export class CkanApiClient {
   readonly ckanUrl: URL
+  /** The retry and deadline rules of every call (retry-policy.ts). */
+  readonly retryPolicy: RetryPolicy
   /** Base of every action URL, ending in `/api/3/action/`. */
   readonly #actionBase: string
-  readonly #agent: Agent | undefined
+  readonly #agent: Agent
   readonly #credential: Secret | undefined
   readonly #headerName: string
-  readonly #http: KyInstance
   readonly #options: CkanApiClientOptions
 
-  constructor(options: CkanApiClientOptions, shared?: {agent: Agent | undefined}) {
+  constructor(options: CkanApiClientOptions, shared?: {agent: Agent}) {
     assertUsableCkanUrl(options.ckanUrl)
     this.#options = options
     this.ckanUrl = options.ckanUrl
     this.#credential = options.credential
-    this.#headerName = options.headerName ?? 'Authorization'
-    this.#agent = shared ? shared.agent : options.fetch ? undefined : createAgent(options.caCertPath)
-    const agent = this.#agent
-    const fetchImpl: typeof fetch =
-      options.fetch ??
-      (async (input, init) => {
-        const request = input instanceof Request ? input : new Request(input, init)
-        const body = request.method === 'GET' || request.method === 'HEAD' ? undefined : await request.arrayBuffer()
-        const response = await undiciFetch(request.url, {
-          body,
-          dispatcher: agent,
-          headers: [...request.headers],
-          method: request.method,
-          signal: request.signal,
-        })
-        return response as unknown as Response
-      })
+    this.#headerName = (options.headerName ?? 'Authorization').toLowerCase()
+    this.retryPolicy = retryPolicy({retries: options.retryLimit, timeoutMs: options.timeoutMs})
+    this.#agent = shared ? shared.agent : createAgent(options.caCertPath)
     const base = options.ckanUrl.href.endsWith('/') ? options.ckanUrl.href : `${options.ckanUrl.href}/`
     this.#actionBase = new URL('api/3/action/', base).href
-    this.#http = ky.create({
-      baseUrl: this.#actionBase,
-      fetch: fetchImpl,
-      retry: 0,
-      timeout: options.timeoutMs ?? 30_000,
-    })
   }
 
   /**
-   * Calls any action. Params may hold Secrets: they are revealed only into the request body and
-   * redacted from anything CKAN echoes back.
+   * Calls any action. Params may hold Secrets: they are revealed only into the request (a GET's
+   * query, a POST's JSON body) and redacted from anything CKAN echoes back.
    */
   async callAction<T>(
     action: string,
@@ -165,45 +160,49 @@ export class CkanApiClient {
         plain[key] = value
       }
     }
-    const headers: Record<string, string> = {}
-    if (this.#credential && !options.anonymous) headers[this.#headerName] = this.#credential.reveal()
-    const retry = this.#retryOptions(replay)
-    let response: ActionEnvelope<T>
-    try {
-      response =
-        method === 'GET'
-          ? await this.#http
-              .get(action, {headers, retry, searchParams: plain as Record<string, string>})
-              .json<ActionEnvelope<T>>()
-          : await this.#http.post(action, {headers, json: plain, retry}).json<ActionEnvelope<T>>()
-    } catch (error) {
-      throw this.#translate(action, error, replay, secrets)
+    let url = this.#actionBase + action
+    if (method === 'GET') {
+      const query = new URLSearchParams(Object.entries(plain).map(([key, value]) => [key, String(value)])).toString()
+      if (query) url += `?${query}`
     }
-    if (!response || typeof response !== 'object' || response.success !== true) {
-      const message = describeCkanError(response, (text) => redact(text, secrets)) ?? 'not a CKAN action API answer'
-      throw new CkanApiError(action, 200, message)
-    }
-    return response.result
+    return this.#send<T>({
+      action,
+      body: method === 'GET' ? undefined : JSON.stringify(plain),
+      budget: new AttemptBudget(1 + this.retryPolicy.retries),
+      headers: this.#headers(method, !options.anonymous),
+      method,
+      replay,
+      secrets,
+      url,
+    })
   }
 
   /** Closes idle keep-alive connections (call when done, so the process can exit promptly). */
   async close(): Promise<void> {
-    await this.#agent?.close()
+    await this.#agent.close()
   }
 
   /**
    * api_token_create for `user`. Returns the JWT and its jti (decoded from the payload: CKAN does
    * not return it). Never replayed after it may have reached CKAN: an OutcomeUnknownError then.
+   * `budget`: the attempts left for this user's token (token-issuer.ts), spent by this call's
+   * retries too; by default this call's own (1 + the policy's retries).
    */
-  async createApiToken(options: CreateApiTokenOptions): Promise<CreatedApiToken> {
+  async createApiToken(options: CreateApiTokenOptions, budget?: AttemptBudget): Promise<CreatedApiToken> {
     const params: Record<string, unknown> = {name: options.name, user: options.user}
     if (options.expiresIn !== undefined) params.expires_in = options.expiresIn
     if (options.unit !== undefined) params.unit = options.unit
-    // The hot path of issue-tokens: undici's request() directly (no Request/Response objects,
-    // no web streams); the fetch test seam keeps going through callAction.
-    const result = this.#agent
-      ? await this.#postBeforeSend<{token?: unknown}>('api_token_create', JSON.stringify(params))
-      : await this.callAction<{token?: unknown}>('api_token_create', params, {replay: 'before-send'})
+    // The hot path of issue-tokens: no Secret in the params, so no pass over them.
+    const result = await this.#send<{token?: unknown}>({
+      action: 'api_token_create',
+      body: JSON.stringify(params),
+      budget: budget ?? new AttemptBudget(1 + this.retryPolicy.retries),
+      headers: this.#headers('POST', true),
+      method: 'POST',
+      replay: 'before-send',
+      secrets: this.#credential ? [this.#credential] : [],
+      url: `${this.#actionBase}api_token_create`,
+    })
     if (typeof result?.token !== 'string') {
       throw new OutcomeUnknownError('api_token_create', 'CKAN answered without a token')
     }
@@ -291,129 +290,78 @@ export class CkanApiClient {
     return new CkanApiClient({...this.#options, credential}, {agent: this.#agent})
   }
 
+  #headers(method: 'GET' | 'POST', withCredential: boolean): Record<string, string> {
+    const headers: Record<string, string> = {accept: 'application/json'}
+    if (method === 'POST') headers['content-type'] = 'application/json'
+    if (this.#credential && withCredential) headers[this.#headerName] = this.#credential.reveal()
+    return headers
+  }
+
   /**
-   * POSTs a write that must never be replayed once it may have reached CKAN, with undici's
-   * request() on the client's agent: the same rules as callAction with replay 'before-send' (ky):
-   * retried only after a 429 (honouring Retry-After) or a refused connection, with jittered
-   * backoff; a timeout, a reset after sending, a 5xx or a 2xx that is not JSON is an
-   * OutcomeUnknownError; every error translated by the same code as callAction's.
+   * The one request path: sends the request with undici's request() on the client's Agent (no
+   * Request/Response objects, no web streams) and, while the policy says so and the budget
+   * lasts, sends it again after a failed attempt; the last failure is thrown, translated.
    */
-  async #postBeforeSend<T>(action: string, body: string): Promise<T> {
-    const secrets: Secret[] = this.#credential ? [this.#credential] : []
-    const headers: Record<string, string> = {accept: 'application/json', 'content-type': 'application/json'}
-    if (this.#credential) headers[this.#headerName.toLowerCase()] = this.#credential.reveal()
-    const timeoutMs = this.#options.timeoutMs ?? 30_000
-    const limit = this.#options.retryLimit ?? 4
-    const url = this.#actionBase + action
-    for (let retries = 0; ; retries += 1) {
-      let status: number
-      let text: string
-      let retryAfter: string | string[] | undefined
+  async #send<T>(request: ActionRequest): Promise<T> {
+    const {action, budget, replay, secrets} = request
+    const timeoutMs = this.retryPolicy.attemptTimeoutMs
+    for (let attempt = 1; ; attempt += 1) {
+      budget.spend()
+      let failure: AttemptFailure
+      let error: Error
       try {
-        const response = await undiciRequest(url, {
-          body,
+        const response = await undiciRequest(request.url, {
+          body: request.body,
           bodyTimeout: timeoutMs,
           dispatcher: this.#agent,
-          headers,
+          headers: request.headers,
           headersTimeout: timeoutMs,
-          method: 'POST',
+          method: request.method,
         })
-        status = response.statusCode
-        retryAfter = response.headers['retry-after']
-        text = await response.body.text()
-        if (status >= 200 && status < 300) {
-          let envelope: ActionEnvelope<T>
-          try {
-            envelope = JSON.parse(text) as ActionEnvelope<T>
-          } catch {
-            throw new OutcomeUnknownError(action, 'the answer was not JSON')
-          }
-          if (!envelope || typeof envelope !== 'object' || envelope.success !== true) {
-            throw new CkanApiError(
-              action,
-              200,
-              describeCkanError(envelope, (text) => redact(text, secrets)) ?? 'not a CKAN action API answer',
-            )
-          }
-          return envelope.result
-        }
-        if (status === 429 && retries < limit) {
-          await sleep(retryAfterMs(retryAfter) ?? backoffMs(retries + 1))
-          continue
-        }
+        const status = response.statusCode
+        const text = await response.body.text()
+        if (status >= 200 && status < 300) return this.#result<T>(action, text, replay, secrets)
+        const retryAfter = response.headers['retry-after']
+        failure = {kind: 'status', retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, status}
         const type = String(response.headers['content-type'] ?? '')
-        throw this.#translateStatus(action, status, errorData(text, type), 'before-send', secrets)
-      } catch (error) {
-        if (error instanceof MigrateError) throw error
-        const code = causeCode(error)
-        if (code?.startsWith('UND_ERR_INVALID')) throw unexpected(action, error, secrets)
-        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT')
-          throw this.#timedOut(action, 'before-send')
-        // Refused before sending: CKAN saw nothing, so trying again cannot make a second token.
-        if ((code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT') && retries < limit) {
-          await sleep(backoffMs(retries + 1))
-          continue
+        error = this.#translateStatus(action, status, errorData(text, type), replay, secrets)
+      } catch (caught) {
+        if (caught instanceof MigrateError) throw caught
+        const code = causeCode(caught)
+        if (code?.startsWith('UND_ERR_INVALID')) throw unexpected(action, caught, secrets)
+        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+          failure = {kind: 'timeout'}
+          error = this.#timedOut(action, replay)
+        } else {
+          failure = {code, kind: 'network'}
+          error = this.#translateNetwork(action, caught, replay, secrets)
         }
-        throw this.#translateNetwork(action, error, 'before-send', secrets)
       }
+      const delay = budget.left > 0 ? retryDelayMs(this.retryPolicy, replay, failure, attempt) : undefined
+      if (delay === undefined) throw error
+      await sleep(delay)
     }
   }
 
-  #retryOptions(replay: Replay): RetryOptions {
-    const limit = this.#options.retryLimit ?? 4
-    if (replay === 'safe') {
-      return {
-        afterStatusCodes: [413, 429, 503],
-        backoffLimit: 10_000,
-        jitter: true,
-        limit,
-        maxRetryAfter: 120_000,
-        methods: ['get', 'post'],
-        retryOnTimeout: true,
-        shouldRetry({error}) {
-          const code = causeCode(error)
-          if (code && (TLS_CODE.test(code) || DNS_CODES.has(code))) return false
-          return undefined
-        },
-        statusCodes: [408, 429, 500, 502, 503, 504],
-      }
-    }
-    return {
-      afterStatusCodes: [429],
-      backoffLimit: 10_000,
-      jitter: true,
-      limit,
-      maxRetryAfter: 120_000,
-      methods: ['post'],
-      retryOnTimeout: false,
-      shouldRetry({error}) {
-        // 429: the default check, which honours Retry-After (a `true` here would skip it).
-        if (isHTTPError(error)) return error.response.status === 429 ? undefined : false
-        if (isTimeoutError(error)) return false
-        const code = causeCode(error)
-        // Refused before sending: CKAN saw nothing, so trying again cannot make a second token.
-        return code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT'
-      },
-      statusCodes: [429],
-    }
-  }
-
-  #translate(action: string, error: unknown, replay: Replay, secrets: Secret[]): Error {
-    if (isHTTPError(error)) return this.#translateStatus(action, error.response.status, error.data, replay, secrets)
-    if (isTimeoutError(error)) return this.#timedOut(action, replay)
-    if (isNetworkError(error) || error instanceof TypeError)
-      return this.#translateNetwork(action, error, replay, secrets)
-    if (error instanceof MigrateError) return error
-    if (error instanceof SyntaxError) {
-      // 2xx with a body that is not JSON: a login page, a proxy, a wrong URL.
-      if (replay === 'before-send') return new OutcomeUnknownError(action, 'the answer was not JSON')
-      return new CkanUnreachableError(
+  /** A 2xx answer's result; one that is not CKAN's envelope is an error (never retried). */
+  #result<T>(action: string, text: string, replay: Replay, secrets: Secret[]): T {
+    let envelope: ActionEnvelope<T>
+    try {
+      envelope = JSON.parse(text) as ActionEnvelope<T>
+    } catch {
+      // A login page, a proxy, a wrong URL; or, for a write, a CKAN that may have done it.
+      if (replay === 'before-send') throw new OutcomeUnknownError(action, 'the answer was not JSON')
+      throw new CkanUnreachableError(
         action,
         'the answer is not JSON',
         'Check --ckan-url: it must be the CKAN site’s base URL.',
       )
     }
-    return unexpected(action, error, secrets)
+    if (!envelope || typeof envelope !== 'object' || envelope.success !== true) {
+      const message = describeCkanError(envelope, (text) => redact(text, secrets)) ?? 'not a CKAN action API answer'
+      throw new CkanApiError(action, 200, message)
+    }
+    return envelope.result
   }
 
   /** A connection-level failure (refused, DNS, TLS, reset). */
@@ -458,7 +406,7 @@ export class CkanApiClient {
   }
 
   #timedOut(action: string, replay: Replay): Error {
-    const timeoutMs = this.#options.timeoutMs ?? 30_000
+    const timeoutMs = this.retryPolicy.attemptTimeoutMs
     const seconds = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`
     if (replay === 'before-send') return new OutcomeUnknownError(action, `no answer within ${seconds}`)
     return new CkanUnreachableError(
@@ -479,20 +427,7 @@ function unexpected(action: string, error: unknown, secrets: Secret[]): MigrateE
   )
 }
 
-/** ky's backoff for retry number `attempt` (1, 2, …): 0.3 s doubling, jittered, at most 10 s. */
-function backoffMs(attempt: number): number {
-  return Math.min(10_000, Math.random() * 0.3 * 2 ** (attempt - 1) * 1000)
-}
-
-/** Retry-After (seconds or an HTTP date) in ms, at most 120 s; undefined when absent or unreadable. */
-function retryAfterMs(header: string | string[] | undefined): number | undefined {
-  const value = (Array.isArray(header) ? header[0] : header)?.trim()
-  if (!value) return undefined
-  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now()
-  return Number.isFinite(ms) ? Math.min(120_000, Math.max(0, ms)) : undefined
-}
-
-/** An error answer's body as ky hands it over: parsed when JSON, the text otherwise. */
+/** An error answer's body: parsed when its type is JSON (and it parses), the text otherwise. */
 function errorData(text: string, contentType: string): unknown {
   if (!text) return undefined
   if (!/\bjson\b|\+json/i.test(contentType)) return text
@@ -559,10 +494,9 @@ function causeMessage(error: unknown): string | undefined {
   return message?.split('\n')[0]
 }
 
-/** Removes any secret value (credential, jti) from text CKAN or a proxy sent back. */
 /**
  * --ckan-url must be a plain http(s) base URL. A user name or password in it is refused without
- * echoing the URL (fetch would refuse it anyway, quoting it whole); the API credential has its
+ * echoing the URL; the API credential has its
  * own file.
  */
 function assertUsableCkanUrl(url: URL): void {
@@ -581,6 +515,7 @@ function assertUsableCkanUrl(url: URL): void {
   }
 }
 
+/** Removes any secret value (credential, jti) from text CKAN or a proxy sent back. */
 function redact(text: string, secrets: Secret[]): string {
   let result = text
   for (const secret of secrets) {

@@ -1,7 +1,7 @@
 import {EXIT_CODES, MigrateError} from '../errors.js'
 
 /**
- * The errors CkanApiClient throws. Nothing else leaves the client: a ky or undici error carries
+ * The errors CkanApiClient throws. Nothing else leaves the client: an undici error may carry
  * the request (headers, body) and so possibly a secret, so it is translated here and dropped.
  * No message ever holds a request body, a header or a secret value.
  */
@@ -99,7 +99,7 @@ export function describeCkanError(
 ): string | undefined {
   if (typeof data === 'string') {
     const text = redact(data.trim())
-    // CKAN's bare 400 strings are JSON strings; ky hands them over parsed or as text.
+    // CKAN's bare 400 strings are JSON strings: parsed (a JSON type) or as text (any other type).
     if (/^"Bad request/.test(text)) return cutRequestEcho(redact(tryParseString(text) ?? text))
     if (text.startsWith('Bad request')) return cutRequestEcho(text)
     return undefined

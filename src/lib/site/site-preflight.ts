@@ -18,7 +18,6 @@ export type SitePreflightOptions = {
   ckanUrl: URL
   credential: Credential
   env?: NodeJS.ProcessEnv
-  fetch?: typeof fetch
   ini?: CkanIni
   timeoutMs?: number
 }
@@ -34,7 +33,6 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl,
     credential: options.credential.secret,
-    fetch: options.fetch,
     headerName: options.ini ? headerNameFrom(options.ini, env) : undefined,
     timeoutMs: options.timeoutMs,
   })

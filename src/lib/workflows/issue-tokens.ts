@@ -42,8 +42,6 @@ export type IssueTokensOptions = {
   dryRun: boolean
   env?: NodeJS.ProcessEnv
   expiresIn?: number
-  /** Test seam for the HTTP client. */
-  fetch?: typeof fetch
   includePending?: boolean
   includeSiteUser?: boolean
   limit?: number
@@ -143,7 +141,6 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
     ckanUrl: options.ckanUrl,
     credential,
     env,
-    fetch: options.fetch,
     ini,
     timeoutMs: options.timeoutMs,
   })

@@ -18,7 +18,6 @@ export type RevokeOptions = {
   concurrency: number
   dryRun: boolean
   env?: NodeJS.ProcessEnv
-  fetch?: typeof fetch
   out: string
   progress?: Progress
   signal?: AbortSignal
@@ -86,7 +85,6 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     credential,
     env,
-    fetch: options.fetch,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site

@@ -510,8 +510,8 @@ async function findServiceUser(ckan: CkanApiClient, name: string | undefined): P
 /**
  * Creates the services' tokens with the run's one token protocol (run/token-issuer.ts): each
  * create journaled before it is sent, the token fsync'd to the store before it is used, an
- * earlier run's unknown outcome reconciled first. One attempt each: an unknown outcome stops the
- * command (a rerun reconciles it), as a config rewrite is watched by its admin.
+ * earlier run's unknown outcome reconciled first. An unknown outcome stops the command (a rerun
+ * reconciles it) rather than being retried now: a config rewrite is watched by its admin.
  */
 async function createServiceTokens(
   ckan: CkanApiClient,
@@ -526,7 +526,7 @@ async function createServiceTokens(
     ckan,
     {
       date,
-      maxAttempts: 1,
+      stopAtUnknownOutcome: true,
       template: DEFAULT_TOKEN_NAME,
       // expire_api_token makes expires_in and unit required (ckan-facts §4.4).
       ...(options.expiresInDays === undefined ? {} : {expiresIn: options.expiresInDays, unit: 86_400}),

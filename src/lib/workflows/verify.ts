@@ -20,7 +20,6 @@ export type VerifyOptions = {
   concurrency: number
   databaseUrl?: string
   env?: NodeJS.ProcessEnv
-  fetch?: typeof fetch
   /** Also check each user's legacy key is refused (after the upgrade). Needs the database. */
   legacy: boolean
   out: string
@@ -80,7 +79,6 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   const client = new CkanApiClient({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
-    fetch: options.fetch,
     timeoutMs: options.timeoutMs,
   })
   await run.lock('verify')
