@@ -4,31 +4,19 @@ import type {ReadableStream} from 'node:stream/web'
 
 import {
   type BackupResult,
+  type BackupWriteOptions,
   openRecipient,
   planBackup,
   readDatabaseFacts,
-  type RecipientChoice,
   writeEncryptedBackup,
 } from '../lib/backup/backup-writer.js'
 import {PlainSqlInspector} from '../lib/backup/plain-sql-inspector.js'
 import {EXIT_CODES, MigrateError} from '../lib/errors.js'
 import type {Queryable} from '../lib/site/ckan-database.js'
 
-export type EmbeddedBackupOptions = {
+export type EmbeddedBackupOptions = BackupWriteOptions & {
   /** The sandbox's PGlite instance. pglite-tools runs DEALLOCATE ALL on it afterwards. */
   db: PGlite
-  /** Folder for the backup (created 0700). */
-  dir: string
-  /** Check everything, write nothing. */
-  dryRun?: boolean
-  /** The time in the file name and sidecar (tests pin it). */
-  now?: Date
-  /** Called with the number of plain dump bytes encrypted so far. */
-  onProgress?: (bytes: number) => void
-  recipient: RecipientChoice
-  signal?: AbortSignal
-  /** ckan.site_id when known; otherwise the database name goes into the file name. */
-  site?: string
 }
 
 /**

@@ -35,6 +35,22 @@ import {
 /** --recipient-key FILE (OpenPGP.js, in-process) or --key-id ID (the local GnuPG keyring). */
 export type RecipientChoice = {keyFile: string} | {keyId: string}
 
+/** What every backup takes, whatever makes its dump. */
+export type BackupWriteOptions = {
+  /** Folder for the backup (created 0700). */
+  dir: string
+  /** Check everything, write nothing. */
+  dryRun?: boolean
+  /** The time in the file name and sidecar (tests pin it). */
+  now?: Date
+  /** Called with the number of plain dump bytes encrypted so far. */
+  onProgress?: (bytes: number) => void
+  recipient: RecipientChoice
+  signal?: AbortSignal
+  /** ckan.site_id when known; otherwise the database name goes into the file name. */
+  site?: string
+}
+
 export type BackupResult = {
   /** Size of the encrypted file (null in a dry run). */
   bytes: number | null

@@ -8,11 +8,11 @@ import {decryptStream, readSecretKey} from '../backup/backup-encryption.js'
 import {readBackupSidecar, sidecarPathOf, type DumpFormat} from '../backup/backup-sidecar.js'
 import {
   type BackupResult,
+  type BackupWriteOptions,
   openRecipient,
   planBackup,
   readDatabaseFacts,
   type DatabaseFacts,
-  type RecipientChoice,
   writeEncryptedBackup,
 } from '../backup/backup-writer.js'
 import {
@@ -30,24 +30,12 @@ import {parseDatabaseUrl, toLibpqConnection} from '../site/database-url.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import type {Secret} from '../secret.js'
 
-export type {BackupResult, RecipientChoice} from '../backup/backup-writer.js'
+export type {BackupResult, BackupWriteOptions, RecipientChoice} from '../backup/backup-writer.js'
 
-export type BackupOptions = {
+export type BackupOptions = BackupWriteOptions & {
   databaseUrl: string
-  /** Folder for the backup (created 0700). */
-  dir: string
-  /** Check everything, write nothing. */
-  dryRun?: boolean
-  /** The time in the file name and sidecar (tests pin it). */
-  now?: Date
-  /** Called with the number of plain dump bytes encrypted so far. */
-  onProgress?: (bytes: number) => void
   /** Folder holding pg_dump and pg_restore (default: the PATH). */
   pgBin?: string
-  recipient: RecipientChoice
-  signal?: AbortSignal
-  /** ckan.site_id when known; otherwise the database name goes into the file name. */
-  site?: string
 }
 
 /**
