@@ -3,6 +3,7 @@ import {dirname} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {createDurableFile, writeDurably} from '../fs/durable-file.js'
+import {compactUtcTimestamp} from '../fs/safe-file-name.js'
 
 /**
  * Reading and replacing a service's config file (ckan.ini, an env file) safely: symlinks are
@@ -96,14 +97,6 @@ export async function assertUnchanged(file: ConfigFile): Promise<void> {
   }
 }
 
-/** `20261122T031502Z`: a UTC timestamp safe in file names. */
-export function backupStamp(date: Date): string {
-  return date
-    .toISOString()
-    .replaceAll(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z')
-}
-
 async function keepOwner(handle: FileHandle, file: ConfigFile): Promise<void> {
   try {
     await handle.chown(file.uid, file.gid)
@@ -121,7 +114,7 @@ async function keepOwner(handle: FileHandle, file: ConfigFile): Promise<void> {
 
 /** Writes `<name>.<UTC timestamp>.bak` beside the file with the original bytes, mode and owner. */
 export async function writeBackup(file: ConfigFile, now: Date): Promise<string> {
-  const base = `${file.path}.${backupStamp(now)}`
+  const base = `${file.path}.${compactUtcTimestamp(now)}`
   for (let attempt = 0; ; attempt += 1) {
     const path = attempt === 0 ? `${base}.bak` : `${base}-${attempt}.bak`
     try {
