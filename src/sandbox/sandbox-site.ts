@@ -6,6 +6,7 @@ import pg from 'pg'
 
 import {signJwt} from '../lib/site/jwt.js'
 import {EXIT_CODES, MigrateError} from '../lib/errors.js'
+import {redactUrls} from '../lib/fs/redaction.js'
 import {ensurePrivateFolder, writeFileAtomically, writeSecretFile} from '../lib/fs/secret-file.js'
 import {Secret} from '../lib/secret.js'
 import {type CkanEmulator, startCkanEmulator} from './ckan-emulator.js'
@@ -98,7 +99,7 @@ async function createDatabase(serverUrl: string | undefined): Promise<Database> 
     await admin.query(`CREATE DATABASE ${name}`)
   } catch (error) {
     throw new MigrateError(
-      `Cannot create a database on ${redactUrl(serverUrl)}: ${(error as Error).message.split('\n')[0]}`,
+      `Cannot create a database on ${redactUrls(serverUrl)}: ${redactUrls((error as Error).message.split('\n')[0]!)}`,
       {
         cause: error,
         exitCode: EXIT_CODES.databaseUnreachable,
@@ -120,16 +121,6 @@ async function createDatabase(serverUrl: string | undefined): Promise<Database> 
     },
     engine: 'postgres',
     url: url.href,
-  }
-}
-
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password) parsed.password = '***'
-    return parsed.href
-  } catch {
-    return 'the given URL'
   }
 }
 

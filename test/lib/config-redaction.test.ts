@@ -1,7 +1,8 @@
 import {describe, expect, it} from 'vitest'
 
 import {unifiedDiff} from '../../src/lib/services/unified-diff.js'
-import {configLineRedactor} from '../../src/lib/fs/redaction.js'
+import {configLineRedactor, redactUrls} from '../../src/lib/fs/redaction.js'
+import {parseDatabaseUrl} from '../../src/lib/site/database-url.js'
 
 const SECRET = 'S3cretPw'
 
@@ -33,5 +34,18 @@ describe('dry-run diffs of ckan.ini and env files', () => {
     expect(diff).toContain(' ckan.site_url = https://data.example.org')
     expect(diff).toContain(' ckan.plugins = xloader')
     for (const leak of [SECRET, 'new-token-value', 'Pw@solr']) expect(diff).not.toContain(leak)
+  })
+})
+
+describe('the one URL redactor', () => {
+  it('hides user-info passwords, ?password= and ?sslpassword= in any message, and database URLs go through it', () => {
+    const message = `Cannot create a database on postgresql://admin:${SECRET}@127.0.0.1:5432/postgres?sslkey=k.pem&sslpassword=${SECRET}x&password=${SECRET}y (refused)`
+    const shown = redactUrls(message)
+    expect(shown).toBe(
+      'Cannot create a database on postgresql://admin:***@127.0.0.1:5432/postgres?sslkey=k.pem&sslpassword=***&password=*** (refused)',
+    )
+    expect(parseDatabaseUrl(`postgresql+psycopg2://ckan:${SECRET}%40x@db/ck%61n?sslpassword=${SECRET}`).redacted).toBe(
+      'postgresql+psycopg2://ckan:***@db/ckan?sslpassword=***',
+    )
   })
 })

@@ -1,14 +1,13 @@
-import {lstat, mkdir, mkdtemp, open, realpath, rename, rm, stat} from 'node:fs/promises'
-import {createWriteStream} from 'node:fs'
-import {basename, dirname, join, resolve} from 'node:path'
-import {Transform} from 'node:stream'
+import {lstat, mkdir, realpath, stat} from 'node:fs/promises'
+import {dirname, resolve} from 'node:path'
+import {Transform, type Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import type pg from 'pg'
 
 import {serverVersionNum} from '../site/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import type {CsvColumn} from '../fs/csv-report.js'
-import {syncFolder} from '../fs/secret-file.js'
+import {writeDurably} from '../fs/durable-file.js'
 import type {Progress} from '../progress.js'
 import {type AuditUserRow, scanUsers} from './database-findings.js'
 
@@ -69,8 +68,7 @@ const copyStatement = (hasApiTokenTable: boolean) => `COPY (
 const COUNT_USERS = 'SELECT count(*)::int AS n FROM "user"'
 
 /**
- * Writes one CSV row per user to `path`, 0600 and atomically (in a private scratch folder beside
- * it, renamed into place), inside the caller's read-only transaction, in constant memory. On
+ * Writes one CSV row per user to `path`, 0600, atomically and durably (writeDurably), inside the caller's read-only transaction, in constant memory. On
  * PostgreSQL 11+ the database writes the CSV through COPY; older servers stream the users through
  * a cursor and the fingerprints are computed here. Returns the number of rows.
  */
@@ -80,8 +78,8 @@ export async function writeUserCsv(client: pg.Client, path: string, options: Use
   const version = options.serverVersionNum ?? (await serverVersionNum(client))
   const method = options.method ?? (version >= SHA256_SINCE ? 'copy' : 'cursor')
   try {
-    return await writeBesideTarget(path, (temporary) =>
-      method === 'copy' ? copyUserCsv(client, temporary, options) : cursorUserCsv(client, temporary, options),
+    return await writeBesideTarget(path, (out) =>
+      method === 'copy' ? copyUserCsv(client, out, options) : cursorUserCsv(client, out, options),
     )
   } finally {
     progress?.stop?.()
@@ -89,10 +87,9 @@ export async function writeUserCsv(client: pg.Client, path: string, options: Use
 }
 
 /** The COPY way: the database's CSV bytes go to the file as they come, after a UTF-8 BOM. */
-async function copyUserCsv(client: pg.Client, path: string, options: UserCsvOptions): Promise<number> {
+async function copyUserCsv(client: pg.Client, out: Writable, options: UserCsvOptions): Promise<number> {
   // Loaded only for --csv: a plain audit imports as little as it can (start-up is part of its time).
   const {to: copyTo} = await import('pg-copy-streams')
-  const out = createWriteStream(path, {flags: 'wx', mode: 0o600})
   out.write('\uFEFF')
   const copy = client.query(copyTo(copyStatement(options.hasApiTokenTable)))
   let headerSeen = false
@@ -116,12 +113,11 @@ async function copyUserCsv(client: pg.Client, path: string, options: UserCsvOpti
     },
   })
   await pipeline(copy, progressOf, out)
-  await syncFile(path)
   return copy.rowCount
 }
 
 /** The cursor way (PostgreSQL 10 and older): rows through scanUsers, fingerprints computed here. */
-async function cursorUserCsv(client: pg.Client, path: string, options: UserCsvOptions): Promise<number> {
+async function cursorUserCsv(client: pg.Client, out: Writable, options: UserCsvOptions): Promise<number> {
   let sinceLastReport = 0
   const rows = async function* () {
     for await (const row of scanUsers(client, {hasApiTokenTable: options.hasApiTokenTable})) {
@@ -135,28 +131,20 @@ async function cursorUserCsv(client: pg.Client, path: string, options: UserCsvOp
     }
     if (sinceLastReport > 0) options.progress?.advance(sinceLastReport)
   }
-  const {writeCsvReport} = await import('../fs/csv-report.js')
-  return writeCsvReport(path, USER_CSV_COLUMNS, rows())
+  const {writeCsvRows} = await import('../fs/csv-report.js')
+  return writeCsvRows(out, USER_CSV_COLUMNS, rows())
 }
 
 /**
- * The report goes wherever --csv points (the current folder, /tmp), so it is written in a fresh
- * private folder beside the target (mkdtemp: 0700) and renamed into place: 0600, never half
- * written, and the target's folder is left as it was.
+ * The report goes wherever --csv points (the current folder, /tmp): a temporary file beside the
+ * target, created exclusively (never through a link) and 0600 before its first byte, so no one
+ * else can read or swap it in a sticky /tmp, then renamed into place: 0600, never half written,
+ * and the target's folder is left as it was (its mode untouched, nothing left in it on failure).
  */
-async function writeBesideTarget(path: string, write: (temporary: string) => Promise<number>): Promise<number> {
+async function writeBesideTarget(path: string, write: (out: Writable) => Promise<number>): Promise<number> {
   const target = await regularFileTarget(resolve(path))
   await mkdir(dirname(target), {recursive: true})
-  const scratch = await mkdtemp(join(dirname(target), '.ckan-migrate-audit-'))
-  try {
-    const written = join(scratch, basename(target))
-    const rows = await write(written)
-    await rename(written, target)
-    await syncFolder(dirname(target))
-    return rows
-  } finally {
-    await rm(scratch, {force: true, recursive: true})
-  }
+  return writeDurably(target, write, {mode: 0o600})
 }
 
 /**
@@ -182,13 +170,4 @@ async function regularFileTarget(path: string): Promise<string> {
     exitCode: EXIT_CODES.badInput,
     suggestion: 'Pass the path of a new CSV file, or of a CSV file to replace.',
   })
-}
-
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
 }

@@ -5,6 +5,7 @@ import {basename} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {compactUtcTimestamp} from '../fs/safe-file-name.js'
 import type {BackupRecipient} from './backup-encryption.js'
 
 export const SIDECAR_FORMAT = 1
@@ -53,14 +54,6 @@ export function fileNameSafe(text: string): string {
     .replace(/^[._-]+/, '')
     .slice(0, 64)
   return safe || 'site'
-}
-
-/** `20261122T030405Z` */
-export function compactUtcTimestamp(at: Date): string {
-  return at
-    .toISOString()
-    .replaceAll(/[-:]/g, '')
-    .replace(/\.\d{3}Z$/, 'Z')
 }
 
 /** `ckan-db_<site>_<UTC timestamp>_<key id>.pgc.gpg` (custom format) or `….sql.gpg` (plain SQL). */

@@ -1,11 +1,10 @@
 import {stringify} from 'csv-stringify'
-import {randomUUID} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
-import {open, rename, rm} from 'node:fs/promises'
-import {dirname, join} from 'node:path'
+import {dirname} from 'node:path'
+import type {Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {ensureFolder, syncFolder} from './secret-file.js'
+import {writeDurably} from './durable-file.js'
+import {ensureFolder} from './secret-file.js'
 
 /** Cells starting with these make spreadsheets evaluate a formula (CSV injection). */
 const FORMULA_START = /^[=+\-@\t\r]/
@@ -24,18 +23,25 @@ export type CsvColumn<Row> = {header: string; value: (row: Row) => boolean | num
 
 /**
  * Writes a UTF-8 CSV report (with a BOM so spreadsheets read UTF-8), 0600 (its folder is made 0700 when we create it),
- * atomically, streaming rows so a million-row report needs no memory. Every cell is neutralised.
- * Reports never hold secrets; callers pass fingerprints, never values.
+ * atomically and durably (writeDurably), streaming rows so a million-row report needs no memory.
+ * Every cell is neutralised. Reports never hold secrets; callers pass fingerprints, never values.
  */
 export async function writeCsvReport<Row>(
   path: string,
   columns: ReadonlyArray<CsvColumn<Row>>,
   rows: AsyncIterable<Row> | Iterable<Row>,
 ): Promise<number> {
-  const folder = dirname(path)
   // A report holds no secret: create its folder when missing, never change an existing one (/tmp).
-  await ensureFolder(folder)
-  const temporary = join(folder, `.${randomUUID()}.csv.tmp`)
+  await ensureFolder(dirname(path))
+  return writeDurably(path, (out) => writeCsvRows(out, columns, rows), {mode: 0o600})
+}
+
+/** Streams the CSV (BOM, header, neutralised rows) into `out` and ends it; returns the number of rows. */
+export async function writeCsvRows<Row>(
+  out: Writable,
+  columns: ReadonlyArray<CsvColumn<Row>>,
+  rows: AsyncIterable<Row> | Iterable<Row>,
+): Promise<number> {
   let count = 0
   const stringifier = stringify({bom: true, header: true, columns: columns.map((column) => column.header)})
   const feed = async function* () {
@@ -44,17 +50,6 @@ export async function writeCsvReport<Row>(
       yield columns.map((column) => neutraliseCell(column.value(row)))
     }
   }
-  try {
-    const out = createWriteStream(temporary, {flags: 'wx', mode: 0o600})
-    await pipeline(feed, stringifier, out)
-    const handle = await open(temporary, 'r')
-    await handle.sync()
-    await handle.close()
-    await rename(temporary, path)
-    await syncFolder(folder)
-  } catch (error) {
-    await rm(temporary, {force: true})
-    throw error
-  }
+  await pipeline(feed, stringifier, out)
   return count
 }

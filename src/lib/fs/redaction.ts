@@ -1,18 +1,30 @@
 import {fingerprintOf} from '../secret.js'
 
 /**
- * Hides secret values in ckan.ini and env-file lines before they are shown (dry-run diffs):
- * any setting whose name says it holds a secret (token, secret, pass, pwd, key, credential)
- * shows `***(fingerprint)` instead of its value, and passwords inside URLs become `***`.
- * Commented-out settings are redacted too. Over-redacting is fine; under-redacting is a leak.
+ * The one redactor for what ckan-migrate shows of URLs and settings. redactUrls hides the password
+ * of every URL in a text (a message, a database URL, a config line): `scheme://user:***@` and
+ * `?password=***` / `?sslpassword=***` (libpq's password and client-key passphrase). For ckan.ini
+ * and env-file lines (dry-run diffs), any setting whose name says it holds a secret (token,
+ * secret, pass, pwd, key, credential) shows `***(fingerprint)` instead of its value, and every
+ * other line goes through redactUrls. Commented-out settings are redacted too. Over-redacting is
+ * fine; under-redacting is a leak.
  */
 const SECRET_NAME = /secret|token|pass|pwd|apikey|api_key|private|credential|_key\b|__key\b/i
 const NOT_SECRET = /(header_name|nbytes|algorithm|lifetime|create_default_api_keys|_url|_path)$/i
 const SETTING = /^(\s*(?:[#;]+\s*)?(?:export\s+)?)([^:=\s][^:=]*?)(\s*[:=]\s*)(.*)$/
 /** scheme://user:PASSWORD@ up to the last "@" of the line (SQLAlchemy lets a password hold "/", "?", "#", spaces). */
 const URL_PASSWORD = /(\w[\w+.-]*:\/\/[^\s:/@]*:).*@/g
-/** A libpq password given as a query parameter. */
+/** A libpq password (or sslpassword, the client key's passphrase) given as a query parameter. */
 const QUERY_PASSWORD = /([?&](?:ssl)?password=)[^&\s]*/gi
+
+/**
+ * Hides the passwords of every URL in `text`: the user info's (up to the last "@" of the line, as
+ * SQLAlchemy reads sqlalchemy.url) and libpq's ?password= and ?sslpassword=. Everything else is
+ * kept as written.
+ */
+export function redactUrls(text: string): string {
+  return text.replaceAll(URL_PASSWORD, '$1***@').replaceAll(QUERY_PASSWORD, '$1***')
+}
 
 /** Placeholder values stand for tokens a dry run would create; they are shown as such. */
 export const NEW_TOKEN_PLACEHOLDER = 'ckan-migrate-new-token-for-'
@@ -32,7 +44,7 @@ export function redactConfigLine(line: string): string {
   const match = SETTING.exec(line)
   if (match && isSecretSettingName(match[2]!) && match[4]!.trim() !== '')
     return `${match[1]}${match[2]}${match[3]}${redactValue(match[4]!.trim())}`
-  return line.replaceAll(URL_PASSWORD, '$1***@').replaceAll(QUERY_PASSWORD, '$1***')
+  return redactUrls(line)
 }
 
 /**

@@ -79,3 +79,11 @@ function collisions(files: ReadonlyMap<string, string>): string[] {
   }
   return [...owners.values()].filter((group) => group.length > 1).flat()
 }
+
+/** `20261122T030405Z`: a UTC time for file names (backups, config backups): no ":", sorts as it reads. */
+export function compactUtcTimestamp(at: Date): string {
+  return at
+    .toISOString()
+    .replaceAll(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z')
+}

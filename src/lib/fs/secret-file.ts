@@ -1,8 +1,8 @@
-import {randomUUID} from 'node:crypto'
-import {chmod, mkdir, open, rename, rm, stat} from 'node:fs/promises'
-import {dirname, join} from 'node:path'
+import {chmod, mkdir, stat} from 'node:fs/promises'
+import {dirname} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {writeDurably} from './durable-file.js'
 
 /**
  * Creates a folder of ours (a run folder, a bundle folder, the sandbox) and makes sure it is
@@ -42,9 +42,9 @@ export async function ensureFolderForSecrets(folder: string): Promise<void> {
 }
 
 /**
- * Writes a file that holds secrets: 0600 inside a 0700 folder, atomically (a temporary file in the
- * same folder, fsync'd, then renamed over the target), so a crash leaves the old file or the new
- * one, never half of either.
+ * Writes a file that holds secrets: 0600 inside a 0700 folder, atomically and durably
+ * (writeDurably: a temporary file in the same folder, fsync'd, renamed over the target, the folder
+ * fsync'd), so a crash leaves the old file or the new one, never half of either.
  */
 export async function writeSecretFile(path: string, contents: string | Uint8Array): Promise<void> {
   const folder = dirname(path)
@@ -53,8 +53,8 @@ export async function writeSecretFile(path: string, contents: string | Uint8Arra
 }
 
 /**
- * Atomic replace with fsync of the file and (unless `syncFolder: false`, for a caller that writes
- * many files and fsyncs the folder once) of its folder. The folder must exist.
+ * Atomic, durable replace of a file with the given mode (writeDurably); `syncFolder: false` for a
+ * caller that writes many files and fsyncs the folder once. The folder must exist.
  */
 export async function writeFileAtomically(
   path: string,
@@ -62,33 +62,7 @@ export async function writeFileAtomically(
   mode: number,
   options: {syncFolder?: boolean} = {},
 ): Promise<void> {
-  const folder = dirname(path)
-  const temporary = join(folder, `.${randomUUID()}.tmp`)
-  try {
-    const handle = await open(temporary, 'wx', mode)
-    try {
-      await handle.writeFile(contents)
-      await handle.chmod(mode)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(temporary, path)
-  } catch (error) {
-    await rm(temporary, {force: true})
-    throw error
-  }
-  if (options.syncFolder !== false) await syncFolder(folder)
+  await writeDurably(path, contents, {mode, syncFolder: options.syncFolder})
 }
 
-/** fsync a folder so a rename or a new file in it survives a power cut. */
-export async function syncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, 'r')
-  try {
-    await handle.sync()
-  } catch {
-    // Some file systems do not support fsync on folders; the rename is still atomic.
-  } finally {
-    await handle.close()
-  }
-}
+export {syncFolder} from './durable-file.js'

@@ -1,14 +1,14 @@
-import {randomBytes} from 'node:crypto'
-import {access, constants, open, readFile, realpath, rename, rm, stat} from 'node:fs/promises'
-import {basename, dirname, join} from 'node:path'
+import {access, constants, type FileHandle, readFile, realpath, stat} from 'node:fs/promises'
+import {dirname} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {syncFolder} from '../fs/secret-file.js'
+import {createDurableFile, writeDurably} from '../fs/durable-file.js'
+import {compactUtcTimestamp} from '../fs/safe-file-name.js'
 
 /**
  * Reading and replacing a service's config file (ckan.ini, an env file) safely: symlinks are
  * followed to the real file, text must be UTF-8, a backup beside it keeps its mode and owner, the
- * replace is atomic (temporary file in the same folder, fsync, rename), mode and owner are kept,
+ * replace is atomic and durable (writeDurably), mode and owner are kept,
  * and a file that changed since it was read is never overwritten (exit 14).
  */
 export type ConfigFile = {
@@ -97,15 +97,7 @@ export async function assertUnchanged(file: ConfigFile): Promise<void> {
   }
 }
 
-/** `20261122T031502Z`: a UTC timestamp safe in file names. */
-export function backupStamp(date: Date): string {
-  return date
-    .toISOString()
-    .replaceAll(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z')
-}
-
-async function keepOwner(handle: Awaited<ReturnType<typeof open>>, file: ConfigFile): Promise<void> {
+async function keepOwner(handle: FileHandle, file: ConfigFile): Promise<void> {
   try {
     await handle.chown(file.uid, file.gid)
   } catch (error) {
@@ -122,28 +114,17 @@ async function keepOwner(handle: Awaited<ReturnType<typeof open>>, file: ConfigF
 
 /** Writes `<name>.<UTC timestamp>.bak` beside the file with the original bytes, mode and owner. */
 export async function writeBackup(file: ConfigFile, now: Date): Promise<string> {
-  const base = `${file.path}.${backupStamp(now)}`
+  const base = `${file.path}.${compactUtcTimestamp(now)}`
   for (let attempt = 0; ; attempt += 1) {
     const path = attempt === 0 ? `${base}.bak` : `${base}-${attempt}.bak`
-    let handle
     try {
-      handle = await open(path, 'wx', 0o600)
+      // Never over an older backup: created exclusively, fsync'd (the replace fsyncs the folder).
+      await createDurableFile(path, file.bytes, sameOwnerAndMode(file))
+      return path
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 100) continue
       throw error
     }
-    try {
-      await keepOwner(handle, file)
-      await handle.writeFile(file.bytes)
-      await handle.chmod(file.mode)
-      await handle.sync()
-    } catch (error) {
-      await handle.close()
-      await rm(path, {force: true})
-      throw error
-    }
-    await handle.close()
-    return path
   }
 }
 
@@ -153,23 +134,15 @@ export async function replaceConfigFile(
   text: string,
   beforeRename?: () => Promise<void>,
 ): Promise<void> {
-  const temporary = join(dirname(file.path), `.${basename(file.path)}.${randomBytes(4).toString('hex')}.tmp`)
-  try {
-    const handle = await open(temporary, 'wx', 0o600)
-    try {
-      await keepOwner(handle, file)
-      await handle.writeFile(text, 'utf8')
-      await handle.chmod(file.mode)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await beforeRename?.()
-    await assertUnchanged(file)
-    await rename(temporary, file.path)
-  } catch (error) {
-    await rm(temporary, {force: true})
-    throw error
-  }
-  await syncFolder(dirname(file.path))
+  await writeDurably(file.path, text, {
+    ...sameOwnerAndMode(file),
+    async beforeRename() {
+      await beforeRename?.()
+      await assertUnchanged(file)
+    },
+  })
+}
+
+function sameOwnerAndMode(file: ConfigFile) {
+  return {beforeWrite: (handle: FileHandle) => keepOwner(handle, file), mode: file.mode}
 }

@@ -1,4 +1,5 @@
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {redactUrls} from '../fs/redaction.js'
 
 export type ParsedDatabaseUrl = {
   database: string
@@ -73,7 +74,7 @@ function splitDatabaseUrl(url: string): Components {
     password: queryPassword ?? password,
     port,
     query,
-    redacted: redactedForm(scheme, user, password !== undefined, hostPort, database, query),
+    redacted: redactUrls(writtenForm(scheme, user, password, hostPort, database, query)),
     scheme,
     user,
   }
@@ -83,9 +84,6 @@ function splitDatabaseUrl(url: string): Components {
  * Checks a PostgreSQL URL the way CKAN's sqlalchemy.url is written. Accepts postgresql://,
  * postgresql+psycopg2:// and postgres:// (with a warning), and never echoes a password.
  */
-/** Query parameters that hold a secret: libpq's password and sslpassword (the client key's passphrase). */
-const SECRET_QUERY_PARAMETER = /^(ssl)?password$/i
-
 export function parseDatabaseUrl(url: string): ParsedDatabaseUrl {
   const {
     databaseGiven: _databaseGiven,
@@ -156,18 +154,21 @@ function libpqUrl(parts: Components, options: {password: string | undefined; que
   return `postgresql://${userInfo}${host}${port}/${encode(parts.databaseGiven)}${query ? `?${query}` : ''}`
 }
 
-function redactedForm(
+/**
+ * The URL as parsed, every part percent-encoded again (so no "@", "?" or "&" inside a value can
+ * hide a password from redactUrls, the one redactor, which `redacted` goes through).
+ */
+function writtenForm(
   scheme: string,
   user: string,
-  hasPassword: boolean,
+  password: string | undefined,
   hostPort: string,
   database: string,
   query: Array<[string, string]>,
 ): string {
-  const userInfo = user || hasPassword ? `${encode(user)}${hasPassword ? ':***' : ''}@` : ''
-  const shownQuery = query
-    .map(([name, value]) => `${encode(name)}=${SECRET_QUERY_PARAMETER.test(name) ? '***' : encode(value)}`)
-    .join('&')
+  const userInfo =
+    user || password !== undefined ? `${encode(user)}${password === undefined ? '' : `:${encode(password)}`}@` : ''
+  const shownQuery = query.map(([name, value]) => `${encode(name)}=${encode(value)}`).join('&')
   return `${scheme}://${userInfo}${hostPort}/${encode(database)}${shownQuery ? `?${shownQuery}` : ''}`
 }
 
