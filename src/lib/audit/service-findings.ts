@@ -1,5 +1,6 @@
 import {isAbsolute, resolve} from 'node:path'
 
+import {redactUrls} from '../fs/redaction.js'
 import {describeError} from '../errors.js'
 import {openCkanDatabase, readOnlyTransaction, type Queryable} from '../site/ckan-database.js'
 import {parseDatabaseUrl, sameDatabase} from '../site/database-url.js'
@@ -53,9 +54,9 @@ function withoutCredentials(url: string): string {
     const parsed = new URL(url)
     parsed.username = ''
     parsed.password = ''
-    return parsed.href
+    return redactUrls(parsed.href)
   } catch {
-    return url.replace(/\/\/[^/@]*@/, '//')
+    return redactUrls(url.replace(/\/\/[^/@]*@/, '//'))
   }
 }
 
@@ -170,7 +171,6 @@ function describeJobsDb(uri: string): string {
 }
 
 function oneLine(error: unknown): string {
-  const text = describeError(error)
   // Connection errors may quote the URL; never let a password through.
-  return text.replace(/\/\/([^:/@\s]+):[^@\s]*@/g, '//$1:***@')
+  return redactUrls(describeError(error))
 }

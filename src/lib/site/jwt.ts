@@ -1,4 +1,4 @@
-import {createHmac, timingSafeEqual} from 'node:crypto'
+import {createHmac} from 'node:crypto'
 
 import type {Secret} from '../secret.js'
 
@@ -19,17 +19,6 @@ export type JwtPayload = {
   jti: string
 }
 
-export type JwtVerifyOptions = {
-  /** PyJWT 2.x (CKAN 2.10+) rejects an `iat` later than now; PyJWT 1.7.1 (CKAN 2.9) does not. */
-  checkIatInFuture: boolean
-  /** The current time in seconds since the epoch (tests); defaults to the clock. */
-  now?: number
-}
-
-export type JwtVerification =
-  | {ok: false; reason: 'bad-signature' | 'expired' | 'iat-in-future' | 'malformed' | 'unsupported-algorithm'}
-  | {ok: true; payload: JwtPayload}
-
 const HEADERS: Record<JwtStyle, string> = {
   '2.10+': base64url('{"alg":"HS256","typ":"JWT"}'),
   '2.9': base64url('{"typ":"JWT","alg":"HS256"}'),
@@ -41,29 +30,6 @@ export function signJwt(payload: JwtPayload, secret: Secret, style: JwtStyle): s
   if (payload.exp !== undefined) claims.exp = payload.exp
   const signingInput = `${HEADERS[style]}.${base64url(pythonJson(claims))}`
   return `${signingInput}.${hmac(signingInput, secret)}`
-}
-
-/**
- * Verifies a token as PyJWT does with `algorithms=["HS256"]`, leeway 0: signature (compared in
- * constant time), `exp` (expired when `exp <= now`), `iat` (an integer; in the future only
- * rejected when `checkIatInFuture`), and a string `jti` (CKAN requires it).
- */
-export function verifyJwt(token: string, secret: Secret, options: JwtVerifyOptions): JwtVerification {
-  const parts = token.split('.')
-  if (parts.length !== 3) return {ok: false, reason: 'malformed'}
-  const [headerPart, payloadPart, signaturePart] = parts as [string, string, string]
-  const header = parseJsonSegment(headerPart)
-  if (header === undefined || typeof header !== 'object' || header === null) return {ok: false, reason: 'malformed'}
-  if ((header as {alg?: unknown}).alg !== 'HS256') return {ok: false, reason: 'unsupported-algorithm'}
-  const expected = Buffer.from(hmac(`${headerPart}.${payloadPart}`, secret), 'utf8')
-  const given = Buffer.from(signaturePart, 'utf8')
-  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return {ok: false, reason: 'bad-signature'}
-  const payload = toPayload(parseJsonSegment(payloadPart))
-  if (!payload) return {ok: false, reason: 'malformed'}
-  const now = options.now ?? Math.floor(Date.now() / 1000)
-  if (payload.exp !== undefined && payload.exp <= now) return {ok: false, reason: 'expired'}
-  if (options.checkIatInFuture && payload.iat > now) return {ok: false, reason: 'iat-in-future'}
-  return {ok: true, payload}
 }
 
 /**
