@@ -72,7 +72,7 @@ export type BundleResult = {
   serverCert: {cn: string | null; count: number; fingerprint256: string; source: string; validTo: string}
 }
 
-type PasswordRow = {email: string; file: string; password: Secret; user: string}
+export type PasswordRow = {email: string; file: string; password: Secret; user: string}
 
 /**
  * Writes one encrypted `.dcor-access` bundle per person with a token in the run, and
@@ -229,7 +229,7 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
 }
 
 /** The newest token of each person (source issue-tokens), leaving out tokens `revoke` revoked. */
-async function peopleTokens(journal: Promise<Array<{jtiFingerprint?: string; kind: string}>>, tokens: RunToken[]) {
+export async function peopleTokens(journal: Promise<Array<{jtiFingerprint?: string; kind: string}>>, tokens: RunToken[]) {
   const revoked = new Set(
     (await journal).filter((entry) => entry.kind === 'token-revoked').map((entry) => entry.jtiFingerprint),
   )
@@ -394,7 +394,7 @@ async function readEmails(database: BundleOptions['database'], tokens: RunToken[
 }
 
 /** passwords.csv of an earlier run, keyed by the user cell as written (formula-neutralised). */
-async function readPasswordsCsv(path: string): Promise<Map<string, PasswordRow>> {
+export async function readPasswordsCsv(path: string): Promise<Map<string, PasswordRow>> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
