@@ -10,6 +10,8 @@ export type ReceivedMail = {
   parsed: ParsedMail
   queueId: string
   raw: string
+  /** Whether the session was encrypted (STARTTLS) when the message came. */
+  secure: boolean
   to: string[]
 }
 
@@ -98,6 +100,7 @@ export async function startSmtpTestServer(options: SmtpTestServerOptions): Promi
             parsed,
             queueId,
             raw,
+            secure: session.secure,
             to: session.envelope.rcptTo.map((recipient) => recipient.address),
           })
           if (holdFrom !== undefined && number >= holdFrom) {
