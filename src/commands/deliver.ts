@@ -20,24 +20,35 @@ Exactly once and resumable: every send is journaled (deliveries.jsonl) before it
     'allow-plain': Flags.boolean({
       default: false,
       helpGroup: 'SMTP',
-      summary: 'Send even when an smtp:// server offers no STARTTLS (bundles and the SMTP password then travel unencrypted).',
+      summary:
+        'Send even when an smtp:// server offers no STARTTLS (bundles and the SMTP password then travel unencrypted).',
     }),
-    'bundle-dir': Flags.string({summary: 'Folder bundle wrote the bundles and passwords.csv into. Default: bundles/ inside --out.'}),
+    'bundle-dir': Flags.string({
+      summary: 'Folder bundle wrote the bundles and passwords.csv into. Default: bundles/ inside --out.',
+    }),
     'ca-cert': Flags.string({
       env: 'CKAN_MIGRATE_SMTP_CA_CERT',
       helpGroup: 'SMTP',
-      summary: "PEM file with the CA certificate(s) to trust for the mail server (a private CA). TLS is always verified.",
+      summary:
+        'PEM file with the CA certificate(s) to trust for the mail server (a private CA). TLS is always verified.',
     }),
     'ckan-ini': ckanIniFlag,
-    concurrency: Flags.integer({default: 2, max: 16, min: 1, summary: 'SMTP connections (messages in flight) at once.'}),
+    concurrency: Flags.integer({
+      default: 2,
+      max: 16,
+      min: 1,
+      summary: 'SMTP connections (messages in flight) at once.',
+    }),
     contacts: Flags.string({
       dependsOn: ['password-to'],
-      summary: 'CSV with a header row, a user column and the column --password-to names: second addresses for the password mail.',
+      summary:
+        'CSV with a header row, a user column and the column --password-to names: second addresses for the password mail.',
     }),
     'database-url': databaseUrlFlag,
     'dry-run': dryRunFlag,
     'eml-dir': Flags.string({
-      summary: 'With --dry-run: folder (0700) for the rendered messages as .eml files. Default: deliver-dry-run/ inside --out.',
+      summary:
+        'With --dry-run: folder (0700) for the rendered messages as .eml files. Default: deliver-dry-run/ inside --out.',
     }),
     from: Flags.string({
       env: 'CKAN_MIGRATE_MAIL_FROM',
@@ -85,7 +96,11 @@ Exactly once and resumable: every send is journaled (deliveries.jsonl) before it
     template: Flags.string({
       summary: 'Folder with subject.txt, body.txt, body.html for the bundle mail (built-in English one by default).',
     }),
-    timeout: Flags.integer({default: 60, min: 1, summary: 'Seconds to wait for the mail server (connect, each reply).'}),
+    timeout: Flags.integer({
+      default: 60,
+      min: 1,
+      summary: 'Seconds to wait for the mail server (connect, each reply).',
+    }),
     users: Flags.string({
       delimiter: ',',
       multiple: true,
@@ -100,7 +115,8 @@ Exactly once and resumable: every send is journaled (deliveries.jsonl) before it
     const result = await deliverBundles({
       bundleDir: flags['bundle-dir'],
       concurrency: flags.concurrency,
-      contacts: flags.contacts && flags['password-to'] ? {column: flags['password-to'], file: flags.contacts} : undefined,
+      contacts:
+        flags.contacts && flags['password-to'] ? {column: flags['password-to'], file: flags.contacts} : undefined,
       database: {ckanIni: flags['ckan-ini'], databaseUrl: flags['database-url']},
       dryRun: flags['dry-run'],
       emlDir: flags['eml-dir'],

@@ -19,7 +19,7 @@ afterAll(async () => {
 
 const NAMES = ['alice', 'bob', 'carol', 'u1', 'u2', 'u3', 'u4', 'u5', 'u6']
 
-describe('deliver: kill -9 during a send batch', () => {
+describe('deliver: killed or interrupted during a send batch', () => {
   it('a rerun sends every user not yet sent exactly one mail, and reports (not resends) the one in flight', async () => {
     // The server stores message 4 (and any after it) but never answers: the kill lands while the
     // CLI waits for that reply, i.e. after the message was handed over, before its outcome.
@@ -56,5 +56,28 @@ describe('deliver: kill -9 during a send batch', () => {
     expect(copies[0]!.parsed.messageId).toBe(copies[1]!.parsed.messageId)
     const journal = await readFile(join(fixture.run.path, 'deliveries.jsonl'), 'utf8')
     expect(journal).not.toContain(fixture.account.pass)
+  })
+
+  it('Ctrl-C while a reply is awaited ends the run (exit 130) with the message in flight recorded as unknown', async () => {
+    const fixture = await makeDeliverFixture(site, ['alice', 'bob', 'carol'], {holdFrom: 1})
+    const stopped = await runCliChild(fixture.args('--concurrency', '1'), {
+      interrupt: {signal: 'SIGINT', when: fixture.smtp.held},
+    })
+    expect(stopped.signalled).toBe(true)
+    expect(stopped.code, stopped.output).toBe(130)
+    expect(stopped.output).toMatch(/Interrupted/)
+    const journal = await readFile(join(fixture.run.path, 'deliveries.jsonl'), 'utf8')
+    expect(journal).toMatch(/"kind":"send-unknown".*interrupted/)
+    expect(journal).not.toContain(fixture.account.pass)
+
+    fixture.smtp.stopHolding()
+    const rerun = await runCliJson<Result>(fixture.args())
+    expect(rerun.exitCode).toBe(11)
+    expect(rerun.json.result!.counts).toMatchObject({alreadySent: 1, sent: 1, unknown: 1})
+    expect(mailsPerAddress(fixture.smtp.mails)).toEqual({
+      'alice@example.org': 1,
+      'bob@example.org': 1,
+      'carol@example.org': 1,
+    })
   })
 })

@@ -110,9 +110,7 @@ describe('deliver: to a real SMTP server (STARTTLS, AUTH)', () => {
       [...allPasswords, fixture.account.pass],
     )
 
-    const second = await runCliJson<Result>(
-      fixture.args('--contacts', contacts, '--password-to', 'private_email'),
-    )
+    const second = await runCliJson<Result>(fixture.args('--contacts', contacts, '--password-to', 'private_email'))
     expect(second.exitCode).toBe(0)
     expect(second.json.result!.counts).toMatchObject({alreadySent: 3, sent: 0, passwordMails: 0})
     expect(fixture.smtp.mails).toHaveLength(4)
@@ -135,7 +133,10 @@ describe('deliver: to a real SMTP server (STARTTLS, AUTH)', () => {
     expect((await readdir(emlDir)).sort()).toEqual(['alice.bundle.eml', 'alice.password.eml', 'bob.bundle.eml'])
     expect((await stat(emlDir)).mode & 0o777).toBe(0o700)
     const texts = await Promise.all((await readdir(emlDir)).map((name) => readFile(join(emlDir, name), 'utf8')))
-    expectAbsent([...texts, stdout], fixture.passwords.map((row) => row.password))
+    expectAbsent(
+      [...texts, stdout],
+      fixture.passwords.map((row) => row.password),
+    )
     const alice = await simpleParser(texts[(await readdir(emlDir)).indexOf('alice.bundle.eml')]!)
     expect(alice.attachments.map((part) => part.filename)).toEqual(['alice.dcor-access'])
     expect(alice.to).toMatchObject({text: 'alice@example.org'})
@@ -166,7 +167,10 @@ describe('deliver: to a real SMTP server (STARTTLS, AUTH)', () => {
     expect(exitCode).toBe(11)
     expect(json.status).toBe(11)
     const bob = json.result!.deliveries.find((row) => row.userName === 'bob')!
-    expect(bob.bundle).toMatchObject({reason: expect.stringMatching(/550 5\.1\.1.*mailbox unavailable/), status: 'failed'})
+    expect(bob.bundle).toMatchObject({
+      reason: expect.stringMatching(/550 5\.1\.1.*mailbox unavailable/),
+      status: 'failed',
+    })
     expect(mailsPerAddress(fixture.smtp.mails)).toEqual({'alice@example.org': 1, 'carol@example.org': 1})
     expect(fixture.smtp.refusals).toBe(1) // a permanent refusal is not retried
     const report = await csv(json.result!.report!)

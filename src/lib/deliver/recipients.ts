@@ -84,7 +84,12 @@ export async function planRecipients(options: RecipientOptions): Promise<Recipie
   names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 
   const database = options.database?.databaseUrl || options.database?.ckanIni ? options.database : undefined
-  const people = database ? await readPeople(database, names.map((name) => options.tokens.get(name)!.userId)) : undefined
+  const people = database
+    ? await readPeople(
+        database,
+        names.map((name) => options.tokens.get(name)!.userId),
+      )
+    : undefined
   const passwordTo = options.contacts ? await readContacts(options.contacts) : undefined
 
   const skipped: RecipientPlan['skipped'] = []
@@ -133,7 +138,8 @@ export async function planRecipients(options: RecipientOptions): Promise<Recipie
   }
 
   const same = recipients.filter(
-    (recipient) => recipient.passwordTo && normaliseAddress(recipient.passwordTo) === normaliseAddress(recipient.email!),
+    (recipient) =>
+      recipient.passwordTo && normaliseAddress(recipient.passwordTo) === normaliseAddress(recipient.email!),
   )
   if (same.length > 0) {
     throw new MigrateError(

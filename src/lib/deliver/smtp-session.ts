@@ -39,6 +39,9 @@ export type SmtpSessionOptions = {
 export class SmtpSession {
   readonly #connection: SMTPConnection
   #broken = false
+  /** Ends the send in flight (abort(): nodemailer's close() never calls back a pending send). */
+  #settle: ((outcome: SendOutcome) => void) | undefined
+  #bodyStarted = false
 
   private constructor(connection: SMTPConnection) {
     this.#connection = connection
@@ -100,7 +103,9 @@ export class SmtpSession {
     return session
   }
 
+  /** Ends the session politely (QUIT); for an idle session. */
   close(): void {
+    if (this.#settle) return this.abort()
     this.#broken = true
     try {
       this.#connection.quit()
@@ -109,25 +114,37 @@ export class SmtpSession {
     }
   }
 
+  /** Drops the connection now (Ctrl-C); a send in flight ends as not-sent or, once its body went out, unknown. */
+  abort(): void {
+    this.#broken = true
+    this.#connection.close()
+    const reason = 'interrupted (Ctrl-C or SIGTERM) before the mail server replied'
+    this.#settle?.(this.#bodyStarted ? {kind: 'unknown', reason} : {kind: 'not-sent', reason})
+  }
+
   /** Sends one message (raw RFC 5322 bytes) to `to`; never throws. */
   async send(envelope: {from: string; to: string}, message: Buffer): Promise<SendOutcome> {
     if (this.#broken) return {kind: 'not-sent', reason: 'the connection to the mail server was closed'}
     // The body is only read once the server answered DATA with 354: from then on a silent failure is "unknown".
-    let bodyStarted = false
+    this.#bodyStarted = false
     const body = new Readable({
-      read() {
-        bodyStarted = true
-        this.push(message)
-        this.push(null)
+      read: () => {
+        this.#bodyStarted = true
+        body.push(message)
+        body.push(null)
       },
     })
-    const result = await new Promise<{error?: NodemailerError; info?: {response?: string; serverMessageId?: string}}>(
-      (resolve) => {
-        this.#connection.send({from: envelope.from, to: [envelope.to]}, body, (error, info) =>
-          resolve(error ? {error: error as NodemailerError} : {info: info as {response?: string}}),
-        )
-      },
-    )
+    type Result = {error?: NodemailerError; info?: {response?: string; serverMessageId?: string}; outcome?: SendOutcome}
+    const result = await new Promise<Result>((resolve) => {
+      this.#settle = (outcome) => resolve({outcome})
+      this.#connection.send({from: envelope.from, to: [envelope.to]}, body, (error, info) =>
+        resolve(error ? {error: error as NodemailerError} : {info: info as {response?: string}}),
+      )
+    }).finally(() => {
+      this.#settle = undefined
+    })
+    const bodyStarted = this.#bodyStarted
+    if (result.outcome) return result.outcome
     if (result.info) {
       const response = oneLine(result.info.response ?? '')
       return {kind: 'accepted', queueId: result.info.serverMessageId ?? queueIdOf(response), response}

@@ -124,7 +124,10 @@ export async function readSmtpSettings(input: SmtpSettingsInput): Promise<SmtpSe
       )
     }
     if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
-      throw bad(`--ca-cert ${input.caCertPath} holds no PEM certificate`, 'Pass a PEM file (-----BEGIN CERTIFICATE-----).')
+      throw bad(
+        `--ca-cert ${input.caCertPath} holds no PEM certificate`,
+        'Pass a PEM file (-----BEGIN CERTIFICATE-----).',
+      )
     }
   }
   if (input.allowPlain && !implicitTls)

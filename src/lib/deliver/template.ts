@@ -50,7 +50,7 @@ export const INSTRUCTIONS = {
   '7zip':
     'Without DCOR-Aid: the file is an encrypted ZIP archive (AES-256 or ZipCrypto). Open it with 7-Zip (Windows: right-click, 7-Zip, Extract here; Linux/macOS: 7z x FILE) and type the password when asked. api_key.txt holds your API token; server.cert the server certificate.',
   dcoraid:
-    "In DCOR-Aid: in its setup wizard (shown at first start), choose the option that uses an encrypted access token (the \"medical\" scenario), pick the attached .dcor-access file and type the password. DCOR-Aid then uses your new API token and trusts only the server certificate inside the bundle.",
+    'In DCOR-Aid: in its setup wizard (shown at first start), choose the option that uses an encrypted access token (the "medical" scenario), pick the attached .dcor-access file and type the password. DCOR-Aid then uses your new API token and trusts only the server certificate inside the bundle.',
 } as const
 
 const BUILT_IN: Record<TemplateKind, Omit<MessageTemplate, 'kind' | 'source'>> = {

@@ -229,7 +229,10 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
 }
 
 /** The newest token of each person (source issue-tokens), leaving out tokens `revoke` revoked. */
-export async function peopleTokens(journal: Promise<Array<{jtiFingerprint?: string; kind: string}>>, tokens: RunToken[]) {
+export async function peopleTokens(
+  journal: Promise<Array<{jtiFingerprint?: string; kind: string}>>,
+  tokens: RunToken[],
+) {
   const revoked = new Set(
     (await journal).filter((entry) => entry.kind === 'token-revoked').map((entry) => entry.jtiFingerprint),
   )

@@ -63,14 +63,7 @@ export type DeliverOptions = {
 }
 
 /** sent: accepted in this run; already-sent: accepted by an earlier run, not sent again. */
-export type ChannelStatus =
-  | 'already-sent'
-  | 'failed'
-  | 'not-attempted'
-  | 'sent'
-  | 'skipped'
-  | 'unknown'
-  | 'would-send'
+export type ChannelStatus = 'already-sent' | 'failed' | 'not-attempted' | 'sent' | 'skipped' | 'unknown' | 'would-send'
 
 export type DeliveryRow = {
   bundle: {
@@ -336,7 +329,12 @@ async function dryRun(
     if (job.bundleState?.state === 'accepted') {
       row.bundle = fromState(job.bundleState)!
     } else if (job.bundleState?.state === 'unknown' && !options.resendUnknown) {
-      row.bundle = {messageId: job.bundleState.messageId, queueId: null, reason: job.bundleState.reason, status: 'unknown'}
+      row.bundle = {
+        messageId: job.bundleState.messageId,
+        queueId: null,
+        reason: job.bundleState.reason,
+        status: 'unknown',
+      }
     } else {
       const prepared = await prepare(context, job, 'bundle', '', '')
       await writeFileAtomically(join(emlDir, `${base}.bundle.eml`), prepared.raw, 0o600)
@@ -408,6 +406,7 @@ class SessionPool {
     else this.#all.delete(session)
   }
 
+  /** Ends every session; sends in flight end at once (their outcome is what the journal then records). */
   closeAll(): void {
     for (const session of this.#all) session.close()
     this.#all.clear()
