@@ -8,7 +8,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {readAccessBundle} from '../../src/lib/files/bundle-writer.js'
 import {Secret} from '../../src/lib/secret.js'
 import {makeDeliverFixture, makeSiteDatabase, mailsPerAddress} from '../helpers/deliver-site.js'
-import {runCliJson} from '../helpers/run-cli.js'
+import {runCli, runCliJson} from '../helpers/run-cli.js'
 import type {ReceivedMail} from '../helpers/smtp-test-server.js'
 import {makeCertificate, temporaryFolder} from '../lib/bundle/bundle-fixtures.js'
 
@@ -118,6 +118,20 @@ describe('deliver: to a real SMTP server (STARTTLS, AUTH)', () => {
     expect((await csv(second.json.result!.passwordChannelFile!)).map((row) => row.password)).toEqual(
       channel.map((row) => row.password),
     )
+
+    // bundle --force gives every bundle a new password: the mailed copies keep theirs, and so does
+    // the second channel; nothing is mailed again.
+    expect((await runCli([...fixture.bundleArgs, '--force'])).exitCode).toBe(0)
+    const third = await runCliJson<Result>(fixture.args('--contacts', contacts, '--password-to', 'private_email'))
+    expect(third.exitCode).toBe(0)
+    expect(third.json.warnings.join('\n')).toMatch(/3 bundle\(s\) changed since they were mailed/)
+    expect(fixture.smtp.mails).toHaveLength(4)
+    const kept = await csv(third.json.result!.passwordChannelFile!)
+    for (const name of ['alice', 'bob', 'carol']) {
+      const mail = mails.find((candidate) => candidate.to.includes(`${name}@example.org`))!
+      const opened = await openAttachment(mail, kept.find((row) => row.user === name)!.password!)
+      expect(opened.token.reveal()).toBe(fixture.run.tokens.get(name)!.token)
+    }
   })
 
   it('--dry-run renders every message as .eml (bundle attached, no password) and sends nothing', async () => {

@@ -62,15 +62,8 @@ export async function makeDeliverFixture(
 ) {
   const run = await makeRun(names.map((name) => ({id: site.users.get(name)!.id, name})))
   const {certPath: siteCert} = await makeCertificate('dcor.example.org')
-  const bundled = await runCli([
-    'bundle',
-    '--out',
-    run.path,
-    '--server-cert',
-    siteCert,
-    '--database-url',
-    site.database.url,
-  ])
+  const bundleArgs = ['bundle', '--out', run.path, '--server-cert', siteCert, '--database-url', site.database.url]
+  const bundled = await runCli(bundleArgs)
   expect(bundled.exitCode, bundled.stderr).toBe(0)
   const mailCert = await makeCertificate('127.0.0.1', 'IP:127.0.0.1')
   const account = {pass: `smtp-${randomUUID()}`, user: 'mailer'}
@@ -101,7 +94,7 @@ export async function makeDeliverFixture(
     '0',
     ...extra,
   ]
-  return {account, args, folder, mailCert, passwordFile, passwords, run, smtp}
+  return {account, args, bundleArgs, folder, mailCert, passwordFile, passwords, run, smtp}
 }
 
 /** How many messages each address received. */

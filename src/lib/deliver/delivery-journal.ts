@@ -14,7 +14,8 @@ export type Channel = 'bundle' | 'password'
 type Base = {channel: Channel; messageId: string; to: string; userName: string}
 
 export type DeliveryEvent =
-  | (Base & {attempt: number; kind: 'send-started'; userId: string})
+  /** attachmentSha256: SHA-256 of the attached bundle (encrypted bytes), to tell a bundle rewritten since. */
+  | (Base & {attachmentSha256?: string; attempt: number; kind: 'send-started'; userId: string})
   | (Base & {kind: 'send-accepted'; queueId: null | string; response: string})
   /** Certainly not delivered: refused by the server (code), or failed before the message body went out (code null). */
   | (Base & {code: null | number; kind: 'send-failed'; permanent: boolean; reason: string})
@@ -23,7 +24,15 @@ export type DeliveryEvent =
 export type DeliveryEntry = DeliveryEvent & {at: string}
 
 export type ChannelState =
-  | {at: string; messageId: string; queueId: null | string; response: string; state: 'accepted'; to: string}
+  | {
+      at: string
+      attachmentSha256?: string
+      messageId: string
+      queueId: null | string
+      response: string
+      state: 'accepted'
+      to: string
+    }
   | {at: string; code: null | number; permanent: boolean; reason: string; state: 'failed'; to: string}
   | {at: string; messageId: string; reason: string; state: 'unknown'; to: string}
 
@@ -51,12 +60,14 @@ export class DeliveryJournal {
   /** The state of each user's channels after every entry so far (the last outcome wins). */
   async states(): Promise<DeliveryStates> {
     const states: DeliveryStates = new Map()
+    const attachments = new Map<string, string | undefined>()
     for (const entry of await this.file.readAll()) {
       const channels = states.get(entry.userName) ?? {}
       states.set(entry.userName, channels)
       const previous = channels[entry.channel]
       switch (entry.kind) {
         case 'send-started': {
+          attachments.set(`${entry.channel}\u0000${entry.userName}`, entry.attachmentSha256)
           // An accepted message is never sent again; a start without an outcome is unknown until one follows.
           if (previous?.state !== 'accepted')
             channels[entry.channel] = {
@@ -69,8 +80,10 @@ export class DeliveryJournal {
           break
         }
         case 'send-accepted': {
+          const attachmentSha256 = attachments.get(`${entry.channel}\u0000${entry.userName}`)
           channels[entry.channel] = {
             at: entry.at,
+            ...(attachmentSha256 ? {attachmentSha256} : {}),
             messageId: entry.messageId,
             queueId: entry.queueId,
             response: entry.response,

@@ -1,3 +1,4 @@
+import {createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import pLimit from 'p-limit'
@@ -112,6 +113,8 @@ export type DeliverResult = {
 
 type Job = {
   bundleState: ChannelState | undefined
+  /** Already mailed, but the bundle file was rewritten since. */
+  changedSinceSent?: boolean
   passwordState: ChannelState | undefined
   recipient: Recipient
   row: DeliveryRow
@@ -214,6 +217,22 @@ export async function deliverBundles(options: DeliverOptions): Promise<DeliverRe
       }),
     ),
   )
+  // A bundle rewritten after it was mailed (bundle --force) is not mailed again; its mailed copy
+  // opens with the password listed when it was mailed, which password-channel.csv keeps.
+  const changed: string[] = []
+  for (const job of jobs) {
+    const sent = job.bundleState
+    if (sent?.state !== 'accepted' || !sent.attachmentSha256) continue
+    const current = await readFile(job.recipient.bundlePath).then(sha256, () => undefined)
+    if (current !== sent.attachmentSha256) {
+      changed.push(job.recipient.userName)
+      job.changedSinceSent = true
+    }
+  }
+  if (changed.length > 0)
+    warn(
+      `${changed.length} bundle(s) changed since they were mailed (bundle --force?): ${changed.slice(0, 5).join(', ')}${changed.length > 5 ? ', …' : ''}. They are not mailed again; the mailed copies open with the passwords ${PASSWORD_CHANNEL_FILE} listed when they were sent.`,
+    )
   rows.sort((a, b) => (a.userName < b.userName ? -1 : a.userName > b.userName ? 1 : 0))
   jobs.sort((a, b) => (a.row.userName < b.row.userName ? -1 : a.row.userName > b.row.userName ? 1 : 0))
 
@@ -230,11 +249,19 @@ type Context = {
   templates: {bundle: MessageTemplate; password: MessageTemplate}
 }
 
-function fromState(state: ChannelState | undefined): DeliveryRow['bundle'] | undefined {
+function fromState(state: ChannelState | undefined, changed = false): DeliveryRow['bundle'] | undefined {
   if (state?.state === 'accepted')
-    return {messageId: state.messageId, queueId: state.queueId, reason: null, status: 'already-sent'}
+    return {
+      messageId: state.messageId,
+      queueId: state.queueId,
+      reason: changed ? CHANGED_SINCE_SENT : null,
+      status: 'already-sent',
+    }
   return undefined
 }
+
+const CHANGED_SINCE_SENT =
+  'the bundle file was rewritten after it was mailed; the mailed copy opens with the password listed when it was sent'
 
 async function bundleProblem(path: string, password: Secret): Promise<string | undefined> {
   try {
@@ -248,7 +275,7 @@ async function bundleProblem(path: string, password: Secret): Promise<string | u
   }
 }
 
-type Prepared = {messageId: string; raw: Buffer; subject: string; to: string}
+type Prepared = {attachmentSha256?: string; messageId: string; raw: Buffer; subject: string; to: string}
 
 async function prepare(
   context: Context,
@@ -284,17 +311,26 @@ async function prepare(
       })
     }
   }
+  const attachment = channel === 'bundle' ? await readFile(recipient.bundlePath) : undefined
   const raw = await composeMessage({
-    ...(channel === 'bundle'
-      ? {attachment: {content: await readFile(recipient.bundlePath), filename: recipient.file}}
-      : {}),
+    ...(attachment ? {attachment: {content: attachment, filename: recipient.file}} : {}),
     messageId,
     parts,
     ...(context.options.replyTo ? {replyTo: context.options.replyTo} : {}),
     sender: context.sender,
     to,
   })
-  return {messageId, raw, subject: parts.subject, to}
+  return {
+    ...(attachment ? {attachmentSha256: sha256(attachment)} : {}),
+    messageId,
+    raw,
+    subject: parts.subject,
+    to,
+  }
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
 }
 
 function subjectOf(context: Context, job: Job): string {
@@ -327,7 +363,7 @@ async function dryRun(
     const {row} = job
     const base = row.file!.replace(/\.[^.]*$/, '')
     if (job.bundleState?.state === 'accepted') {
-      row.bundle = fromState(job.bundleState)!
+      row.bundle = fromState(job.bundleState, job.changedSinceSent)!
     } else if (job.bundleState?.state === 'unknown' && !options.resendUnknown) {
       row.bundle = {
         messageId: job.bundleState.messageId,
@@ -427,7 +463,7 @@ async function realRun(
   const {options, run} = context
   const todo = jobs.filter((job) => job.bundleState?.state !== 'accepted' || needsPassword(job, options))
   for (const job of jobs) {
-    if (job.bundleState?.state === 'accepted') job.row.bundle = fromState(job.bundleState)!
+    if (job.bundleState?.state === 'accepted') job.row.bundle = fromState(job.bundleState, job.changedSinceSent)!
     if (job.passwordState?.state === 'accepted') {
       job.row.password = {
         ...job.row.password,
@@ -505,7 +541,13 @@ async function sendAll(
           if (attempt <= options.retries) await pause(backoff(options.retryWaitMs, attempt), signal)
           continue
         }
-        await journal.record({...base, attempt, kind: 'send-started', userId: job.recipient.userId})
+        await journal.record({
+          ...base,
+          ...(prepared.attachmentSha256 ? {attachmentSha256: prepared.attachmentSha256} : {}),
+          attempt,
+          kind: 'send-started',
+          userId: job.recipient.userId,
+        })
         const outcome = await session.send({from: context.sender.address, to: prepared.to}, prepared.raw)
         pool!.give(session)
         switch (outcome.kind) {
@@ -670,10 +712,19 @@ async function writePasswordChannel(path: string, jobs: Job[]): Promise<void> {
       job.row.password.status ?? '',
       job.recipient.password.reveal(),
     ])
-  // Rows of users this run did not select stay (read back formula-neutralised; neutralising is idempotent).
-  const selected = new Set(jobs.map((job) => neutraliseCell(job.recipient.userName)))
-  const earlier = (await readEarlierRows(path)).filter((cells) => !selected.has(cells[0] ?? ''))
-  const merged = [...earlier, ...delivered].sort((a, b) => (a[0]! < b[0]! ? -1 : a[0]! > b[0]! ? 1 : 0))
+  // Rows of users this run did not select stay (read back formula-neutralised; neutralising is
+  // idempotent), and so do the rows of bundles rewritten after they were mailed: their password is
+  // the one the mailed copy opens with.
+  const earlierRows = await readEarlierRows(path)
+  const earlierUsers = new Set(earlierRows.map((cells) => cells[0] ?? ''))
+  const keep = new Set(
+    jobs
+      .filter((job) => !job.changedSinceSent || !earlierUsers.has(neutraliseCell(job.recipient.userName)))
+      .map((job) => neutraliseCell(job.recipient.userName)),
+  )
+  const fresh = delivered.filter((cells) => keep.has(neutraliseCell(cells[0]!)))
+  const earlier = earlierRows.filter((cells) => !keep.has(cells[0] ?? ''))
+  const merged = [...earlier, ...fresh].sort((a, b) => (a[0]! < b[0]! ? -1 : a[0]! > b[0]! ? 1 : 0))
   await writeCsvReport(
     path,
     PASSWORD_CHANNEL_COLUMNS.map((header, index) => ({header, value: (cells: string[]) => cells[index]})),
