@@ -1,7 +1,7 @@
 import {parse} from 'csv-parse/sync'
 import {simpleParser} from 'mailparser'
 import {existsSync} from 'node:fs'
-import {readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -232,6 +232,57 @@ describe('deliver: to a real SMTP server (STARTTLS, AUTH)', () => {
     expect(exitCode).toBe(7)
     expect(stdout).toMatch(/holds a password/)
     expect(stdout).not.toContain(fixture.account.pass)
+    expect(fixture.smtp.mails).toHaveLength(0)
+  })
+
+  it('requires STARTTLS unless --allow-plain (exit 15), and speaks smtps:// (TLS from the first byte)', async () => {
+    const plain = await makeDeliverFixture(site, ['alice'], {plain: true})
+    const refused = await runCliJson<Result>(plain.args())
+    expect(refused.exitCode).toBe(15)
+    expect(refused.json.error!.message).toMatch(/STARTTLS/)
+    expect(plain.smtp.mails).toHaveLength(0)
+    const allowed = await runCliJson<Result>(plain.args('--allow-plain'))
+    expect(allowed.exitCode).toBe(0)
+    expect(allowed.json.warnings.join('\n')).toMatch(/unencrypted/)
+    expect(plain.smtp.mails.map((mail) => mail.secure)).toEqual([false])
+
+    const tls = await makeDeliverFixture(site, ['bob'], {secure: true})
+    const args = tls.args()
+    const url = args.indexOf('--smtp-url') + 1
+    args[url] = args[url]!.replace('smtp://', 'smtps://')
+    const sent = await runCliJson<Result>(args)
+    expect(sent.exitCode).toBe(0)
+    expect(tls.smtp.mails.map((mail) => [mail.to, mail.secure])).toEqual([[['bob@example.org'], true]])
+  })
+})
+
+describe('deliver: templates', () => {
+  it('renders a custom template with its variables, and refuses {{ password }} or an unknown variable in it', async () => {
+    const fixture = await makeDeliverFixture(site, ['alice'])
+    const template = join(fixture.folder, 'template')
+    await mkdir(template)
+    await writeFile(join(template, 'subject.txt'), 'Token for {{ user.name }} at {{ site.host }}\n')
+    await writeFile(
+      join(template, 'body.txt'),
+      'Hello {{user.fullname}}, open {{ bundle.file }}.\n{{ instructions.7zip }}\n',
+    )
+    await writeFile(join(template, 'body.html'), '<p>Hello {{ user.fullname }}</p>')
+    const rendered = await runCliJson<Result>(fixture.args('--dry-run', '--template', template))
+    expect(rendered.exitCode).toBe(0)
+    const eml = await simpleParser(await readFile(join(rendered.json.result!.emlDir!, 'alice.bundle.eml')))
+    expect(eml.subject).toBe('Token for alice at dcor.example.org')
+    expect(eml.text).toContain('Hello Alice Liddell, open alice.dcor-access.')
+    expect(eml.text).toContain('7-Zip')
+    expect(eml.html).toContain('<p>Hello Alice Liddell</p>')
+
+    await writeFile(join(template, 'body.txt'), 'Your password: {{ password }}\n')
+    const leaking = await runCliJson<Result>(fixture.args('--dry-run', '--template', template))
+    expect(leaking.exitCode).toBe(7)
+    expect(leaking.json.error!.message).toMatch(/uses \{\{ password \}\}/)
+    await writeFile(join(template, 'body.txt'), 'Hello {{ user.nmae }}\n')
+    const typo = await runCliJson<Result>(fixture.args('--dry-run', '--template', template))
+    expect(typo.exitCode).toBe(7)
+    expect(typo.json.error!.message).toMatch(/unknown variable \{\{ user\.nmae \}\}/)
     expect(fixture.smtp.mails).toHaveLength(0)
   })
 })

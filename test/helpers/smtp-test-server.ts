@@ -29,6 +29,10 @@ export type SmtpTestServerOptions = {
    */
   holdFrom?: number
   key: string
+  /** No STARTTLS offered (AUTH allowed in plain text): a server --allow-plain is for. */
+  plain?: boolean
+  /** TLS from the first byte (smtps://). */
+  secure?: boolean
 }
 
 export type SmtpTestServer = {
@@ -119,7 +123,8 @@ export async function startSmtpTestServer(options: SmtpTestServerOptions): Promi
       }
       return callback()
     },
-    secure: false,
+    secure: options.secure ?? false,
+    ...(options.plain ? {allowInsecureAuth: true, disabledCommands: ['STARTTLS']} : {}),
   }
   const server = new SMTPServer(serverOptions)
   server.on('error', () => {})
