@@ -185,7 +185,7 @@ export async function deliverBundles(options: DeliverOptions): Promise<DeliverRe
     const row: DeliveryRow = {
       bundle: fromState(state) ?? {messageId: null, queueId: null, reason: skipped.reason, status: 'skipped'},
       email: skipped.email,
-      file: passwords.get(skipped.userName)?.file ?? null,
+      file: passwords.get(neutraliseCell(skipped.userName))?.file ?? null,
       password: emptyPassword(),
       userName: skipped.userName,
     }
