@@ -5,7 +5,7 @@ import {loadavg, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
-import {openRunFolder} from '../src/lib/files/run-folder.js'
+import {openRunFolder} from '../src/lib/run/run-folder.js'
 import {Secret} from '../src/lib/secret.js'
 import {bundleAccess} from '../src/lib/workflows/bundle.js'
 import type {BenchResult} from './run.js'

@@ -6,8 +6,8 @@ import {promisify} from 'node:util'
 
 import pg from 'pg'
 
-import type {CkanVersion} from '../src/lib/sandbox/ckan-schema.js'
-import {startSandboxSite} from '../src/lib/sandbox/sandbox-site.js'
+import type {CkanVersion} from '../src/lib/site/ckan-version.js'
+import {startSandboxSite} from '../src/sandbox/sandbox-site.js'
 import type {BenchResult} from './run.js'
 
 const run = promisify(execFile)

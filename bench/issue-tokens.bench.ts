@@ -6,7 +6,7 @@ import {promisify} from 'node:util'
 
 import pg from 'pg'
 
-import {type SandboxSite, startSandboxSite} from '../src/lib/sandbox/sandbox-site.js'
+import {type SandboxSite, startSandboxSite} from '../src/sandbox/sandbox-site.js'
 import type {BenchResult} from './run.js'
 
 const execFileAsync = promisify(execFile)

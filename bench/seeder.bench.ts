@@ -1,7 +1,7 @@
 import pg from 'pg'
 
-import {createCkanSchema} from '../src/lib/sandbox/ckan-schema.js'
-import {seedCkanSite} from '../src/lib/sandbox/ckan-site-seeder.js'
+import {createCkanSchema} from '../src/sandbox/ckan-schema.js'
+import {seedCkanSite} from '../src/sandbox/ckan-site-seeder.js'
 import type {BenchResult} from './run.js'
 import {benchDatabase} from './support/bench-database.js'
 

@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import pg from 'pg'
 
-import {startEmbeddedPostgres} from '../../src/lib/sandbox/embedded-postgres.js'
+import {startEmbeddedPostgres} from '../../src/sandbox/embedded-postgres.js'
 
 export type BenchDatabase = {engine: 'pglite' | 'postgres'; release(): Promise<void>; url: string}
 

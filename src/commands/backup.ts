@@ -1,7 +1,7 @@
 import {Flags, type Interfaces} from '@oclif/core'
 
-import {readCkanIni} from '../lib/ckan/ckan-ini.js'
-import {chooseDatabaseUrl, effectiveSetting} from '../lib/ckan/ckan-settings.js'
+import {readCkanIni} from '../lib/site/ckan-ini.js'
+import {chooseDatabaseUrl, effectiveSetting} from '../lib/site/ckan-settings.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {isInteractive} from '../lib/cli/progress-bar.js'
 import {ckanIniFlag, databaseUrlFlag, dryRunFlag} from '../lib/cli/shared-flags.js'

@@ -14,7 +14,7 @@ import {
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
 import {EXIT_CODES} from '../lib/errors.js'
-import {DEFAULT_TOKEN_NAME} from '../lib/tokens/token-name.js'
+import {DEFAULT_TOKEN_NAME} from '../lib/run/token-name.js'
 import {issueTokens, type IssueTokensResult} from '../lib/workflows/issue-tokens.js'
 
 const UNITS: Record<string, number> = {day: 86_400, hour: 3600, minute: 60, second: 1}

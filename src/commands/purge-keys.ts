@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {readCkanIni} from '../lib/ckan/ckan-ini.js'
-import {chooseDatabaseUrl} from '../lib/ckan/ckan-settings.js'
+import {readCkanIni} from '../lib/site/ckan-ini.js'
+import {chooseDatabaseUrl} from '../lib/site/ckan-settings.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {ckanIniFlag, databaseUrlFlag, dryRunFlag} from '../lib/cli/shared-flags.js'
 import {EXIT_CODES, MigrateError} from '../lib/errors.js'

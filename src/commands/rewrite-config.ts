@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {CkanApiClient} from '../lib/ckan/ckan-api-client.js'
+import {CkanApiClient} from '../lib/site/ckan-api-client.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {startProgressBar} from '../lib/cli/progress-bar.js'
 import {
@@ -12,7 +12,7 @@ import {
   outFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
-import {readCredential} from '../lib/credential.js'
+import {readCredential} from '../lib/site/credential.js'
 import {type RewriteConfigResult, rewriteServiceConfigs} from '../lib/workflows/rewrite-config.js'
 
 export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {

@@ -1,10 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
-import {CKAN_VERSIONS, type CkanVersion} from '../lib/sandbox/ckan-schema.js'
-import {parseFaultSettings} from '../lib/sandbox/faults.js'
-import {type RehearsalResult, rehearseMigration} from '../lib/workflows/rehearse-migration.js'
-import {type SandboxResult, startSandbox, waitUntilInterrupted} from '../lib/workflows/sandbox.js'
+import {CKAN_VERSIONS, type CkanVersion} from '../lib/site/ckan-version.js'
+import {parseFaultSettings} from '../sandbox/faults.js'
+import {type RehearsalResult, rehearseMigration} from '../sandbox/rehearse-migration.js'
+import {type SandboxResult, startSandbox, waitUntilInterrupted} from '../sandbox/start-sandbox.js'
 import {EXIT_CODES} from '../lib/errors.js'
 
 export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxResult> {
@@ -138,7 +138,13 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
     for (const failure of continuity.failureSamples.slice(0, 5))
       this.log(`  ✗ ${failure.kind} ${failure.label} during "${failure.phase}": ${failure.status}`)
     this.log(`  Run folder:    ${paths.runFolder}`)
-    if (paths.report) this.log(`  Report (CSV):  ${paths.report}`)
+    if (paths.report) {
+      const {reportRows, siteUsers} = result.selection
+      this.log(`  Report (CSV):  ${paths.report}`)
+      this.log(
+        `                 ${reportRows} rows for ${siteUsers} users: issue-tokens selects only the users holding a legacy key by default (the others have nothing to migrate; --users picks any), and lists the ones it skipped with the reason.`,
+      )
+    }
     if (paths.bundles) this.log(`  Bundles:       ${paths.bundles}`)
     if (paths.passwords) this.log(`  Passwords:     ${paths.passwords} (deliver apart from the bundles)`)
     if (paths.backup)

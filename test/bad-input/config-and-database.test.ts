@@ -6,12 +6,13 @@ import {join} from 'node:path'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {createCkanSchema} from '../../src/lib/sandbox/ckan-schema.js'
-import {seedCkanSite} from '../../src/lib/sandbox/ckan-site-seeder.js'
+import {createCkanSchema} from '../../src/sandbox/ckan-schema.js'
+import {seedCkanSite} from '../../src/sandbox/ckan-site-seeder.js'
 import {makeThrowawayKey} from '../lib/backup/throwaway-key.js'
 import {createTestDatabase, REAL_POSTGRES_URL, type TestDatabase} from '../helpers/test-database.js'
 import {runCli} from '../helpers/run-cli.js'
 import {exists, expectRefused, removeFolder, snapshotFolder, temporaryFolder} from './support.js'
+import {skipWithoutRealPostgres} from '../helpers/requirements.js'
 
 /** A port nobody listens on (bound, then released). */
 async function closedPort(): Promise<number> {
@@ -133,7 +134,8 @@ describe('bad input: the database URL (audit)', () => {
     }
   })
 
-  it.skipIf(!REAL_POSTGRES_URL)('an unknown role with a password (PostgreSQL refuses the login)', async () => {
+  it('an unknown role with a password (PostgreSQL refuses the login)', async (context) => {
+    skipWithoutRealPostgres(context)
     const url = new URL(REAL_POSTGRES_URL!)
     url.username = 'no_such_role'
     url.password = 's3cret-pw'
@@ -144,7 +146,8 @@ describe('bad input: the database URL (audit)', () => {
     })
   })
 
-  it.skipIf(!REAL_POSTGRES_URL)('a bad libpq ?options= (PostgreSQL refuses the session)', async () => {
+  it('a bad libpq ?options= (PostgreSQL refuses the session)', async (context) => {
+    skipWithoutRealPostgres(context)
     const url = new URL(REAL_POSTGRES_URL!)
     url.search = '?options=-c%20statement_timeout%3Dsoon'
     await expectRefused(['audit', '--database-url', url.href], {
@@ -153,7 +156,8 @@ describe('bad input: the database URL (audit)', () => {
     })
   })
 
-  it.skipIf(!REAL_POSTGRES_URL)('a database that does not exist', async () => {
+  it('a database that does not exist', async (context) => {
+    skipWithoutRealPostgres(context)
     const url = new URL(REAL_POSTGRES_URL!)
     url.pathname = '/no_such_ckan_database'
     await expectRefused(['audit', '--database-url', url.href], {

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {createCkanSchema} from '../../src/lib/sandbox/ckan-schema.js'
+import {createCkanSchema} from '../../src/sandbox/ckan-schema.js'
 import {issueTokensArgs} from '../helpers/site-commands.js'
 import {runCliJson} from '../helpers/run-cli.js'
 import {runCliChild} from '../helpers/run-cli-child.js'

@@ -9,11 +9,13 @@ import {describe, expect, it, onTestFinished} from 'vitest'
 
 import {EXIT_CODES} from '../../src/lib/errors.js'
 import {fingerprintOf} from '../../src/lib/secret.js'
-import {ALEMBIC_HEADS, CKAN_VERSIONS, createCkanSchema, type CkanVersion} from '../../src/lib/sandbox/ckan-schema.js'
-import {HOSTILE_USERS, seedCkanSite} from '../../src/lib/sandbox/ckan-site-seeder.js'
+import {createCkanSchema} from '../../src/sandbox/ckan-schema.js'
+import {ALEMBIC_HEADS, CKAN_VERSIONS, type CkanVersion} from '../../src/lib/site/ckan-version.js'
+import {HOSTILE_USERS, seedCkanSite} from '../../src/sandbox/ckan-site-seeder.js'
 import type {AuditResult} from '../../src/lib/workflows/audit.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
 import {createTestDatabase, REAL_POSTGRES_URL} from '../helpers/test-database.js'
+import {skipAsRoot, skipWithoutRealPostgres} from '../helpers/requirements.js'
 
 const FIXTURES = new URL('../fixtures/audit/', import.meta.url).pathname
 const ADMIN_KEY = '5f0e2c3a-1b2c-4d5e-8f90-0123456789ab'
@@ -369,7 +371,8 @@ describe('ckan-migrate audit', () => {
     expectOneLineError(down)
   })
 
-  it.skipIf(!REAL_POSTGRES_URL)('works with a role that may only SELECT', async () => {
+  it('works with a role that may only SELECT', async (context) => {
+    skipWithoutRealPostgres(context)
     const site = await seededSite('2.9', 200)
     const role = `audit_ro_${randomBytes(4).toString('hex')}`
     const database = new URL(site.url).pathname.slice(1)
@@ -405,7 +408,8 @@ describe('ckan-migrate audit', () => {
       expectOneLineError(run)
     })
 
-    it.skipIf(!REAL_POSTGRES_URL)('exits 8 when PostgreSQL refuses the login', async () => {
+    it('exits 8 when PostgreSQL refuses the login', async (context) => {
+      skipWithoutRealPostgres(context)
       const url = new URL(REAL_POSTGRES_URL!)
       url.username = `nobody_${randomBytes(4).toString('hex')}`
       url.password = 'wrong'
@@ -455,7 +459,8 @@ describe('ckan-migrate audit', () => {
       )
     })
 
-    it.skipIf(process.getuid?.() === 0)('exits 7 for a ckan.ini this user may not read', async () => {
+    it('exits 7 for a ckan.ini this user may not read', async (context) => {
+      skipAsRoot(context)
       const folder = await scratchFolder()
       await writeFile(join(folder, 'ckan.ini'), '[app:main]\n', {mode: 0o000})
       const run = await runCli(['audit', '--ckan-ini', join(folder, 'ckan.ini')])

@@ -7,15 +7,16 @@ import * as openpgp from 'openpgp'
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import type {Queryable} from '../../src/lib/db/ckan-database.js'
+import type {Queryable} from '../../src/lib/site/ckan-database.js'
 import type {BackupSidecar} from '../../src/lib/backup/backup-sidecar.js'
-import {createCkanSchema} from '../../src/lib/sandbox/ckan-schema.js'
-import {seedCkanSite} from '../../src/lib/sandbox/ckan-site-seeder.js'
-import {startEmbeddedPostgres} from '../../src/lib/sandbox/embedded-postgres.js'
+import {createCkanSchema} from '../../src/sandbox/ckan-schema.js'
+import {seedCkanSite} from '../../src/sandbox/ckan-site-seeder.js'
+import {startEmbeddedPostgres} from '../../src/sandbox/embedded-postgres.js'
 import {backupEmbeddedDatabase, verifyBackup} from '../../src/lib/workflows/backup.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
 import {createTestDatabase, REAL_POSTGRES_URL} from '../helpers/test-database.js'
 import {listFolder, makeThrowawayKey, temporaryFolder, useThrowawayGnupgHome} from '../lib/backup/throwaway-key.js'
+import {skipWithoutRealPostgres} from '../helpers/requirements.js'
 
 const ADMIN_KEY = '0b7e6a52-6c8c-4a4e-9d0c-8f1f5b2f7a11'
 
@@ -79,105 +80,85 @@ function backupArgs(key: {publicKeyFile: string}, url: string, dir: string, ...e
 }
 
 describe('backup', () => {
-  it.runIf(REAL_POSTGRES_URL)(
-    'writes an encrypted pg_dump that round-trips through decryption and pg_restore --list, and never a plain byte',
-    async () => {
-      const url = await seededDatabase()
-      const key = await makeThrowawayKey()
-      const dir = await temporaryFolder('ckan-backup-')
-      const watcher = watchFolder(dir)
-      const run = await runCliJson<{file: string; sha256: string; sidecar: string; tables: string[]}>(
-        backupArgs(key, url, dir),
-      )
-      watcher.stop()
-      expect(run.exitCode, run.stdout + run.stderr).toBe(0)
-      const {file, sidecar, tables} = run.json.result!
-      const database = new URL(url).pathname.slice(1)
-      expect(basename(file)).toMatch(new RegExp(`^ckan-db_${database}_\\d{8}T\\d{6}Z_${key.keyId}\\.pgc\\.gpg$`))
-      expect(await listFolder(dir)).toEqual([basename(file), `${basename(file)}.json`].sort())
-      expect((await stat(file)).mode & 0o777).toBe(0o600)
-      expect((await stat(dir)).mode & 0o777).toBe(0o700)
-      expect(tables).toEqual(expect.arrayContaining(['public.api_token', 'public.user', 'public.alembic_version']))
+  it('writes an encrypted pg_dump that round-trips through decryption and pg_restore --list, and never a plain byte', async (context) => {
+    skipWithoutRealPostgres(context)
+    const url = await seededDatabase()
+    const key = await makeThrowawayKey()
+    const dir = await temporaryFolder('ckan-backup-')
+    const watcher = watchFolder(dir)
+    const run = await runCliJson<{file: string; sha256: string; sidecar: string; tables: string[]}>(
+      backupArgs(key, url, dir),
+    )
+    watcher.stop()
+    expect(run.exitCode, run.stdout + run.stderr).toBe(0)
+    const {file, sidecar, tables} = run.json.result!
+    const database = new URL(url).pathname.slice(1)
+    expect(basename(file)).toMatch(new RegExp(`^ckan-db_${database}_\\d{8}T\\d{6}Z_${key.keyId}\\.pgc\\.gpg$`))
+    expect(await listFolder(dir)).toEqual([basename(file), `${basename(file)}.json`].sort())
+    expect((await stat(file)).mode & 0o777).toBe(0o600)
+    expect((await stat(dir)).mode & 0o777).toBe(0o700)
+    expect(tables).toEqual(expect.arrayContaining(['public.api_token', 'public.user', 'public.alembic_version']))
 
-      // Every file that ever appeared was the sidecar or OpenPGP data: never a plain dump.
-      for (const [name, heads] of watcher.seen) {
-        for (const head of heads) {
-          expect(head.startsWith('PGDMP'), name).toBe(false)
-          if (head.length > 0 && !head.startsWith('{')) expect(head.charCodeAt(0) & 0x80, name).toBe(0x80)
-        }
+    // Every file that ever appeared was the sidecar or OpenPGP data: never a plain dump.
+    for (const [name, heads] of watcher.seen) {
+      for (const head of heads) {
+        expect(head.startsWith('PGDMP'), name).toBe(false)
+        if (head.length > 0 && !head.startsWith('{')) expect(head.charCodeAt(0) & 0x80, name).toBe(0x80)
       }
-      const cipher = await readFile(file)
-      expect(cipher.includes(ADMIN_KEY)).toBe(false)
-      expect(cipher.includes('admin@example.org')).toBe(false)
+    }
+    const cipher = await readFile(file)
+    expect(cipher.includes(ADMIN_KEY)).toBe(false)
+    expect(cipher.includes('admin@example.org')).toBe(false)
 
-      const meta = JSON.parse(await readFile(sidecar, 'utf8')) as BackupSidecar
-      expect(meta.bytes).toBe(cipher.length)
-      expect(meta.sha256).toBe(run.json.result!.sha256)
-      expect(meta.encryption.keyId).toBe(key.keyId)
+    const meta = JSON.parse(await readFile(sidecar, 'utf8')) as BackupSidecar
+    expect(meta.bytes).toBe(cipher.length)
+    expect(meta.sha256).toBe(run.json.result!.sha256)
+    expect(meta.encryption.keyId).toBe(key.keyId)
 
-      const listing = await restoreList(file, key.secretKeyFile, key.passphrase)
-      expect(listing).toMatch(/TABLE DATA public user /)
+    const listing = await restoreList(file, key.secretKeyFile, key.passphrase)
+    expect(listing).toMatch(/TABLE DATA public user /)
 
-      process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE = key.passphrase
-      try {
-        const verified = await runCli(['backup', '--verify', file, '--secret-key', key.secretKeyFile])
-        expect(verified.exitCode, verified.stderr).toBe(0)
-        expect(verified.stdout).toMatch(/decrypts intact/)
+    process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE = key.passphrase
+    try {
+      const verified = await runCli(['backup', '--verify', file, '--secret-key', key.secretKeyFile])
+      expect(verified.exitCode, verified.stderr).toBe(0)
+      expect(verified.stdout).toMatch(/decrypts intact/)
 
-        // A flipped byte in the middle is caught.
-        const tampered = Buffer.from(cipher)
-        tampered[Math.floor(tampered.length / 2)]! ^= 0xff
-        await writeFile(file, tampered)
-        const broken = await runCli(['backup', '--verify', file, '--secret-key', key.secretKeyFile])
-        expect(broken.exitCode).toBe(6)
-        expect(broken.error?.message).not.toContain('\n')
-      } finally {
-        delete process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE
-      }
-    },
-  )
+      // A flipped byte in the middle is caught.
+      const tampered = Buffer.from(cipher)
+      tampered[Math.floor(tampered.length / 2)]! ^= 0xff
+      await writeFile(file, tampered)
+      const broken = await runCli(['backup', '--verify', file, '--secret-key', key.secretKeyFile])
+      expect(broken.exitCode).toBe(6)
+      expect(broken.error?.message).not.toContain('\n')
+    } finally {
+      delete process.env.CKAN_MIGRATE_SECRET_KEY_PASSPHRASE
+    }
+  })
 
-  it.runIf(REAL_POSTGRES_URL)(
-    'encrypts to a key id of the GnuPG keyring, and refuses an unknown one without leaving a file',
-    async () => {
-      const url = await seededDatabase()
-      const key = await makeThrowawayKey()
-      await useThrowawayGnupgHome(key)
-      const dir = await temporaryFolder('ckan-backup-')
-      const run = await runCliJson<{file: string}>([
-        'backup',
-        '--database-url',
-        url,
-        '--dir',
-        dir,
-        '--key-id',
-        key.keyId,
-      ])
-      expect(run.exitCode, run.stdout).toBe(0)
-      expect(run.json.result!.file).toMatch(new RegExp(`_${key.keyId}\\.pgc\\.gpg$`))
-      const verified = await verifyBackup({
-        file: run.json.result!.file,
-        passphrase: {reveal: () => key.passphrase} as never,
-        secretKey: key.secretKeyFile,
-      })
-      expect(verified.checksum).toBe('match')
-      expect(verified.tables).toContain('public.user')
+  it('encrypts to a key id of the GnuPG keyring, and refuses an unknown one without leaving a file', async (context) => {
+    skipWithoutRealPostgres(context)
+    const url = await seededDatabase()
+    const key = await makeThrowawayKey()
+    await useThrowawayGnupgHome(key)
+    const dir = await temporaryFolder('ckan-backup-')
+    const run = await runCliJson<{file: string}>(['backup', '--database-url', url, '--dir', dir, '--key-id', key.keyId])
+    expect(run.exitCode, run.stdout).toBe(0)
+    expect(run.json.result!.file).toMatch(new RegExp(`_${key.keyId}\\.pgc\\.gpg$`))
+    const verified = await verifyBackup({
+      file: run.json.result!.file,
+      passphrase: {reveal: () => key.passphrase} as never,
+      secretKey: key.secretKeyFile,
+    })
+    expect(verified.checksum).toBe('match')
+    expect(verified.tables).toContain('public.user')
 
-      const other = await temporaryFolder('ckan-backup-')
-      const unknown = await runCliJson([
-        'backup',
-        '--database-url',
-        url,
-        '--dir',
-        other,
-        '--key-id',
-        'DEADBEEFDEADBEEF',
-      ])
-      expect(unknown.exitCode).toBe(7)
-      expect(unknown.json.error?.message).toMatch(/No key DEADBEEFDEADBEEF in the GnuPG keyring/)
-      expect(await listFolder(other)).toEqual([])
-    },
-  )
+    const other = await temporaryFolder('ckan-backup-')
+    const unknown = await runCliJson(['backup', '--database-url', url, '--dir', other, '--key-id', 'DEADBEEFDEADBEEF'])
+    expect(unknown.exitCode).toBe(7)
+    expect(unknown.json.error?.message).toMatch(/No key DEADBEEFDEADBEEF in the GnuPG keyring/)
+    expect(await listFolder(other)).toEqual([])
+  })
 
   it('refuses a server newer than pg_dump (PGlite is PostgreSQL 18) in one line, exit 12, writing nothing', async () => {
     const embedded = await startEmbeddedPostgres()

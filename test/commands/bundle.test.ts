@@ -322,7 +322,7 @@ describe('bundle: bad input', () => {
 
 describe('bundle: file names', () => {
   it('keeps every bundle inside the bundle folder under a distinct portable name', async () => {
-    const {HOSTILE_USERS} = await import('../../src/lib/sandbox/ckan-site-seeder.js')
+    const {HOSTILE_USERS} = await import('../../src/sandbox/ckan-site-seeder.js')
     const fixture = await makeRun([...HOSTILE_USERS.map((user) => ({name: user.name})), {name: 'CON'}, {name: 'alice'}])
     const {certPath} = await makeCertificate('dcor.example.org')
     const {json} = await runCliJson<Result>([

@@ -5,7 +5,7 @@ import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {readAccessBundle} from '../../src/lib/files/bundle-writer.js'
+import {readAccessBundle} from '../../src/lib/bundle/bundle-writer.js'
 import {Secret} from '../../src/lib/secret.js'
 import {makeDeliverFixture, makeSiteDatabase, mailsPerAddress} from '../helpers/deliver-site.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {upgradeSandboxDatabase} from '../../src/lib/sandbox/sandbox-site.js'
+import {upgradeSandboxDatabase} from '../../src/sandbox/sandbox-site.js'
 import type {IssueTokensResult} from '../../src/lib/workflows/issue-tokens.js'
 import type {RevokeResult} from '../../src/lib/workflows/revoke.js'
 import type {VerifyResult} from '../../src/lib/workflows/verify.js'

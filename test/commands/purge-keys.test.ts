@@ -6,14 +6,16 @@ import pg from 'pg'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
 import type {BackupSidecar} from '../../src/lib/backup/backup-sidecar.js'
-import {openRunFolder} from '../../src/lib/files/run-folder.js'
-import {createCkanSchema, type CkanVersion} from '../../src/lib/sandbox/ckan-schema.js'
-import {seedCkanSite} from '../../src/lib/sandbox/ckan-site-seeder.js'
+import {openRunFolder} from '../../src/lib/run/run-folder.js'
+import {createCkanSchema} from '../../src/sandbox/ckan-schema.js'
+import {type CkanVersion} from '../../src/lib/site/ckan-version.js'
+import {seedCkanSite} from '../../src/sandbox/ckan-site-seeder.js'
 import {fingerprintOf} from '../../src/lib/secret.js'
 import {backupDatabase} from '../../src/lib/workflows/backup.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
-import {createTestDatabase, REAL_POSTGRES_URL} from '../helpers/test-database.js'
+import {createTestDatabase} from '../helpers/test-database.js'
 import {makeThrowawayKey, temporaryFolder} from '../lib/backup/throwaway-key.js'
+import {skipWithoutRealPostgres} from '../helpers/requirements.js'
 
 type UserRow = Record<string, unknown> & {apikey: null | string; id: string; name: string}
 
@@ -250,7 +252,8 @@ describe('purge-keys', () => {
     expect(new Set(Object.values(changed).flat())).toEqual(new Set(['apikey']))
   })
 
-  it.runIf(REAL_POSTGRES_URL)('accepts a real backup made by ckan-migrate backup of this database', async () => {
+  it('accepts a real backup made by ckan-migrate backup of this database', async (context) => {
+    skipWithoutRealPostgres(context)
     const site = await seededSite('2.10')
     const {dir, expected} = await runFolderFor(site.client)
     const key = await makeThrowawayKey()

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {splitLines} from '../../src/lib/files/ini-editor.js'
+import {splitLines} from '../../src/lib/services/ini-editor.js'
 import {rewriteServiceConfigs} from '../../src/lib/workflows/rewrite-config.js'
 import type {RewriteConfigResult} from '../../src/lib/workflows/rewrite-config.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'

@@ -3,8 +3,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {openRunFolder} from '../../src/lib/files/run-folder.js'
-import type {RehearsalResult} from '../../src/lib/workflows/rehearse-migration.js'
+import {openRunFolder} from '../../src/lib/run/run-folder.js'
+import type {RehearsalResult} from '../../src/sandbox/rehearse-migration.js'
 import {runCliJson} from '../helpers/run-cli.js'
 import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
 
@@ -78,6 +78,10 @@ describe('ckan-migrate sandbox --run', () => {
       expect(journal).not.toContain(secret)
       expect(report).not.toContain(secret)
     }
+    // The summary explains why the report has fewer rows than the site has users.
+    const reportRows = report.split('\n').filter((line) => line.trim() !== '').length - 1
+    expect(result.selection.reportRows).toBe(reportRows)
+    expect(result.selection.siteUsers).toBeGreaterThan(reportRows)
     // The bundles are encrypted: no token is readable in them.
     const bundles = await everyFileText(result.paths.bundles!)
     for (const secret of secrets)

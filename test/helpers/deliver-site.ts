@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 import {expect} from 'vitest'
 
-import {createCkanSchema} from '../../src/lib/sandbox/ckan-schema.js'
+import {createCkanSchema} from '../../src/sandbox/ckan-schema.js'
 import {runCli} from './run-cli.js'
 import {createTestDatabase, type TestDatabase} from './test-database.js'
 import {startSmtpTestServer, type SmtpTestServerOptions} from './smtp-test-server.js'

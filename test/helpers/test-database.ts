@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import pg from 'pg'
 import {onTestFinished} from 'vitest'
 
-import {startEmbeddedPostgres} from '../../src/lib/sandbox/embedded-postgres.js'
+import {startEmbeddedPostgres} from '../../src/sandbox/embedded-postgres.js'
 
 /**
  * The URL of a real PostgreSQL server's maintenance database, given by .ci/run (always) or by a

@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {onTestFinished} from 'vitest'
 
-import {type SandboxSite, type SandboxSiteOptions, startSandboxSite} from '../../src/lib/sandbox/sandbox-site.js'
+import {type SandboxSite, type SandboxSiteOptions, startSandboxSite} from '../../src/sandbox/sandbox-site.js'
 import {REAL_POSTGRES_URL} from './test-database.js'
 
 export type TestSiteOptions = Omit<SandboxSiteOptions, 'dir' | 'serverUrl'> & {

@@ -13,7 +13,7 @@ import {
   CkanTlsError,
   CkanUnreachableError,
   OutcomeUnknownError,
-} from '../../src/lib/ckan/ckan-api-client.js'
+} from '../../src/lib/site/ckan-api-client.js'
 import {EXIT_CODES} from '../../src/lib/errors.js'
 import {Secret} from '../../src/lib/secret.js'
 

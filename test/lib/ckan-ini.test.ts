@@ -3,14 +3,14 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {readCkanIni} from '../../src/lib/ckan/ckan-ini.js'
+import {readCkanIni} from '../../src/lib/site/ckan-ini.js'
 import {
   chooseDatabaseUrl,
   effectiveSetting,
   envvarsKey,
   envvarsName,
   resolveJwtSecret,
-} from '../../src/lib/ckan/ckan-settings.js'
+} from '../../src/lib/site/ckan-settings.js'
 import {EXIT_CODES, MigrateError} from '../../src/lib/errors.js'
 
 async function folderWith(files: Record<string, string>) {

@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
-import {unifiedDiff} from '../../src/lib/files/unified-diff.js'
-import {configLineRedactor} from '../../src/lib/services/config-redaction.js'
+import {unifiedDiff} from '../../src/lib/services/unified-diff.js'
+import {configLineRedactor} from '../../src/lib/fs/redaction.js'
 
 const SECRET = 'S3cretPw'
 

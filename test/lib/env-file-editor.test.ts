@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
-import {editEnvFile} from '../../src/lib/files/env-file-editor.js'
+import {editEnvFile} from '../../src/lib/services/env-file-editor.js'
 
 const XLOADER = {name: 'CKANEXT__XLOADER__API_TOKEN', secret: true, value: 'eyJ.new.token'}
 

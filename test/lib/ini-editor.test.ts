@@ -1,8 +1,8 @@
 import {readFile} from 'node:fs/promises'
 import {describe, expect, it} from 'vitest'
 
-import {editIni, type IniSetting, splitLines} from '../../src/lib/files/ini-editor.js'
-import {unifiedDiff} from '../../src/lib/files/unified-diff.js'
+import {editIni, type IniSetting, splitLines} from '../../src/lib/services/ini-editor.js'
+import {unifiedDiff} from '../../src/lib/services/unified-diff.js'
 
 const XLOADER: IniSetting = {key: 'ckanext.xloader.api_token', secret: true, value: 'eyJ.new.token'}
 const on29 = {caseRule: 'lowercase', path: 'ckan.ini', section: 'app:main'} as const

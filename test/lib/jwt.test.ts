@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
-import {decodeJwtPayload, signJwt, verifyJwt} from '../../src/lib/ckan/jwt.js'
+import {decodeJwtPayload, signJwt, verifyJwt} from '../../src/lib/site/jwt.js'
 import {Secret} from '../../src/lib/secret.js'
 
 // Tokens real CKAN servers returned (ckan-reference/transcript-ckan29.md and transcript-ckan210.md),

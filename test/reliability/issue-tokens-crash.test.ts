@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
-import {mulberry32} from '../../src/lib/sandbox/faults.js'
+import {mulberry32} from '../../src/sandbox/faults.js'
 import {issueTokensArgs} from '../helpers/site-commands.js'
 import {runCli} from '../helpers/run-cli.js'
 import {type ChildRun, runCliChild} from '../helpers/run-cli-child.js'

@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
-import {JsonlFile} from '../../src/lib/files/jsonl-file.js'
+import {JsonlFile} from '../../src/lib/run/jsonl-file.js'
 
 describe('JsonlFile after a crash mid-write', () => {
   it('drops only the torn line and keeps every record appended after it', async () => {

@@ -2,10 +2,10 @@ import {createHmac, randomUUID} from 'node:crypto'
 
 import {describe, expect, it} from 'vitest'
 
-import {readCkanIni} from '../../src/lib/ckan/ckan-ini.js'
-import {resolveJwtSecret} from '../../src/lib/ckan/ckan-settings.js'
-import {decodeJwtPayload} from '../../src/lib/ckan/jwt.js'
-import type {CkanVersion} from '../../src/lib/sandbox/ckan-schema.js'
+import {readCkanIni} from '../../src/lib/site/ckan-ini.js'
+import {resolveJwtSecret} from '../../src/lib/site/ckan-settings.js'
+import {decodeJwtPayload} from '../../src/lib/site/jwt.js'
+import type {CkanVersion} from '../../src/lib/site/ckan-version.js'
 import {querySite as sql} from '../helpers/site-commands.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 

@@ -1,10 +1,10 @@
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {readCkanIni} from '../../src/lib/ckan/ckan-ini.js'
-import {resolveJwtSecret} from '../../src/lib/ckan/ckan-settings.js'
-import {decodeJwtPayload, signJwt} from '../../src/lib/ckan/jwt.js'
-import {upgradeSandboxDatabase} from '../../src/lib/sandbox/sandbox-site.js'
+import {readCkanIni} from '../../src/lib/site/ckan-ini.js'
+import {resolveJwtSecret} from '../../src/lib/site/ckan-settings.js'
+import {decodeJwtPayload, signJwt} from '../../src/lib/site/jwt.js'
+import {upgradeSandboxDatabase} from '../../src/sandbox/sandbox-site.js'
 import {querySite as sql} from '../helpers/site-commands.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 

@@ -1,7 +1,7 @@
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {FaultPlan, parseFaultSettings} from '../../src/lib/sandbox/faults.js'
+import {FaultPlan, parseFaultSettings} from '../../src/sandbox/faults.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 
 async function tokenCount(site: TestSite): Promise<number> {

@@ -2,8 +2,8 @@ import {readdirSync, readFileSync} from 'node:fs'
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {decodeJwtPayload, signJwt} from '../../src/lib/ckan/jwt.js'
-import type {CkanVersion} from '../../src/lib/sandbox/ckan-schema.js'
+import {decodeJwtPayload, signJwt} from '../../src/lib/site/jwt.js'
+import type {CkanVersion} from '../../src/lib/site/ckan-version.js'
 import {Secret} from '../../src/lib/secret.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 

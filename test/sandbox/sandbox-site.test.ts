@@ -2,10 +2,10 @@ import {stat} from 'node:fs/promises'
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {readCkanIni} from '../../src/lib/ckan/ckan-ini.js'
-import {decodeJwtPayload} from '../../src/lib/ckan/jwt.js'
-import {CKAN_RELEASES} from '../../src/lib/sandbox/ckan-schema.js'
-import {upgradeSandboxDatabase} from '../../src/lib/sandbox/sandbox-site.js'
+import {readCkanIni} from '../../src/lib/site/ckan-ini.js'
+import {decodeJwtPayload} from '../../src/lib/site/jwt.js'
+import {CKAN_RELEASES} from '../../src/lib/site/ckan-version.js'
+import {upgradeSandboxDatabase} from '../../src/sandbox/sandbox-site.js'
 import {startTestSite} from '../helpers/test-site.js'
 
 async function call(url: string, action: string, credential: string | undefined, body?: Record<string, unknown>) {

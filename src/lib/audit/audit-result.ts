@@ -1,5 +1,5 @@
-import type {CkanStatus} from '../ckan/ckan-api-client.js'
-import type {CkanVersion} from '../sandbox/ckan-schema.js'
+import type {CkanStatus} from '../site/ckan-api-client.js'
+import type {CkanVersion} from '../site/ckan-version.js'
 import type {AuditFinding} from './audit-finding.js'
 import type {UserSummary} from './database-findings.js'
 import type {AuditVerdict} from './verdict.js'

@@ -1,12 +1,7 @@
-import type {CkanIni} from '../ckan/ckan-ini.js'
-import {
-  activeEnvOverrides,
-  type CkanMajor,
-  effectiveSetting,
-  jwtSecretFallbackKey,
-  resolveJwtSecret,
-} from '../ckan/ckan-settings.js'
+import type {CkanIni} from '../site/ckan-ini.js'
+import {activeEnvOverrides, effectiveSetting, jwtSecretFallbackKey, resolveJwtSecret} from '../site/ckan-settings.js'
 import type {AuditFinding} from './audit-finding.js'
+import type {CkanVersion} from '../site/ckan-version.js'
 
 export type ConfigFindingsOptions = {
   env: NodeJS.ProcessEnv
@@ -15,7 +10,7 @@ export type ConfigFindingsOptions = {
   /** Enabled plugins: ckan.plugins from the ini, or status_show's extensions. */
   plugins: readonly string[]
   /** The detected version (decides the JWT secret fallback); 2.9 when unknown. */
-  version?: CkanMajor
+  version?: CkanVersion
 }
 
 /** A service that needs its own API token on CKAN 2.10+ (ckan-facts §6, ckan-ecosystem §2.1). */
@@ -154,7 +149,7 @@ export async function collectConfigFindings(options: ConfigFindingsOptions): Pro
   return findings
 }
 
-async function jwtFindings(ini: CkanIni, version: CkanMajor, env: NodeJS.ProcessEnv): Promise<AuditFinding[]> {
+async function jwtFindings(ini: CkanIni, version: CkanVersion, env: NodeJS.ProcessEnv): Promise<AuditFinding[]> {
   const findings: AuditFinding[] = []
   const values = JWT_KEYS.map((key) => ({key, setting: effectiveSetting(ini, key, env)}))
   const unset = values.filter(({setting}) => !setting.value)

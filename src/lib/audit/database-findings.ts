@@ -1,6 +1,5 @@
-import {EXIT_CODES, MigrateError} from '../errors.js'
-import {type Queryable, serverVersionNum} from '../db/ckan-database.js'
-import {ALEMBIC_HEADS, type CkanVersion} from '../sandbox/ckan-schema.js'
+import {type Queryable, serverVersionNum} from '../site/ckan-database.js'
+import type {CkanDatabaseShape} from '../site/ckan-version.js'
 import {Secret} from '../secret.js'
 import type {AuditFinding} from './audit-finding.js'
 import {
@@ -13,70 +12,6 @@ import {
   type ValueHash,
   valueHashFor,
 } from './user-census.js'
-
-/** What the audit learns about the database before it scans users. */
-export type CkanDatabaseShape = {
-  /** Every row of alembic_version (normally one). */
-  alembicHeads: string[]
-  hasApiTokenTable: boolean
-  hasHarvestSourceTable: boolean
-  /** CKAN 2.10's migration 102 index: with it, two active users cannot share an email. */
-  hasUniqueActiveEmailIndex: boolean
-  /** PostgreSQL's server_version_num (150004 for 15.4). */
-  serverVersionNum: number
-  /** The CKAN version the alembic head belongs to; undefined for unknown heads or a pre-2.9 site. */
-  version: CkanVersion | undefined
-}
-
-/** Alembic revisions we can name: each version's head, and 2.9.0's head (migration 099, before 2.9.1's 100). */
-const KNOWN_REVISIONS: ReadonlyMap<string, CkanVersion> = new Map([
-  ...Object.entries(ALEMBIC_HEADS).map(([version, head]) => [head, version as CkanVersion] as const),
-  ['3ae4b17ed66d', '2.9'],
-])
-
-const SELECT_TABLES = `
-  SELECT to_regclass('"user"') IS NOT NULL AS has_user,
-         to_regclass('api_token') IS NOT NULL AS has_api_token,
-         to_regclass('alembic_version') IS NOT NULL AS has_alembic_version,
-         to_regclass('harvest_source') IS NOT NULL AS has_harvest_source,
-         to_regclass('idx_only_one_active_email') IS NOT NULL AS has_email_index,
-         current_setting('server_version_num')::int AS server_version_num`
-
-const SELECT_ALEMBIC_HEADS = 'SELECT version_num FROM alembic_version ORDER BY version_num'
-
-/**
- * Finds out which CKAN database this is. A database without a "user" table is not CKAN's (exit 9);
- * one without api_token is older than CKAN 2.9 (a blocker finding, not an error).
- */
-export async function inspectCkanDatabase(sql: Queryable, where: string): Promise<CkanDatabaseShape> {
-  const {rows} = await sql.query<{
-    has_alembic_version: boolean
-    has_api_token: boolean
-    has_email_index: boolean
-    has_harvest_source: boolean
-    has_user: boolean
-    server_version_num: number
-  }>(SELECT_TABLES)
-  const tables = rows[0]!
-  if (!tables.has_user) {
-    throw new MigrateError(`The database at ${where} is not a CKAN database: it has no "user" table`, {
-      exitCode: EXIT_CODES.notCkanDatabase,
-      suggestion: "Point --database-url (or sqlalchemy.url in --ckan-ini) at the CKAN site's own database.",
-    })
-  }
-  const alembicHeads = tables.has_alembic_version
-    ? (await sql.query<{version_num: string}>(SELECT_ALEMBIC_HEADS)).rows.map((row) => row.version_num)
-    : []
-  const version = tables.has_api_token ? alembicHeads.map((head) => KNOWN_REVISIONS.get(head)).find(Boolean) : undefined
-  return {
-    alembicHeads,
-    hasApiTokenTable: tables.has_api_token,
-    hasHarvestSourceTable: tables.has_harvest_source,
-    hasUniqueActiveEmailIndex: tables.has_email_index,
-    serverVersionNum: tables.server_version_num,
-    version,
-  }
-}
 
 /** Findings about the CKAN version itself. */
 export function versionFindings(shape: CkanDatabaseShape, statusVersion?: string): AuditFinding[] {

@@ -1,8 +1,8 @@
 import {isAbsolute, resolve} from 'node:path'
 
 import {describeError} from '../errors.js'
-import {openCkanDatabase, type Queryable} from '../db/ckan-database.js'
-import {parseDatabaseUrl, sameDatabase} from '../db/database-url.js'
+import {openCkanDatabase, type Queryable} from '../site/ckan-database.js'
+import {parseDatabaseUrl, sameDatabase} from '../site/database-url.js'
 import {type AuditFinding, SampleCollector} from './audit-finding.js'
 
 const SELECT_HARVEST_SOURCES_WITH_KEY = `

@@ -1,4 +1,4 @@
-import type {Queryable} from '../db/ckan-database.js'
+import type {Queryable} from '../site/ckan-database.js'
 import {SAMPLE_SIZE} from './audit-finding.js'
 
 /**

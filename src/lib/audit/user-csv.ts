@@ -5,10 +5,10 @@ import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import type pg from 'pg'
 
-import {serverVersionNum} from '../db/ckan-database.js'
+import {serverVersionNum} from '../site/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import type {CsvColumn} from '../files/csv-report.js'
-import {syncFolder} from '../files/secret-file.js'
+import type {CsvColumn} from '../fs/csv-report.js'
+import {syncFolder} from '../fs/secret-file.js'
 import {type AuditUserRow, scanUsers} from './database-findings.js'
 
 /** Reports progress of the user scan: the number of users first, then users as they are written. */
@@ -134,7 +134,7 @@ async function cursorUserCsv(client: pg.Client, path: string, options: UserCsvOp
     }
     if (sinceLastReport > 0) options.progress?.advance(sinceLastReport)
   }
-  const {writeCsvReport} = await import('../files/csv-report.js')
+  const {writeCsvReport} = await import('../fs/csv-report.js')
   return writeCsvReport(path, USER_CSV_COLUMNS, rows())
 }
 

@@ -35,6 +35,9 @@ export abstract class MigrateCommand<Result> extends Command {
   }
 
   protected override async catch(error: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    // A run that failed reading its flags did read them: without this, oclif's development mode
+    // (tests, bin/dev.js) adds "Command … did not parse its arguments" under a --json parse error.
+    this.parsed = true
     if (error instanceof Errors.CLIError && !(error instanceof MigrateError)) return super.catch(error)
     const migrateError = error instanceof MigrateError ? error : translateSystemError(error)
     const exit = migrateError?.exitCode ?? EXIT_CODES.unexpected

@@ -1,4 +1,4 @@
-import {JsonlFile} from '../files/jsonl-file.js'
+import {JsonlFile} from '../run/jsonl-file.js'
 
 /**
  * `deliveries.jsonl` in the run folder (0600): the write-ahead journal of `deliver`. Before a

@@ -3,7 +3,7 @@ import {access, constants, open, readFile, realpath, rename, rm, stat} from 'nod
 import {basename, dirname, join} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {syncFolder} from '../files/secret-file.js'
+import {syncFolder} from '../fs/secret-file.js'
 
 /**
  * Reading and replacing a service's config file (ckan.ini, an env file) safely: symlinks are

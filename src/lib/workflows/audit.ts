@@ -3,17 +3,17 @@ import {dirname} from 'node:path'
 import {type AuditFinding, sortFindings} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
 import {collectConfigFindings} from '../audit/config-findings.js'
-import {collectUserFindings, inspectCkanDatabase, versionFindings} from '../audit/database-findings.js'
+import {collectUserFindings, versionFindings} from '../audit/database-findings.js'
 import {valueHashFor} from '../audit/user-census.js'
 import {type UserScanProgress, writeUserCsv} from '../audit/user-csv.js'
 import {harvestSourceFindings, XLOADER_DEFAULT_JOBS_DB, xloaderJobsFindings} from '../audit/service-findings.js'
 import {decideVerdict} from '../audit/verdict.js'
-import type {CkanStatus} from '../ckan/ckan-api-client.js'
-import {CkanIni, readCkanIni} from '../ckan/ckan-ini.js'
-import {chooseDatabaseUrl, effectiveSetting} from '../ckan/ckan-settings.js'
-import {openCkanDatabase, translateDatabaseError} from '../db/ckan-database.js'
-import {parseDatabaseUrl} from '../db/database-url.js'
-import type {CkanVersion} from '../sandbox/ckan-schema.js'
+import type {CkanStatus} from '../site/ckan-api-client.js'
+import {CkanIni, readCkanIni} from '../site/ckan-ini.js'
+import {chooseDatabaseUrl, effectiveSetting} from '../site/ckan-settings.js'
+import {openCkanDatabase, translateDatabaseError} from '../site/ckan-database.js'
+import {parseDatabaseUrl} from '../site/database-url.js'
+import {iniCaseRule, inspectCkanDatabase} from '../site/ckan-version.js'
 
 export type AuditOptions = {
   /** PEM file for --ckan-url's TLS (private CAs). */
@@ -71,7 +71,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
     await database.client.query('SET LOCAL max_parallel_workers_per_gather = 2')
     const shape = await inspectCkanDatabase(database.client, database.where)
     // 2.9 lowercases option names; 2.10+ keep their case (ckan-facts §7).
-    const ini = firstIni && new CkanIni(firstIni.files, {caseRule: caseRuleFor(shape.version), env})
+    const ini = firstIni && new CkanIni(firstIni.files, {caseRule: iniCaseRule(shape.version), env})
     if (ini) checkInterpolations(ini)
     const plugins = ini ? ini.plugins() : (status?.extensions ?? [])
     const findings: AuditFinding[] = [...versionFindings(shape, status?.ckanVersion)]
@@ -128,7 +128,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
 async function fetchStatus(options: AuditOptions): Promise<CkanStatus> {
   // Loaded only for --ckan-url: the HTTP client's dependencies take longer to import than a
   // plain audit of a small site takes to run.
-  const {CkanApiClient} = await import('../ckan/ckan-api-client.js')
+  const {CkanApiClient} = await import('../site/ckan-api-client.js')
   const client = new CkanApiClient({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl!,
@@ -139,10 +139,6 @@ async function fetchStatus(options: AuditOptions): Promise<CkanStatus> {
   } finally {
     await client.close()
   }
-}
-
-function caseRuleFor(version: CkanVersion | undefined): 'lowercase' | 'preserve' {
-  return version === '2.10' || version === '2.11' ? 'preserve' : 'lowercase'
 }
 
 /**

@@ -34,10 +34,10 @@ import {
   startPgTool,
 } from '../backup/pg-tools.js'
 import {PlainSqlInspector} from '../backup/plain-sql-inspector.js'
-import {openCkanDatabase, type Queryable, translateDatabaseError} from '../db/ckan-database.js'
-import {parseDatabaseUrl, toLibpqConnection} from '../db/database-url.js'
+import {openCkanDatabase, type Queryable, translateDatabaseError} from '../site/ckan-database.js'
+import {parseDatabaseUrl, toLibpqConnection} from '../site/database-url.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {ensureFolderForSecrets, syncFolder, writeFileAtomically} from '../files/secret-file.js'
+import {ensureFolderForSecrets, syncFolder, writeFileAtomically} from '../fs/secret-file.js'
 import type {Secret} from '../secret.js'
 import {folderError, translateSystemError} from '../system-errors.js'
 

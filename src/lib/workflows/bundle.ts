@@ -4,20 +4,20 @@ import pLimit from 'p-limit'
 
 import {generatePassword, parseCsv, readPasswordFile} from '../bundle/passwords.js'
 import {fetchServerCert, readServerCert, type ServerCert} from '../bundle/server-cert.js'
-import {readCkanIni} from '../ckan/ckan-ini.js'
-import {chooseDatabaseUrl} from '../ckan/ckan-settings.js'
-import {withCkanDatabase} from '../db/ckan-database.js'
+import {readCkanIni} from '../site/ckan-ini.js'
+import {chooseDatabaseUrl} from '../site/ckan-settings.js'
+import {withCkanDatabase} from '../site/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {
   type AccessBundleEncryption,
   BundleReadError,
   readAccessBundle,
   writeAccessBundle,
-} from '../files/bundle-writer.js'
-import {neutraliseCell, writeCsvReport} from '../files/csv-report.js'
-import {openRunFolder, type RunToken} from '../files/run-folder.js'
-import {safeFileNames} from '../files/safe-file-name.js'
-import {ensureFolderForSecrets, syncFolder} from '../files/secret-file.js'
+} from '../bundle/bundle-writer.js'
+import {neutraliseCell, writeCsvReport} from '../fs/csv-report.js'
+import {openRunFolder, type RunToken} from '../run/run-folder.js'
+import {safeFileNames} from '../fs/safe-file-name.js'
+import {ensureFolderForSecrets, syncFolder} from '../fs/secret-file.js'
 import {fingerprintOf, Secret} from '../secret.js'
 
 export const PASSWORDS_FILE = 'passwords.csv'

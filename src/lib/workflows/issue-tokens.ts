@@ -1,9 +1,9 @@
 import {access, constants, readdir} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 
-import type {CkanApiClient} from '../ckan/ckan-api-client.js'
-import {readCkanIni} from '../ckan/ckan-ini.js'
-import {chooseDatabaseUrl} from '../ckan/ckan-settings.js'
+import type {CkanApiClient} from '../site/ckan-api-client.js'
+import {readCkanIni} from '../site/ckan-ini.js'
+import {chooseDatabaseUrl} from '../site/ckan-settings.js'
 import {
   type CkanUserRow,
   checkUserNames,
@@ -14,19 +14,19 @@ import {
   streamUsers,
   type UserSelection,
   type UserSelectionOptions,
-} from '../ckan/user-selection.js'
-import {readCredential} from '../credential.js'
-import {type CkanDatabase, openCkanDatabase, type Queryable} from '../db/ckan-database.js'
+} from '../site/user-selection.js'
+import {readCredential} from '../site/credential.js'
+import {type CkanDatabase, openCkanDatabase, type Queryable} from '../site/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {type CsvColumn, writeCsvReport} from '../files/csv-report.js'
-import {type JournalEntry, openRunFolder, type RunFolder} from '../files/run-folder.js'
-import {readScratch, removeScratch, ScratchWriter} from '../tokens/scratch-file.js'
-import {checkSameSite, preflightSite} from '../tokens/site-preflight.js'
-import {AnnouncedFeed, TokenIssuer, type UserOutcome} from '../tokens/token-issuer.js'
-import {checkTokenNameTemplate, DEFAULT_TOKEN_NAME} from '../tokens/token-name.js'
-import {limitHeapGrowth} from '../tokens/heap-growth.js'
+import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
+import {type JournalEntry, openRunFolder, type RunFolder} from '../run/run-folder.js'
+import {readScratch, removeScratch, ScratchWriter} from '../run/scratch-file.js'
+import {checkSameSite, preflightSite} from '../site/site-preflight.js'
+import {AnnouncedFeed, TokenIssuer, type UserOutcome} from '../run/token-issuer.js'
+import {checkTokenNameTemplate, DEFAULT_TOKEN_NAME} from '../run/token-name.js'
+import {limitHeapGrowth} from '../run/heap-growth.js'
 
-export type {Outcome} from '../tokens/token-issuer.js'
+export type {Outcome} from '../run/token-issuer.js'
 
 export const ISSUE_TOKENS_REPORT = 'issue-tokens-report.csv'
 

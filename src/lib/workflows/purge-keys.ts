@@ -2,12 +2,13 @@ import {rm, stat} from 'node:fs/promises'
 import {basename, resolve} from 'node:path'
 
 import {readBackupSidecar, sha256OfFile} from '../backup/backup-sidecar.js'
-import type {CkanIni} from '../ckan/ckan-ini.js'
-import {effectiveSetting} from '../ckan/ckan-settings.js'
-import {openCkanDatabase, type Queryable} from '../db/ckan-database.js'
+import type {CkanIni} from '../site/ckan-ini.js'
+import {effectiveSetting} from '../site/ckan-settings.js'
+import {openCkanDatabase, type Queryable} from '../site/ckan-database.js'
+import {inspectCkanDatabase} from '../site/ckan-version.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {writeCsvReport} from '../files/csv-report.js'
-import {type JournalEntry, openRunFolder, type RunFolder} from '../files/run-folder.js'
+import {writeCsvReport} from '../fs/csv-report.js'
+import {type JournalEntry, openRunFolder, type RunFolder} from '../run/run-folder.js'
 import {Secret} from '../secret.js'
 
 export type PurgeKeysOptions = {
@@ -66,7 +67,8 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
   const database = await openCkanDatabase(options.databaseUrl, {readOnly: false, statementTimeoutMs: 0})
   try {
     const sql = database.client
-    const ckanSeries = await readCkanSeries(sql)
+    // 2.10's migration 101 adds "user".last_active: the database was upgraded past 2.9.
+    const ckanSeries = (await inspectCkanDatabase(sql, database.where)).hasLastActiveColumn ? '2.10+' : '2.9'
     if (ckanSeries === '2.9' && !options.confirm29) {
       if (!options.dryRun) {
         throw bad(
@@ -215,20 +217,6 @@ export function verifiedUserIds(entries: JournalEntry[]): string[] {
     }
   }
   return [...latest].filter(([, state]) => state.ok).map(([userId]) => userId)
-}
-
-async function readCkanSeries(sql: Queryable): Promise<'2.9' | '2.10+'> {
-  const {rows} = await sql.query<{has: boolean}>(
-    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('"user"') AND attname = 'last_active' AND NOT attisdropped) AS has`,
-  )
-  const user = await sql.query<{exists: boolean}>(`SELECT to_regclass('"user"') IS NOT NULL AS exists`)
-  if (!user.rows[0]?.exists) {
-    throw new MigrateError('This database has no "user" table: it is not a CKAN database', {
-      exitCode: EXIT_CODES.notCkanDatabase,
-      suggestion: "Point --database-url (or --ckan-ini) at the CKAN site's own database.",
-    })
-  }
-  return rows[0]?.has ? '2.10+' : '2.9'
 }
 
 async function checkBackup(

@@ -1,11 +1,11 @@
 import pLimit from 'p-limit'
 
-import {CkanApiError} from '../ckan/ckan-api-client.js'
-import {readCredential} from '../credential.js'
+import {CkanApiError} from '../site/ckan-api-client.js'
+import {readCredential} from '../site/credential.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {type CsvColumn, writeCsvReport} from '../files/csv-report.js'
-import {openRunFolder, type RunToken} from '../files/run-folder.js'
-import {preflightSite} from '../tokens/site-preflight.js'
+import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
+import {openRunFolder, type RunToken} from '../run/run-folder.js'
+import {preflightSite} from '../site/site-preflight.js'
 
 export const REVOKE_REPORT = 'revoke-report.csv'
 

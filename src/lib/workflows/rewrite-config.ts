@@ -1,14 +1,14 @@
-import type {CkanApiClient} from '../ckan/ckan-api-client.js'
-import {CkanIni, parseIniText, readCkanIni} from '../ckan/ckan-ini.js'
-import {type CkanMajor, effectiveSetting, envvarsKey, envvarsName, resolveJwtSecret} from '../ckan/ckan-settings.js'
-import {credentialKind, readCredential} from '../credential.js'
+import type {CkanApiClient} from '../site/ckan-api-client.js'
+import {CkanIni, parseIniText, readCkanIni} from '../site/ckan-ini.js'
+import {effectiveSetting, envvarsKey, envvarsName, resolveJwtSecret} from '../site/ckan-settings.js'
+import {credentialKind, readCredential} from '../site/credential.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {editEnvFile, parseEnvValue} from '../files/env-file-editor.js'
-import {editIni, escapeIniValue, splitLines} from '../files/ini-editor.js'
-import {openRunFolder, type RunFolder, type RunToken} from '../files/run-folder.js'
-import {unifiedDiff} from '../files/unified-diff.js'
+import {editEnvFile, parseEnvValue} from '../services/env-file-editor.js'
+import {editIni, escapeIniValue, splitLines} from '../services/ini-editor.js'
+import {openRunFolder, type RunFolder, type RunToken} from '../run/run-folder.js'
+import {unifiedDiff} from '../services/unified-diff.js'
 import {Secret} from '../secret.js'
-import {reconcileUnknownCreate, unsettledCreates} from '../tokens/reconcile.js'
+import {reconcileUnknownCreate, unsettledCreates} from '../run/reconcile.js'
 import {
   assertReplaceable,
   assertUnchanged,
@@ -17,13 +17,14 @@ import {
   replaceConfigFile,
   writeBackup,
 } from '../services/config-file-writer.js'
-import {configLineRedactor, NEW_TOKEN_PLACEHOLDER} from '../services/config-redaction.js'
+import {configLineRedactor, NEW_TOKEN_PLACEHOLDER} from '../fs/redaction.js'
 import {
   normaliseServiceName,
   SERVICE_CATALOG,
   selectServices,
   type ServiceDefinition,
 } from '../services/service-catalog.js'
+import {type CkanVersion, iniCaseRule, versionOfRelease} from '../site/ckan-version.js'
 
 export type ServiceTokenClient = Pick<
   CkanApiClient,
@@ -86,7 +87,7 @@ export type FilePlan = {
 }
 
 export type RewriteConfigResult = {
-  ckanVersion: CkanMajor
+  ckanVersion: CkanVersion
   dryRun: boolean
   files: FilePlan[]
   header: {apikeyHeaderName: string | null; fixed: boolean}
@@ -129,8 +130,8 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
 
   step('Reading CKAN')
   const status = options.ckan ? await options.ckan.statusShow() : undefined
-  const ckanVersion = status ? majorOf(status.ckanVersion) : '2.9'
-  const caseRule = ckanVersion === '2.9' ? 'lowercase' : 'preserve'
+  const ckanVersion = status ? versionOfRelease(status.ckanVersion) : '2.9'
+  const caseRule = iniCaseRule(ckanVersion)
 
   step('Reading config files')
   const envFiles = await Promise.all(options.envFilePaths.map((path) => readConfigFile(path, 'env file')))
@@ -367,12 +368,6 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
   }
 }
 
-function majorOf(version: string): CkanMajor {
-  if (version.startsWith('2.9')) return '2.9'
-  if (version.startsWith('2.10')) return '2.10'
-  return '2.11'
-}
-
 async function readTokenFiles(values: readonly string[]): Promise<{byService: Map<string, Secret>; forAll?: Secret}> {
   const byService = new Map<string, Secret>()
   let forAll: Secret | undefined
@@ -530,7 +525,7 @@ async function createServiceToken(
  */
 async function planSecretPinning(
   ini: CkanIni,
-  version: CkanMajor,
+  version: CkanVersion,
   env: NodeJS.ProcessEnv,
   warnings: string[],
 ): Promise<{from: string; keys: string[]; settings: Setting[]}> {

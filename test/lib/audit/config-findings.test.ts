@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
 import {collectConfigFindings} from '../../../src/lib/audit/config-findings.js'
-import {CkanIni, parseIniText} from '../../../src/lib/ckan/ckan-ini.js'
+import {CkanIni, parseIniText} from '../../../src/lib/site/ckan-ini.js'
 
 const SECRET = 'Sup3r-S3cret-Value'
 

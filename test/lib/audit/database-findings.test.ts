@@ -1,10 +1,11 @@
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {collectUserFindings, inspectCkanDatabase, scanUsers} from '../../../src/lib/audit/database-findings.js'
+import {collectUserFindings, scanUsers} from '../../../src/lib/audit/database-findings.js'
+import {inspectCkanDatabase} from '../../../src/lib/site/ckan-version.js'
 import {MigrateError} from '../../../src/lib/errors.js'
-import {createCkanSchema} from '../../../src/lib/sandbox/ckan-schema.js'
-import {seedCkanSite} from '../../../src/lib/sandbox/ckan-site-seeder.js'
+import {createCkanSchema} from '../../../src/sandbox/ckan-schema.js'
+import {seedCkanSite} from '../../../src/sandbox/ckan-site-seeder.js'
 import {fingerprintOf} from '../../../src/lib/secret.js'
 import {createTestDatabase} from '../../helpers/test-database.js'
 

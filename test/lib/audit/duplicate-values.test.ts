@@ -3,8 +3,8 @@ import {describe, expect, it} from 'vitest'
 
 import {collectUserFindings} from '../../../src/lib/audit/database-findings.js'
 import {countDuplicates, HASH_32, HASH_64, type ValueHash} from '../../../src/lib/audit/user-census.js'
-import {seedCkanSite} from '../../../src/lib/sandbox/ckan-site-seeder.js'
-import {createCkanSchema} from '../../../src/lib/sandbox/ckan-schema.js'
+import {seedCkanSite} from '../../../src/sandbox/ckan-site-seeder.js'
+import {createCkanSchema} from '../../../src/sandbox/ckan-schema.js'
 import {createTestDatabase} from '../../helpers/test-database.js'
 
 /** Runs `test` against a fresh database holding CKAN 2.9's schema. */

@@ -6,8 +6,8 @@ import pg from 'pg'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
 import {writeUserCsv} from '../../../src/lib/audit/user-csv.js'
-import {createCkanSchema} from '../../../src/lib/sandbox/ckan-schema.js'
-import {HOSTILE_USERS, seedCkanSite} from '../../../src/lib/sandbox/ckan-site-seeder.js'
+import {createCkanSchema} from '../../../src/sandbox/ckan-schema.js'
+import {HOSTILE_USERS, seedCkanSite} from '../../../src/sandbox/ckan-site-seeder.js'
 import {fingerprintOf} from '../../../src/lib/secret.js'
 import {createTestDatabase} from '../../helpers/test-database.js'
 

@@ -6,7 +6,7 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {onTestFinished} from 'vitest'
 
-import {openRunFolder, type RunFolder} from '../../../src/lib/files/run-folder.js'
+import {openRunFolder, type RunFolder} from '../../../src/lib/run/run-folder.js'
 import {Secret} from '../../../src/lib/secret.js'
 
 export const run = promisify(execFile)

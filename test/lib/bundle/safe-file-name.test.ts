@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
-import {safeFileName, safeFileNames} from '../../../src/lib/files/safe-file-name.js'
-import {HOSTILE_USERS} from '../../../src/lib/sandbox/ckan-site-seeder.js'
+import {safeFileName, safeFileNames} from '../../../src/lib/fs/safe-file-name.js'
+import {HOSTILE_USERS} from '../../../src/sandbox/ckan-site-seeder.js'
 
 describe('safeFileName', () => {
   it('keeps clean CKAN names as they are', () => {

@@ -1,7 +1,12 @@
 import {parse} from 'pg-connection-string'
 import {describe, expect, it} from 'vitest'
 
-import {parseDatabaseUrl, sameDatabase, toLibpqConnection, toNodePostgresUrl} from '../../../src/lib/db/database-url.js'
+import {
+  parseDatabaseUrl,
+  sameDatabase,
+  toLibpqConnection,
+  toNodePostgresUrl,
+} from '../../../src/lib/site/database-url.js'
 import {EXIT_CODES, MigrateError} from '../../../src/lib/errors.js'
 
 const SECRET = 'S3cretPw'

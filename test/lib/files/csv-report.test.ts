@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {writeCsvReport} from '../../../src/lib/files/csv-report.js'
+import {writeCsvReport} from '../../../src/lib/fs/csv-report.js'
 
 describe('writeCsvReport', () => {
   it('neutralises cells a spreadsheet would evaluate and keeps unicode, quotes and newlines intact', async () => {

@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
-import {JsonlFile} from '../../../src/lib/files/jsonl-file.js'
+import {JsonlFile} from '../../../src/lib/run/jsonl-file.js'
 
 async function tempFile(name: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-jsonl-'))

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import {EXIT_CODES, MigrateError} from '../../../src/lib/errors.js'
-import {openRunFolder} from '../../../src/lib/files/run-folder.js'
+import {openRunFolder} from '../../../src/lib/run/run-folder.js'
 import {Secret} from '../../../src/lib/secret.js'
 
 const SITE = {ckanUrl: 'http://127.0.0.1:5000/', siteUserName: 'default'}

@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {writeSecretFile} from '../../../src/lib/files/secret-file.js'
+import {writeSecretFile} from '../../../src/lib/fs/secret-file.js'
 
 describe('writeSecretFile', () => {
   it('creates the file 0600 in a 0700 folder and leaves no temporary file', async () => {

@@ -1,8 +1,9 @@
 import pg from 'pg'
 import {describe, expect, it} from 'vitest'
 
-import {createCkanSchema, type CkanVersion} from '../../../src/lib/sandbox/ckan-schema.js'
-import {HOSTILE_USERS, seedCkanSite} from '../../../src/lib/sandbox/ckan-site-seeder.js'
+import {createCkanSchema} from '../../../src/sandbox/ckan-schema.js'
+import {type CkanVersion} from '../../../src/lib/site/ckan-version.js'
+import {HOSTILE_USERS, seedCkanSite} from '../../../src/sandbox/ckan-site-seeder.js'
 import {createTestDatabase} from '../../helpers/test-database.js'
 
 async function seededSite(version: CkanVersion, seed: string, users: number) {

@@ -4,10 +4,10 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
-import type {CkanUserRow} from '../../../src/lib/ckan/user-selection.js'
-import {openRunFolder} from '../../../src/lib/files/run-folder.js'
-import {readScratch, ScratchWriter} from '../../../src/lib/tokens/scratch-file.js'
-import {AnnouncedFeed} from '../../../src/lib/tokens/token-issuer.js'
+import type {CkanUserRow} from '../../../src/lib/site/user-selection.js'
+import {openRunFolder} from '../../../src/lib/run/run-folder.js'
+import {readScratch, ScratchWriter} from '../../../src/lib/run/scratch-file.js'
+import {AnnouncedFeed} from '../../../src/lib/run/token-issuer.js'
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-feed-'))

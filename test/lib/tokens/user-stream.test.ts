@@ -1,9 +1,9 @@
 import pg from 'pg'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
-import {SKIP_REASONS, streamUsers} from '../../../src/lib/ckan/user-selection.js'
-import {createCkanSchema} from '../../../src/lib/sandbox/ckan-schema.js'
-import {seedCkanSite} from '../../../src/lib/sandbox/ckan-site-seeder.js'
+import {SKIP_REASONS, streamUsers} from '../../../src/lib/site/user-selection.js'
+import {createCkanSchema} from '../../../src/sandbox/ckan-schema.js'
+import {seedCkanSite} from '../../../src/sandbox/ckan-site-seeder.js'
 import {createTestDatabase} from '../../helpers/test-database.js'
 
 describe('streamUsers', () => {

@@ -4,8 +4,8 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import pg from 'pg'
 
-import {EXIT_CODES, MigrateError} from '../errors.js'
-import type {CkanVersion} from './ckan-schema.js'
+import {EXIT_CODES, MigrateError} from '../lib/errors.js'
+import type {CkanVersion} from '../lib/site/ckan-version.js'
 import {ACTIONS, ActionError, type Caller, decodeToken} from './emulator-actions.js'
 import {type EmulatorConfig, loadEmulatorConfig} from './emulator-config.js'
 import {pythonJson, pythonRepr, utcNowTimestamp} from './emulator-json.js'

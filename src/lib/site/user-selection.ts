@@ -1,6 +1,6 @@
 import {readFile} from 'node:fs/promises'
 
-import type {Queryable} from '../db/ckan-database.js'
+import type {Queryable} from './ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {Secret} from '../secret.js'
 

@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 
-import {EXIT_CODES, MigrateError} from '../errors.js'
+import {EXIT_CODES, MigrateError} from '../lib/errors.js'
 
 /**
  * Fault injection for the CKAN emulator: what a flaky proxy or an overloaded CKAN does to a

@@ -3,30 +3,25 @@ import {join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import pg from 'pg'
 
-import {CkanApiClient} from '../ckan/ckan-api-client.js'
-import {readCkanIni} from '../ckan/ckan-ini.js'
-import {describeError, EXIT_CODES, MigrateError} from '../errors.js'
-import {openRunFolder} from '../files/run-folder.js'
-import {writeSecretFile} from '../files/secret-file.js'
-import {
-  type ContinuityProbe as Probe,
-  ContinuityProbe,
-  type ProbeClient,
-  type ProbeStats,
-} from '../sandbox/continuity-probe.js'
-import {upgradeSandboxDatabase} from '../sandbox/sandbox-site.js'
-import {Secret} from '../secret.js'
-import {auditSite} from './audit.js'
-import {backupDatabase, backupEmbeddedDatabase, type BackupResult} from './backup.js'
-import {bundleAccess} from './bundle.js'
-import {issueTokens} from './issue-tokens.js'
-import {purgeKeys} from './purge-keys.js'
-import {rewriteServiceConfigs} from './rewrite-config.js'
-import {type RunningSandbox, startSandbox} from './sandbox.js'
-import {verifyTokens} from './verify.js'
+import {CkanApiClient} from '../lib/site/ckan-api-client.js'
+import {readCkanIni} from '../lib/site/ckan-ini.js'
+import {describeError, EXIT_CODES, MigrateError} from '../lib/errors.js'
+import {openRunFolder} from '../lib/run/run-folder.js'
+import {writeSecretFile} from '../lib/fs/secret-file.js'
+import {type ContinuityProbe as Probe, ContinuityProbe, type ProbeClient, type ProbeStats} from './continuity-probe.js'
+import {upgradeSandboxDatabase} from './sandbox-site.js'
+import {Secret} from '../lib/secret.js'
+import {auditSite} from '../lib/workflows/audit.js'
+import {backupDatabase, backupEmbeddedDatabase, type BackupResult} from '../lib/workflows/backup.js'
+import {bundleAccess} from '../lib/workflows/bundle.js'
+import {issueTokens} from '../lib/workflows/issue-tokens.js'
+import {purgeKeys} from '../lib/workflows/purge-keys.js'
+import {rewriteServiceConfigs} from '../lib/workflows/rewrite-config.js'
+import {type RunningSandbox, startSandbox} from './start-sandbox.js'
+import {verifyTokens} from '../lib/workflows/verify.js'
 
 /** The certificate the sandbox's bundles carry (the emulator speaks plain HTTP). */
-export const SANDBOX_SERVER_CERT = fileURLToPath(new URL('../../../assets/sandbox-server.cert', import.meta.url))
+export const SANDBOX_SERVER_CERT = fileURLToPath(new URL('../../assets/sandbox-server.cert', import.meta.url))
 
 export type RehearsalOptions = {
   /** A real PostgreSQL server to run the site on instead of PGlite. */
@@ -64,6 +59,13 @@ export type RehearsalResult = {
     runFolder: string
     sandboxDir: string
   }
+  /** Why the report has fewer rows than the site has users: who issue-tokens selected. */
+  selection: {
+    /** Rows of the issue-tokens report: every legacy-key holder, issued or skipped with its reason. */
+    reportRows: number
+    /** Users in the site's user table (the seeded people, the admin and the site user). */
+    siteUsers: number
+  }
   steps: RehearsalStep[]
 }
 
@@ -96,6 +98,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     runFolder,
     sandboxDir: dir,
   }
+  const selection: RehearsalResult['selection'] = {reportRows: 0, siteUsers: 0}
 
   const step = async (name: string, expected: string, body: () => Promise<Step>): Promise<Step> => {
     if (options.signal?.aborted) throw new MigrateError('Interrupted', {exitCode: EXIT_CODES.interrupted})
@@ -258,6 +261,8 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       })
       paths.report = result.reportPath
       issued = result.counts.issued
+      selection.reportRows = result.counts.issued + result.counts.skipped + result.counts.failed
+      selection.siteUsers = await userCount(db)
       return {
         detail: `${result.counts.issued} issued, ${result.counts.skipped} skipped, ${result.counts.failed} failed`,
         ok: result.counts.failed === 0 && result.counts.issued > 0,
@@ -349,6 +354,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       continuity,
       ok: steps.every((entry) => entry.ok) && continuity.failures === 0,
       paths,
+      selection,
       steps,
     }
   } finally {
@@ -389,6 +395,11 @@ async function siteUserKey(db: pg.Client, siteUserName: string): Promise<Secret>
   if (!rows[0]?.apikey)
     throw new MigrateError('The sandbox site user has no legacy key', {exitCode: EXIT_CODES.unexpected})
   return new Secret(rows[0].apikey)
+}
+
+async function userCount(db: pg.Client): Promise<number> {
+  const {rows} = await db.query<{n: number}>('SELECT count(*)::int AS n FROM "user"')
+  return rows[0]!.n
 }
 
 async function tokenCount(db: pg.Client): Promise<number> {

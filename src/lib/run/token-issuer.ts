@@ -1,9 +1,9 @@
 import pLimit from 'p-limit'
 
-import {CkanApiError, type CkanApiClient, CkanUnreachableError, OutcomeUnknownError} from '../ckan/ckan-api-client.js'
-import type {CkanUserRow} from '../ckan/user-selection.js'
+import {CkanApiError, type CkanApiClient, CkanUnreachableError, OutcomeUnknownError} from '../site/ckan-api-client.js'
+import type {CkanUserRow} from '../site/user-selection.js'
 import {describeError} from '../errors.js'
-import type {JournalEntry, RunFolder} from '../files/run-folder.js'
+import type {JournalEntry, RunFolder} from './run-folder.js'
 import {reconcileUnknownCreate, unsettledCreatesFrom} from './reconcile.js'
 import {renderTokenName} from './token-name.js'
 

@@ -5,7 +5,7 @@ import {join, resolve} from 'node:path'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {Secret} from '../secret.js'
 import {JsonlFile} from './jsonl-file.js'
-import {ensurePrivateFolder, writeSecretFile} from './secret-file.js'
+import {ensurePrivateFolder, writeSecretFile} from '../fs/secret-file.js'
 
 /**
  * The run folder (`--out DIR`), shared by issue-tokens, rewrite-config, verify, revoke, bundle

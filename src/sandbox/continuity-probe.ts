@@ -1,6 +1,6 @@
 import pLimit from 'p-limit'
 
-import type {Secret} from '../secret.js'
+import type {Secret} from '../lib/secret.js'
 
 /** A client of the site: a person's script or a service, with the credential it uses right now. */
 export type ProbeClient = {

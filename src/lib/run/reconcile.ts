@@ -1,5 +1,5 @@
-import type {CkanApiClient} from '../ckan/ckan-api-client.js'
-import type {JournalEntry, RunFolder} from '../files/run-folder.js'
+import type {CkanApiClient} from '../site/ckan-api-client.js'
+import type {JournalEntry, RunFolder} from './run-folder.js'
 
 /** What reconciliation needs from the API client. */
 export type ReconcileClient = Pick<CkanApiClient, 'listApiTokens' | 'revokeApiToken'>

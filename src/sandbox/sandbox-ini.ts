@@ -1,4 +1,4 @@
-import type {CkanVersion} from './ckan-schema.js'
+import type {CkanVersion} from '../lib/site/ckan-version.js'
 
 export type SandboxIniOptions = {
   /**

@@ -1,9 +1,9 @@
 import {configure, TextWriter, Uint8ArrayReader, ZipReader} from '@zip.js/zip.js'
 import {readFile} from 'node:fs/promises'
 
-import {encryptedZip, type ZipEncryption} from '../bundle/encrypted-zip.js'
+import {encryptedZip, type ZipEncryption} from './encrypted-zip.js'
 import {Secret} from '../secret.js'
-import {writeFileAtomically, writeSecretFile} from './secret-file.js'
+import {writeFileAtomically, writeSecretFile} from '../fs/secret-file.js'
 
 /** The two members DCOR-Aid and dclab read (`zipfile.ZipFile(path).read(name, pwd=…)`), at the archive root. */
 export const API_KEY_MEMBER = 'api_key.txt'

@@ -1,7 +1,7 @@
 import {readFile, stat} from 'node:fs/promises'
 
-import {EXIT_CODES, MigrateError} from './errors.js'
-import {Secret} from './secret.js'
+import {EXIT_CODES, MigrateError} from '../errors.js'
+import {Secret} from '../secret.js'
 
 export const API_KEY_ENV = 'CKAN_MIGRATE_API_KEY'
 

@@ -1,8 +1,8 @@
 import {createHash, createHmac, randomBytes, randomUUID, timingSafeEqual} from 'node:crypto'
 import type pg from 'pg'
 
-import {signJwt} from '../ckan/jwt.js'
-import {CKAN_RELEASES, type CkanVersion} from './ckan-schema.js'
+import {signJwt} from '../lib/site/jwt.js'
+import {CKAN_RELEASES, type CkanVersion} from '../lib/site/ckan-version.js'
 import type {EmulatorConfig} from './emulator-config.js'
 import {isoformat, localNowTimestamp, utcNowTimestamp, utcTimestampAfter} from './emulator-json.js'
 

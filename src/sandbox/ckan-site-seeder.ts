@@ -1,5 +1,5 @@
-import type {Queryable} from '../db/ckan-database.js'
-import type {CkanVersion} from './ckan-schema.js'
+import type {Queryable} from '../lib/site/ckan-database.js'
+import type {CkanVersion} from '../lib/site/ckan-version.js'
 
 export type SeedOptions = {
   /** Legacy key of the `admin` sysadmin; derived from the seed when absent. */

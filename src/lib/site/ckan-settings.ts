@@ -4,7 +4,7 @@ import {EXIT_CODES, MigrateError} from '../errors.js'
 import {Secret} from '../secret.js'
 import type {CkanIni} from './ckan-ini.js'
 
-export type CkanMajor = '2.10' | '2.11' | '2.9'
+import type {CkanVersion} from './ckan-version.js'
 
 /**
  * Core CKAN's environment overrides (ckan/config/environment.py CONFIG_FROM_ENV_VARS): a
@@ -93,7 +93,7 @@ export function activeEnvOverrides(env: NodeJS.ProcessEnv = process.env): Array<
 }
 
 /** The config key holding the JWT secret CKAN falls back to when api_token.jwt.*.secret is unset. */
-export function jwtSecretFallbackKey(version: CkanMajor): string {
+export function jwtSecretFallbackKey(version: CkanVersion): string {
   return version === '2.11' ? 'SECRET_KEY' : 'beaker.session.secret'
 }
 
@@ -116,7 +116,7 @@ export type JwtSecret = {
  */
 export async function resolveJwtSecret(
   ini: CkanIni,
-  version: CkanMajor,
+  version: CkanVersion,
   use: 'decode' | 'encode',
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<JwtSecret> {

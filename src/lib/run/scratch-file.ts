@@ -1,7 +1,7 @@
 import {createWriteStream, type WriteStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
 
-import {JsonlFile} from '../files/jsonl-file.js'
+import {JsonlFile} from './jsonl-file.js'
 
 /**
  * A private (0600) JSON Lines scratch file in the run folder: written once front to back, read

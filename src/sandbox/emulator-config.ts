@@ -1,8 +1,8 @@
-import {readCkanIni} from '../ckan/ckan-ini.js'
-import {effectiveSetting, resolveJwtSecret} from '../ckan/ckan-settings.js'
-import {EXIT_CODES, MigrateError} from '../errors.js'
-import type {Secret} from '../secret.js'
-import type {CkanVersion} from './ckan-schema.js'
+import {readCkanIni} from '../lib/site/ckan-ini.js'
+import {effectiveSetting, resolveJwtSecret} from '../lib/site/ckan-settings.js'
+import {EXIT_CODES, MigrateError} from '../lib/errors.js'
+import type {Secret} from '../lib/secret.js'
+import type {CkanVersion} from '../lib/site/ckan-version.js'
 
 /**
  * What the emulator takes from the site's ckan.ini, read once per load (never per request), the

@@ -1,8 +1,9 @@
-import {CkanApiClient, CkanApiError, type CkanStatus} from '../ckan/ckan-api-client.js'
-import type {CkanIni} from '../ckan/ckan-ini.js'
-import {effectiveSetting} from '../ckan/ckan-settings.js'
-import type {Credential} from '../credential.js'
+import {CkanApiClient, CkanApiError, type CkanStatus} from './ckan-api-client.js'
+import type {CkanIni} from './ckan-ini.js'
+import {effectiveSetting} from './ckan-settings.js'
+import type {Credential} from './credential.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {refusesLegacyKeys} from './ckan-version.js'
 
 export type SitePreflight = {
   client: CkanApiClient
@@ -40,8 +41,7 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
   try {
     const status = await client.statusShow()
     const major = status.ckanVersion.split('.').slice(0, 2).join('.')
-    const [first = 0, second = 0] = status.ckanVersion.split('.').map((part) => Number.parseInt(part, 10) || 0)
-    const modern = first > 2 || (first === 2 && second >= 10)
+    const modern = refusesLegacyKeys(status.ckanVersion)
     if (options.credential.kind === 'legacy-key' && modern) {
       throw new MigrateError(
         `The credential in ${options.credential.source} is a legacy API key, and legacy keys stop working on ${status.ckanVersion} (2.10+): use a token`,
