@@ -1,5 +1,6 @@
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {makeDeliverFixture, makeSiteDatabase, mailsPerAddress} from '../helpers/deliver-site.js'
@@ -80,4 +81,28 @@ describe('deliver: killed or interrupted during a send batch', () => {
       'carol@example.org': 1,
     })
   })
+
+  it('--per-minute holds the next message back: Ctrl-C during the wait leaves it unsent (not unknown)', async () => {
+    const fixture = await makeDeliverFixture(site, ['alice', 'bob'])
+    // One message per minute: bob's slot is a minute after alice's; the Ctrl-C comes once alice's
+    // acceptance is journaled, long before.
+    const stopped = await runCliChild([...withoutFlag(fixture.args(), '--per-minute'), '--per-minute', '1'], {
+      interrupt: {signal: 'SIGINT', when: journaled(join(fixture.run.path, 'deliveries.jsonl'), 'send-accepted')},
+    })
+    expect(stopped.code, stopped.output).toBe(130)
+    expect(mailsPerAddress(fixture.smtp.mails)).toEqual({'alice@example.org': 1})
+    const rerun = await runCliJson<Result>(fixture.args())
+    expect(rerun.exitCode).toBe(0)
+    expect(rerun.json.result!.counts).toMatchObject({alreadySent: 1, sent: 1, unknown: 0})
+    expect(mailsPerAddress(fixture.smtp.mails)).toEqual({'alice@example.org': 1, 'bob@example.org': 1})
+  })
 })
+
+/** Resolves once the delivery journal holds an entry of this kind (alice's acceptance is recorded). */
+async function journaled(path: string, kind: string): Promise<void> {
+  while (!(await readFile(path, 'utf8').catch(() => '')).includes(`"kind":"${kind}"`)) await sleep(20)
+}
+
+function withoutFlag(args: string[], flag: string): string[] {
+  return args.filter((arg, index) => arg !== flag && args[index - 1] !== flag)
+}
