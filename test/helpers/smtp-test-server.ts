@@ -50,8 +50,6 @@ export type SmtpTestServer = {
   refusals: number
   /** From now on every message is answered (see holdFrom). */
   stopHolding(): void
-  /** Resolves once `count` messages were stored. */
-  stored(count: number): Promise<void>
 }
 
 /**
@@ -63,8 +61,7 @@ export async function startSmtpTestServer(options: SmtpTestServerOptions): Promi
   let open = 0
   let markHeld: () => void = () => {}
   let holdFrom = options.holdFrom
-  const waiters: Array<{count: number; resolve: () => void}> = []
-  const state: Omit<SmtpTestServer, 'close' | 'port' | 'stopHolding' | 'stored'> = {
+  const state: Omit<SmtpTestServer, 'close' | 'port' | 'stopHolding'> = {
     authFailures: 0,
     refusals: 0,
     held: new Promise<void>((resolve) => {
@@ -110,7 +107,6 @@ export async function startSmtpTestServer(options: SmtpTestServerOptions): Promi
             secure: session.secure,
             to: session.envelope.rcptTo.map((recipient) => recipient.address),
           })
-          for (const waiter of waiters) if (state.mails.length >= waiter.count) waiter.resolve()
           if (holdFrom !== undefined && number >= holdFrom) {
             markHeld()
             return // never answered
@@ -141,10 +137,6 @@ export async function startSmtpTestServer(options: SmtpTestServerOptions): Promi
     port,
     stopHolding() {
       holdFrom = undefined
-    },
-    stored(count: number) {
-      if (state.mails.length >= count) return Promise.resolve()
-      return new Promise<void>((resolve) => waiters.push({count, resolve}))
     },
   })
 }
