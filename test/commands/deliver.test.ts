@@ -200,7 +200,7 @@ describe('deliver: to a real SMTP server (STARTTLS, AUTH)', () => {
     expect(mailsPerAddress(temporary.smtp.mails)).toEqual({'carol@example.org': 1})
   })
 
-  it('ends with exit 17 when the server refuses the login, and 15 for a certificate it cannot verify; nothing is sent', async () => {
+  it('ends with exit 17 when the server refuses the login, 15 for a certificate it cannot verify, 16 when nobody listens; nothing is sent', async () => {
     const fixture = await makeDeliverFixture(site, ['alice'])
     await writeFile(fixture.passwordFile, 'wrong-password\n')
     const refused = await runCliJson<Result>(fixture.args())
@@ -219,6 +219,11 @@ describe('deliver: to a real SMTP server (STARTTLS, AUTH)', () => {
     const other = await makeCertificate('mail.example.org')
     const wrongCa = await runCliJson<Result>([...withoutCa, '--ca-cert', other.certPath])
     expect(wrongCa.exitCode).toBe(15)
+    // Nobody listening: exit 16.
+    await fixture.smtp.close()
+    const unreachable = await runCliJson<Result>(fixture.args())
+    expect(unreachable.exitCode).toBe(16)
+    expect(unreachable.json.error).toMatchObject({code: 'mailUnreachable'})
     expect(fixture.smtp.mails).toHaveLength(0)
     expect(existsSync(join(fixture.run.path, 'deliveries.jsonl'))).toBe(false)
   })
