@@ -35,6 +35,10 @@ export const EXIT_CODES = {
   fileChanged: 14,
   /** TLS failed: certificate not trusted, expired, or for another host. */
   tlsFailure: 15,
+  /** `deliver`: the mail server (--smtp-url) could not be reached: connection refused, DNS, timeout. */
+  mailUnreachable: 16,
+  /** `deliver`: the mail server refused the login (AUTH) or the session; nothing more was sent. */
+  mailRejected: 17,
   /** The run was interrupted (Ctrl-C, SIGTERM); everything finished so far is saved. */
   interrupted: 130,
 } as const

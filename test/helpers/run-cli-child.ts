@@ -9,7 +9,10 @@ export type ChildRun = {code: null | number; output: string; signal: NodeJS.Sign
 
 export type ChildRunOptions = {
   /** Send this signal once `journal` has grown by more than `afterBytes`, plus `delayMs`. */
-  interrupt?: {afterBytes?: number; delayMs: number; journal: string; signal: NodeJS.Signals}
+  interrupt?:
+    | {afterBytes?: number; delayMs: number; journal: string; signal: NodeJS.Signals}
+    /** Send this signal once `when` resolves (e.g. a test server holds a request in flight). */
+    | {signal: NodeJS.Signals; when: Promise<unknown>}
 }
 
 /**
@@ -19,7 +22,8 @@ export type ChildRunOptions = {
  */
 export async function runCliChild(args: string[], options: ChildRunOptions = {}): Promise<ChildRun> {
   const {interrupt} = options
-  const journalSize = async () => (interrupt ? ((await stat(interrupt.journal).catch(() => undefined))?.size ?? 0) : 0)
+  const journalSize = async () =>
+    interrupt && 'journal' in interrupt ? ((await stat(interrupt.journal).catch(() => undefined))?.size ?? 0) : 0
   const startSize = await journalSize()
   const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'bin/dev.js'), ...args], {
     cwd: PROJECT_ROOT,
@@ -37,7 +41,10 @@ export async function runCliChild(args: string[], options: ChildRunOptions = {})
     })
   })
   let sent = false
-  if (interrupt) {
+  if (interrupt && 'when' in interrupt) {
+    await Promise.race([interrupt.when, exited])
+    if (running) sent = child.kill(interrupt.signal)
+  } else if (interrupt) {
     while (running && (await journalSize()) <= startSize + (interrupt.afterBytes ?? 200)) await sleep(10)
     await sleep(interrupt.delayMs)
     if (running) sent = child.kill(interrupt.signal)

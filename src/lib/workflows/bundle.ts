@@ -5,8 +5,7 @@ import pLimit from 'p-limit'
 import type {Progress} from '../progress.js'
 import {generatePassword, parseCsv, readPasswordFile} from '../bundle/passwords.js'
 import {fetchServerCert, readServerCert, type ServerCert} from '../bundle/server-cert.js'
-import {resolveSiteDatabase} from '../site/site-database.js'
-import {readOnlyTransaction, withCkanDatabase} from '../site/ckan-database.js'
+import {readSitePeople} from '../site/site-people.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {
   type AccessBundleEncryption,
@@ -72,7 +71,7 @@ export type BundleResult = {
   warnings: string[]
 }
 
-type PasswordRow = {email: string; file: string; password: Secret; user: string}
+export type PasswordRow = {email: string; file: string; password: Secret; user: string}
 
 /**
  * Writes one encrypted `.dcor-access` bundle per person with a token in the run, and
@@ -231,7 +230,10 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
 }
 
 /** The newest token of each person (source issue-tokens), leaving out tokens `revoke` revoked. */
-async function peopleTokens(journal: Promise<Array<{jtiFingerprint?: string; kind: string}>>, tokens: RunToken[]) {
+export async function peopleTokens(
+  journal: Promise<Array<{jtiFingerprint?: string; kind: string}>>,
+  tokens: RunToken[],
+) {
   const revoked = new Set(
     (await journal).filter((entry) => entry.kind === 'token-revoked').map((entry) => entry.jtiFingerprint),
   )
@@ -384,20 +386,15 @@ async function prepareBundleDir(path: string): Promise<void> {
 
 async function readEmails(database: BundleOptions['database'], tokens: RunToken[]): Promise<Map<string, string>> {
   if (!database?.databaseUrl && !database?.ckanIni) return new Map()
-  const {url} = await resolveSiteDatabase({ckanIniPath: database.ckanIni, databaseUrl: database.databaseUrl})
-  return withCkanDatabase(url, {statementTimeoutMs: 60_000}, ({client}) =>
-    readOnlyTransaction(client, async () => {
-      const {rows} = await client.query<{email: string | null; id: string}>(
-        'SELECT id, email FROM "user" WHERE id = ANY($1::text[])',
-        [tokens.map((token) => token.userId)],
-      )
-      return new Map(rows.filter((row) => row.email).map((row) => [row.id, row.email!]))
-    }),
+  const people = await readSitePeople(
+    database,
+    tokens.map((token) => token.userId),
   )
+  return new Map([...people].filter(([, person]) => person.email).map(([id, person]) => [id, person.email!]))
 }
 
 /** passwords.csv of an earlier run, keyed by the user cell as written (formula-neutralised). */
-async function readPasswordsCsv(path: string): Promise<Map<string, PasswordRow>> {
+export async function readPasswordsCsv(path: string): Promise<Map<string, PasswordRow>> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
