@@ -139,6 +139,8 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
       this.log(`  ✗ ${failure.kind} ${failure.label} during "${failure.phase}": ${failure.status}`)
     this.log(`  Run folder:    ${paths.runFolder}`)
     if (paths.report) this.log(`  Report (CSV):  ${paths.report}`)
+    if (paths.readinessPage) this.log(`  Readiness:     ${paths.readinessPage} (audit --html, before the migration)`)
+    if (paths.runPage) this.log(`  Run page:      ${paths.runPage} (report --html)`)
     if (paths.bundles) this.log(`  Bundles:       ${paths.bundles}`)
     if (paths.passwords) this.log(`  Passwords:     ${paths.passwords} (deliver apart from the bundles)`)
     if (paths.backup)

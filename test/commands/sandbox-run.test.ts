@@ -47,6 +47,7 @@ describe('ckan-migrate sandbox --run', () => {
       'upgrade to 2.10',
       'upgrade to 2.11',
       'purge-keys',
+      'report --html',
     ])
     for (const step of result.steps) expect(step.ok, `${step.name}: ${step.detail}`).toBe(true)
     expect(result.steps.find((step) => step.name === 'audit')?.detail).toMatch(/^NOT READY/)

@@ -110,7 +110,7 @@ export function timeChart(options: {
     ],
     style: {fontSize: '12px'},
     width: WIDTH,
-    x: {label: null, type: 'utc'},
+    x: {label: null, tickFormat: timeTicks(options.bins), ticks: 6, type: 'utc'},
     y: {grid: true, label: options.unit, tickFormat: (value: number) => formatCount(value)},
   })
   // With a legend, Plot wraps the SVG and its legend in a <figure> of its own.
@@ -118,7 +118,7 @@ export function timeChart(options: {
   const data = table({
     caption: options.title,
     columns: [
-      {title: 'from (UTC)', value: (bin: TimeBin) => bin.start.toISOString().replace('T', ' ').slice(0, 19)},
+      {title: 'from (UTC)', value: (bin: TimeBin) => binLabel(bin)},
       ...options.series.map((series) => ({
         numeric: true,
         title: series.label,
@@ -128,4 +128,18 @@ export function timeChart(options: {
     rows: options.bins,
   })
   return figure({chart, id: options.id, note: options.note, table: data, title: options.title})
+}
+
+/** Tick labels for a time axis: clock time within a day (with tenths when the bins are short), dates beyond. */
+function timeTicks(bins: readonly TimeBin[]): (time: Date) => string {
+  const span = bins.length > 0 ? bins.at(-1)!.end.getTime() - bins[0]!.start.getTime() : 0
+  const step = bins.length > 0 ? bins[0]!.end.getTime() - bins[0]!.start.getTime() : 0
+  if (span > 86_400_000) return (time) => time.toISOString().slice(5, 16).replace('T', ' ')
+  if (step < 1000) return (time) => time.toISOString().slice(11, 21)
+  return (time) => time.toISOString().slice(11, 19)
+}
+
+function binLabel(bin: TimeBin): string {
+  const step = bin.end.getTime() - bin.start.getTime()
+  return bin.start.toISOString().slice(0, step < 1000 ? 21 : 19).replace('T', ' ')
 }

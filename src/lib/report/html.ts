@@ -85,3 +85,10 @@ export function formatCount(value: number): string {
 export function plural(count: number, word: string, many = `${word}s`): string {
   return `${formatCount(count)} ${count === 1 ? word : many}`
 }
+
+/** An ISO 8601 time as "2026-05-04 21:07:31 UTC" (null: "–"). */
+export function formatTime(iso: null | string | undefined): string {
+  if (!iso) return '–'
+  const time = new Date(iso)
+  return Number.isNaN(time.getTime()) ? iso : `${time.toISOString().slice(0, 19).replace('T', ' ')} UTC`
+}

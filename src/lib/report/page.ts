@@ -2,7 +2,7 @@ import {Buffer} from 'node:buffer'
 import {dirname, resolve} from 'node:path'
 
 import {ensureFolder, writeFileAtomically} from '../files/secret-file.js'
-import {type Html, html, trusted} from './html.js'
+import {formatCount, formatTime, type Html, html, trusted} from './html.js'
 
 /**
  * The page every report shares: one self-contained HTML file. No script, no remote anything: the
@@ -110,7 +110,7 @@ export function renderPage(options: PageOptions & {generatedAt: string}): string
 <main>
 ${options.body}
 </main>
-<footer>Written by ckan-migrate at ${options.generatedAt} (UTC). One self-contained file: no script, nothing loaded from elsewhere. The figures are the same command's <code>--json</code> result.</footer>
+<footer>Written by ckan-migrate at ${formatTime(options.generatedAt)}. One self-contained file: no script, nothing loaded from elsewhere. The figures are the same command's <code>--json</code> result.</footer>
 </body>
 </html>`}\n`
 }
@@ -123,4 +123,9 @@ export async function writePage(path: string, text: string): Promise<{bytes: num
   await ensureFolder(dirname(path))
   await writeFileAtomically(path, text, 0o600)
   return {bytes: Buffer.byteLength(text), path: resolve(path)}
+}
+
+/** A headline figure; `data-count` names it (tests read it). */
+export function tile(id: string, value: number, label: string): Html {
+  return html`<li data-count="${id}"><span class="figure">${formatCount(value)}</span><span class="label">${label}</span></li>`
 }

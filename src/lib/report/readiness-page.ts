@@ -2,8 +2,8 @@ import type {AuditFinding} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
 import type {ServiceCredential} from '../audit/readiness-breakdown.js'
 import {barChart} from './charts.js'
-import {formatCount, type Html, html, plural, table} from './html.js'
-import {renderPage, writePage} from './page.js'
+import {formatCount, formatTime, type Html, html, plural, table} from './html.js'
+import {renderPage, tile, writePage} from './page.js'
 
 /** The target the verdict is about (the audit checks for both). */
 export const READINESS_TARGET = 'CKAN 2.10/2.11'
@@ -81,7 +81,7 @@ ${
       ['ckan.ini', result.ckanIni ?? 'not given'],
       ['CKAN schema', `${version} (alembic ${result.ckan.alembicHeads.join(', ') || 'none'})`],
       ...(result.ckan.status ? ([['status_show', result.ckan.status.ckanVersion]] as Array<[string, string]>) : []),
-      ['Audited', result.breakdown?.now ?? generatedAt],
+      ['Audited', formatTime(result.breakdown?.now ?? generatedAt)],
     ],
     generatedAt,
     kicker: 'ckan-migrate audit · readiness',
@@ -94,9 +94,6 @@ export async function writeReadinessPage(path: string, result: AuditResult): Pro
   return writePage(path, renderReadinessPage(result))
 }
 
-function tile(id: string, value: number, label: string): Html {
-  return html`<li data-count="${id}"><span class="figure">${formatCount(value)}</span><span class="label">${label}</span></li>`
-}
 
 function blockerList(blockers: readonly AuditFinding[]): Html {
   return html`<section id="blockers">
@@ -193,7 +190,7 @@ ${barChart({
 })}
 ${barChart({
   id: 'token-expiry',
-  note: html`All ${plural(expiry.total, 'API token')}, by the expiry the expire_api_token plugin stored (tokens made without it never expire). Measured at ${breakdown.now}.`,
+  note: html`All ${plural(expiry.total, 'API token')}, by the expiry the expire_api_token plugin stored (tokens made without it never expire). Measured at ${formatTime(breakdown.now)}.`,
   rows: (Object.keys(EXPIRY_LABELS) as Array<keyof typeof EXPIRY_LABELS>).map((key) => ({
     label: EXPIRY_LABELS[key],
     tone: key === 'expired' ? 'muted' : key === 'days7' ? 'bad' : key === 'days30' ? 'warn' : 'good',
