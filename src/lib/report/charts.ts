@@ -110,7 +110,8 @@ export function timeChart(options: {
     ],
     style: {fontSize: '12px'},
     width: WIDTH,
-    x: {label: null, tickFormat: timeTicks(options.bins), ticks: 6, type: 'utc'},
+    marginRight: 28,
+    x: {label: null, tickFormat: timeTicks(options.bins), ticks: tickTimes(options.bins), type: 'utc'},
     y: {grid: true, label: options.unit, tickFormat: (value: number) => formatCount(value)},
   })
   // With a legend, Plot wraps the SVG and its legend in a <figure> of its own.
@@ -137,6 +138,13 @@ function timeTicks(bins: readonly TimeBin[]): (time: Date) => string {
   if (span > 86_400_000) return (time) => time.toISOString().slice(5, 16).replace('T', ' ')
   if (step < 1000) return (time) => time.toISOString().slice(11, 21)
   return (time) => time.toISOString().slice(11, 19)
+}
+
+/** At most seven bin boundaries, evenly spaced, as the time axis's ticks (so no two ticks read the same). */
+function tickTimes(bins: readonly TimeBin[]): Date[] {
+  const edges = [...bins.map((bin) => bin.start), ...(bins.length > 0 ? [bins.at(-1)!.end] : [])]
+  const every = Math.max(1, Math.ceil((edges.length - 1) / 6))
+  return edges.filter((_, index) => index % every === 0)
 }
 
 function binLabel(bin: TimeBin): string {
