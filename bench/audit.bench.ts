@@ -16,7 +16,12 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url))
 export const BUILD = fileURLToPath(new URL('.out/audit-build/', import.meta.url))
 const PSQL_COPY = String.raw`\copy (select id,name,apikey,state,sysadmin,email from "user") to '/dev/null'`
 
-export type Measure = {maxRssMb: number; seconds: number}
+export type Measure = {
+  /** User + system CPU time of the process (less sensitive than wall time to a loaded machine). */
+  cpuSeconds: number
+  maxRssMb: number
+  seconds: number
+}
 /** Medians over the rounds (time, and each round's ratio to that round's psql copy); the largest RSS. */
 type Summary = Measure & {ratio: number}
 
@@ -155,5 +160,11 @@ export async function measure(command: string, args: string[], expectedExit: num
   if (result.code !== expectedExit)
     throw new Error(`${command} exited ${result.code}, expected ${expectedExit}:\n${result.stderr.slice(0, 2000)}`)
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(result.stderr)
-  return {maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN, seconds}
+  const cpu = (label: string) =>
+    Number(new RegExp(`${label} time \\(seconds\\): ([\\d.]+)`).exec(result.stderr)?.[1] ?? Number.NaN)
+  return {
+    cpuSeconds: cpu('User') + cpu('System'),
+    maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN,
+    seconds,
+  }
 }

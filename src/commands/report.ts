@@ -19,7 +19,8 @@ export default class Report extends MigrateCommand<RunReportResult> {
   ]
   static override flags = {
     html: Flags.string({
-      summary: "Write the run's page to this file: one self-contained HTML page to send to the sign-off and service owners.",
+      summary:
+        "Write the run's page to this file: one self-contained HTML page to send to the sign-off and service owners.",
     }),
   }
   static override summary = "Summarise a run folder (also one a crash left half done) and write the run's HTML page."

@@ -57,7 +57,15 @@ describe.runIf(BROWSER_TESTS)('audit --html: the readiness page in a real browse
     await client.end()
     const dir = await tempDirForSuite()
     page = join(dir, 'readiness.html')
-    const run = await runCliJson<AuditResult>(['audit', '--database-url', database.url, '--ckan-ini', INI, '--html', page])
+    const run = await runCliJson<AuditResult>([
+      'audit',
+      '--database-url',
+      database.url,
+      '--ckan-ini',
+      INI,
+      '--html',
+      page,
+    ])
     expect(run.exitCode, run.stdout).toBe(EXIT_CODES.blockersFound)
     result = run.json.result!
     ;({dom, requests} = await withPage(page, async (loaded) => {
@@ -160,7 +168,10 @@ describe.runIf(BROWSER_TESTS)('audit --html: the readiness page in a real browse
     const text = await readFile(page, 'utf8')
     expect(text).not.toContain(HOSTILE_NAME)
     expect(Buffer.byteLength(text)).toBe(result.html!.bytes)
-    const keys = await querySite<{apikey: string}>({databaseUrl: database.url}, `SELECT apikey FROM "user" WHERE apikey <> ''`)
+    const keys = await querySite<{apikey: string}>(
+      {databaseUrl: database.url},
+      `SELECT apikey FROM "user" WHERE apikey <> ''`,
+    )
     expect(keys.length).toBeGreaterThan(100)
     for (const {apikey} of keys) {
       expect(text.includes(apikey)).toBe(false)
@@ -183,7 +194,10 @@ describe.runIf(BROWSER_TESTS)('audit --html: the readiness page in a real browse
       const withCsp = join(dir, 'with-csp.html')
       const withoutCsp = join(dir, 'without-csp.html')
       await writeFile(withCsp, original.replace('<body>', `<body>${smuggled}`))
-      await writeFile(withoutCsp, original.replace(/<meta http-equiv="Content-Security-Policy"[^>]*>/, '').replace('<body>', `<body>${smuggled}`))
+      await writeFile(
+        withoutCsp,
+        original.replace(/<meta http-equiv="Content-Security-Policy"[^>]*>/, '').replace('<body>', `<body>${smuggled}`),
+      )
       const blocked = await withPage(withCsp, async (loaded) => loaded.console.join('\n'), {network: true})
       expect(hits).toBe(0)
       expect(blocked).toMatch(/Content Security Policy/)

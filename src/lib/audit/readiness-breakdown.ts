@@ -61,11 +61,7 @@ const ACTIVITY_BUCKET = (seen: string) => `CASE
  * the latest of: their newest activity row, their tokens' last use, and (2.10+) user.last_active.
  */
 const credentialsQuery = (options: {activity: boolean; lastActive: boolean}) => {
-  const seen = [
-    ...(options.activity ? ['a.at'] : []),
-    't.used',
-    ...(options.lastActive ? ['u.last_active'] : []),
-  ]
+  const seen = [...(options.activity ? ['a.at'] : []), 't.used', ...(options.lastActive ? ['u.last_active'] : [])]
   return `
   WITH clock AS (SELECT (now() AT TIME ZONE 'UTC') AS now_utc),
        t AS (SELECT user_id, max(last_access) AS used FROM api_token GROUP BY user_id)
@@ -125,10 +121,13 @@ export async function collectBreakdown(sql: Queryable, options: BreakdownOptions
     ...(shape.last_active ? ['user.last_active (CKAN 2.10+: the last request they made while signed in)'] : []),
   ]
   if (options.hasApiTokenTable) {
-    const {rows} = await sql.query<{has_key: boolean; has_tokens: boolean; seen: keyof ActivityBuckets; sysadmin: boolean; users: number}>(
-      credentialsQuery({activity: shape.activity, lastActive: shape.last_active}),
-      [options.siteUserName],
-    )
+    const {rows} = await sql.query<{
+      has_key: boolean
+      has_tokens: boolean
+      seen: keyof ActivityBuckets
+      sysadmin: boolean
+      users: number
+    }>(credentialsQuery({activity: shape.activity, lastActive: shape.last_active}), [options.siteUserName])
     for (const row of rows) {
       const counts = row.sysadmin ? credentials.sysadmins : credentials.people
       const state: keyof CredentialCounts = row.has_key
@@ -141,7 +140,9 @@ export async function collectBreakdown(sql: Queryable, options: BreakdownOptions
       counts[state] += row.users
       if (row.has_key) activity[row.seen] += row.users
     }
-    const {rows: expiries} = await sql.query<{bucket: keyof ExpiryBuckets; now_iso: string; tokens: number}>(EXPIRY_QUERY)
+    const {rows: expiries} = await sql.query<{bucket: keyof ExpiryBuckets; now_iso: string; tokens: number}>(
+      EXPIRY_QUERY,
+    )
     for (const row of expiries) {
       expiry[row.bucket] += row.tokens
       expiry.total += row.tokens

@@ -37,13 +37,25 @@ function svgOf(node: unknown): Html {
 /** A figure: title, optional note, the chart, and its table. `id` becomes data-chart, for tests and links. */
 function figure(options: {chart: Html; id: string; note?: HtmlInput; table: Html; title: string}): Html {
   return html`<figure class="chart" data-chart="${options.id}" id="chart-${options.id}">
-<figcaption><h3>${options.title}</h3>${options.note ? html`<p class="note">${options.note}</p>` : ''}</figcaption>
-<div class="chart-body"><div class="plot" aria-hidden="true">${options.chart}</div>${options.table}</div>
-</figure>`
+    <figcaption>
+      <h3>${options.title}</h3>
+      ${options.note ? html`<p class="note">${options.note}</p>` : ''}
+    </figcaption>
+    <div class="chart-body">
+      <div class="plot" aria-hidden="true">${options.chart}</div>
+      ${options.table}
+    </div>
+  </figure>`
 }
 
 /** Horizontal bars, one per category in the order given, each labelled with its count. */
-export function barChart(options: {id: string; note?: HtmlInput; rows: readonly Bar[]; title: string; unit: string}): Html {
+export function barChart(options: {
+  id: string
+  note?: HtmlInput
+  rows: readonly Bar[]
+  title: string
+  unit: string
+}): Html {
   const rows = options.rows.map((row) => ({...row, color: TONES[row.tone], text: formatCount(row.value)}))
   const max = Math.max(1, ...rows.map((row) => row.value))
   const svg = Plot.plot({
@@ -59,7 +71,13 @@ export function barChart(options: {id: string; note?: HtmlInput; rows: readonly 
     ],
     style: {fontSize: '12px'},
     width: WIDTH,
-    x: {domain: [0, max], grid: true, label: options.unit, nice: true, tickFormat: (value: number) => formatCount(value)},
+    x: {
+      domain: [0, max],
+      grid: true,
+      label: options.unit,
+      nice: true,
+      tickFormat: (value: number) => formatCount(value),
+    },
     y: {domain: rows.map((row) => row.label), label: null, tickSize: 0},
   })
   const data = table({
@@ -105,7 +123,10 @@ export function timeChart(options: {
     height: 220,
     marginLeft: 56,
     marks: [
-      Plot.rectY(stacked, Plot.stackY({fill: 'label', insetLeft: 0.5, insetRight: 0.5, order: null, x1: 'start', x2: 'end', y: 'value'})),
+      Plot.rectY(
+        stacked,
+        Plot.stackY({fill: 'label', insetLeft: 0.5, insetRight: 0.5, order: null, x1: 'start', x2: 'end', y: 'value'}),
+      ),
       Plot.ruleY([0], {stroke: '#475569'}),
     ],
     style: {fontSize: '12px'},
@@ -149,5 +170,8 @@ function tickTimes(bins: readonly TimeBin[]): Date[] {
 
 function binLabel(bin: TimeBin): string {
   const step = bin.end.getTime() - bin.start.getTime()
-  return bin.start.toISOString().slice(0, step < 1000 ? 21 : 19).replace('T', ' ')
+  return bin.start
+    .toISOString()
+    .slice(0, step < 1000 ? 21 : 19)
+    .replace('T', ' ')
 }

@@ -57,24 +57,37 @@ export type TableColumn<Row> = {
 }
 
 /** A data table; `caption` names it for screen readers. */
-export function table<Row>(
-  options: {caption: string; className?: string; columns: ReadonlyArray<TableColumn<Row>>; rows: readonly Row[]},
-): Html {
+export function table<Row>(options: {
+  caption: string
+  className?: string
+  columns: ReadonlyArray<TableColumn<Row>>
+  rows: readonly Row[]
+}): Html {
   const {caption, columns, rows} = options
   return html`<table class="${options.className ?? 'data'}">
-<caption>${caption}</caption>
-<thead><tr>${columns.map((column) => html`<th scope="col"${column.numeric ? trusted(' class="num"') : ''}>${column.title}</th>`)}</tr></thead>
-<tbody>${rows.map(
-    (row) =>
-      html`<tr>${columns.map((column, index) => {
-        const cell = column.value(row)
-        const attributes = trusted(column.numeric ? ' class="num"' : '')
-        return index === 0 && !column.numeric
-          ? html`<th scope="row"${attributes}>${cell}</th>`
-          : html`<td${attributes}>${cell}</td>`
-      })}</tr>\n`,
-  )}</tbody>
-</table>`
+    <caption>
+      ${caption}
+    </caption>
+    <thead>
+      <tr>
+        ${columns.map((column) => html`<th scope="col" ${column.numeric ? trusted(' class="num"') : ''}>${column.title}</th>`)}
+      </tr>
+    </thead>
+    <tbody>
+      ${rows.map(
+        (row) =>
+          html`<tr>
+            ${columns.map((column, index) => {
+              const cell = column.value(row)
+              const attributes = trusted(column.numeric ? ' class="num"' : '')
+              return index === 0 && !column.numeric
+                ? html`<th scope="row" ${attributes}>${cell}</th>`
+                : html`<td${attributes}>${cell}</td>`
+            })}
+          </tr> `,
+      )}
+    </tbody>
+  </table>`
 }
 
 /** 12 345 → "12,345" (the same in every locale, so tests and mail clients agree). */

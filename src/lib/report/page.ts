@@ -92,27 +92,38 @@ export type PageOptions = {
 /** The whole document. `generatedAt` is in the footer; the tool's name and version with it. */
 export function renderPage(options: PageOptions & {generatedAt: string}): string {
   return `<!doctype html>\n${html`<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="${CONTENT_SECURITY_POLICY}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<meta name="generator" content="ckan-migrate">
-<title>${options.title}</title>
-<style>${trusted(STYLE)}</style>
-</head>
-<body>
-<header class="page">
-<p class="kicker">${options.kicker}</p>
-<h1>${options.title}</h1>
-<dl>${options.facts.map(([term, value]) => html`<div><dt>${term}</dt><dd>${value}</dd></div>`)}</dl>
-</header>
-<main>
-${options.body}
-</main>
-<footer>Written by ckan-migrate at ${formatTime(options.generatedAt)}. One self-contained file: no script, nothing loaded from elsewhere. The figures are the same command's <code>--json</code> result.</footer>
-</body>
-</html>`}\n`
+    <head>
+      <meta charset="utf-8" />
+      <meta http-equiv="Content-Security-Policy" content="${CONTENT_SECURITY_POLICY}" />
+      <meta name="viewport" content="width=device-width, initial-scale=1" />
+      <meta name="referrer" content="no-referrer" />
+      <meta name="generator" content="ckan-migrate" />
+      <title>${options.title}</title>
+      <style>
+        ${trusted(STYLE)}
+      </style>
+    </head>
+    <body>
+      <header class="page">
+        <p class="kicker">${options.kicker}</p>
+        <h1>${options.title}</h1>
+        <dl>
+          ${options.facts.map(
+            ([term, value]) =>
+              html`<div>
+                <dt>${term}</dt>
+                <dd>${value}</dd>
+              </div>`,
+          )}
+        </dl>
+      </header>
+      <main>${options.body}</main>
+      <footer>
+        Written by ckan-migrate at ${formatTime(options.generatedAt)}. One self-contained file: no script, nothing
+        loaded from elsewhere. The figures are the same command's <code>--json</code> result.
+      </footer>
+    </body>
+  </html>`}\n`
 }
 
 /**
@@ -127,5 +138,7 @@ export async function writePage(path: string, text: string): Promise<{bytes: num
 
 /** A headline figure; `data-count` names it (tests read it). */
 export function tile(id: string, value: number, label: string): Html {
-  return html`<li data-count="${id}"><span class="figure">${formatCount(value)}</span><span class="label">${label}</span></li>`
+  return html`<li data-count="${id}">
+    <span class="figure">${formatCount(value)}</span><span class="label">${label}</span>
+  </li>`
 }

@@ -201,7 +201,11 @@ async function summarise(run: RunFolder): Promise<RunReportResult> {
 
   const lock = await run.lockHolder()
   const unfinished = [...open.values()].map((command) =>
-    describeUnfinished(run, command, {issued: issuedTimes.length, lastEventAt, running: lock?.alive === true && lock.command === command.command}),
+    describeUnfinished(run, command, {
+      issued: issuedTimes.length,
+      lastEventAt,
+      running: lock?.alive === true && lock.command === command.command,
+    }),
   )
   const skipped: Record<string, number> = {}
   for (const reason of skippedReason.values()) skipped[reason] = (skipped[reason] ?? 0) + 1
@@ -271,7 +275,12 @@ function describeUnfinished(
     command.command === 'issue-tokens'
       ? ` ${context.issued} tokens are safely stored; the resume asks CKAN about every create whose answer was lost and issues the rest exactly once.`
       : ' Running it again with the same flags picks up where it stopped.'
-  return {command: command.command, detail: `${command.command} ${stopped}.${progress}`, resume, startedAt: command.startedAt}
+  return {
+    command: command.command,
+    detail: `${command.command} ${stopped}.${progress}`,
+    resume,
+    startedAt: command.startedAt,
+  }
 }
 
 async function bundleFigures(run: RunFolder, last: null | Record<string, number>): Promise<RunReportResult['bundles']> {
@@ -302,7 +311,12 @@ function timeline(times: {failed: number[]; issued: number[]; retries: number[]}
   const step = STEPS_MS.find((candidate) => (max - min) / candidate < MAX_BINS) ?? STEPS_MS.at(-1)!
   const first = Math.floor(min / step) * step
   const count = Math.floor((max - first) / step) + 1
-  const bins = Array.from({length: count}, (_, index) => ({failed: 0, issued: 0, retries: 0, start: first + index * step}))
+  const bins = Array.from({length: count}, (_, index) => ({
+    failed: 0,
+    issued: 0,
+    retries: 0,
+    start: first + index * step,
+  }))
   const add = (list: number[], key: 'failed' | 'issued' | 'retries') => {
     for (const time of list) if (Number.isFinite(time)) bins[Math.floor((time - first) / step)]![key] += 1
   }
