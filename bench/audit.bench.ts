@@ -23,7 +23,7 @@ export type Measure = {
   seconds: number
 }
 /** Medians over the rounds (time, and each round's ratio to that round's psql copy); the largest RSS. */
-type Summary = Measure & {ratio: number}
+type Summary = Omit<Measure, 'cpuSeconds'> & {ratio: number}
 
 const ROUNDS = 5
 
