@@ -4,6 +4,7 @@ import {pathToFileURL} from 'node:url'
 import {describe, expect, it} from 'vitest'
 
 import {EXIT_CODES} from '../../src/lib/errors.js'
+import {openRunFolder} from '../../src/lib/files/run-folder.js'
 import type {RunReportResult} from '../../src/lib/workflows/report.js'
 import {BROWSER_TESTS, chartNumbers, readReportDom, withPage} from '../helpers/browser.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
@@ -92,11 +93,19 @@ describe.runIf(BROWSER_TESTS)('report RUN_DIR --html: the run page in a real bro
     expect(written.includes(site.adminCredential.reveal())).toBe(false)
   })
 
-  it('refuses a folder that is not a run folder, in one line with the exit code for bad input', async () => {
+  it('refuses a folder that is not a run folder, and --html naming a folder, in one line with exit 7', async () => {
     const dir = await tempDir()
-    const run = await runCliJson(['report', dir])
-    expect(run.exitCode).toBe(EXIT_CODES.badInput)
-    expect(run.json.error?.message).toMatch(/is not a ckan-migrate run folder/)
+    const notRun = await runCliJson(['report', dir])
+    expect(notRun.exitCode).toBe(EXIT_CODES.badInput)
+    expect(notRun.json.error?.message).toMatch(/is not a ckan-migrate run folder/)
+    const run = await openRunFolder(join(dir, 'run'), {create: true, site: {ckanUrl: 'https://data.example.org'}})
+    const empty = await runCliJson<RunReportResult>(['report', run.path, '--html', dir])
+    expect(empty.exitCode).toBe(EXIT_CODES.badInput)
+    expect(empty.json.error?.message).toBe(`--html ${dir} is a folder, not a file`)
+    // A run folder nothing has written to yet is a state, not an error.
+    const fresh = await runCliJson<RunReportResult>(['report', run.path])
+    expect(fresh.exitCode).toBe(0)
+    expect(fresh.json.result!.state).toBe('empty')
   })
 })
 

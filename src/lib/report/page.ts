@@ -1,5 +1,8 @@
 import {Buffer} from 'node:buffer'
+import {stat} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
+
+import {EXIT_CODES, MigrateError} from '../errors.js'
 
 import {ensureFolder, writeFileAtomically} from '../files/secret-file.js'
 import {formatCount, formatTime, type Html, html, trusted} from './html.js'
@@ -131,6 +134,13 @@ export function renderPage(options: PageOptions & {generatedAt: string}): string
  * made when missing, never changed when it exists.
  */
 export async function writePage(path: string, text: string): Promise<{bytes: number; path: string}> {
+  const existing = await stat(path).catch(() => undefined)
+  if (existing?.isDirectory()) {
+    throw new MigrateError(`--html ${path} is a folder, not a file`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass the name of the HTML file to write, e.g. --html readiness.html.',
+    })
+  }
   await ensureFolder(dirname(path))
   await writeFileAtomically(path, text, 0o600)
   return {bytes: Buffer.byteLength(text), path: resolve(path)}

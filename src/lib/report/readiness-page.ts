@@ -179,7 +179,7 @@ function figures(result: AuditResult): Html | string {
     <h2>Who holds what</h2>
     ${barChart({
       id: 'credentials-people',
-      note: 'Active users, sysadmins and the site user apart. "Legacy key only" stop working on 2.10 unless they get a token.',
+      note: 'Active users, sysadmins and the site user apart. Users with a legacy key only lose API access on 2.10 unless they get a token.',
       rows: credentialBars(breakdown.credentials.people),
       title: 'Users by credential',
       unit: 'users',
