@@ -6,7 +6,7 @@ import {reportRun, type RunReportResult} from '../lib/workflows/report.js'
 
 export default class Report extends MigrateCommand<RunReportResult> {
   static override args = {
-    'run-dir': Args.string({
+    run_dir: Args.string({
       description: 'The run folder (--out of issue-tokens, rewrite-config, verify, bundle, …).',
       required: true,
     }),
@@ -27,7 +27,7 @@ export default class Report extends MigrateCommand<RunReportResult> {
 
   async run(): Promise<RunReportResult> {
     const {args, flags} = await this.parse(Report)
-    const result = await reportRun({htmlPath: flags.html, runDir: args['run-dir']})
+    const result = await reportRun({htmlPath: flags.html, runDir: args.run_dir})
     this.log(renderRunSummary(result))
     return result
   }

@@ -1,4 +1,4 @@
-import type {RunReportResult} from '../workflows/report.js'
+import type {RunReportResult} from './run-report.js'
 import {barChart, timeChart} from './charts.js'
 import {formatCount, formatTime, html, plural, table} from './html.js'
 import {renderPage, tile, writePage} from './page.js'

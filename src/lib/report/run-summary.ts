@@ -1,5 +1,5 @@
 import {printable} from '../audit/audit-summary.js'
-import type {RunReportResult} from '../workflows/report.js'
+import type {RunReportResult} from './run-report.js'
 
 /** What `report` prints on a terminal: the state, what is unfinished, the headline counts. */
 export function renderRunSummary(report: RunReportResult): string {
