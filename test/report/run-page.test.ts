@@ -24,7 +24,7 @@ async function inBrowser(file: string, screenshot: string) {
 
 describe.runIf(BROWSER_TESTS)('report RUN_DIR --html: the run page in a real browser', () => {
   it('names issue-tokens unfinished after a kill -9, with the command that resumes it; FINISHED after the resume', async () => {
-    const site = await startTestSite({faults: {latencyMs: 25}, users: 160, version: '2.9'})
+    const site = await startTestSite({faults: {latencyMs: 25}, users: 100, version: '2.9'})
     const dir = await tempDir()
     const out = join(dir, 'run')
     const args = issueTokensArgs(site, out, '--concurrency', '2')
@@ -91,7 +91,7 @@ describe.runIf(BROWSER_TESTS)('report RUN_DIR --html: the run page in a real bro
       expect(written.includes(token.jti)).toBe(false)
     }
     expect(written.includes(site.adminCredential.reveal())).toBe(false)
-  })
+  }, 300_000)
 
   it('refuses a folder that is not a run folder, and --html naming a folder, in one line with exit 7', async () => {
     const dir = await tempDir()
