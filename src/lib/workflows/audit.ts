@@ -48,6 +48,9 @@ export type {AuditResult} from '../audit/audit-result.js'
  * read-only, repeatable-read transaction on one connection; users stream through a cursor.
  */
 export async function auditSite(options: AuditOptions): Promise<AuditResult> {
+  // Loaded while the audit works (the charting library takes a while to import).
+  const pageModule = options.htmlPath ? import('../report/readiness-page.js') : undefined
+  pageModule?.catch(() => {})
   const env = options.env ?? process.env
   const warnings: string[] = []
   const firstIni = options.ckanIniPath
@@ -60,9 +63,6 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   const parsedUrl = parseDatabaseUrl(choice.url)
   if (parsedUrl.warning) warnings.push(parsedUrl.warning)
 
-  // Loaded while the database works (the charting library takes a while to import).
-  const pageModule = options.htmlPath ? import('../report/readiness-page.js') : undefined
-  pageModule?.catch(() => {})
   const status = options.ckanUrl ? await fetchStatus(options) : undefined
   const statementTimeoutMs = options.statementTimeoutMs ?? 120_000
   const database = await openCkanDatabase(choice.url, {readOnly: true, statementTimeoutMs})
