@@ -86,5 +86,5 @@ describe('issue-tokens after kill -9', () => {
       expect(written.includes(token.token)).toBe(false)
     }
     expect(written.includes(site.adminCredential.reveal())).toBe(false)
-  }, 180_000)
+  }, 240_000)
 })
