@@ -13,12 +13,17 @@ import {benchDatabase} from './support/bench-database.js'
 
 const run = promisify(execFile)
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const BUILD = fileURLToPath(new URL('.out/audit-build/', import.meta.url))
+export const BUILD = fileURLToPath(new URL('.out/audit-build/', import.meta.url))
 const PSQL_COPY = String.raw`\copy (select id,name,apikey,state,sysadmin,email from "user") to '/dev/null'`
 
-type Measure = {maxRssMb: number; seconds: number}
+export type Measure = {
+  /** User + system CPU time of the process (less sensitive than wall time to a loaded machine). */
+  cpuSeconds: number
+  maxRssMb: number
+  seconds: number
+}
 /** Medians over the rounds (time, and each round's ratio to that round's psql copy); the largest RSS. */
-type Summary = Measure & {ratio: number}
+type Summary = Omit<Measure, 'cpuSeconds'> & {ratio: number}
 
 const ROUNDS = 5
 
@@ -113,7 +118,7 @@ Why the 1.5× target is not met here. The census's four branches cost, run one a
 }
 
 /** Compiles src/ into bench/.out/audit-build, laid out like an installed package. */
-async function buildCli(): Promise<void> {
+export async function buildCli(): Promise<void> {
   await rm(BUILD, {force: true, recursive: true})
   await mkdir(`${BUILD}bin`, {recursive: true})
   // Other commands may be mid-edit and fail to type-check; tsc still emits, and audit is all we run.
@@ -134,14 +139,14 @@ async function buildCli(): Promise<void> {
   await run(process.execPath, [`${ROOT}node_modules/oclif/bin/run.js`, 'manifest', BUILD], {cwd: BUILD})
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
 /** Runs a command under /usr/bin/time -v; returns wall time and peak RSS (MB). */
-async function measure(command: string, args: string[], expectedExit: number): Promise<Measure> {
+export async function measure(command: string, args: string[], expectedExit: number): Promise<Measure> {
   const started = performance.now()
   const result = await run('/usr/bin/time', ['-v', command, ...args], {maxBuffer: 64 * 1024 * 1024}).then(
     (output) => ({...output, code: 0}),
@@ -155,5 +160,11 @@ async function measure(command: string, args: string[], expectedExit: number): P
   if (result.code !== expectedExit)
     throw new Error(`${command} exited ${result.code}, expected ${expectedExit}:\n${result.stderr.slice(0, 2000)}`)
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(result.stderr)
-  return {maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN, seconds}
+  const cpu = (label: string) =>
+    Number(new RegExp(`${label} time \\(seconds\\): ([\\d.]+)`).exec(result.stderr)?.[1] ?? Number.NaN)
+  return {
+    cpuSeconds: cpu('User') + cpu('System'),
+    maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN,
+    seconds,
+  }
 }

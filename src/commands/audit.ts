@@ -12,6 +12,7 @@ export default class Audit extends MigrateCommand<AuditResult> {
     '<%= config.bin %> <%= command.id %> --ckan-ini /etc/ckan/default/ckan.ini',
     '<%= config.bin %> <%= command.id %> --ckan-ini /etc/ckan/default/ckan.ini --ckan-url https://data.example.org --csv audit-users.csv',
     '<%= config.bin %> <%= command.id %> --database-url postgresql://ckan_ro@db.example.org/ckan_default --json',
+    '<%= config.bin %> <%= command.id %> --ckan-ini /etc/ckan/default/ckan.ini --html readiness.html',
   ]
   static override flags = {
     'ca-cert': caCertFlag,
@@ -22,6 +23,10 @@ export default class Audit extends MigrateCommand<AuditResult> {
         'Write one row per user to this CSV file (0600): id, name, state, sysadmin, has_email, has_legacy_key, key_fingerprint, token_count, last_token_use.',
     }),
     'database-url': databaseUrlFlag,
+    html: Flags.string({
+      summary:
+        'Write the readiness page to this file: one self-contained HTML page (verdict, blockers, charts with their tables) to send to data owners and the sign-off.',
+    }),
     'statement-timeout': Flags.integer({
       default: 120,
       min: 1,
@@ -40,6 +45,7 @@ export default class Audit extends MigrateCommand<AuditResult> {
       ckanUrl: flags['ckan-url'],
       csvPath: flags.csv,
       databaseUrl: flags['database-url'],
+      htmlPath: flags.html,
       onUserScan: this.progress('Scanning users', 'users'),
       signal: this.signal,
       statementTimeoutMs: flags['statement-timeout'] * 1000,

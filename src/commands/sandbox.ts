@@ -145,6 +145,8 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
         `                 ${reportRows} rows for ${siteUsers} users: issue-tokens selects only the users holding a legacy key by default (the others have nothing to migrate; --users picks any), and lists the ones it skipped with the reason.`,
       )
     }
+    if (paths.readinessPage) this.log(`  Readiness:     ${paths.readinessPage} (audit --html, before the migration)`)
+    if (paths.runPage) this.log(`  Run page:      ${paths.runPage} (report --html)`)
     if (paths.bundles) this.log(`  Bundles:       ${paths.bundles}`)
     if (paths.passwords) this.log(`  Passwords:     ${paths.passwords} (deliver apart from the bundles)`)
     if (paths.backup)

@@ -16,6 +16,7 @@ import {backupEmbeddedDatabase} from './embedded-backup.js'
 import {bundleAccess} from '../lib/workflows/bundle.js'
 import {issueTokens} from '../lib/workflows/issue-tokens.js'
 import {purgeKeys} from '../lib/workflows/purge-keys.js'
+import {reportRun} from '../lib/workflows/report.js'
 import {rewriteServiceConfigs} from '../lib/workflows/rewrite-config.js'
 import {type RunningSandbox, startSandbox} from './start-sandbox.js'
 import {verifyTokens} from '../lib/workflows/verify.js'
@@ -55,8 +56,12 @@ export type RehearsalResult = {
     bundles: null | string
     ckanIni: string
     passwords: null | string
+    /** The readiness page of the first audit (audit --html). */
+    readinessPage: null | string
     report: null | string
     runFolder: string
+    /** The run's page, written at the end (report --html). */
+    runPage: null | string
     sandboxDir: string
   }
   /** Why the report has fewer rows than the site has users: who issue-tokens selected. */
@@ -94,8 +99,10 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     bundles: null,
     ckanIni: join(dir, 'ckan.ini'),
     passwords: null,
+    readinessPage: null,
     report: null,
     runFolder,
+    runPage: null,
     sandboxDir: dir,
   }
   const selection: RehearsalResult['selection'] = {reportRows: 0, siteUsers: 0}
@@ -174,7 +181,13 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     probe.start()
 
     await step('audit', 'NOT READY: blockers for 2.10/2.11', async () => {
-      const audit = await auditSite({ckanIniPath: site.ckanIni, ckanUrl, csvPath: auditCsv})
+      const audit = await auditSite({
+        ckanIniPath: site.ckanIni,
+        ckanUrl,
+        csvPath: auditCsv,
+        htmlPath: join(dir, 'reports', `readiness-${stamp}.html`),
+      })
+      paths.readinessPage = audit.html?.path ?? null
       const ids = audit.findings.filter((finding) => finding.severity === 'blocker').map((finding) => finding.id)
       return {
         detail: `${audit.verdict.status}, ${audit.verdict.blockers} blockers: ${ids.join(', ')}`,
@@ -342,6 +355,15 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       return {
         detail: `${result.purged} keys cleared; site user ${result.siteUser.protected ? 'kept' : 'cleared'}`,
         ok: result.purged > 0,
+      }
+    })
+
+    await step('report --html', "the run's page names no unfinished command", async () => {
+      const report = await reportRun({htmlPath: join(dir, 'reports', `run-${stamp}.html`), runDir: runFolder})
+      paths.runPage = report.html?.path ?? null
+      return {
+        detail: `${report.state}: ${report.tokens.issued} tokens, ${report.verify.ok}/${report.verify.checked} verified`,
+        ok: report.state === 'finished',
       }
     })
 

@@ -47,6 +47,7 @@ describe('ckan-migrate sandbox --run', () => {
       'upgrade to 2.10',
       'upgrade to 2.11',
       'purge-keys',
+      'report --html',
     ])
     for (const step of result.steps) expect(step.ok, `${step.name}: ${step.detail}`).toBe(true)
     expect(result.steps.find((step) => step.name === 'audit')?.detail).toMatch(/^NOT READY/)
@@ -74,10 +75,19 @@ describe('ckan-migrate sandbox --run', () => {
     // …nor the journal and the reports; the token store and passwords.csv are where they live.
     const journal = await readFile(run.file('journal.jsonl'), 'utf8')
     const report = await readFile(result.paths.report!, 'utf8')
+    // …nor the two pages (readiness and run), which are made to be mailed around.
+    const pages = [
+      await readFile(result.paths.readinessPage!, 'utf8'),
+      await readFile(result.paths.runPage!, 'utf8'),
+    ].join('\n')
+    expect(pages).toContain('NOT READY')
+    expect(pages).toContain('FINISHED')
     for (const secret of secrets) {
       expect(journal).not.toContain(secret)
       expect(report).not.toContain(secret)
+      expect(pages).not.toContain(secret)
     }
+    for (const password of passwords) expect(pages).not.toContain(password)
     // The summary explains why the report has fewer rows than the site has users.
     const reportRows = report.split('\n').filter((line) => line.trim() !== '').length - 1
     expect(result.selection.reportRows).toBe(reportRows)

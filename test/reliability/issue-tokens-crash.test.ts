@@ -63,11 +63,18 @@ describe('issue-tokens after kill -9', () => {
     expect(verified.exitCode, verified.stdout).toBe(0)
     expect(verified.stdout).toContain(`${stored.length} of ${stored.length} tokens work`)
 
+    // The run's page, made to be mailed around, is scanned with everything else.
+    const page = join(dir, 'run.html')
+    const report = await runCli(['report', out, '--html', page])
+    expect(report.exitCode, report.stdout).toBe(0)
+    expect(report.stdout).toMatch(/: FINISHED/)
     const files = await readdir(out)
     const written = [
       ...outputs,
       verified.stdout,
       verified.stderr,
+      report.stdout,
+      await readFile(page, 'utf8'),
       ...(await Promise.all(
         files
           .filter((name) => name.endsWith('.csv') || name === 'journal.jsonl')
@@ -79,5 +86,5 @@ describe('issue-tokens after kill -9', () => {
       expect(written.includes(token.token)).toBe(false)
     }
     expect(written.includes(site.adminCredential.reveal())).toBe(false)
-  }, 180_000)
+  }, 240_000)
 })

@@ -1,11 +1,14 @@
 import type {CkanStatus} from '../site/ckan-api-client.js'
 import type {CkanVersion} from '../site/ckan-version.js'
 import type {AuditFinding} from './audit-finding.js'
+import type {AuditBreakdown} from './readiness-breakdown.js'
 import type {UserSummary} from './database-findings.js'
 import type {AuditVerdict} from './verdict.js'
 
 /** What `ckan-migrate audit` returns: the `result` of its --json envelope (docs/commands/audit.md). */
 export type AuditResult = {
+  /** The readiness page's figures (credential states, key holders' last activity, token expiry, services); null without --html. */
+  breakdown: AuditBreakdown | null
   ckan: {
     /** Every row of alembic_version. */
     alembicHeads: string[]
@@ -26,6 +29,8 @@ export type AuditResult = {
   }
   /** Blockers first, then warnings, then infos. */
   findings: AuditFinding[]
+  /** The readiness page written (--html), or null. */
+  html: null | {bytes: number; path: string}
   /** Counts over every user (only when the api_token table exists are token counts non-zero). */
   summary: UserSummary
   verdict: AuditVerdict

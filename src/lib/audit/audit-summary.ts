@@ -20,6 +20,7 @@ export function renderAuditSummary(result: AuditResult): string {
     `API tokens:   ${summary.apiTokens.total} held by ${summary.apiTokens.users} users, ${summary.apiTokens.neverUsed} never used`,
   ]
   if (result.csv) lines.push(`CSV report:   ${result.csv.path} (${result.csv.rows} users)`)
+  if (result.html) lines.push(`HTML page:    ${result.html.path}`)
   for (const finding of result.findings) {
     lines.push('', `${LABEL[finding.severity]}  ${finding.id}: ${printable(finding.title)}`)
     if (finding.sample.length > 0) {

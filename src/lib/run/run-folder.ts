@@ -170,6 +170,13 @@ export class RunFolder {
     })
   }
 
+  /** Who holds the run's lock, if anyone, and whether that process is still alive (a kill -9 leaves a stale lock). */
+  async lockHolder(): Promise<null | {alive: boolean; command: string; pid: number; since: string | null}> {
+    const holder = await readLock(this.file('lock'))
+    if (!holder || typeof holder.pid !== 'number') return null
+    return {alive: isAlive(holder.pid), command: String(holder.command), pid: holder.pid, since: holder.since ?? null}
+  }
+
   /** Every stored token; those `revoke` revoked carry `revokedAt`. */
   async readTokens(): Promise<RunToken[]> {
     const [stored, revoked] = await Promise.all([this.#tokens.readAll(), this.#revoked.readAll()])
@@ -339,9 +346,9 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function readLock(path: string): Promise<{command: string; pid: number} | undefined> {
+async function readLock(path: string): Promise<{command: string; pid: number; since?: string} | undefined> {
   try {
-    return JSON.parse(await readFile(path, 'utf8')) as {command: string; pid: number}
+    return JSON.parse(await readFile(path, 'utf8')) as {command: string; pid: number; since?: string}
   } catch {
     return undefined
   }

@@ -3,6 +3,7 @@ import {dirname} from 'node:path'
 import {type AuditFinding, sortFindings} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
 import {collectConfigFindings} from '../audit/config-findings.js'
+import {collectBreakdown} from '../audit/readiness-breakdown.js'
 import {collectUserFindings, versionFindings} from '../audit/database-findings.js'
 import {valueHashFor} from '../audit/user-census.js'
 import {type UserScanProgress, writeUserCsv} from '../audit/user-csv.js'
@@ -29,6 +30,8 @@ export type AuditOptions = {
   ckanUrl?: URL
   /** Where to write the per-user CSV report. */
   csvPath?: string
+  /** Where to write the readiness page (one self-contained HTML file). */
+  htmlPath?: string
   /** --database-url; otherwise sqlalchemy.url from the ini (CKAN_SQLALCHEMY_URL overriding). */
   databaseUrl?: string
   /** The environment CKAN runs with (overrides, envvars); process.env by default. */
@@ -50,6 +53,9 @@ export type {AuditResult} from '../audit/audit-result.js'
  * read-only, repeatable-read transaction on one connection; users stream through a cursor.
  */
 export async function auditSite(options: AuditOptions): Promise<AuditResult> {
+  // Loaded while the audit works (the charting library takes a while to import).
+  const pageModule = options.htmlPath ? import('../report/readiness-page.js') : undefined
+  pageModule?.catch(() => {})
   const env = options.env ?? process.env
   const warnings: string[] = []
   const firstIni = options.ckanIniPath
@@ -65,13 +71,17 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   const status = options.ckanUrl ? await fetchStatus(options) : undefined
   const statementTimeoutMs = options.statementTimeoutMs ?? 120_000
   const database = await openCkanDatabase(choice.url, {statementTimeoutMs})
+  let result: AuditResult
   try {
-    return await readOnlyTransaction(database.client, () => auditInTransaction(database), {repeatableRead: true})
+    result = await readOnlyTransaction(database.client, () => auditInTransaction(database), {repeatableRead: true})
   } catch (error) {
     throw translateDatabaseError(error, database.where)
   } finally {
     await database.close()
   }
+  // The page shows the very object --json prints (less the page's own path and size).
+  if (options.htmlPath) result.html = await (await pageModule!).writeReadinessPage(options.htmlPath, result)
+  return result
 
   async function auditInTransaction(database: CkanDatabase): Promise<AuditResult> {
     // Settings local to this read-only transaction (docs/commands/audit.md): room for the
@@ -118,17 +128,30 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
         })),
       )
     }
+    const breakdown = options.htmlPath
+      ? await collectBreakdown(database.client, {
+          env,
+          hasApiTokenTable: shape.hasApiTokenTable,
+          ini,
+          plugins,
+          siteUserName: siteUserNameOf(ini, env),
+          version: shape.version,
+        })
+      : null
     const sorted = sortFindings(findings)
-    return {
+    const result: AuditResult = {
+      breakdown,
       ckan: {alembicHeads: shape.alembicHeads, status: status ?? null, version: shape.version ?? null},
       ckanIni: ini?.path ?? null,
       csv,
       database: {source: choice.source, url: database.where},
       findings: sorted,
+      html: null,
       summary: users.summary,
       verdict: decideVerdict(sorted),
       warnings,
     }
+    return result
   }
 }
 
