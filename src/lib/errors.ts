@@ -35,6 +35,8 @@ export const EXIT_CODES = {
   fileChanged: 14,
   /** TLS failed: certificate not trusted, expired, or for another host. */
   tlsFailure: 15,
+  /** `adoption --require N%`: fewer users than that have used their new token. */
+  adoptionBelowRequired: 16,
   /** The run was interrupted (Ctrl-C, SIGTERM); everything finished so far is saved. */
   interrupted: 130,
 } as const

@@ -3,7 +3,7 @@ import pLimit from 'p-limit'
 import {CkanApiError, type CkanApiClient, CkanUnreachableError, OutcomeUnknownError} from '../ckan/ckan-api-client.js'
 import type {CkanUserRow} from '../ckan/user-selection.js'
 import {describeError} from '../errors.js'
-import type {JournalEntry, RunFolder} from '../files/run-folder.js'
+import type {JournalEntry, RunFolder, RunToken} from '../files/run-folder.js'
 import {reconcileUnknownCreate, unsettledCreatesFrom} from './reconcile.js'
 import {renderTokenName} from './token-name.js'
 
@@ -24,7 +24,17 @@ export type UserOutcome = {
   user: CkanUserRow
 }
 
-export type IssuerSettings = {date: string; expiresIn?: number; template: string; unit?: number}
+export type IssuerSettings = {
+  date: string
+  expiresIn?: number
+  /**
+   * `rotate`: the token of the run a user's new token succeeds (stored with it, so a resume never
+   * makes a second successor), and for a service's token its name and source.
+   */
+  predecessorOf?: (user: CkanUserRow) => Pick<RunToken, 'predecessorJti' | 'service' | 'source'> | undefined
+  template: string
+  unit?: number
+}
 
 /** A token of an earlier run of this folder, without its secrets (only what the report shows). */
 type DoneToken = {
@@ -204,6 +214,7 @@ export class TokenIssuer {
       }
       const createdAt = created.issuedAt ?? new Date().toISOString()
       const jtiFingerprint = created.jti.fingerprint()
+      const succeeds = this.#settings.predecessorOf?.(user)
       // The token is on disk (fsync'd) before anything counts the user as done.
       const storing: Promise<void> = this.#run
         .storeToken({
@@ -215,6 +226,7 @@ export class TokenIssuer {
           tokenName,
           userId: user.id,
           userName: user.name,
+          ...succeeds,
         })
         .then(async () => {
           if (this.#unsettled.get(user.id) === unsettled) {
@@ -231,6 +243,16 @@ export class TokenIssuer {
             userId: user.id,
             userName: user.name,
           })
+          if (succeeds?.predecessorJti)
+            this.#run.recordDeferred({
+              jtiFingerprint,
+              kind: 'token-rotated',
+              predecessorFingerprint: succeeds.predecessorJti.fingerprint(),
+              ...(succeeds.service ? {service: succeeds.service} : {}),
+              tokenName,
+              userId: user.id,
+              userName: user.name,
+            })
           await this.#onDone({
             attempts,
             createdAt,

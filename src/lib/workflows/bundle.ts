@@ -394,7 +394,7 @@ async function readEmails(database: BundleOptions['database'], tokens: RunToken[
 }
 
 /** passwords.csv of an earlier run, keyed by the user cell as written (formula-neutralised). */
-async function readPasswordsCsv(path: string): Promise<Map<string, PasswordRow>> {
+export async function readPasswordsCsv(path: string): Promise<Map<string, PasswordRow>> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
