@@ -84,7 +84,7 @@ describe.each(['2.9', '2.10', '2.11'] as const)('adoption on CKAN %s', (version)
     >
     const firstAgain = again.find((row) => row.user_id === stored[0]!.userId)!
     expect(firstAgain.first_use).toBe(first.first_use)
-    expect(firstAgain.last_use > first.last_use).toBe(true)
+    expect(firstAgain.last_use! > first.last_use!).toBe(true)
 
     const written = [
       none.stdout,

@@ -31,7 +31,7 @@ export type IssuerSettings = {
    * `rotate`: the token of the run a user's new token succeeds (stored with it, so a resume never
    * makes a second successor), and for a service's token its name and source.
    */
-  predecessorOf?: (user: CkanUserRow) => Pick<RunToken, 'predecessorJti' | 'service' | 'source'> | undefined
+  predecessorOf?: (user: CkanUserRow) => Partial<Pick<RunToken, 'predecessorJti' | 'service' | 'source'>> | undefined
   template: string
   unit?: number
 }
@@ -443,6 +443,37 @@ export class AnnouncedFeed {
         this.#announcing = undefined
       })
   }
+}
+
+/**
+ * A fixed pool of `concurrency` workers taking announced users from the feed in order (no pending
+ * task per user) until it is empty, the signal fires, or a worker hits a fatal error; then every
+ * token handed to the store is fsync'd. Returns the first fatal error (the caller reports the
+ * users the workers never took, from feed.rest(), before rethrowing it).
+ */
+export async function issueFromFeed(
+  issuer: TokenIssuer,
+  feed: AnnouncedFeed,
+  options: {concurrency: number; signal?: AbortSignal},
+): Promise<unknown> {
+  let fatal: unknown
+  const worker = async (): Promise<void> => {
+    while (!options.signal?.aborted && !fatal && !issuer.failed) {
+      try {
+        const next = await feed.next()
+        if (!next) return
+        await issuer.issue(next)
+      } catch (error) {
+        fatal ??= error
+        return
+      }
+    }
+  }
+  await Promise.all(Array.from({length: Math.max(1, options.concurrency)}, worker))
+  await issuer.drain().catch((error: unknown) => {
+    fatal ??= error
+  })
+  return fatal
 }
 
 export function isTransient(error: unknown): boolean {

@@ -281,7 +281,7 @@ async function readBatch(
 }
 
 /** When ckan-migrate's own `verify` last used each token (by fingerprint): those uses are not the user's. */
-async function lastVerified(run: RunFolder): Promise<Map<string, string>> {
+export async function lastVerified(run: RunFolder): Promise<Map<string, string>> {
   const at = new Map<string, string>()
   for await (const entry of run.journal.stream()) {
     if (entry.kind !== 'token-verified') continue

@@ -22,7 +22,7 @@ import {type CsvColumn, writeCsvReport} from '../files/csv-report.js'
 import {type JournalEntry, openRunFolder, type RunFolder} from '../files/run-folder.js'
 import {readScratch, removeScratch, ScratchWriter} from '../tokens/scratch-file.js'
 import {checkSameSite, preflightSite} from '../tokens/site-preflight.js'
-import {AnnouncedFeed, TokenIssuer, type UserOutcome} from '../tokens/token-issuer.js'
+import {AnnouncedFeed, issueFromFeed, TokenIssuer, type UserOutcome} from '../tokens/token-issuer.js'
 import {checkTokenNameTemplate, DEFAULT_TOKEN_NAME} from '../tokens/token-name.js'
 import {limitHeapGrowth} from '../tokens/heap-growth.js'
 
@@ -303,7 +303,6 @@ async function issueRun(input: {
     })
     await queue.end()
 
-    let fatal: unknown
     // Creates a previous run left unaccounted for (kill -9, timeouts): nothing of theirs is in flight now.
     await issuer.settle(options.concurrency)
     options.progress?.start(tally.selected)
@@ -314,24 +313,9 @@ async function issueRun(input: {
       Math.max(64, options.concurrency * 8),
       (user) => issuer.tokenName(user),
     )
-    // A fixed pool of workers taking users in order: no pending task per user.
-    const worker = async (): Promise<void> => {
-      while (!options.signal?.aborted && !fatal && !issuer.failed) {
-        try {
-          const next = await feed.next()
-          if (!next) return
-          await issuer.issue(next)
-        } catch (error) {
-          fatal ??= error
-          return
-        }
-      }
-    }
-    await Promise.all(Array.from({length: Math.max(1, options.concurrency)}, worker))
-    // Every token handed to the store is fsync'd (or its failure known) before anything else.
-    await issuer.drain().catch((error: unknown) => {
-      fatal ??= error
-    })
+    // A fixed pool of workers taking users in order; every token handed to the store is fsync'd
+    // (or its failure known) before anything else.
+    const fatal = await issueFromFeed(issuer, feed, {concurrency: options.concurrency, signal: options.signal})
     // Users the workers never took (Ctrl-C, a fatal error): in the report as not started.
     const unsent: CkanUserRow[] = []
     for await (const {announced, user} of feed.rest()) {
