@@ -28,6 +28,13 @@ export type IssuerSettings = {
   date: string
   expiresIn?: number
   /**
+   * Tokens of the run a user already holds in the store before this issuer runs (rotate: the
+   * predecessor, a service user's other services' tokens): reconciliation never revokes them.
+   * Without it only the store's tokens of users unsettled at the start are known, which is all
+   * issue-tokens needs (a user without an unsettled create has no token of the run yet).
+   */
+  heldJtis?: (userId: string) => ReadonlySet<string> | undefined
+  /**
    * `rotate`: the token of the run a user's new token succeeds (stored with it, so a resume never
    * makes a second successor), and for a service's token its name and source.
    */
@@ -335,9 +342,11 @@ export class TokenIssuer {
 
   /** Revokes every token of this run that CKAN holds for the user but our store does not. */
   async #reconcile(userId: string, userName: string, settle: boolean): Promise<void> {
+    const stored = this.#storedJtis.get(userId) ?? new Set<string>()
+    const held = this.#settings.heldJtis?.(userId)
     await reconcileUnknownCreate(this.#client, this.#run, {
       settle,
-      storedJtis: this.#storedJtis.get(userId) ?? new Set(),
+      storedJtis: held ? new Set([...stored, ...held]) : stored,
       userId,
       userName,
     })

@@ -326,10 +326,15 @@ async function startRotation(context: Context & {site: {status: {extensions: str
       else if (outcome.outcome === 'issued')
         rows.set(holder.key, {...rowOf(holder, 'rotated'), ...successorCells(holder, outcome)})
     }
+    const held = await heldByUser(run)
     const issuer = await TokenIssuer.create(
       run,
       client,
-      {...settings, predecessorOf: (user) => ({predecessorJti: predecessors.get(user.id)!.jti})},
+      {
+        ...settings,
+        heldJtis: (userId) => held.get(userId),
+        predecessorOf: (user) => ({predecessorJti: predecessors.get(user.id)!.jti}),
+      },
       {maxStoring: options.concurrency * 4, onDone: record},
     )
     // Creates an earlier run left unaccounted for (kill -9, timeouts): reconciled before any new one.
@@ -394,11 +399,14 @@ async function rotateService(
   onDone: (outcome: UserOutcome) => void,
 ): Promise<unknown> {
   const {run} = context
+  // Read now: the service user holds the other services' tokens too (and successors made moments ago).
+  const held = await heldByUser(run)
   const issuer = await TokenIssuer.create(
     run,
     context.client,
     {
       ...settings,
+      heldJtis: (userId) => held.get(userId),
       predecessorOf: () => ({predecessorJti: holder.current.jti, service: holder.label, source: 'rewrite-config'}),
       template: `ckan-migrate ${holder.label} rotated {date} {run}`,
     },
@@ -415,6 +423,17 @@ async function rotateService(
   }
   await issuer.settle(1)
   return undefined
+}
+
+/** Every stored token's jti by user: what reconciliation must never revoke while rotating. */
+async function heldByUser(run: RunFolder): Promise<Map<string, Set<string>>> {
+  const held = new Map<string, Set<string>>()
+  for await (const token of run.streamTokens()) {
+    const jtis = held.get(token.userId)
+    if (jtis) jtis.add(token.jti.reveal())
+    else held.set(token.userId, new Set([token.jti.reveal()]))
+  }
+  return held
 }
 
 /**
