@@ -44,9 +44,12 @@ describe('ckan-migrate sandbox --run', () => {
       'verify',
       'bundle',
       'audit again',
+      'adoption',
       'upgrade to 2.10',
       'upgrade to 2.11',
       'purge-keys',
+      'rotate',
+      'rotate --finish',
     ])
     for (const step of result.steps) expect(step.ok, `${step.name}: ${step.detail}`).toBe(true)
     expect(result.steps.find((step) => step.name === 'audit')?.detail).toMatch(/^NOT READY/)
@@ -54,7 +57,13 @@ describe('ckan-migrate sandbox --run', () => {
     expect(result.continuity.failures).toBe(0)
     expect(result.continuity.calls).toBeGreaterThan(100)
     expect(result.continuity.phases.map((phase) => phase.name)).toEqual(
-      expect.arrayContaining(['before the migration', 'upgrade to 2.10', 'upgrade to 2.11', 'purge-keys']),
+      expect.arrayContaining([
+        'before the migration',
+        'upgrade to 2.10',
+        'upgrade to 2.11',
+        'purge-keys',
+        'rotate --finish',
+      ]),
     )
 
     // Nothing secret reaches the output: the tokens of the run, the bundle passwords.

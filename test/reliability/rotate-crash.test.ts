@@ -48,8 +48,9 @@ describe('rotate after kill -9', () => {
       for (let attempt = 0; attempt < kills * 3 && killed < kills; attempt += 1) {
         const run = await runCliChild(args, {
           interrupt: {
-            afterBytes: Math.floor(random() * 1500),
-            delayMs: Math.floor(random() * 150),
+            // Anywhere from the first journal entries to well into the run (stores, config switch, bundles).
+            afterBytes: Math.floor(random() * 4000),
+            delayMs: Math.floor(random() * 1500),
             journal,
             signal: 'SIGKILL',
           },
@@ -70,8 +71,8 @@ describe('rotate after kill -9', () => {
       return killed
     }
 
-    const rotateKills = await killAndRerun(['rotate', '--out', out, ...admin, '--all'], 4)
-    expect(rotateKills).toBeGreaterThanOrEqual(3)
+    const rotateKills = await killAndRerun(['rotate', '--out', out, ...admin, '--all'], 3)
+    expect(rotateKills).toBeGreaterThanOrEqual(2)
     const stored = await readJsonLines<StoredLine>(join(out, 'tokens.jsonl'))
     const inCkan = await runTokensInCkan(site, out)
     const storedJtis = new Set(stored.map((token) => token.jti))
@@ -119,7 +120,7 @@ describe('rotate after kill -9', () => {
       expect(written.includes(token.token)).toBe(false)
       expect(written.includes(token.jti)).toBe(false)
     }
-  }, 300_000)
+  }, 420_000)
 })
 
 /** The services as a restarted service sees them: whatever token its config holds at this moment. */

@@ -4,6 +4,7 @@ import pLimit from 'p-limit'
 
 import {type ApiTokenSummary, CkanApiError, type CkanApiClient} from '../ckan/ckan-api-client.js'
 import type {CkanUserRow} from '../ckan/user-selection.js'
+import {decodeJwtPayload} from '../ckan/jwt.js'
 import {readCredential} from '../credential.js'
 import {describeError, EXIT_CODES, MigrateError} from '../errors.js'
 import {type AccessBundleEncryption, BundleReadError, readAccessBundle} from '../files/bundle-writer.js'
@@ -168,7 +169,8 @@ export async function rotateTokens(options: RotateOptions): Promise<RotateResult
     graceMs: options.graceMs ?? DEFAULT_POLICY.graceMs,
     olderThanMs: defaults ? DEFAULT_POLICY.olderThanMs : options.olderThanMs,
   }
-  const context = {client, holders, now, options, policy, run, wanted, warnings}
+  const ownJti = credential.kind === 'token' ? decodeJwtPayload(credential.secret)?.jti : undefined
+  const context = {client, holders, now, options, ownJti, policy, run, wanted, warnings}
   try {
     return options.finish ? await finishRotation(context) : await startRotation({...context, site})
   } finally {
@@ -181,6 +183,8 @@ type Context = {
   holders: TokenHolder[]
   now: () => Date
   options: RotateOptions
+  /** The jti of the token this command runs with: never revoked under its feet. */
+  ownJti?: string
   policy: {all: boolean; expiringWithinMs?: number; graceMs: number; olderThanMs?: number}
   run: RunFolder
   wanted: Set<string> | undefined
@@ -615,6 +619,16 @@ async function finishRotation(context: Context): Promise<RotateResult> {
               )
               return
             }
+          }
+          if (context.ownJti !== undefined && context.ownJti === predecessor.jti.reveal()) {
+            rows.push(
+              rowOf(
+                holder,
+                'held',
+                'it is the --api-key-file credential of this command: run --finish with its successor',
+              ),
+            )
+            return
           }
           if (!successorUsed && !graceOver) {
             rows.push(rowOf(holder, 'held', 'the successor has not been used and the grace period is not over'))
