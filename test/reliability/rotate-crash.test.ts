@@ -43,14 +43,18 @@ describe('rotate after kill -9', () => {
     const admin = ['--api-key-file', site.apiKeyFile, '--concurrency', '4', '--timeout', '1']
     const outputs: string[] = []
 
-    const killAndRerun = async (args: string[], kills: number): Promise<number> => {
+    const killAndRerun = async (
+      args: string[],
+      kills: number,
+      spread: {bytes: number; delayMs: number},
+    ): Promise<number> => {
       let killed = 0
       for (let attempt = 0; attempt < kills * 3 && killed < kills; attempt += 1) {
         const run = await runCliChild(args, {
           interrupt: {
-            // Anywhere from the first journal entries to well into the run (stores, config switch, bundles).
-            afterBytes: Math.floor(random() * 4000),
-            delayMs: Math.floor(random() * 1500),
+            // Anywhere from the first journal entries to well into the run.
+            afterBytes: Math.floor(random() * spread.bytes),
+            delayMs: Math.floor(random() * spread.delayMs),
             journal,
             signal: 'SIGKILL',
           },
@@ -71,7 +75,7 @@ describe('rotate after kill -9', () => {
       return killed
     }
 
-    const rotateKills = await killAndRerun(['rotate', '--out', out, ...admin, '--all'], 3)
+    const rotateKills = await killAndRerun(['rotate', '--out', out, ...admin, '--all'], 3, {bytes: 4000, delayMs: 800})
     expect(rotateKills).toBeGreaterThanOrEqual(2)
     const stored = await readJsonLines<StoredLine>(join(out, 'tokens.jsonl'))
     const inCkan = await runTokensInCkan(site, out)
@@ -102,7 +106,10 @@ describe('rotate after kill -9', () => {
     }
     await probe.round()
 
-    const finishKills = await killAndRerun(['rotate', '--out', out, ...admin, '--finish', '--grace', '0d'], 3)
+    const finishKills = await killAndRerun(['rotate', '--out', out, ...admin, '--finish', '--grace', '0d'], 3, {
+      bytes: 1500,
+      delayMs: 100,
+    })
     expect(finishKills).toBeGreaterThanOrEqual(2)
     site.emulator.setFaults({})
     await probe.stop()
