@@ -91,5 +91,11 @@ describe('ckan-migrate sandbox --run', () => {
     const bundles = await everyFileText(result.paths.bundles!)
     for (const secret of secrets)
       expect(bundles.includes(secret), 'a token readable inside the bundle folder').toBe(false)
-  })
+    // The rotation gave every person of the run a successor, and --finish revoked the predecessors in use.
+    const tokens = await run.readTokens()
+    const successors = tokens.filter((token) => token.predecessorJti)
+    expect(successors.length).toBeGreaterThan(10)
+    const predecessors = new Set(successors.map((token) => token.predecessorJti!.reveal()))
+    expect(tokens.filter((token) => predecessors.has(token.jti.reveal()) && token.revokedAt).length).toBeGreaterThan(10)
+  }, 240_000)
 })

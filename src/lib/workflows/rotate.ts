@@ -383,7 +383,7 @@ async function startRotation(context: Context & {site: {status: {extensions: str
   const bundlesWritten = options.signal?.aborted ? 0 : await rebundle(run, warnings)
   const reportPath = run.file(ROTATE_REPORT)
   await writeCsvReport(reportPath, COLUMNS, sortRows([...rows.values()]))
-  return result(reportPath, {bundlesWritten, configsUpdated, dryRun: false})
+  return result(reportPath, {bundlesWritten, configsUpdated: [...new Set(configsUpdated)], dryRun: false})
 }
 
 function successorCells(holder: TokenHolder, outcome: UserOutcome): Partial<RotateRow> {
