@@ -53,6 +53,9 @@ describe.each(['2.9', '2.10', '2.11'] as const)('adoption on CKAN %s', (version)
     const report = parse(await readFile(join(out, 'adoption-report.csv'), 'utf8'), {bom: true, columns: true}) as Array<
       Record<string, string>
     >
+    // Formula-safe: the seeds' hostile names (=hyperlink(…), +cmd, -2+3) are neutralised.
+    expect(report.some((row) => row.name!.startsWith("'"))).toBe(true)
+    for (const row of report) expect(row.name).not.toMatch(/^[=+\-@]/)
     const byUser = new Map(report.map((row) => [row.user_id, row]))
     const first = byUser.get(stored[0]!.userId)!
     expect(first.status).toBe('used')
