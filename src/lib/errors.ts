@@ -39,6 +39,8 @@ export const EXIT_CODES = {
   mailUnreachable: 16,
   /** `deliver`: the mail server refused the login (AUTH) or the session; nothing more was sent. */
   mailRejected: 17,
+  /** `adoption --require N%`: fewer users than that have used their new token. */
+  adoptionBelowRequired: 18,
   /** The run was interrupted (Ctrl-C, SIGTERM); everything finished so far is saved. */
   interrupted: 130,
 } as const

@@ -3,6 +3,7 @@ import {join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import pg from 'pg'
 
+import {CkanApiClient} from '../lib/site/ckan-api-client.js'
 import {readCkanIni} from '../lib/site/ckan-ini.js'
 import {describeError, EXIT_CODES, MigrateError} from '../lib/errors.js'
 import {openRunFolder} from '../lib/run/run-folder.js'
@@ -10,6 +11,7 @@ import {writeSecretFile} from '../lib/fs/secret-file.js'
 import {type ContinuityProbe as Probe, ContinuityProbe, type ProbeClient, type ProbeStats} from './continuity-probe.js'
 import {upgradeSandboxDatabase} from './sandbox-site.js'
 import {Secret} from '../lib/secret.js'
+import {checkAdoption} from '../lib/workflows/adoption.js'
 import {auditSite} from '../lib/workflows/audit.js'
 import {backupDatabase, type BackupResult} from '../lib/workflows/backup.js'
 import {backupEmbeddedDatabase} from './embedded-backup.js'
@@ -18,6 +20,7 @@ import {issueTokens} from '../lib/workflows/issue-tokens.js'
 import {purgeKeys} from '../lib/workflows/purge-keys.js'
 import {reportRun} from '../lib/workflows/report.js'
 import {rewriteServiceConfigs} from '../lib/workflows/rewrite-config.js'
+import {rotateTokens} from '../lib/workflows/rotate.js'
 import {type RunningSandbox, startSandbox} from './start-sandbox.js'
 import {verifyTokens} from '../lib/workflows/verify.js'
 
@@ -81,7 +84,9 @@ type Step = {detail: string; ok: boolean}
  * (NOT READY), fix the blockers only an admin can fix, rewrite-config (dry run, then for real),
  * issue-tokens (dry run, then for real), verify, bundle, audit again (READY), then the emulator
  * becomes 2.10 and 2.11 over the same database and ckan.ini, where every issued token must still
- * work and every legacy key must be refused, and finally purge-keys. A continuity probe keeps
+ * work and every legacy key must be refused, then purge-keys, and a year later a rotation
+ * (successors, services switched, fresh bundles; then --finish). An adoption check gates the
+ * upgrade as in the runbook. A continuity probe keeps
  * calling the site with every credential in use the whole time and counts failures.
  */
 export async function rehearseMigration(options: RehearsalOptions): Promise<RehearsalResult> {
@@ -326,6 +331,19 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       }
     })
 
+    await step(
+      'adoption',
+      'every person and service has used the new token (their clients call CKAN with it)',
+      async () => {
+        await probe!.round()
+        const result = await checkAdoption({ckanIniPath: site.ckanIni, out: runFolder, requirePercent: 95})
+        return {
+          detail: `${result.summary} Legacy keys still present: ${result.counts.legacyKeyPresent}.`,
+          ok: Boolean(result.required?.met) && result.counts.servicesUsed === result.counts.services,
+        }
+      },
+    )
+
     for (const version of ['2.10', '2.11'] as const) {
       await step(`upgrade to ${version}`, 'every issued token works, every legacy key is refused', async () => {
         await probe!.round()
@@ -355,6 +373,68 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       return {
         detail: `${result.purged} keys cleared; site user ${result.siteUser.protected ? 'kept' : 'cleared'}`,
         ok: result.purged > 0,
+      }
+    })
+
+    // A year later: rotation on 2.11. The admin's legacy key is gone; it uses a token of its own
+    // (not one of the run, which rotate --finish would revoke).
+    const adminTokenFile = join(dir, 'admin-token')
+    let successorsUsed = 0
+    await step('rotate', 'a successor per token; services switched in ckan.ini; fresh bundles', async () => {
+      const run = await openRunFolder(runFolder, {create: false})
+      const tokens = await run.readTokens()
+      const own = tokens.find((token) => token.userName === site.adminName && token.source === 'issue-tokens')
+      if (!own) return {detail: `${site.adminName} has no token of the run`, ok: false}
+      const adminToken = await new CkanApiClient({ckanUrl, credential: own.token}).createApiToken({
+        name: 'ckan-migrate sandbox admin',
+        user: site.adminName,
+      })
+      await writeSecretFile(adminTokenFile, `${adminToken.token.reveal()}\n`)
+      const result = await rotateTokens({
+        all: true,
+        apiKeyFile: adminTokenFile,
+        concurrency: 4,
+        dryRun: false,
+        finish: false,
+        out: runFolder,
+      })
+      // The services restart with the new ckan.ini; the people open their fresh bundles.
+      const ini = await readCkanIni(site.ckanIni)
+      const xloader = ini.get('ckanext.xloader.api_token')
+      const datapusher = ini.get('ckan.datapusher.api_token')
+      services = serviceClients(
+        xloader ? new Secret(xloader) : undefined,
+        datapusher ? new Secret(datapusher) : undefined,
+      )
+      const successors = new Map(
+        (await run.readTokens())
+          .filter((token) => token.predecessorJti && token.source === 'issue-tokens')
+          .map((token) => [token.userName, token.token]),
+      )
+      people = people.map((client) => ({...client, credential: successors.get(client.userName) ?? client.credential}))
+      probe!.setClients([...people, ...services])
+      await probe!.round()
+      successorsUsed = people.filter((client) => successors.has(client.userName)).length + services.length
+      return {
+        detail: `${result.counts.rotated ?? 0} successors, ${result.configsUpdated.length} config files switched, ${result.bundlesWritten} fresh bundles`,
+        ok: (result.counts.failed ?? 0) === 0 && result.configsUpdated.length > 0 && result.bundlesWritten > 0,
+      }
+    })
+
+    await step('rotate --finish', 'every predecessor revoked once its successor was used', async () => {
+      const result = await rotateTokens({
+        all: false,
+        apiKeyFile: adminTokenFile,
+        concurrency: 4,
+        dryRun: false,
+        finish: true,
+        out: runFolder,
+      })
+      await probe!.round()
+      const revoked = result.counts.predecessorRevoked ?? 0
+      return {
+        detail: `${revoked} predecessors revoked (${successorsUsed} successors in use), ${result.counts.held ?? 0} held until the grace period ends`,
+        ok: revoked >= successorsUsed && (result.counts.failed ?? 0) === 0,
       }
     })
 

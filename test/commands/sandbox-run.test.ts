@@ -44,9 +44,12 @@ describe('ckan-migrate sandbox --run', () => {
       'verify',
       'bundle',
       'audit again',
+      'adoption',
       'upgrade to 2.10',
       'upgrade to 2.11',
       'purge-keys',
+      'rotate',
+      'rotate --finish',
       'report --html',
     ])
     for (const step of result.steps) expect(step.ok, `${step.name}: ${step.detail}`).toBe(true)
@@ -55,7 +58,13 @@ describe('ckan-migrate sandbox --run', () => {
     expect(result.continuity.failures).toBe(0)
     expect(result.continuity.calls).toBeGreaterThan(100)
     expect(result.continuity.phases.map((phase) => phase.name)).toEqual(
-      expect.arrayContaining(['before the migration', 'upgrade to 2.10', 'upgrade to 2.11', 'purge-keys']),
+      expect.arrayContaining([
+        'before the migration',
+        'upgrade to 2.10',
+        'upgrade to 2.11',
+        'purge-keys',
+        'rotate --finish',
+      ]),
     )
 
     // Nothing secret reaches the output: the tokens of the run, the bundle passwords.
@@ -96,5 +105,11 @@ describe('ckan-migrate sandbox --run', () => {
     const bundles = await everyFileText(result.paths.bundles!)
     for (const secret of secrets)
       expect(bundles.includes(secret), 'a token readable inside the bundle folder').toBe(false)
-  })
+    // The rotation gave every person of the run a successor, and --finish revoked the predecessors in use.
+    const tokens = await run.readTokens()
+    const successors = tokens.filter((token) => token.predecessorJti)
+    expect(successors.length).toBeGreaterThan(10)
+    const predecessors = new Set(successors.map((token) => token.predecessorJti!.reveal()))
+    expect(tokens.filter((token) => predecessors.has(token.jti.reveal()) && token.revokedAt).length).toBeGreaterThan(10)
+  }, 240_000)
 })

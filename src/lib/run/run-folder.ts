@@ -43,6 +43,8 @@ export type StoredToken = {
   expiresAt?: string | null
   /** The JWT's jti = api_token.id. */
   jti: string
+  /** `rotate`: the jti of the token of the run this one succeeds (a secret, like jti). */
+  predecessorJti?: string
   /** For tokens made for a service by rewrite-config (xloader, datapusher, …). */
   service?: string
   source: 'issue-tokens' | 'rewrite-config'
@@ -75,11 +77,25 @@ function checkStoredToken(record: StoredToken, folder: string): StoredToken {
 }
 
 /** A token as the rest of the code sees it: secrets wrapped. */
-export type RunToken = Omit<StoredToken, 'jti' | 'token'> & {
+export type RunToken = Omit<StoredToken, 'jti' | 'predecessorJti' | 'token'> & {
   jti: Secret
+  /** `rotate`: the token of the run this one succeeds. */
+  predecessorJti?: Secret
   /** Set by readTokens() when `revoke` revoked this token (from revoked.jsonl); never stored in tokens.jsonl. */
   revokedAt?: string
   token: Secret
+}
+
+function toRunToken(record: StoredToken, revokedAt: ReadonlyMap<string, string>): RunToken {
+  const {jti, predecessorJti, token, ...rest} = record
+  const at = revokedAt.get(jti)
+  return {
+    ...rest,
+    jti: new Secret(jti),
+    ...(typeof predecessorJti === 'string' ? {predecessorJti: new Secret(predecessorJti)} : {}),
+    token: new Secret(token),
+    ...(at === undefined ? {} : {revokedAt: at}),
+  }
 }
 
 /** One line of revoked.jsonl (0600: the jti is a secret). */
@@ -92,6 +108,16 @@ export type JournalEvent =
   | {jtiFingerprint: string; kind: 'token-issued'; tokenName: string; userId: string; userName: string}
   | {jtiFingerprint: string; kind: 'token-orphan-revoked'; tokenName: string; userId: string; userName: string}
   | {jtiFingerprint: string; kind: 'token-revoked'; userId: string; userName: string}
+  /** `rotate`: a successor is stored; its predecessor stays live until `rotate --finish`. */
+  | {
+      jtiFingerprint: string
+      kind: 'token-rotated'
+      predecessorFingerprint: string
+      service?: string
+      tokenName: string
+      userId: string
+      userName: string
+    }
   | {jtiFingerprint: string; kind: 'token-verified'; ok: boolean; status: string; userId: string; userName: string}
   | {kind: 'config-rewritten'; backupPath: string | null; configPath: string; keys: string[]}
   | {kind: 'keys-purged'; count: number; userIds: string[]}
@@ -181,12 +207,7 @@ export class RunFolder {
   async readTokens(): Promise<RunToken[]> {
     const [stored, revoked] = await Promise.all([this.#tokens.readAll(), this.#revoked.readAll()])
     const revokedAt = new Map(revoked.map((record) => [record.jti, record.at]))
-    return stored
-      .map((record) => checkStoredToken(record, this.path))
-      .map(({jti, token, ...rest}) => {
-        const at = revokedAt.get(jti)
-        return {...rest, jti: new Secret(jti), token: new Secret(token), ...(at === undefined ? {} : {revokedAt: at})}
-      })
+    return stored.map((record) => toRunToken(checkStoredToken(record, this.path), revokedAt))
   }
 
   /**
@@ -195,11 +216,7 @@ export class RunFolder {
    */
   async *streamTokens(): AsyncGenerator<RunToken> {
     const revokedAt = new Map((await this.#revoked.readAll()).map((record) => [record.jti, record.at]))
-    for await (const record of this.#tokens.stream()) {
-      const {jti, token, ...rest} = checkStoredToken(record, this.path)
-      const at = revokedAt.get(jti)
-      yield {...rest, jti: new Secret(jti), token: new Secret(token), ...(at === undefined ? {} : {revokedAt: at})}
-    }
+    for await (const record of this.#tokens.stream()) yield toRunToken(checkStoredToken(record, this.path), revokedAt)
   }
 
   /** Records (fsync'd) that tokens of the run were revoked, by full jti. */
@@ -223,8 +240,13 @@ export class RunFolder {
 
   /** Stores a token durably (fsync'd) before anything else may count it as issued. */
   async storeToken(token: RunToken): Promise<void> {
-    const {jti, revokedAt: _revokedAt, token: jwt, ...rest} = token
-    await this.#tokens.append({...rest, jti: jti.reveal(), token: jwt.reveal()})
+    const {jti, predecessorJti, revokedAt: _revokedAt, token: jwt, ...rest} = token
+    await this.#tokens.append({
+      ...rest,
+      jti: jti.reveal(),
+      ...(predecessorJti ? {predecessorJti: predecessorJti.reveal()} : {}),
+      token: jwt.reveal(),
+    })
   }
 
   async unlock(): Promise<void> {

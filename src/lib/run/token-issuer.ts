@@ -4,7 +4,7 @@ import {CkanApiError, type CkanApiClient, CkanUnreachableError, OutcomeUnknownEr
 import {AttemptBudget, protocolPauseMs} from '../site/retry-policy.js'
 import type {CkanUserRow} from '../site/user-selection.js'
 import {describeError} from '../errors.js'
-import type {JournalEntry, RunFolder} from './run-folder.js'
+import type {JournalEntry, RunFolder, RunToken} from './run-folder.js'
 import {reconcileUnknownCreate, unsettledCreatesFrom} from './reconcile.js'
 import {renderTokenName} from './token-name.js'
 
@@ -31,6 +31,18 @@ export type IssuerSettings = {
    * whose admin is watching.
    */
   stopAtUnknownOutcome?: boolean
+  /**
+   * Tokens of the run a user already holds in the store before this issuer runs (rotate: the
+   * predecessor, a service user's other services' tokens): reconciliation never revokes them.
+   * Without it only the store's tokens of users unsettled at the start are known, which is all
+   * issue-tokens needs (a user without an unsettled create has no token of the run yet).
+   */
+  heldJtis?: (userId: string) => ReadonlySet<string> | undefined
+  /**
+   * `rotate`: the token of the run a user's new token succeeds (stored with it, so a resume never
+   * makes a second successor), and for a service's token its name and source.
+   */
+  predecessorOf?: (user: CkanUserRow) => Partial<Pick<RunToken, 'predecessorJti' | 'service' | 'source'>> | undefined
   template: string
   unit?: number
 }
@@ -222,6 +234,7 @@ export class TokenIssuer {
       }
       const createdAt = created.issuedAt ?? new Date().toISOString()
       const jtiFingerprint = created.jti.fingerprint()
+      const succeeds = this.#settings.predecessorOf?.(user)
       // The token is on disk (fsync'd) before anything counts the user as done.
       const storing: Promise<void> = this.#run
         .storeToken({
@@ -233,6 +246,7 @@ export class TokenIssuer {
           tokenName,
           userId: user.id,
           userName: user.name,
+          ...succeeds,
         })
         .then(async () => {
           if (this.#unsettled.get(user.id) === unsettled) {
@@ -249,6 +263,16 @@ export class TokenIssuer {
             userId: user.id,
             userName: user.name,
           })
+          if (succeeds?.predecessorJti)
+            this.#run.recordDeferred({
+              jtiFingerprint,
+              kind: 'token-rotated',
+              predecessorFingerprint: succeeds.predecessorJti.fingerprint(),
+              ...(succeeds.service ? {service: succeeds.service} : {}),
+              tokenName,
+              userId: user.id,
+              userName: user.name,
+            })
           await this.#onDone({
             attempts: budget.used,
             createdAt,
@@ -331,9 +355,11 @@ export class TokenIssuer {
 
   /** Revokes every token of this run that CKAN holds for the user but our store does not. */
   async #reconcile(userId: string, userName: string, settle: boolean): Promise<void> {
+    const stored = this.#storedJtis.get(userId) ?? new Set<string>()
+    const held = this.#settings.heldJtis?.(userId)
     await reconcileUnknownCreate(this.#client, this.#run, {
       settle,
-      storedJtis: this.#storedJtis.get(userId) ?? new Set(),
+      storedJtis: held ? new Set([...stored, ...held]) : stored,
       userId,
       userName,
     })
@@ -439,6 +465,37 @@ export class AnnouncedFeed {
         this.#announcing = undefined
       })
   }
+}
+
+/**
+ * A fixed pool of `concurrency` workers taking announced users from the feed in order (no pending
+ * task per user) until it is empty, the signal fires, or a worker hits a fatal error; then every
+ * token handed to the store is fsync'd. Returns the first fatal error (the caller reports the
+ * users the workers never took, from feed.rest(), before rethrowing it).
+ */
+export async function issueFromFeed(
+  issuer: TokenIssuer,
+  feed: AnnouncedFeed,
+  options: {concurrency: number; signal?: AbortSignal},
+): Promise<unknown> {
+  let fatal: unknown
+  const worker = async (): Promise<void> => {
+    while (!options.signal?.aborted && !fatal && !issuer.failed) {
+      try {
+        const next = await feed.next()
+        if (!next) return
+        await issuer.issue(next)
+      } catch (error) {
+        fatal ??= error
+        return
+      }
+    }
+  }
+  await Promise.all(Array.from({length: Math.max(1, options.concurrency)}, worker))
+  await issuer.drain().catch((error: unknown) => {
+    fatal ??= error
+  })
+  return fatal
 }
 
 export function isTransient(error: unknown): boolean {

@@ -22,7 +22,7 @@ import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
 import {type JournalEntry, openRunFolder, type RunFolder} from '../run/run-folder.js'
 import {readScratch, removeScratch, ScratchWriter} from '../run/scratch-file.js'
 import {checkSameSite, preflightSite} from '../site/site-preflight.js'
-import {AnnouncedFeed, TokenIssuer, type UserOutcome} from '../run/token-issuer.js'
+import {AnnouncedFeed, issueFromFeed, TokenIssuer, type UserOutcome} from '../run/token-issuer.js'
 import {checkTokenNameTemplate, DEFAULT_TOKEN_NAME} from '../run/token-name.js'
 import {limitHeapGrowth} from '../run/heap-growth.js'
 
@@ -300,7 +300,6 @@ async function issueRun(input: {
     })
     await queue.end()
 
-    let fatal: unknown
     // Creates a previous run left unaccounted for (kill -9, timeouts): nothing of theirs is in flight now.
     await issuer.settle(options.concurrency)
     options.progress?.start(tally.selected)
@@ -311,24 +310,9 @@ async function issueRun(input: {
       Math.max(64, options.concurrency * 8),
       (user) => issuer.tokenName(user),
     )
-    // A fixed pool of workers taking users in order: no pending task per user.
-    const worker = async (): Promise<void> => {
-      while (!options.signal?.aborted && !fatal && !issuer.failed) {
-        try {
-          const next = await feed.next()
-          if (!next) return
-          await issuer.issue(next)
-        } catch (error) {
-          fatal ??= error
-          return
-        }
-      }
-    }
-    await Promise.all(Array.from({length: Math.max(1, options.concurrency)}, worker))
-    // Every token handed to the store is fsync'd (or its failure known) before anything else.
-    await issuer.drain().catch((error: unknown) => {
-      fatal ??= error
-    })
+    // A fixed pool of workers taking users in order; every token handed to the store is fsync'd
+    // (or its failure known) before anything else.
+    const fatal = await issueFromFeed(issuer, feed, {concurrency: options.concurrency, signal: options.signal})
     // Users the workers never took (Ctrl-C, a fatal error): in the report as not started.
     const unsent: CkanUserRow[] = []
     for await (const {announced, user} of feed.rest()) {
