@@ -5,5 +5,13 @@ process.env.UV_THREADPOOL_SIZE ??= '16'
 // captured output an error should stay one line. (Read once when @oclif/core loads.)
 if (!process.stderr.isTTY) process.env.OCLIF_COLUMNS ??= '1000'
 
-const {execute} = await import('@oclif/core')
-await execute({dir: import.meta.url})
+// `--version` is answered before oclif loads (src/lib/cli/version.ts): version, CKAN versions, runtime.
+if (process.argv[2] === '--version') {
+  const {readFileSync} = await import('node:fs')
+  const {versionText} = await import('../dist/lib/cli/version.js')
+  const {version} = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+  process.stdout.write(`${versionText(version)}\n`)
+} else {
+  const {execute} = await import('@oclif/core')
+  await execute({dir: import.meta.url})
+}

@@ -4,7 +4,9 @@ import {EXIT_CODES, MigrateError} from '../errors.js'
 import {Secret} from '../secret.js'
 import type {CkanIni} from './ckan-ini.js'
 
-export type CkanMajor = '2.10' | '2.11' | '2.9'
+/** The CKAN versions ckan-migrate knows: a 2.9 site, and the 2.10 and 2.11 it is upgraded to. */
+export const CKAN_MAJORS = ['2.9', '2.10', '2.11'] as const
+export type CkanMajor = (typeof CKAN_MAJORS)[number]
 
 /**
  * Core CKAN's environment overrides (ckan/config/environment.py CONFIG_FROM_ENV_VARS): a
