@@ -9,7 +9,7 @@ import {createRequire} from 'node:module'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
-import {bundle, SEA_ASSETS} from './bundle.js'
+import {SEA_ASSETS} from './bundle.js'
 import {nodeBinary, type SeaArch} from './node-binary.js'
 import {PROJECT_ROOT} from './paths.js'
 
@@ -26,16 +26,13 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'
 export type SeaBuild = {arch: SeaArch; file: string; nodeVersion: string}
 
 /**
- * `work` is a scratch folder (bundle, blob, config); the executable is written to `outFile`.
+ * `main` is the bundle (bundle.ts), `work` a scratch folder (blob, config); the executable is written to `outFile`.
  * The blob is always made by the x64 binary (this machine's); the code cache is platform
  * specific, so it is only used for x64.
  */
-export async function buildSea(options: {arch: SeaArch; outFile: string; version: string; work: string}): Promise<SeaBuild> {
-  const {arch, outFile, version, work} = options
+export async function buildSea(options: {arch: SeaArch; main: string; outFile: string; work: string}): Promise<SeaBuild> {
+  const {arch, main, outFile, work} = options
   await mkdir(work, {recursive: true})
-  const main = join(work, 'main.cjs')
-  const {warnings} = await bundle(main, version)
-  for (const warning of warnings) process.stderr.write(`release: esbuild: ${warning}\n`)
   const hostNode = await nodeBinary('x64')
   const targetNode = arch === 'x64' ? hostNode : await nodeBinary(arch)
   const blob = join(work, `sea-${arch}.blob`)
