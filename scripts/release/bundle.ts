@@ -54,6 +54,7 @@ async function pluginsModule(): Promise<string> {
     entries.push(`{pjson: pjson${index}, manifest: manifest${index}, modules: {${modules.join(', ')}}}`)
   }
   lines.push(`export default [${entries.join(', ')}]`)
+  lines.push(`export {versionText} from ${JSON.stringify(join(PROJECT_ROOT, 'dist/lib/cli/version.js'))}`)
   return lines.join('\n')
 }
 
