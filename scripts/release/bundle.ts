@@ -94,7 +94,11 @@ export async function bundle(outFile: string, version: string): Promise<BundleRe
   // Where the assets live: for the executable a private cache folder (oclif's cacheDir
   // convention: CKAN_MIGRATE_CACHE_DIR, else $XDG_CACHE_HOME/ckan-migrate, else ~/.cache/ckan-migrate);
   // the bundle run by plain node (a debugging aid) reads them from this checkout.
+  // The banner runs before any bundled module: bin/run.js's two settings go here, since oclif
+  // reads OCLIF_COLUMNS when it loads (imports are evaluated before sea-entry.ts's own code).
   const banner = `"use strict";
+process.env.UV_THREADPOOL_SIZE ??= '16';
+if (!process.stderr.isTTY) process.env.OCLIF_COLUMNS ??= '1000';
 var __ckanMigrateSea = (() => {
   const path = require('node:path'), os = require('node:os'), url = require('node:url')
   const cache = process.env.CKAN_MIGRATE_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'ckan-migrate')

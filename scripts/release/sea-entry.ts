@@ -32,10 +32,6 @@ type BundledPlugin = {
 
 declare const __ckanMigrateSea: {assets: string[]; root: string}
 
-// See bin/run.js for both settings.
-process.env.UV_THREADPOOL_SIZE ??= '16'
-if (!process.stderr.isTTY) process.env.OCLIF_COLUMNS ??= '1000'
-
 function commandClass(module: Record<string, unknown>): Command.Class {
   const found = module.default ?? Object.values(module).find((value) => typeof value === 'function')
   if (typeof found !== 'function') throw new Error('bundled command module without a command class')

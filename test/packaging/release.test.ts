@@ -114,6 +114,14 @@ async function checkStandalone(program: string, label: string): Promise<void> {
   expect(keysInDatabase).toBeGreaterThan(0)
   expect(envelope.result.summary.legacyKeys.total).toBe(keysInDatabase)
 
+  // Bad input still ends in the documented one-line error, with no stack trace from the bundle.
+  const unreachable = await run(program, ['audit', '--database-url', 'postgresql://nobody@127.0.0.1:1/ckan'], env, home)
+  expect(unreachable.code).toBe(8)
+  expect(unreachable.output).toMatch(
+    /Error: Cannot reach the CKAN database at postgresql:\/\/nobody@127\.0\.0\.1:1\/ckan: .+\n/,
+  )
+  expect(unreachable.output).not.toMatch(/\bat .+:\d+:\d+|main\.cjs|node_modules/)
+
   const sandbox = await run(program, ['sandbox', '--run', '--users', '300', '--dir', join(home, 'sandbox')], env, home)
   expect(sandbox.code, sandbox.output).toBe(0)
   expect(sandbox.output).toContain('Every step did what the runbook promises, and no client lost access.')
@@ -138,7 +146,7 @@ describe(`the release (audit on ${REAL_POSTGRES_URL ? 'PostgreSQL' : 'PGlite'})`
     const sea = file('sea')
     expect((await stat(sea)).mode & 0o111).toBe(0o111)
     await checkStandalone(sea, 'sea')
-  })
+  }, 300_000)
 
   it(".deb: names its dependencies, installs in oclif's layout, and its ckan-migrate passes the same checks", async () => {
     const deb = file('deb')
@@ -163,7 +171,7 @@ describe(`the release (audit on ${REAL_POSTGRES_URL ? 'PostgreSQL' : 'PGlite'})`
     const program = join(root, 'usr/lib/ckan-migrate/bin/ckan-migrate')
     expect((await stat(program)).mode & 0o777).toBe(0o755)
     await checkStandalone(link, 'deb')
-  })
+  }, 300_000)
 
   it('npm tarball: installs with npm install -g and runs audit --help and sandbox --run on Node', async () => {
     const prefix = await mkdtemp(join(scratch, 'npm-prefix-'))
@@ -203,5 +211,5 @@ describe(`the release (audit on ${REAL_POSTGRES_URL ? 'PostgreSQL' : 'PGlite'})`
     )
     expect(sandbox.code, sandbox.output).toBe(0)
     expect(sandbox.output).toContain('Every step did what the runbook promises, and no client lost access.')
-  })
+  }, 300_000)
 })
