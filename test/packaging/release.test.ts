@@ -146,7 +146,7 @@ describe(`the release (audit on ${REAL_POSTGRES_URL ? 'PostgreSQL' : 'PGlite'})`
     const sea = file('sea')
     expect((await stat(sea)).mode & 0o111).toBe(0o111)
     await checkStandalone(sea, 'sea')
-  }, 300_000)
+  }, 600_000)
 
   it(".deb: names its dependencies, installs in oclif's layout, and its ckan-migrate passes the same checks", async () => {
     const deb = file('deb')
@@ -171,7 +171,7 @@ describe(`the release (audit on ${REAL_POSTGRES_URL ? 'PostgreSQL' : 'PGlite'})`
     const program = join(root, 'usr/lib/ckan-migrate/bin/ckan-migrate')
     expect((await stat(program)).mode & 0o777).toBe(0o755)
     await checkStandalone(link, 'deb')
-  }, 300_000)
+  }, 600_000)
 
   it('npm tarball: installs with npm install -g and runs audit --help and sandbox --run on Node', async () => {
     const prefix = await mkdtemp(join(scratch, 'npm-prefix-'))
@@ -211,5 +211,5 @@ describe(`the release (audit on ${REAL_POSTGRES_URL ? 'PostgreSQL' : 'PGlite'})`
     )
     expect(sandbox.code, sandbox.output).toBe(0)
     expect(sandbox.output).toContain('Every step did what the runbook promises, and no client lost access.')
-  }, 300_000)
+  }, 600_000)
 })
