@@ -45,25 +45,25 @@ async function pluginsModule(): Promise<string> {
     }
     lines.push(`import pjson${index} from ${JSON.stringify(join(folder, 'package.json'))}`)
     lines.push(`import manifest${index} from ${JSON.stringify(join(folder, 'oclif.manifest.json'))}`)
-    const modules: string[] = []
-    for (const [commandIndex, [id, command]] of Object.entries(manifest.commands).entries()) {
-      const name = `command${index}_${commandIndex}`
-      lines.push(`import * as ${name} from ${JSON.stringify(join(folder, ...command.relativePath))}`)
-      modules.push(`${JSON.stringify(id)}: ${name}`)
-    }
+    // import() keeps each command's module (and PGlite, openpgp, …) unevaluated until it runs.
+    const modules = Object.entries(manifest.commands).map(
+      ([id, command]) => `${JSON.stringify(id)}: () => import(${JSON.stringify(join(folder, ...command.relativePath))})`,
+    )
     entries.push(`{pjson: pjson${index}, manifest: manifest${index}, modules: {${modules.join(', ')}}}`)
   }
   lines.push(`export default [${entries.join(', ')}]`)
-  lines.push(`export {versionText} from ${JSON.stringify(join(PROJECT_ROOT, 'dist/lib/cli/version.js'))}`)
   return lines.join('\n')
 }
 
 const seaPlugin: Plugin = {
   name: 'ckan-migrate-sea',
   setup(builder) {
-    builder.onResolve({filter: /^ckan-migrate-sea:plugins$/}, (args) => ({namespace: 'ckan-migrate-sea', path: args.path}))
-    builder.onLoad({filter: /.*/, namespace: 'ckan-migrate-sea'}, async () => ({
-      contents: await pluginsModule(),
+    builder.onResolve({filter: /^ckan-migrate-sea:/}, (args) => ({namespace: 'ckan-migrate-sea', path: args.path}))
+    builder.onLoad({filter: /.*/, namespace: 'ckan-migrate-sea'}, async (args) => ({
+      contents:
+        args.path === 'ckan-migrate-sea:plugins'
+          ? await pluginsModule()
+          : `export {versionText} from ${JSON.stringify(join(PROJECT_ROOT, 'dist/lib/cli/version.js'))}`,
       loader: 'js',
       resolveDir: PROJECT_ROOT,
     }))
