@@ -91,7 +91,7 @@ export default async function releaseBench(): Promise<BenchResult> {
       `| \`${artifact.file}\` | ${mib(artifact.size)} | ${artifact.kind}${artifact.arch ? ` (${artifact.arch})` : ''} |`,
   )
   return {
-    markdown: `Command: \`npm run bench -- release\` (builds the release as \`npm run release\` does, for ${arches.join(' and ')},
+    markdown: `Command: \`${process.env.BENCH_RELEASE_ARCHES ? `BENCH_RELEASE_ARCHES=${process.env.BENCH_RELEASE_ARCHES} ` : ''}npm run bench -- release\` (builds the release as \`npm run release\` does, for ${arches.join(' and ')},
 .deb xz-compressed, in ${buildSeconds.toFixed(0)} s; then starts each way of installing it
 ${ROUNDS} times per flag, interleaved, and takes the median wall time; ×: against \`node bin/run.js\`
 in the same round).
