@@ -47,7 +47,8 @@ async function pluginsModule(): Promise<string> {
     lines.push(`import manifest${index} from ${JSON.stringify(join(folder, 'oclif.manifest.json'))}`)
     // import() keeps each command's module (and PGlite, openpgp, …) unevaluated until it runs.
     const modules = Object.entries(manifest.commands).map(
-      ([id, command]) => `${JSON.stringify(id)}: () => import(${JSON.stringify(join(folder, ...command.relativePath))})`,
+      ([id, command]) =>
+        `${JSON.stringify(id)}: () => import(${JSON.stringify(join(folder, ...command.relativePath))})`,
     )
     entries.push(`{pjson: pjson${index}, manifest: manifest${index}, modules: {${modules.join(', ')}}}`)
   }

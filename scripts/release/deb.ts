@@ -27,7 +27,12 @@ export function debFileName(version: string, arch: SeaArch): string {
  * nodejs.org states for Node 24; libstdc++ and libgcc). Recommends: postgresql-client, whose
  * pg_dump `backup` runs. Suggests: gnupg, for `backup --key-id` (a key from the local keyring).
  */
-export function debControl(options: {arch: SeaArch; description: string; installedKiB: number; version: string}): string {
+export function debControl(options: {
+  arch: SeaArch
+  description: string
+  installedKiB: number
+  version: string
+}): string {
   return `${[
     'Package: ckan-migrate',
     `Version: ${options.version}`,
@@ -75,9 +80,13 @@ export async function buildDeb(options: {
   await writeFile(join(root, 'DEBIAN/control'), debControl({...options, installedKiB}))
   for (const folder of ['DEBIAN', 'usr', 'usr/bin', 'usr/lib', 'usr/lib/ckan-migrate', 'usr/lib/ckan-migrate/bin'])
     await chmod(join(root, folder), 0o755)
-  await execFileAsync('dpkg-deb', ['--root-owner-group', `-Z${options.compression ?? 'xz'}`, '--build', root, options.outFile], {
-    maxBuffer: 16 * 1024 * 1024,
-  })
+  await execFileAsync(
+    'dpkg-deb',
+    ['--root-owner-group', `-Z${options.compression ?? 'xz'}`, '--build', root, options.outFile],
+    {
+      maxBuffer: 16 * 1024 * 1024,
+    },
+  )
   await rm(root, {force: true, recursive: true})
   return options.outFile
 }

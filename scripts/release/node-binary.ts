@@ -38,7 +38,17 @@ export async function nodeBinary(arch: SeaArch): Promise<string> {
   // --force: the package declares its cpu, and the arm64 binary is only injected here, never run.
   await execFileAsync(
     'npm',
-    ['install', '--no-save', '--no-audit', '--no-fund', '--no-package-lock', '--force', '--prefix', prefix, `${name}@${SEA_NODE_VERSION}`],
+    [
+      'install',
+      '--no-save',
+      '--no-audit',
+      '--no-fund',
+      '--no-package-lock',
+      '--force',
+      '--prefix',
+      prefix,
+      `${name}@${SEA_NODE_VERSION}`,
+    ],
     {maxBuffer: 16 * 1024 * 1024},
   )
   await access(binary)

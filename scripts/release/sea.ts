@@ -16,7 +16,12 @@ import {PROJECT_ROOT} from './paths.js'
 const execFileAsync = promisify(execFile)
 
 type Postject = {
-  inject(file: string, name: string, data: Buffer, options: {machoSegmentName?: string; sentinelFuse: string}): Promise<void>
+  inject(
+    file: string,
+    name: string,
+    data: Buffer,
+    options: {machoSegmentName?: string; sentinelFuse: string},
+  ): Promise<void>
 }
 const {inject} = createRequire(import.meta.url)('postject') as Postject
 
@@ -30,7 +35,12 @@ export type SeaBuild = {arch: SeaArch; file: string; nodeVersion: string}
  * The blob is always made by the x64 binary (this machine's); the code cache is platform
  * specific, so it is only used for x64.
  */
-export async function buildSea(options: {arch: SeaArch; main: string; outFile: string; work: string}): Promise<SeaBuild> {
+export async function buildSea(options: {
+  arch: SeaArch
+  main: string
+  outFile: string
+  work: string
+}): Promise<SeaBuild> {
   const {arch, main, outFile, work} = options
   await mkdir(work, {recursive: true})
   const hostNode = await nodeBinary('x64')
