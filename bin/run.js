@@ -14,6 +14,14 @@ async function start() {
   // captured output an error should stay one line. (Read once when @oclif/core loads.)
   if (!process.stderr.isTTY) process.env.OCLIF_COLUMNS ??= '1000'
 
+  // `--version` is answered before oclif loads (src/lib/cli/version.ts): version, CKAN versions, runtime.
+  if (process.argv[2] === '--version') {
+    const {readFileSync} = await import('node:fs')
+    const {versionText} = await import('../dist/lib/cli/version.js')
+    const {version} = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+    process.stdout.write(`${versionText(version)}\n`)
+    return
+  }
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})
 }

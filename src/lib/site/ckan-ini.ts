@@ -8,7 +8,7 @@ import {EXIT_CODES, MigrateError} from '../errors.js'
  * interpolation, section [app:main] plus [DEFAULT], `%(here)s` and `%(__file__)s`, `use = config:`
  * chains (the top file wins), 2.9 lowercasing option names (2.10+ keeps case), full-line `#`/`;`
  * comments only (an inline `#` is part of the value), `=` or `:` delimiters, indented continuation
- * lines. It only reads: src/lib/files/ini-editor.ts changes files.
+ * lines. It only reads: src/lib/services/ini-editor.ts changes files.
  */
 
 export type IniCaseRule = 'lowercase' | 'preserve'
