@@ -9,7 +9,17 @@ const SANDBOX = {
 }
 const WORKFLOWS = {group: ['**/workflows/*'], message: 'The domain does not call workflows: workflows call the domain.'}
 const DOMAIN = {
-  group: ['**/site/*', '**/run/*', '**/audit/*', '**/services/*', '**/bundle/*', '**/backup/*', '**/workflows/*'],
+  group: [
+    '**/site/*',
+    '**/run/*',
+    '**/audit/*',
+    '**/services/*',
+    '**/bundle/*',
+    '**/backup/*',
+    '**/deliver/*',
+    '**/report/*',
+    '**/workflows/*',
+  ],
   message: 'fs, secret and errors sit below the domain and import none of it.',
 }
 
@@ -62,7 +72,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/lib/{site,run,audit,services,bundle,backup}/**/*.ts'],
+    files: ['src/lib/{site,run,audit,services,bundle,backup,deliver,report}/**/*.ts'],
     rules: {'no-restricted-imports': ['error', {patterns: [OCLIF, CLI_LAYER, SANDBOX, WORKFLOWS]}]},
   },
   {

@@ -8,7 +8,7 @@ import {EXIT_CODES, MigrateError} from '../errors.js'
 import {neutraliseCell} from '../fs/csv-report.js'
 import type {RunToken} from '../run/run-folder.js'
 import type {Secret} from '../secret.js'
-import type {PasswordRow} from '../workflows/bundle.js'
+import type {PasswordRow} from '../bundle/passwords-csv.js'
 
 /** One person `deliver` may mail: their bundle, its password, and where each goes. */
 export type Recipient = {

@@ -8,7 +8,7 @@ import {type CsvColumn, neutraliseCell, writeCsvReport} from '../fs/csv-report.j
 import {JsonlFile} from '../run/jsonl-file.js'
 import {openRunFolder, type RunFolder} from '../run/run-folder.js'
 import {ckanUtc, type TokenHolder, tokenHolders} from '../run/token-lineage.js'
-import {PASSWORDS_FILE, readPasswordsCsv} from './bundle.js'
+import {PASSWORDS_FILE, readPasswordsCsv} from '../bundle/passwords-csv.js'
 
 export const ADOPTION_REPORT = 'adoption-report.csv'
 /** First uses seen by earlier adoption checks (CKAN keeps only the latest): fingerprints and times, no secret. */

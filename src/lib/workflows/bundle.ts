@@ -1,9 +1,10 @@
-import {access, constants, readdir, readFile, stat} from 'node:fs/promises'
+import {access, constants, readdir, stat} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 import pLimit from 'p-limit'
 
 import type {Progress} from '../progress.js'
-import {generatePassword, parseCsv, readPasswordFile} from '../bundle/passwords.js'
+import {generatePassword, readPasswordFile} from '../bundle/passwords.js'
+import {PASSWORDS_FILE, type PasswordRow, peopleTokens, readPasswordsCsv} from '../bundle/passwords-csv.js'
 import {fetchServerCert, readServerCert, type ServerCert} from '../bundle/server-cert.js'
 import {readSitePeople} from '../site/site-people.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
@@ -17,9 +18,8 @@ import {neutraliseCell, writeCsvReport} from '../fs/csv-report.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
 import {safeFileNames} from '../fs/safe-file-name.js'
 import {ensureFolderForSecrets, syncFolder} from '../fs/secret-file.js'
-import {fingerprintOf, Secret} from '../secret.js'
+import {Secret} from '../secret.js'
 
-export const PASSWORDS_FILE = 'passwords.csv'
 export const DEFAULT_SUFFIX = '.dcor-access'
 /** Bundles in flight at once: enough to keep libuv's thread pool (PBKDF2, fsync) busy. */
 const CONCURRENCY = 16
@@ -70,8 +70,6 @@ export type BundleResult = {
   serverCert: {cn: string | null; count: number; fingerprint256: string; source: string; validTo: string}
   warnings: string[]
 }
-
-export type PasswordRow = {email: string; file: string; password: Secret; user: string}
 
 /**
  * Writes one encrypted `.dcor-access` bundle per person with a token in the run, and
@@ -229,29 +227,6 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
   }
 }
 
-/** The newest token of each person (source issue-tokens), leaving out tokens `revoke` revoked. */
-export async function peopleTokens(
-  journal: Promise<Array<{jtiFingerprint?: string; kind: string}>>,
-  tokens: RunToken[],
-) {
-  const revoked = new Set(
-    (await journal).filter((entry) => entry.kind === 'token-revoked').map((entry) => entry.jtiFingerprint),
-  )
-  const newest = new Map<string, RunToken>()
-  for (const token of tokens) {
-    // revokedAt comes from the run's private revoked.jsonl (full jti); the journal's fingerprints cover older runs.
-    if (
-      token.source !== 'issue-tokens' ||
-      token.revokedAt !== undefined ||
-      revoked.has(fingerprintOf(token.jti.reveal()))
-    )
-      continue
-    const known = newest.get(token.userName)
-    if (!known || known.createdAt <= token.createdAt) newest.set(token.userName, token)
-  }
-  return newest
-}
-
 function selectUsers(tokens: Map<string, RunToken>, users: readonly string[] | undefined): RunToken[] {
   if (!users || users.length === 0) return [...tokens.values()]
   const wanted = [...new Set(users.map((user) => user.trim()).filter((user) => user !== ''))]
@@ -391,44 +366,6 @@ async function readEmails(database: BundleOptions['database'], tokens: RunToken[
     tokens.map((token) => token.userId),
   )
   return new Map([...people].filter(([, person]) => person.email).map(([id, person]) => [id, person.email!]))
-}
-
-/** passwords.csv of an earlier run, keyed by the user cell as written (formula-neutralised). */
-export async function readPasswordsCsv(path: string): Promise<Map<string, PasswordRow>> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
-    throw new MigrateError(`Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
-      cause: error,
-      exitCode: EXIT_CODES.badInput,
-      suggestion: 'Run as the user who wrote the bundles.',
-    })
-  }
-  let rows
-  try {
-    rows = parseCsv(text)
-  } catch (error) {
-    throw damaged(path, error)
-  }
-  const header = rows.shift()
-  if (header?.cells.join(',') !== 'user,email,file,password') throw damaged(path, undefined)
-  const result = new Map<string, PasswordRow>()
-  for (const {cells} of rows) {
-    const [user = '', email = '', file = '', password = ''] = cells
-    result.set(user, {email, file, password: new Secret(password), user})
-  }
-  return result
-}
-
-function damaged(path: string, cause: unknown): MigrateError {
-  return new MigrateError(`${path} is not a passwords.csv written by ckan-migrate bundle`, {
-    cause,
-    exitCode: EXIT_CODES.badInput,
-    suggestion:
-      'Move it away (it may hold passwords of bundles already sent), then run again: every bundle is rewritten.',
-  })
 }
 
 /**

@@ -24,7 +24,7 @@ import {neutraliseCell, writeCsvReport} from '../fs/csv-report.js'
 import {openRunFolder, type RunFolder} from '../run/run-folder.js'
 import {ensureFolderForSecrets, writeFileAtomically} from '../fs/secret-file.js'
 import type {Secret} from '../secret.js'
-import {PASSWORDS_FILE, peopleTokens, readPasswordsCsv} from './bundle.js'
+import {PASSWORDS_FILE, peopleTokens, readPasswordsCsv} from '../bundle/passwords-csv.js'
 
 export const DELIVER_REPORT = 'deliver-report.csv'
 export const PASSWORD_CHANNEL_FILE = 'password-channel.csv'

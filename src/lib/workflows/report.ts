@@ -2,7 +2,8 @@ import {readdir} from 'node:fs/promises'
 
 import {openRunFolder, type RunFolder} from '../run/run-folder.js'
 import type {CommandRun, RunReportResult, TimelineBin, UnfinishedCommand} from '../report/run-report.js'
-import {DEFAULT_SUFFIX, PASSWORDS_FILE} from './bundle.js'
+import {PASSWORDS_FILE} from '../bundle/passwords-csv.js'
+import {DEFAULT_SUFFIX} from './bundle.js'
 
 export type ReportOptions = {
   /** Write the run's page here (one self-contained HTML file). */
