@@ -1,24 +1,19 @@
-import {execFile} from 'node:child_process'
-import {existsSync} from 'node:fs'
-import {copyFile, mkdir, rm, symlink} from 'node:fs/promises'
+import {rm} from 'node:fs/promises'
 import {fileURLToPath} from 'node:url'
 import {loadavg} from 'node:os'
-import {promisify} from 'node:util'
 import pg from 'pg'
 
 import {createCkanSchema} from '../src/lib/sandbox/ckan-schema.js'
 import {seedCkanSite} from '../src/lib/sandbox/ckan-site-seeder.js'
 import type {BenchResult} from './run.js'
 import {benchDatabase} from './support/bench-database.js'
+import {buildCli, type Measure, measure} from './support/cli-child.js'
 
-const run = promisify(execFile)
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const BUILD = fileURLToPath(new URL('.out/audit-build/', import.meta.url))
 const PSQL_COPY = String.raw`\copy (select id,name,apikey,state,sysadmin,email from "user") to '/dev/null'`
 
-type Measure = {maxRssMb: number; seconds: number}
 /** Medians over the rounds (time, and each round's ratio to that round's psql copy); the largest RSS. */
-type Summary = Measure & {ratio: number}
+type Summary = Omit<Measure, 'stdout'> & {ratio: number}
 
 const ROUNDS = 5
 
@@ -30,7 +25,7 @@ const ROUNDS = 5
  * --csv); times and ratios are medians over the rounds, RSS the largest.
  */
 export default async function auditBench(): Promise<BenchResult> {
-  await buildCli()
+  await buildCli(BUILD, 'audit')
   const rows: string[] = []
   const figures: Array<{copy: Summary; csv: Summary; plain: Summary; users: number}> = []
   let engine = ''
@@ -112,48 +107,8 @@ Why the 1.5× target is not met here. The census's four branches cost, run one a
   }
 }
 
-/** Compiles src/ into bench/.out/audit-build, laid out like an installed package. */
-async function buildCli(): Promise<void> {
-  await rm(BUILD, {force: true, recursive: true})
-  await mkdir(`${BUILD}bin`, {recursive: true})
-  // Other commands may be mid-edit and fail to type-check; tsc still emits, and audit is all we run.
-  await run(process.execPath, [
-    `${ROOT}node_modules/typescript/bin/tsc`,
-    '-p',
-    `${ROOT}tsconfig.json`,
-    '--outDir',
-    `${BUILD}dist`,
-  ]).catch((error: unknown) => {
-    if (!existsSync(`${BUILD}dist/commands/audit.js`)) throw error
-  })
-  await copyFile(`${ROOT}package.json`, `${BUILD}package.json`)
-  await copyFile(`${ROOT}bin/run.js`, `${BUILD}bin/run.js`)
-  await symlink(`${ROOT}node_modules`, `${BUILD}node_modules`)
-  await symlink(`${ROOT}schema`, `${BUILD}schema`)
-  // As installed: oclif reads the manifest and imports only the command being run.
-  await run(process.execPath, [`${ROOT}node_modules/oclif/bin/run.js`, 'manifest', BUILD], {cwd: BUILD})
-}
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
-
-/** Runs a command under /usr/bin/time -v; returns wall time and peak RSS (MB). */
-async function measure(command: string, args: string[], expectedExit: number): Promise<Measure> {
-  const started = performance.now()
-  const result = await run('/usr/bin/time', ['-v', command, ...args], {maxBuffer: 64 * 1024 * 1024}).then(
-    (output) => ({...output, code: 0}),
-    (error: {code?: number; stderr: string; stdout: string}) => ({
-      code: error.code ?? -1,
-      stderr: error.stderr,
-      stdout: error.stdout,
-    }),
-  )
-  const seconds = (performance.now() - started) / 1000
-  if (result.code !== expectedExit)
-    throw new Error(`${command} exited ${result.code}, expected ${expectedExit}:\n${result.stderr.slice(0, 2000)}`)
-  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(result.stderr)
-  return {maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN, seconds}
 }

@@ -8,7 +8,7 @@ import {signJwt} from '../ckan/jwt.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {ensurePrivateFolder, writeFileAtomically, writeSecretFile} from '../files/secret-file.js'
 import {Secret} from '../secret.js'
-import {type CkanEmulator, startCkanEmulator} from './ckan-emulator.js'
+import {type CkanEmulator, EMULATOR_INDEXES_SQL, startCkanEmulator} from './ckan-emulator.js'
 import {ALEMBIC_HEADS, type CkanVersion, createCkanSchema} from './ckan-schema.js'
 import {seedCkanSite} from './ckan-site-seeder.js'
 import {startEmbeddedPostgres} from './embedded-postgres.js'
@@ -191,6 +191,7 @@ export async function startSandboxSite(options: SandboxSiteOptions): Promise<San
         users: options.users ?? 50,
         version,
       })
+      for (const statement of EMULATOR_INDEXES_SQL) await client.query(statement)
       if (version === '2.9') {
         const row = await client.query<{apikey: string}>('SELECT apikey FROM "user" WHERE name = $1', [
           seeded.adminName,
