@@ -11,6 +11,20 @@ import {type EmulatorConfig, loadEmulatorConfig} from './emulator-config.js'
 import {pythonJson, pythonRepr, utcNowTimestamp} from './emulator-json.js'
 import {FaultPlan, type FaultKind, type FaultSettings} from './faults.js'
 
+/**
+ * Indexes the emulator's per-request lookups need and CKAN's schema lacks: 2.9 identifies every
+ * request by `"user".apikey` first (CKAN has no index on it: each request scans the whole table),
+ * and api_token_list reads a user's tokens by `api_token.user_id` (no index either). Without them
+ * each request costs time in proportion to the site's size, so a rehearsal that calls once per
+ * user grows with the square of the users (on PGlite, one WASM session, about 40 ms a request at
+ * 100,000 users). The sandbox creates them on its own database only (never on a real site); they
+ * change no answer, only how fast it comes. docs/emulator.md, "Performance".
+ */
+export const EMULATOR_INDEXES_SQL = [
+  'CREATE INDEX IF NOT EXISTS ckan_migrate_sandbox_user_apikey ON "user" (apikey)',
+  'CREATE INDEX IF NOT EXISTS ckan_migrate_sandbox_api_token_user_id ON api_token (user_id)',
+] as const
+
 /** True when the naive timestamp `earlier` is more than `seconds` before `later`. */
 function isOlderThan(earlier: string, later: string, seconds: number): boolean {
   return Date.parse(`${later.replace(' ', 'T')}Z`) - Date.parse(`${earlier.replace(' ', 'T')}Z`) > seconds * 1000
@@ -163,6 +177,20 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     }
     if (value === '') return undefined
     if (version === '2.9') {
+      // CKAN 2.9 looks the value up as a legacy key first, and decodes it as a token only when no
+      // user holds it. A value that decodes is looked up and touched in one statement (the touch
+      // only when no user holds it as a key): one round trip instead of two. A value that does
+      // not decode (or makes decoding throw) takes the key lookup alone, then decodes as CKAN does.
+      let decoded: ReturnType<typeof decodeToken>
+      try {
+        decoded = decodeToken(current, version, value)
+      } catch {
+        decoded = undefined
+      }
+      if (decoded) {
+        const owner = await touchToken(decoded.jti, utcNowTimestamp().text, value)
+        return owner && {id: owner.id, name: owner.name, state: owner.state, sysadmin: owner.sysadmin}
+      }
       const byKey = await pool.query<Caller>({
         name: 'emulator-identify-key',
         text: 'SELECT id, name, sysadmin, state FROM "user" WHERE apikey = $1 LIMIT 1',
@@ -211,9 +239,10 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
   const touchesInFlight = new Set<string>()
   const touchesQueued = new Map<string, QueuedTouch>()
 
-  function touchToken(jti: string, timestamp: string): Promise<TokenOwner | undefined> {
-    const key = `${version}:${jti}`
-    if (!touchesInFlight.has(key)) return runTouch(key, jti, timestamp)
+  /** `legacyKey` (2.9): the request's value, tried as a legacy key first in the same statement. */
+  function touchToken(jti: string, timestamp: string, legacyKey?: string): Promise<TokenOwner | undefined> {
+    const key = legacyKey === undefined ? `${version}:${jti}` : `${version}:${jti}:${legacyKey}`
+    if (!touchesInFlight.has(key)) return runTouch(key, jti, timestamp, legacyKey)
     const queued = touchesQueued.get(key)
     if (queued) {
       if (timestamp > queued.timestamp) queued.timestamp = timestamp
@@ -227,23 +256,33 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     return queuedTouch.promise
   }
 
-  function runTouch(key: string, jti: string, timestamp: string): Promise<TokenOwner | undefined> {
+  function runTouch(key: string, jti: string, timestamp: string, legacyKey?: string): Promise<TokenOwner | undefined> {
     const modern = version !== '2.9'
-    const update = pool
-      .query<TokenOwner>({
-        name: `emulator-touch-token-${modern ? '210' : '29'}`,
-        text: `WITH t AS (UPDATE api_token SET last_access = $2::timestamp WHERE id = $1 RETURNING user_id)
+    const query =
+      legacyKey === undefined
+        ? {
+            name: `emulator-touch-token-${modern ? '210' : '29'}`,
+            text: `WITH t AS (UPDATE api_token SET last_access = $2::timestamp WHERE id = $1 RETURNING user_id)
                SELECT u.id, u.name, u.sysadmin, u.state${modern ? ', u.last_active' : ''} FROM "user" u JOIN t ON u.id = t.user_id`,
-        values: [jti, timestamp],
-      })
-      .then((result) => result.rows[0])
+            values: [jti, timestamp],
+          }
+        : {
+            name: 'emulator-identify-key-or-token-29',
+            text: `WITH k AS (SELECT id, name, sysadmin, state FROM "user" WHERE apikey = $3 LIMIT 1),
+                    t AS (UPDATE api_token SET last_access = $2::timestamp
+                          WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM k) RETURNING user_id)
+               SELECT id, name, sysadmin, state FROM k
+               UNION ALL SELECT u.id, u.name, u.sysadmin, u.state FROM "user" u JOIN t ON u.id = t.user_id`,
+            values: [jti, timestamp, legacyKey],
+          }
+    const update = pool.query<TokenOwner>(query).then((result) => result.rows[0])
     touchesInFlight.add(key)
     const next = () => {
       touchesInFlight.delete(key)
       const queued = touchesQueued.get(key)
       if (!queued) return
       touchesQueued.delete(key)
-      runTouch(key, jti, queued.timestamp).then(queued.resolve, queued.reject)
+      runTouch(key, jti, queued.timestamp, legacyKey).then(queued.resolve, queued.reject)
     }
     update.then(next, next)
     return update

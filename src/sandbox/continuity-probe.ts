@@ -16,6 +16,8 @@ export type ProbeFailure = {kind: ProbeClient['kind']; label: string; phase: str
 
 export type ProbeStats = {
   calls: number
+  /** Distinct clients (user or service) called at least once. */
+  clientsChecked: number
   failures: number
   /** The first failures (at most 20), for the summary. */
   failureSamples: ProbeFailure[]
@@ -29,10 +31,18 @@ export type ProbeStats = {
  * site with every credential in use (each migrated user's current credential, each service's
  * configured one) through an identity-proving action, `api_token_list` for the credential's own
  * user: 200 means the client still works, anything else is a client left without access.
+ *
+ * A round calls every service and at most `usersPerRound` users, taking up where the last round
+ * stopped, so successive rounds go through all users in turn: on a large site a round of every
+ * user (36,000 key holders at 100,000 users) would take longer than the step it watches and
+ * crowd out the migration's own calls. Small sites get every user in every round, as before.
  */
 export class ContinuityProbe {
+  readonly #checked = new Set<string>()
   #clients: ProbeClient[] = []
   readonly #concurrency: number
+  /** Where the next round's window of users starts. */
+  #next = 0
   readonly #failureSamples: ProbeFailure[] = []
   readonly #headerName: string
   #loop: Promise<void> | undefined
@@ -41,18 +51,28 @@ export class ContinuityProbe {
   #rounds = 0
   #running = false
   readonly #url: string
+  readonly #usersPerRound: number
 
-  constructor(options: {ckanUrl: string; concurrency?: number; headerName?: string}) {
+  constructor(options: {ckanUrl: string; concurrency?: number; headerName?: string; usersPerRound?: number}) {
     this.#url = `${options.ckanUrl.replace(/\/+$/, '')}/api/3/action/api_token_list`
     this.#concurrency = options.concurrency ?? 4
     this.#headerName = options.headerName ?? 'Authorization'
+    this.#usersPerRound = options.usersPerRound ?? Number.POSITIVE_INFINITY
   }
 
-  /** One full pass over every client. */
+  /** One pass: every service, and the next `usersPerRound` users (all of them on a small site). */
   async round(): Promise<void> {
-    const clients = this.#clients
+    const services = this.#clients.filter((client) => client.kind === 'service')
+    const users = this.#clients.filter((client) => client.kind !== 'service')
+    let window = users
+    if (users.length > this.#usersPerRound) {
+      const start = this.#next % users.length
+      window = users.slice(start, start + this.#usersPerRound)
+      if (window.length < this.#usersPerRound) window.push(...users.slice(0, this.#usersPerRound - window.length))
+      this.#next = start + this.#usersPerRound
+    }
     const limit = pLimit(this.#concurrency)
-    await Promise.all(clients.map((client) => limit(() => this.#check(client))))
+    await Promise.all([...services, ...window].map((client) => limit(() => this.#check(client))))
     this.#rounds += 1
   }
 
@@ -86,7 +106,14 @@ export class ContinuityProbe {
       failures += counts.failures
       return {name, ...counts}
     })
-    return {calls, failureSamples: [...this.#failureSamples], failures, phases, rounds: this.#rounds}
+    return {
+      calls,
+      clientsChecked: this.#checked.size,
+      failureSamples: [...this.#failureSamples],
+      failures,
+      phases,
+      rounds: this.#rounds,
+    }
   }
 
   async stop(): Promise<void> {
@@ -99,6 +126,7 @@ export class ContinuityProbe {
     const counts = this.#phases.get(phase) ?? {calls: 0, failures: 0}
     this.#phases.set(phase, counts)
     counts.calls += 1
+    this.#checked.add(`${client.kind}:${client.label}`)
     let status: number | string
     try {
       const response = await fetch(this.#url, {

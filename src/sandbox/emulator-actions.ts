@@ -415,27 +415,39 @@ async function apiTokenList(context: ActionContext): Promise<unknown> {
     reference = 'user_id' in data ? data.user_id : data.user
     if (isEmpty(reference)) throw validationError({user_id: ['Missing value']})
   }
-  const target = await findUser(pool, text(reference))
-  checkAccess(context, 'api_token_list', true, () => ({success: target !== undefined && target.name === caller?.name}))
-  if (!target) throw notFound('User not found')
-  const tokens = await pool.query<{
+  // One round trip: the user and their tokens (read before the access check, which decides
+  // whether they are shown; a read changes nothing). No row: no such user; a row with a null
+  // token id: a user without tokens.
+  const result = await pool.query<{
     created_at: string
-    id: string
+    id: null | string
     last_access: null | string
     name: string
+    target_id: string
+    target_name: string
     user_id: string
   }>({
     name: 'emulator-token-list',
-    text: 'SELECT id, name, user_id, created_at, last_access FROM api_token WHERE user_id = $1 ORDER BY created_at, id',
-    values: [target.id],
+    text: `WITH target AS (SELECT id, name FROM "user" WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1)
+           SELECT target.id AS target_id, target.name AS target_name,
+                  t.id, t.name, t.user_id, t.created_at, t.last_access
+           FROM target LEFT JOIN api_token t ON t.user_id = target.id
+           ORDER BY t.created_at, t.id`,
+    values: [text(reference)],
   })
-  return tokens.rows.map((row) => ({
-    id: row.id,
-    name: row.name,
-    user_id: row.user_id,
-    created_at: isoformat(row.created_at),
-    last_access: isoformat(row.last_access),
-  }))
+  const first = result.rows[0]
+  const target = first && {id: first.target_id, name: first.target_name}
+  checkAccess(context, 'api_token_list', true, () => ({success: target !== undefined && target.name === caller?.name}))
+  if (!target) throw notFound('User not found')
+  return result.rows
+    .filter((row) => row.id !== null)
+    .map((row) => ({
+      id: row.id,
+      name: row.name,
+      user_id: row.user_id,
+      created_at: isoformat(row.created_at),
+      last_access: isoformat(row.last_access),
+    }))
 }
 
 async function apiTokenRevoke(context: ActionContext): Promise<unknown> {

@@ -24,6 +24,13 @@ import {rotateTokens} from '../lib/workflows/rotate.js'
 import {type RunningSandbox, startSandbox} from './start-sandbox.js'
 import {verifyTokens} from '../lib/workflows/verify.js'
 
+/**
+ * Users the continuity probe calls in one round (the services are called every round): enough
+ * that a small site's every user is called every round, few enough that a round on a large site
+ * takes seconds, not the length of the step it watches. Rounds take the users in turn.
+ */
+export const PROBE_USERS_PER_ROUND = 1000
+
 /** The certificate the sandbox's bundles carry (the emulator speaks plain HTTP). */
 export const SANDBOX_SERVER_CERT = fileURLToPath(new URL('../../assets/sandbox-server.cert', import.meta.url))
 
@@ -132,6 +139,9 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
   try {
     // A site upgraded from 2.8, as most 2.9 sites with legacy keys are: no api_token.* lines, so
     // tokens are signed with beaker.session.secret and the secret must be pinned before 2.11.
+    const siteStep = 'start the site'
+    options.onStep?.({name: siteStep})
+    const siteStarted = performance.now()
     sandbox = await startSandbox({
       ckanVersion: '2.9',
       databaseUrl: options.databaseUrl,
@@ -142,6 +152,15 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       users: options.users,
     })
     const site = sandbox.site
+    const siteRecord: RehearsalStep = {
+      detail: `${site.engine === 'pglite' ? 'PGlite' : 'PostgreSQL'}: CKAN 2.9 schema, ${options.users} users seeded, emulator at ${site.ckanUrl}`,
+      durationMs: Math.round(performance.now() - siteStarted),
+      expected: 'a seeded CKAN 2.9 site answering on 127.0.0.1',
+      name: siteStep,
+      ok: true,
+    }
+    steps.push(siteRecord)
+    options.onStep?.({name: siteStep, step: siteRecord})
     paths.ckanIni = site.ckanIni
     sql = new pg.Client({connectionString: site.databaseUrl})
     sql.on('error', () => {})
@@ -166,7 +185,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       }
     })
 
-    probe = new ContinuityProbe({ckanUrl: site.ckanUrl})
+    probe = new ContinuityProbe({ckanUrl: site.ckanUrl, usersPerRound: PROBE_USERS_PER_ROUND})
     const users = await keyHolders(db, site.siteUserName)
     const siteKey = await siteUserKey(db, site.siteUserName)
     const serviceClients = (xloader: Secret | undefined, datapusher: Secret | undefined): ProbeClient[] => [
@@ -181,8 +200,14 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       userName: user.name,
     }))
     probe.setClients([...people, ...services])
-    probe.setPhase('before the migration')
-    await probe.round()
+    await step('probe before the migration', 'every credential called answers 200', async () => {
+      await probe!.round()
+      const stats = probe!.stats()
+      return {
+        detail: `${stats.calls} calls (${people.length} key holders, ${PROBE_USERS_PER_ROUND} a round in turn, and 2 services), ${stats.failures} failures`,
+        ok: stats.failures === 0,
+      }
+    })
     probe.start()
 
     await step('audit', 'NOT READY: blockers for 2.10/2.11', async () => {
@@ -480,10 +505,12 @@ async function makeBackupKeys(dir: string): Promise<{privateKey: string; publicK
 
 /** The people whose scripts use a legacy key today: active, a key of their own, not the site user. */
 async function keyHolders(db: pg.Client, siteUserName: string): Promise<Array<{key: Secret; name: string}>> {
+  // Keys held by one user only, counted in one pass (a count per user would scan "user" once for
+  // each, as CKAN has no index on apikey).
   const {rows} = await db.query<{apikey: string; name: string}>(
-    `SELECT name, apikey FROM "user" u
-     WHERE state = 'active' AND apikey IS NOT NULL AND name <> $1
-       AND (SELECT count(*) FROM "user" o WHERE o.apikey = u.apikey) = 1
+    `SELECT name, apikey FROM (SELECT name, apikey, state, count(*) OVER (PARTITION BY apikey) AS holders
+                               FROM "user" WHERE apikey IS NOT NULL) u
+     WHERE state = 'active' AND name <> $1 AND holders = 1
      ORDER BY name`,
     [siteUserName],
   )

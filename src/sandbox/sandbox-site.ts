@@ -9,7 +9,7 @@ import {EXIT_CODES, MigrateError} from '../lib/errors.js'
 import {redactUrls} from '../lib/fs/redaction.js'
 import {ensurePrivateFolder, writeFileAtomically, writeSecretFile} from '../lib/fs/secret-file.js'
 import {Secret} from '../lib/secret.js'
-import {type CkanEmulator, startCkanEmulator} from './ckan-emulator.js'
+import {type CkanEmulator, EMULATOR_INDEXES_SQL, startCkanEmulator} from './ckan-emulator.js'
 import {createCkanSchema} from './ckan-schema.js'
 import {ALEMBIC_HEADS, type CkanVersion} from '../lib/site/ckan-version.js'
 import {seedCkanSite} from './ckan-site-seeder.js'
@@ -183,6 +183,7 @@ export async function startSandboxSite(options: SandboxSiteOptions): Promise<San
         users: options.users ?? 50,
         version,
       })
+      for (const statement of EMULATOR_INDEXES_SQL) await client.query(statement)
       if (version === '2.9') {
         const row = await client.query<{apikey: string}>('SELECT apikey FROM "user" WHERE name = $1', [
           seeded.adminName,

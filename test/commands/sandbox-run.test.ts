@@ -34,7 +34,9 @@ describe('ckan-migrate sandbox --run', () => {
     const result = json.result!
     expect(result.ok).toBe(true)
     expect(result.steps.map((step) => step.name)).toEqual([
+      'start the site',
       'backup',
+      'probe before the migration',
       'audit',
       'fix duplicate emails',
       'rewrite-config --dry-run',
@@ -57,9 +59,12 @@ describe('ckan-migrate sandbox --run', () => {
     expect(result.steps.find((step) => step.name === 'audit again')?.detail).toMatch(/^READY/)
     expect(result.continuity.failures).toBe(0)
     expect(result.continuity.calls).toBeGreaterThan(100)
+    // A small site: every key holder and both services called (a large one takes them in turn).
+    const switched = /(\d+)\/(\d+) clients switched/.exec(result.steps.find((step) => step.name === 'bundle')!.detail)
+    expect(result.continuity.clientsChecked).toBe(Number(switched![2]) + 2)
     expect(result.continuity.phases.map((phase) => phase.name)).toEqual(
       expect.arrayContaining([
-        'before the migration',
+        'probe before the migration',
         'upgrade to 2.10',
         'upgrade to 2.11',
         'purge-keys',
