@@ -84,13 +84,15 @@ describe('deliver: killed or interrupted during a send batch', () => {
 
   it('--per-minute holds the next message back: Ctrl-C during the wait leaves it unsent (not unknown)', async () => {
     const fixture = await makeDeliverFixture(site, ['alice', 'bob'])
-    // One message per minute: bob's slot is a minute after alice's; the Ctrl-C comes once alice's
-    // acceptance is journaled, long before.
+    // One message per minute: the second slot is a minute after the first; the Ctrl-C comes once the
+    // first acceptance is journaled, long before. (Which of the two goes first is not promised.)
     const stopped = await runCliChild([...withoutFlag(fixture.args(), '--per-minute'), '--per-minute', '1'], {
       interrupt: {signal: 'SIGINT', when: journaled(join(fixture.run.path, 'deliveries.jsonl'), 'send-accepted')},
     })
     expect(stopped.code, stopped.output).toBe(130)
-    expect(mailsPerAddress(fixture.smtp.mails)).toEqual({'alice@example.org': 1})
+    const first = mailsPerAddress(fixture.smtp.mails)
+    expect(Object.values(first)).toEqual([1])
+    expect(['alice@example.org', 'bob@example.org']).toContain(Object.keys(first)[0])
     const rerun = await runCliJson<Result>(fixture.args())
     expect(rerun.exitCode).toBe(0)
     expect(rerun.json.result!.counts).toMatchObject({alreadySent: 1, sent: 1, unknown: 0})

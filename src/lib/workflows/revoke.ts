@@ -3,8 +3,8 @@ import pLimit from 'p-limit'
 import type {Progress} from '../progress.js'
 import {CkanApiError} from '../site/ckan-api-client.js'
 import {readCredential} from '../site/credential.js'
-import {EXIT_CODES, MigrateError} from '../errors.js'
 import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
+import {checkRunUsers, runTokenColumns} from '../run/run-tokens.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
 import {preflightSite} from '../site/site-preflight.js'
 
@@ -37,15 +37,7 @@ export type RevokeResult = {
 
 type Row = {outcome: string; token: RunToken}
 
-const COLUMNS: ReadonlyArray<CsvColumn<Row>> = [
-  {header: 'user_id', value: (row) => row.token.userId},
-  {header: 'name', value: (row) => row.token.userName},
-  {header: 'source', value: (row) => row.token.source},
-  {header: 'service', value: (row) => row.token.service},
-  {header: 'token_name', value: (row) => row.token.tokenName},
-  {header: 'token_id_fingerprint', value: (row) => row.token.jti.fingerprint()},
-  {header: 'outcome', value: (row) => row.outcome},
-]
+const COLUMNS: ReadonlyArray<CsvColumn<Row>> = runTokenColumns<Row>()
 
 /**
  * Rollback: revokes the run's tokens (issue-tokens' and rewrite-config's) by jti through
@@ -60,21 +52,11 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
   })
   let tokens = await run.readTokens()
   if (options.users) {
-    const wanted = new Set(options.users.map((name) => name.trim()).filter(Boolean))
-    const known = new Set(tokens.flatMap((token) => [token.userId, token.userName]))
-    const unknown = [...wanted].filter((name) => !known.has(name))
-    if (unknown.length > 0) {
-      throw new MigrateError(
-        `${unknown.length} of the --users have no token in this run: ${unknown
-          .slice(0, 5)
-          .map((name) => JSON.stringify(name))
-          .join(', ')}`,
-        {
-          exitCode: EXIT_CODES.badInput,
-          suggestion: 'Name users (or ids) that issue-tokens gave a token in this run; see its report.',
-        },
-      )
-    }
+    const wanted = checkRunUsers(
+      options.users,
+      new Set(tokens.flatMap((token) => [token.userId, token.userName])),
+      'Name users (or ids) that issue-tokens gave a token in this run; see its report.',
+    )
     tokens = tokens.filter((token) => wanted.has(token.userId) || wanted.has(token.userName))
   }
   const credential = await readCredential({env, file: options.apiKeyFile})

@@ -9,6 +9,7 @@ import {readCredential} from '../site/credential.js'
 import {describeError, EXIT_CODES, MigrateError} from '../errors.js'
 import {type AccessBundleEncryption, BundleReadError, readAccessBundle} from '../bundle/bundle-writer.js'
 import {type CsvColumn, neutraliseCell, writeCsvReport} from '../fs/csv-report.js'
+import {checkRunUsers} from '../run/run-tokens.js'
 import {openRunFolder, type RunFolder, type RunToken} from '../run/run-folder.js'
 import {writeSecretFile} from '../fs/secret-file.js'
 import {readConfigFile, replaceConfigFile} from '../services/config-file-writer.js'
@@ -203,23 +204,19 @@ function describePolicy(policy: Context['policy']): RotateResult['policy'] {
 /** --users: every name must hold a token of the run (a user name, id, or a service name). */
 function selectNamed(holders: TokenHolder[], users: string[] | undefined): Set<string> | undefined {
   if (!users) return undefined
-  const names = [...new Set(users.map((name) => name.trim()).filter(Boolean))]
-  const known = new Set(
-    holders.flatMap((holder) => [holder.label, holder.userId, ...(holder.kind === 'person' ? [holder.userName] : [])]),
-  )
-  const unknown = names.filter((name) => !known.has(name))
-  if (unknown.length > 0) {
-    throw new MigrateError(
-      `${unknown.length} of the --users hold no token in this run: ${unknown
-        .slice(0, 5)
-        .map((name) => JSON.stringify(name))
-        .join(', ')}`,
-      {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Name users (names or ids) or services (xloader, datapusher, …) with a token in this run.',
-      },
-    )
-  }
+  const names = [
+    ...checkRunUsers(
+      users,
+      new Set(
+        holders.flatMap((holder) => [
+          holder.label,
+          holder.userId,
+          ...(holder.kind === 'person' ? [holder.userName] : []),
+        ]),
+      ),
+      'Name users (names or ids) or services (xloader, datapusher, …) with a token in this run.',
+    ),
+  ]
   return new Set(names)
 }
 

@@ -7,6 +7,7 @@ import {readLegacyKeys} from '../site/user-selection.js'
 import {openCkanDatabase, readOnlyTransaction} from '../site/ckan-database.js'
 import {describeError, MigrateError} from '../errors.js'
 import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
+import {runTokenColumns} from '../run/run-tokens.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
 import type {Secret} from '../secret.js'
 
@@ -38,13 +39,7 @@ export type VerifyResult = {
 type Row = {legacy: string; outcome: string; status: string; token: RunToken}
 
 const COLUMNS: ReadonlyArray<CsvColumn<Row>> = [
-  {header: 'user_id', value: (row) => row.token.userId},
-  {header: 'name', value: (row) => row.token.userName},
-  {header: 'source', value: (row) => row.token.source},
-  {header: 'service', value: (row) => row.token.service},
-  {header: 'token_name', value: (row) => row.token.tokenName},
-  {header: 'token_id_fingerprint', value: (row) => row.token.jti.fingerprint()},
-  {header: 'outcome', value: (row) => row.outcome},
+  ...runTokenColumns<Row>(),
   {header: 'status', value: (row) => row.status},
   {header: 'legacy_key', value: (row) => row.legacy},
 ]
