@@ -1,14 +1,16 @@
 import {Flags} from '@oclif/core'
 
+import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
 import {
   apiKeyFileFlag,
   caCertFlag,
   ckanIniFlag,
-  concurrencyFlag,
+  concurrencyOptions,
   databaseUrlFlag,
   dryRunFlag,
+  loadFlags,
   requiredCkanUrlFlag,
   requiredOutFlag,
   timeoutFlag,
@@ -31,7 +33,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     'ca-cert': caCertFlag,
     'ckan-ini': ckanIniFlag,
     'ckan-url': requiredCkanUrlFlag,
-    concurrency: concurrencyFlag,
+    ...loadFlags,
     'database-url': databaseUrlFlag,
     'dry-run': dryRunFlag,
     'expires-in': Flags.integer({
@@ -68,7 +70,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],
       ckanUrl: flags['ckan-url'],
-      concurrency: flags.concurrency,
+      ...concurrencyOptions(flags),
       databaseUrl: flags['database-url'],
       dryRun: flags['dry-run'],
       expiresIn: flags['expires-in'],
@@ -77,9 +79,9 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
       limit: flags.limit,
       out: flags.out,
       progress: {
-        advance: (failed) => bar?.increment(1, {failed}),
+        advance: (failed, limit) => bar?.increment(1, limit === undefined ? {failed} : {failed, limit}),
         start: (total) => {
-          bar = startProgressBar({enabled: !flags.json, label: 'issuing tokens', total, unit: 'users'})
+          bar = startProgressBar({enabled: !flags.json, label: 'issuing tokens', showLimit: true, total, unit: 'users'})
         },
       },
       signal: this.signal,
@@ -119,6 +121,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
     if (result.interrupted) this.log('Interrupted: run the same command again to go on.')
     else if (counts.failed > 0) this.log('Run the same command again with the same --out to retry the failed users.')
+    this.log(`  ${describeConcurrency(result.concurrency)}`)
     this.log(`Report: ${result.reportPath}`)
   }
 }

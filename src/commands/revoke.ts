@@ -1,13 +1,15 @@
 import {Flags} from '@oclif/core'
 
+import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
 import {
   apiKeyFileFlag,
   caCertFlag,
   ckanUrlFlag,
-  concurrencyFlag,
+  concurrencyOptions,
   dryRunFlag,
+  loadFlags,
   requiredOutFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
@@ -24,7 +26,7 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
     'api-key-file': apiKeyFileFlag,
     'ca-cert': caCertFlag,
     'ckan-url': ckanUrlFlag,
-    concurrency: concurrencyFlag,
+    ...loadFlags,
     'dry-run': dryRunFlag,
     out: requiredOutFlag,
     timeout: timeoutFlag,
@@ -39,14 +41,14 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
       ckanUrl: flags['ckan-url'],
-      concurrency: flags.concurrency,
+      ...concurrencyOptions(flags),
       dryRun: flags['dry-run'],
       onWarning: (message) => this.warn(message),
       out: flags.out,
       progress: {
-        advance: (failed) => bar?.increment(1, {failed}),
+        advance: (failed, limit) => bar?.increment(1, limit === undefined ? {failed} : {failed, limit}),
         start: (total) => {
-          bar = startProgressBar({enabled: !flags.json, label: 'revoking tokens', total, unit: 'tokens'})
+          bar = startProgressBar({enabled: !flags.json, label: 'revoking tokens', showLimit: true, total, unit: 'tokens'})
         },
       },
       signal: this.signal,
@@ -63,6 +65,7 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
         `${counts.revoked} of ${counts.tokens} tokens revoked, ${counts.alreadyRevoked} already revoked, ${counts.failed} failed (run ${result.runId}).`,
       )
       for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
+      this.log(`  ${describeConcurrency(result.concurrency)}`)
       this.log(`Report: ${result.reportPath}`)
     }
     if (this.signal.aborted) this.setExitCode(EXIT_CODES.interrupted)

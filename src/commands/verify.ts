@@ -1,13 +1,15 @@
 import {Flags} from '@oclif/core'
 
+import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {type ProgressBar, startProgressBar} from '../lib/cli/progress-bar.js'
 import {
   caCertFlag,
   ckanIniFlag,
   ckanUrlFlag,
-  concurrencyFlag,
+  concurrencyOptions,
   databaseUrlFlag,
+  loadFlags,
   requiredOutFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
@@ -24,7 +26,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
     'ca-cert': caCertFlag,
     'ckan-ini': ckanIniFlag,
     'ckan-url': ckanUrlFlag,
-    concurrency: concurrencyFlag,
+    ...loadFlags,
     'database-url': databaseUrlFlag,
     legacy: Flags.boolean({
       default: false,
@@ -42,14 +44,14 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],
       ckanUrl: flags['ckan-url'],
-      concurrency: flags.concurrency,
+      ...concurrencyOptions(flags),
       databaseUrl: flags['database-url'],
       legacy: flags.legacy,
       out: flags.out,
       progress: {
-        advance: (failed) => bar?.increment(1, {failed}),
+        advance: (failed, limit) => bar?.increment(1, limit === undefined ? {failed} : {failed, limit}),
         start: (total) => {
-          bar = startProgressBar({enabled: !flags.json, label: 'verifying tokens', total, unit: 'tokens'})
+          bar = startProgressBar({enabled: !flags.json, label: 'verifying tokens', showLimit: true, total, unit: 'tokens'})
         },
       },
       signal: this.signal,
@@ -60,6 +62,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       `${counts.ok} of ${counts.tokens} tokens work${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`,
     )
     for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
+    this.log(`  ${describeConcurrency(result.concurrency)}`)
     this.log(`Report: ${result.reportPath}`)
     if (this.signal.aborted) this.setExitCode(EXIT_CODES.interrupted)
     else if (counts.failed > 0) this.setExitCode(EXIT_CODES.verificationFailed)

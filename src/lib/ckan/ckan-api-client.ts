@@ -11,6 +11,7 @@ import {
   describeCkanError,
   OutcomeUnknownError,
 } from './ckan-api-errors.js'
+import type {AttemptStatus, RequestObserver} from './adaptive-limit.js'
 import {decodeJwtPayload} from './jwt.js'
 
 export {CkanApiError, CkanTlsError, CkanUnreachableError, OutcomeUnknownError} from './ckan-api-errors.js'
@@ -24,6 +25,8 @@ export type CkanApiClientOptions = {
   credential?: Secret
   /** Test seam; by default undici's fetch with a keep-alive Agent (and the CA of caCertPath). */
   fetch?: typeof fetch
+  /** Told about every HTTP attempt (retries included): the run's concurrency limiter. */
+  observer?: RequestObserver
   /** The header carrying the credential, raw (never "Bearer "): CKAN's apitoken_header_name. */
   headerName?: string
   /** Retries of calls that are safe to replay (reads, revoke); default 4. */
@@ -120,7 +123,7 @@ export class CkanApiClient {
     this.#headerName = options.headerName ?? 'Authorization'
     this.#agent = shared ? shared.agent : options.fetch ? undefined : createAgent(options.caCertPath)
     const agent = this.#agent
-    const fetchImpl: typeof fetch =
+    const transport: typeof fetch =
       options.fetch ??
       (async (input, init) => {
         const request = input instanceof Request ? input : new Request(input, init)
@@ -134,6 +137,22 @@ export class CkanApiClient {
         })
         return response as unknown as Response
       })
+    const {observer} = options
+    // Every attempt ky makes (its retries included) goes through here: the limiter sees each one.
+    const fetchImpl: typeof fetch = observer
+      ? async (input, init) => {
+          const url = input instanceof Request ? input.url : String(input)
+          const end = observer.begin(decodeURIComponent(new URL(url).pathname.split('/').pop() ?? ''))
+          try {
+            const response = await transport(input, init)
+            end({retryAfterMs: retryAfterMs(response.headers.get('retry-after') ?? undefined), status: response.status})
+            return response
+          } catch (error) {
+            end({status: attemptFailure(error)})
+            throw error
+          }
+        }
+      : transport
     const base = options.ckanUrl.href.endsWith('/') ? options.ckanUrl.href : `${options.ckanUrl.href}/`
     this.#actionBase = new URL('api/3/action/', base).href
     this.#http = ky.create({
@@ -309,6 +328,7 @@ export class CkanApiClient {
       let status: number
       let text: string
       let retryAfter: string | string[] | undefined
+      const end = this.#options.observer?.begin(action)
       try {
         const response = await undiciRequest(url, {
           body,
@@ -317,9 +337,13 @@ export class CkanApiClient {
           headers,
           headersTimeout: timeoutMs,
           method: 'POST',
+        }).catch((error: unknown) => {
+          end?.({status: attemptFailure(error)})
+          throw error
         })
         status = response.statusCode
         retryAfter = response.headers['retry-after']
+        end?.({retryAfterMs: retryAfterMs(retryAfter), status})
         text = await response.body.text()
         if (status >= 200 && status < 300) {
           let envelope: ActionEnvelope<T>
@@ -490,6 +514,15 @@ function retryAfterMs(header: string | string[] | undefined): number | undefined
   if (!value) return undefined
   const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now()
   return Number.isFinite(ms) ? Math.min(120_000, Math.max(0, ms)) : undefined
+}
+
+/** How an attempt failed without an answer, for the limiter: a timeout is a sign of overload. */
+function attemptFailure(error: unknown): AttemptStatus {
+  const code = causeCode(error)
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
+    return 'timeout'
+  const name = error instanceof Error ? error.name : ''
+  return name === 'TimeoutError' || name === 'AbortError' ? 'timeout' : 'network'
 }
 
 /** An error answer's body as ky hands it over: parsed when JSON, the text otherwise. */

@@ -1,3 +1,4 @@
+import type {RequestObserver} from '../ckan/adaptive-limit.js'
 import {CkanApiClient, CkanApiError, type CkanStatus} from '../ckan/ckan-api-client.js'
 import type {CkanIni} from '../ckan/ckan-ini.js'
 import {effectiveSetting} from '../ckan/ckan-settings.js'
@@ -19,6 +20,8 @@ export type SitePreflightOptions = {
   env?: NodeJS.ProcessEnv
   fetch?: typeof fetch
   ini?: CkanIni
+  /** The run's concurrency limiter: told about every call of the client. */
+  observer?: RequestObserver
   timeoutMs?: number
 }
 
@@ -35,6 +38,7 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
     credential: options.credential.secret,
     fetch: options.fetch,
     headerName: options.ini ? headerNameFrom(options.ini, env) : undefined,
+    observer: options.observer,
     timeoutMs: options.timeoutMs,
   })
   try {

@@ -1,5 +1,4 @@
-import pLimit from 'p-limit'
-
+import {type AdaptiveLimiter, runUnderLimit, takeFrom} from '../ckan/adaptive-limit.js'
 import {CkanApiError, type CkanApiClient, CkanUnreachableError, OutcomeUnknownError} from '../ckan/ckan-api-client.js'
 import type {CkanUserRow} from '../ckan/user-selection.js'
 import {describeError} from '../errors.js'
@@ -263,7 +262,7 @@ export class TokenIssuer {
    * (never adopted: CKAN shows a token only once). A user whose check fails stays unsettled for
    * the next run (and is reconciled before its next create). Returns how many were reconciled.
    */
-  async settle(concurrency: number, unsent: Iterable<{id: string; name: string}> = []): Promise<number> {
+  async settle(limiter: AdaptiveLimiter, unsent: Iterable<{id: string; name: string}> = []): Promise<number> {
     const at = new Date().toISOString()
     const entries: JournalEntry[] = []
     for (const user of [...this.#unsent, ...unsent]) {
@@ -272,22 +271,17 @@ export class TokenIssuer {
     }
     this.#unsent.length = 0
     if (entries.length > 0) await this.#run.journal.append(...entries)
-    const limit = pLimit(concurrency)
     let settled = 0
-    await Promise.all(
-      [...this.#unsettled.entries()].map(([userId, {userName}]) =>
-        limit(async () => {
-          try {
-            await this.#reconcile(userId, userName, true)
-            this.#unsettled.delete(userId)
-            this.#storedJtis.delete(userId)
-            settled += 1
-          } catch (error) {
-            if (!isTransient(error)) throw error
-          }
-        }),
-      ),
-    )
+    await runUnderLimit(limiter, takeFrom([...this.#unsettled.entries()]), async ([userId, {userName}]) => {
+      try {
+        await this.#reconcile(userId, userName, true)
+        this.#unsettled.delete(userId)
+        this.#storedJtis.delete(userId)
+        settled += 1
+      } catch (error) {
+        if (!isTransient(error)) throw error
+      }
+    })
     return settled
   }
 

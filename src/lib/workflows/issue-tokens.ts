@@ -1,6 +1,13 @@
 import {access, constants, readdir} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 
+import {
+  type AdaptiveLimiter,
+  type ConcurrencyOptions,
+  type ConcurrencyReport,
+  createLimiter,
+  runUnderLimit,
+} from '../ckan/adaptive-limit.js'
 import type {CkanApiClient} from '../ckan/ckan-api-client.js'
 import {readCkanIni} from '../ckan/ckan-ini.js'
 import {chooseDatabaseUrl} from '../ckan/ckan-settings.js'
@@ -31,16 +38,15 @@ export type {Outcome} from '../tokens/token-issuer.js'
 export const ISSUE_TOKENS_REPORT = 'issue-tokens-report.csv'
 
 export type IssueTokensProgress = {
-  /** One user finished (issued, already issued or failed). */
-  advance(failed: number): void
+  /** One user finished (issued, already issued or failed); `limit` is the concurrency limit now. */
+  advance(failed: number, limit?: number): void
   start(total: number): void
 }
 
-export type IssueTokensOptions = {
+export type IssueTokensOptions = ConcurrencyOptions & {
   caCertPath?: string
   ckanIniPath?: string
   ckanUrl: URL
-  concurrency: number
   databaseUrl?: string
   dryRun: boolean
   env?: NodeJS.ProcessEnv
@@ -66,6 +72,8 @@ export type IssueTokensOptions = {
 
 export type IssueTokensResult = {
   ckanVersion: string
+  /** The concurrency limit (settled on, highest) and the answer times seen, idle and under load. */
+  concurrency: ConcurrencyReport
   counts: {
     alreadyIssued: number
     failed: number
@@ -138,6 +146,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
   const named = options.usersFile ? await readUsersFile(options.usersFile) : options.users
   if (named && !options.usersFile) checkUserNames(named, '--users')
 
+  const limiter = createLimiter(options)
   const site = await preflightSite({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl,
@@ -145,6 +154,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
     env,
     fetch: options.fetch,
     ini,
+    observer: limiter,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
@@ -209,6 +219,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
         })
         return tally.result({
           ckanVersion: site.status.ckanVersion,
+          concurrency: limiter.report(),
           dryRun: true,
           interrupted: false,
           out: options.out,
@@ -221,7 +232,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
       const run = await openRunFolder(options.out, {create: true, site: runSite})
       await run.lock('issue-tokens')
       try {
-        return await issueRun({client, database, options, run, selection, site, tally, template, warnings})
+        return await issueRun({client, database, limiter, options, run, selection, site, tally, template, warnings})
       } finally {
         await run.close()
         await run.unlock()
@@ -238,6 +249,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
 async function issueRun(input: {
   client: CkanApiClient
   database: CkanDatabase
+  limiter: AdaptiveLimiter
   options: IssueTokensOptions
   run: RunFolder
   selection: () => AsyncIterable<SelectionItem>
@@ -246,7 +258,7 @@ async function issueRun(input: {
   template: string
   warnings: string[]
 }): Promise<IssueTokensResult> {
-  const {options, run, tally} = input
+  const {limiter, options, run, tally} = input
   // A run keeps a few MiB alive whatever its size; see heap-growth.ts for why V8 is reined in.
   const unlimit = limitHeapGrowth(HEAP_GROWTH)
   await run.record({command: 'issue-tokens', dryRun: false, kind: 'run-started'})
@@ -257,7 +269,7 @@ async function issueRun(input: {
     const finish = async (outcome: UserOutcome): Promise<void> => {
       tally.count(outcome)
       if (outcome.outcome === 'failed') failed += 1
-      options.progress?.advance(failed)
+      options.progress?.advance(failed, limiter.limit)
       await outcomes.write(outcome)
     }
     const issuer = await TokenIssuer.create(
@@ -269,7 +281,7 @@ async function issueRun(input: {
         template: input.template,
         unit: options.unit,
       },
-      {maxStoring: options.concurrency * 4, onDone: finish},
+      {maxStoring: limiter.controller.max * 4, onDone: finish},
     )
 
     // The selection, streamed: skipped users and those done by an earlier run go straight to
@@ -305,29 +317,24 @@ async function issueRun(input: {
 
     let fatal: unknown
     // Creates a previous run left unaccounted for (kill -9, timeouts): nothing of theirs is in flight now.
-    await issuer.settle(options.concurrency)
+    await issuer.settle(limiter)
     options.progress?.start(tally.selected)
-    for (let index = 0; index < alreadyDone; index += 1) options.progress?.advance(0)
+    for (let index = 0; index < alreadyDone; index += 1) options.progress?.advance(0, limiter.limit)
     const feed = new AnnouncedFeed(
       run,
       readScratch<CkanUserRow>(queue.path),
-      Math.max(64, options.concurrency * 8),
+      Math.max(64, limiter.controller.max * 8),
       (user) => issuer.tokenName(user),
     )
-    // A fixed pool of workers taking users in order: no pending task per user.
-    const worker = async (): Promise<void> => {
-      while (!options.signal?.aborted && !fatal && !issuer.failed) {
-        try {
-          const next = await feed.next()
-          if (!next) return
-          await issuer.issue(next)
-        } catch (error) {
-          fatal ??= error
-          return
-        }
-      }
-    }
-    await Promise.all(Array.from({length: Math.max(1, options.concurrency)}, worker))
+    // Users in order, as many at once as the limiter admits: no pending task per user.
+    await runUnderLimit(
+      limiter,
+      () => feed.next(),
+      (next) => issuer.issue(next),
+      {signal: options.signal, stop: () => issuer.failed},
+    ).catch((error: unknown) => {
+      fatal ??= error
+    })
     // Every token handed to the store is fsync'd (or its failure known) before anything else.
     await issuer.drain().catch((error: unknown) => {
       fatal ??= error
@@ -339,13 +346,14 @@ async function issueRun(input: {
       await finish({attempts: 0, outcome: 'not started', user})
     }
     // The final sweep: every create of this run has ended, so a late commit is found now.
-    if (!fatal) await issuer.settle(options.concurrency, unsent)
+    if (!fatal) await issuer.settle(limiter, unsent)
     await run.journal.flush()
     await outcomes.end()
     const reportPath = run.file(ISSUE_TOKENS_REPORT)
     await writeCsvReport(reportPath, COLUMNS, readScratch<UserOutcome>(outcomes.path))
     const result = tally.result({
       ckanVersion: input.site.status.ckanVersion,
+      concurrency: limiter.report(),
       dryRun: false,
       interrupted: Boolean(options.signal?.aborted),
       out: options.out,
@@ -403,6 +411,7 @@ class Tally {
 
   result(input: {
     ckanVersion: string
+    concurrency: ConcurrencyReport
     dryRun: boolean
     interrupted: boolean
     out: string
@@ -415,6 +424,7 @@ class Tally {
       : this.selected
     return {
       ckanVersion: input.ckanVersion,
+      concurrency: input.concurrency,
       counts: {...this.counts, selected, skipped: this.skipped},
       dryRun: input.dryRun,
       failures: this.failures,

@@ -1,5 +1,4 @@
-import pLimit from 'p-limit'
-
+import {type ConcurrencyOptions, type ConcurrencyReport, createLimiter, runUnderLimit, takeFrom} from '../ckan/adaptive-limit.js'
 import {CkanApiError} from '../ckan/ckan-api-client.js'
 import {readCredential} from '../credential.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
@@ -9,19 +8,18 @@ import {preflightSite} from '../tokens/site-preflight.js'
 
 export const REVOKE_REPORT = 'revoke-report.csv'
 
-export type RevokeOptions = {
+export type RevokeOptions = ConcurrencyOptions & {
   apiKeyFile?: string
   caCertPath?: string
   /** Defaults to the site of the run folder. */
   ckanUrl?: URL
-  concurrency: number
   dryRun: boolean
   env?: NodeJS.ProcessEnv
   fetch?: typeof fetch
   /** Told about things worth knowing that are not errors (e.g. a key file others can read). */
   onWarning?: (message: string) => void
   out: string
-  progress?: {advance(failed: number): void; start(total: number): void}
+  progress?: {advance(failed: number, limit?: number): void; start(total: number): void}
   signal?: AbortSignal
   timeoutMs?: number
   /** Only the tokens of these users (names or ids). */
@@ -29,6 +27,8 @@ export type RevokeOptions = {
 }
 
 export type RevokeResult = {
+  /** The concurrency limit (settled on, highest) and the answer times seen, idle and under load. */
+  concurrency: ConcurrencyReport
   counts: {alreadyRevoked: number; failed: number; planned: number; revoked: number; tokens: number}
   dryRun: boolean
   failures: Array<{reason: string; user: string}>
@@ -80,12 +80,14 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
   }
   const credential = await readCredential({env, file: options.apiKeyFile})
   if (credential.warning) options.onWarning?.(credential.warning)
+  const limiter = createLimiter(options)
   const site = await preflightSite({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     credential,
     env,
     fetch: options.fetch,
+    observer: limiter,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
@@ -93,6 +95,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     if (options.dryRun) {
       const planned = tokens.filter((token) => !token.revokedAt).length
       return {
+        concurrency: limiter.report(),
         counts: {alreadyRevoked: tokens.length - planned, failed: 0, planned, revoked: 0, tokens: tokens.length},
         dryRun: true,
         failures: [],
@@ -108,17 +111,17 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
       let failed = 0
       let alreadyRevoked = 0
       options.progress?.start(tokens.length)
-      const limit = pLimit(options.concurrency)
-      await Promise.all(
-        tokens.map((token) =>
-          limit(async () => {
-            if (options.signal?.aborted) return
-            if (token.revokedAt) {
-              alreadyRevoked += 1
-              rows.push({outcome: `already revoked ${token.revokedAt}`, token})
-              options.progress?.advance(failed)
-              return
-            }
+      // Already revoked ones need no call: they never take a slot.
+      for (const token of tokens) {
+        if (!token.revokedAt) continue
+        alreadyRevoked += 1
+        rows.push({outcome: `already revoked ${token.revokedAt}`, token})
+        options.progress?.advance(failed, limiter.limit)
+      }
+      await runUnderLimit(
+        limiter,
+        takeFrom(tokens.filter((token) => !token.revokedAt)),
+        async (token) => {
             try {
               await client.revokeApiToken(token.jti)
               // By full jti (0600 revoked.jsonl) so verify, bundle and a resumed issue-tokens skip it; the journal has the fingerprint.
@@ -142,9 +145,9 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
               })
               rows.push({outcome: `failed: ${error.message}`, token})
             }
-            options.progress?.advance(failed)
-          }),
-        ),
+            options.progress?.advance(failed, limiter.limit)
+        },
+        {signal: options.signal},
       )
       const reportPath = run.file(REVOKE_REPORT)
       await writeCsvReport(reportPath, COLUMNS, rows)
@@ -156,7 +159,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
         tokens: tokens.length,
       }
       await run.record({command: 'revoke', kind: 'run-finished', summary: counts})
-      return {counts, dryRun: false, failures, reportPath, runId: run.meta.runId}
+      return {concurrency: limiter.report(), counts, dryRun: false, failures, reportPath, runId: run.meta.runId}
     } finally {
       await run.unlock()
     }

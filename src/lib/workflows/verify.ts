@@ -1,5 +1,4 @@
-import pLimit from 'p-limit'
-
+import {type ConcurrencyOptions, type ConcurrencyReport, createLimiter, runUnderLimit, takeFrom} from '../ckan/adaptive-limit.js'
 import {CkanApiClient, CkanApiError} from '../ckan/ckan-api-client.js'
 import {readCkanIni} from '../ckan/ckan-ini.js'
 import {chooseDatabaseUrl} from '../ckan/ckan-settings.js'
@@ -12,24 +11,25 @@ import type {Secret} from '../secret.js'
 
 export const VERIFY_REPORT = 'verify-report.csv'
 
-export type VerifyOptions = {
+export type VerifyOptions = ConcurrencyOptions & {
   caCertPath?: string
   ckanIniPath?: string
   /** Defaults to the site of the run folder. */
   ckanUrl?: URL
-  concurrency: number
   databaseUrl?: string
   env?: NodeJS.ProcessEnv
   fetch?: typeof fetch
   /** Also check each user's legacy key is refused (after the upgrade). Needs the database. */
   legacy: boolean
   out: string
-  progress?: {advance(failed: number): void; start(total: number): void}
+  progress?: {advance(failed: number, limit?: number): void; start(total: number): void}
   signal?: AbortSignal
   timeoutMs?: number
 }
 
 export type VerifyResult = {
+  /** The concurrency limit (settled on, highest) and the answer times seen, idle and under load. */
+  concurrency: ConcurrencyReport
   counts: {failed: number; legacyStillAccepted: number; ok: number; revoked: number; tokens: number}
   failures: Array<{reason: string; user: string}>
   reportPath: string
@@ -80,10 +80,12 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       await database.close()
     }
   }
+  const limiter = createLimiter(options)
   const client = new CkanApiClient({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     fetch: options.fetch,
+    observer: limiter,
     timeoutMs: options.timeoutMs,
   })
   await run.lock('verify')
@@ -94,11 +96,10 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   try {
     await run.record({command: 'verify', dryRun: false, kind: 'run-started'})
     options.progress?.start(tokens.length)
-    const limit = pLimit(options.concurrency)
-    await Promise.all(
-      tokens.map((token) =>
-        limit(async () => {
-          if (options.signal?.aborted) return
+    await runUnderLimit(
+      limiter,
+      takeFrom(tokens),
+      async (token) => {
           const check = await probe(client.withCredential(token.token), token.userId)
           const ok = check.status === '200'
           await run.record({
@@ -125,9 +126,9 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
               failures.push({reason: ok ? 'legacy key still accepted' : check.reason, user: token.userName})
           }
           rows.push({legacy, outcome: ok ? 'ok' : `not accepted: ${check.reason}`, status: check.status, token})
-          options.progress?.advance(failed)
-        }),
-      ),
+          options.progress?.advance(failed, limiter.limit)
+      },
+      {signal: options.signal},
     )
     const reportPath = run.file(VERIFY_REPORT)
     await writeCsvReport(reportPath, COLUMNS, rows)
@@ -139,7 +140,7 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       tokens: tokens.length,
     }
     await run.record({command: 'verify', kind: 'run-finished', summary: counts})
-    return {counts, failures, reportPath, runId: run.meta.runId}
+    return {concurrency: limiter.report(), counts, failures, reportPath, runId: run.meta.runId}
   } finally {
     await run.unlock()
     await client.close()
