@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import {Errors, Flags} from '@oclif/core'
 
 /** Flags shared by several commands, defined once so help text and env fallbacks agree everywhere. */
 export const databaseUrlFlag = Flags.string({
@@ -42,6 +42,11 @@ export const outFlag = Flags.string(outOptions)
 /** --out for commands that always work on a run folder. */
 export const requiredOutFlag = Flags.string({...outOptions, required: true})
 
+/** A bad flag value: oclif's usage error (exit 2), as for its own flag checks. */
+function usage(message: string): Error {
+  return new Errors.CLIError(message, {exit: 2})
+}
+
 /** Highest --concurrency / --max-concurrency. */
 const MOST_CONCURRENT = 64
 
@@ -53,7 +58,7 @@ export const concurrencyFlag = Flags.custom<'auto' | number>({
     const value = input.trim().toLowerCase()
     if (value === 'auto') return 'auto'
     if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > MOST_CONCURRENT)
-      throw new Error(`--concurrency must be auto or a whole number from 1 to ${MOST_CONCURRENT}, not ${input}`)
+      throw usage(`--concurrency must be auto or a whole number from 1 to ${MOST_CONCURRENT}, not ${input}`)
     return Number(value)
   },
   summary:
@@ -74,7 +79,7 @@ export const latencyBudgetFlag = Flags.custom<number>({
   async parse(input) {
     const value = Number(input)
     if (!Number.isFinite(value) || value <= 1 || value > 100)
-      throw new Error(`--latency-budget must be a number above 1 (e.g. 2 or 1.5), not ${input}`)
+      throw usage(`--latency-budget must be a number above 1 (e.g. 2 or 1.5), not ${input}`)
     return value
   },
   summary:
