@@ -86,13 +86,16 @@ export type ConcurrencyReport = {
 const ALPHA = 2
 const BETA = 4
 /** Samples per decision: at least this many, and at least the limit (about one round of answers). */
-const MIN_WINDOW = 8
+const MIN_WINDOW = 16
 /** Samples of one action whose median is a candidate for its idle answer time. */
-const BASELINE_GROUP = 8
+const BASELINE_GROUP = 16
 /** Longest wait, in windows, before probing upwards again after failed probes. */
-const MAX_COOLDOWN = 64
-/** A window median up to this factor of the idle time is no queueing (jitter). */
-const NO_QUEUE = 1.1
+const MAX_COOLDOWN = 32
+/**
+ * A window median up to 1 + this share of the budget's headroom (at most 1.3) is no queueing but
+ * noise (jitter, a shared CPU): "near the lowest seen". Budget 2: 1.25.
+ */
+const NOISE_SHARE = 0.25
 const OVERLOAD_STATUSES = new Set([429, 502, 503, 504])
 
 /** The limit's decisions from samples of each attempt; pure and deterministic. */
@@ -176,7 +179,8 @@ export class LimitController {
     const queued = current * (1 - 1 / ratio)
     // Another user's call waits behind ours: with the site saturated (our answers slower than idle)
     // it answers in about ratio × (current + 1) / current of the idle time.
-    const others = ratio > NO_QUEUE ? (ratio * (current + 1)) / current : ratio
+    const noise = 1 + Math.min(0.3, (this.budget - 1) * NOISE_SHARE)
+    const others = ratio > noise ? (ratio * (current + 1)) / current : ratio
     if (others > this.budget) {
       const target = (this.#limit * this.budget) / others
       return this.#shrink(Math.min(this.#limit - 1, Math.max(this.#limit * 0.5, target)), 'budget', previous, ratio)

@@ -49,7 +49,7 @@ describe('LimitController (--concurrency auto)', () => {
   it('starts at 1, measures the idle answer time, then grows while answers stay near it', () => {
     const controller = auto()
     expect(controller.limit).toBe(1)
-    const decisions = drive(controller, () => ({latencyMs: 12}), 16)
+    const decisions = drive(controller, () => ({latencyMs: 12}), 32)
     expect(decisions[0]).toMatchObject({limit: 1, reason: 'warm-up'})
     expect(controller.baseline('api_token_create')).toBe(12)
     expect(decisions[1]).toMatchObject({limit: 2, ratio: 1, reason: 'room'})
@@ -61,7 +61,8 @@ describe('LimitController (--concurrency auto)', () => {
 
   it('does not grow while the work leaves the limit unused', () => {
     const controller = auto()
-    drive(controller, () => ({latencyMs: 10}), 40)
+    drive(controller, () => ({latencyMs: 10}), 200)
+    untilDecision(controller, () => ({latencyMs: 10}))
     const before = controller.limit
     // Samples with nothing else in flight (the tasks are slower than the site, e.g. a slow disk).
     const decisions: LimitDecision[] = []
