@@ -105,6 +105,15 @@ export async function sweep(workers: number) {
   })
 }
 
+/** Only auto, after the warm-up (for iterating with CKAN_MIGRATE_LIMIT_TRACE). */
+export async function autoOnly(workers: number) {
+  const users = usersFor(workers)
+  return withSite(Math.ceil(users * SEED_FACTOR), {...SERVICE, workers}, async (site, dir) => {
+    await issue(site, dir, Math.min(users, 200), ['--concurrency', String(workers)])
+    return issue(site, dir, users, [])
+  })
+}
+
 /** 2. The probe's answer times idle, then during issue-tokens with auto, then with 32. */
 export async function continuity(workers: number) {
   const users = usersFor(workers)

@@ -1,3 +1,5 @@
+import {appendFileSync} from 'node:fs'
+
 /**
  * How many CKAN API calls a bulk command keeps in flight: fixed (`--concurrency N`) or found by
  * itself (`--concurrency auto`, the default), in the family of TCP Vegas and Netflix's
@@ -87,6 +89,11 @@ const ALPHA = 2
 const BETA = 4
 /** Samples per decision: at least this many, and at least the limit (about one round of answers). */
 const MIN_WINDOW = 16
+/**
+ * And at least this long (on the samples' clock), so that a short stall of the site or of a
+ * shared machine (a GC, an fsync, a neighbour's burst) is outvoted within the window's median.
+ */
+const MIN_WINDOW_MS = 300
 /** Samples of one action whose median is a candidate for its idle answer time. */
 const BASELINE_GROUP = 16
 /** Longest wait, in windows, before probing upwards again after failed probes. */
@@ -108,11 +115,13 @@ export class LimitController {
   #cooldown = 1
   #coolUntil = 0
   #frozenUntil = Number.NEGATIVE_INFINITY
-  readonly #groups = new Map<string, number[]>()
+  readonly #groups = new Map<string, number[] & {alone?: boolean}>()
   #highest: number
   #lastKind: 'grow' | 'hold' | 'shrink' = 'hold'
   #limit: number
-  #window: {count: number; maxInFlight: number; overload: number; ratios: number[]; retryAfterUntil: number}
+  /** Until the first decision that is not growth, the limit doubles (slow start, as TCP). */
+  #slowStart = true
+  #window: ReturnType<typeof emptyWindow>
   #windows = 0
 
   constructor(settings: LimitSettings) {
@@ -146,18 +155,20 @@ export class LimitController {
   /** One attempt ended. Returns the decision when this sample closes a window. */
   record(sample: LimitSample): LimitDecision | undefined {
     const window = this.#window
+    window.startedAt ??= sample.at - sample.latencyMs
     window.count += 1
     const ok = typeof sample.status === 'number' && sample.status < 500 && sample.status !== 429
     if (ok) {
       const base = this.#baseline.get(sample.action)
       if (base !== undefined) window.ratios.push(sample.latencyMs / base)
-      this.#learnBaseline(sample.action, sample.latencyMs)
+      this.#learnBaseline(sample.action, sample.latencyMs, this.mode === 'auto' && this.limit === 1)
     } else if (sample.status === 'timeout' || OVERLOAD_STATUSES.has(sample.status as number)) {
       window.overload += 1
     }
     if (sample.retryAfterMs !== undefined)
       window.retryAfterUntil = Math.max(window.retryAfterUntil, sample.at + sample.retryAfterMs)
     if (this.mode === 'fixed' || window.count < Math.max(MIN_WINDOW, this.limit)) return undefined
+    if (sample.at - window.startedAt < MIN_WINDOW_MS) return undefined
     this.#window = emptyWindow()
     this.#windows += 1
     return this.#decide(window, sample.at)
@@ -190,7 +201,7 @@ export class LimitController {
     if (window.maxInFlight < current) return this.#settle('idle', ratio)
     if (this.#windows < this.#coolUntil || now < this.#frozenUntil) return this.#settle('cooling', ratio)
     if (current >= this.max) return this.#settle('steady', ratio)
-    this.#limit = Math.min(this.max, Math.floor(this.#limit) + 1)
+    this.#limit = Math.min(this.max, this.#slowStart ? current * 2 : current + 1)
     this.#highest = Math.max(this.#highest, this.limit)
     if (previous === 'grow') this.#cooldown = 1
     this.#lastKind = 'grow'
@@ -198,11 +209,19 @@ export class LimitController {
   }
 
   #hold(reason: LimitDecision['reason'], ratio: number | undefined): LimitDecision {
+    if (reason !== 'warm-up') this.#slowStart = false
     return {limit: this.limit, ratio, reason}
   }
 
-  #learnBaseline(action: string, latencyMs: number): void {
+  /**
+   * The idle answer time: measured at limit 1 (the start, and whenever the limit is back at 1:
+   * one call of ours cannot queue behind another, so what it sees is the site as others see it
+   * without us); at higher limits a group of answers can only lower it.
+   */
+  #learnBaseline(action: string, latencyMs: number, alone: boolean): void {
     const group = this.#groups.get(action) ?? []
+    if (group.length > 0 && group.alone !== alone) group.length = 0
+    group.alone = alone
     group.push(latencyMs)
     if (group.length < BASELINE_GROUP) {
       this.#groups.set(action, group)
@@ -211,11 +230,13 @@ export class LimitController {
     this.#groups.set(action, [])
     const candidate = median(group)
     const known = this.#baseline.get(action)
-    if (known === undefined || candidate < known) this.#baseline.set(action, candidate)
+    if (known === undefined || alone || candidate < known) this.#baseline.set(action, candidate)
   }
 
   /** Within the target: a probe that led here succeeded, so the next may come sooner. */
   #settle(reason: LimitDecision['reason'], ratio: number): LimitDecision {
+    // Slow start ends where answers first show queueing (not merely an unused limit).
+    if (reason !== 'idle') this.#slowStart = false
     if (this.#lastKind === 'grow') this.#cooldown = 1
     this.#lastKind = 'hold'
     return {limit: this.limit, ratio, reason}
@@ -228,6 +249,7 @@ export class LimitController {
     ratio: number | undefined,
   ): LimitDecision {
     this.#limit = Math.max(1, to)
+    this.#slowStart = false
     // A probe upwards that ends in a shrink: wait twice as long before the next one, so the
     // overshoot above the budget stays a small share of the run.
     if (previous === 'grow') this.#cooldown = Math.min(MAX_COOLDOWN, this.#cooldown * 2)
@@ -238,7 +260,14 @@ export class LimitController {
 }
 
 function emptyWindow() {
-  return {count: 0, maxInFlight: 0, overload: 0, ratios: [] as number[], retryAfterUntil: Number.NEGATIVE_INFINITY}
+  return {
+    count: 0,
+    maxInFlight: 0,
+    overload: 0,
+    ratios: [] as number[],
+    retryAfterUntil: Number.NEGATIVE_INFINITY,
+    startedAt: undefined as number | undefined,
+  }
 }
 
 function median(values: number[]): number {
@@ -450,8 +479,16 @@ export const DEFAULT_LATENCY_BUDGET = 2
 
 export function createLimiter(options: ConcurrencyOptions, extra: Partial<AdaptiveLimiterOptions> = {}): AdaptiveLimiter {
   const auto = options.concurrency === 'auto'
+  // CKAN_MIGRATE_LIMIT_TRACE=FILE: every decision appended to FILE, one JSON line each (diagnosis).
+  const trace = process.env.CKAN_MIGRATE_LIMIT_TRACE
+  const onDecision =
+    extra.onDecision ??
+    (trace
+      ? (decision: LimitDecision) => appendFileSync(trace, `${JSON.stringify({at: Date.now(), ...decision})}\n`)
+      : undefined)
   return new AdaptiveLimiter({
     ...extra,
+    onDecision,
     latencyBudget: options.latencyBudget ?? DEFAULT_LATENCY_BUDGET,
     max: auto ? (options.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY) : (options.concurrency as number),
     mode: auto ? 'auto' : 'fixed',

@@ -49,10 +49,18 @@ describe('LimitController (--concurrency auto)', () => {
   it('starts at 1, measures the idle answer time, then grows while answers stay near it', () => {
     const controller = auto()
     expect(controller.limit).toBe(1)
-    const decisions = drive(controller, () => ({latencyMs: 12}), 32)
-    expect(decisions[0]).toMatchObject({limit: 1, reason: 'warm-up'})
+    // Before 16 answers give the idle time, nothing is decided.
+    expect(drive(controller, () => ({latencyMs: 12}), 15)).toEqual([])
+    expect(controller.baseline('api_token_create')).toBeUndefined()
+    const decisions = drive(controller, () => ({latencyMs: 12}), 1000)
     expect(controller.baseline('api_token_create')).toBe(12)
-    expect(decisions[1]).toMatchObject({limit: 2, ratio: 1, reason: 'room'})
+    // Slow start: doubling until the answers first show queueing.
+    expect(decisions.slice(0, 4)).toMatchObject([
+      {limit: 2, ratio: 1, reason: 'room'},
+      {limit: 4, reason: 'room'},
+      {limit: 8, reason: 'room'},
+      {limit: 16, reason: 'room'},
+    ])
     // A site that never slows down: up to --max-concurrency, and no further.
     drive(controller, () => ({latencyMs: 12}), 2000)
     expect(controller.limit).toBe(32)
@@ -68,7 +76,7 @@ describe('LimitController (--concurrency auto)', () => {
     const decisions: LimitDecision[] = []
     for (let index = 0; index < 64; index += 1) {
       controller.started(1)
-      const decision = controller.record({action: 'api_token_create', at: 1000 + index, latencyMs: 10, status: 200})
+      const decision = controller.record({action: 'api_token_create', at: 10_000 + index * 10, latencyMs: 10, status: 200})
       if (decision) decisions.push(decision)
     }
     expect(decisions.length).toBeGreaterThan(0)
@@ -143,12 +151,12 @@ describe('LimitController (--concurrency auto)', () => {
     )
     expect(shrunk.reason).toBe('overload')
     expect(shrunk.limit).toBeLessThan(before)
-    const frozen = drive(controller, () => ({latencyMs: 10}), 200, clock)
+    const frozen = drive(controller, () => ({latencyMs: 10}), 2000, clock)
     expect(clock.at).toBeLessThan(5000)
     expect(frozen.every((decision) => decision.limit === shrunk.limit)).toBe(true)
     expect(frozen.some((decision) => decision.reason === 'cooling')).toBe(true)
     clock.at = 6000
-    const thawed = drive(controller, () => ({latencyMs: 10}), 200, clock)
+    const thawed = drive(controller, () => ({latencyMs: 10}), 2000, clock)
     expect(thawed.some((decision) => decision.reason === 'room')).toBe(true)
   })
 
