@@ -23,9 +23,15 @@ const SEED_FACTOR = 2.8
 const SERVICE = {serviceJitterMs: 2, serviceMs: 10}
 const SWEEP = [1, 2, 4, 8, 16, 32]
 /** Users per run: about 3 seconds of issuing at the site's capacity (workers ÷ 10 ms), at least 300. */
-const usersFor = (workers: number) => Math.max(300, Number(process.env.BENCH_CONCURRENCY_USERS_PER_WORKER ?? 300) * workers)
+const usersFor = (workers: number) =>
+  Math.max(300, Number(process.env.BENCH_CONCURRENCY_USERS_PER_WORKER ?? 300) * workers)
 
-type Run = {code: null | number; concurrency?: ConcurrencyReport; perSecond: number; result: Record<string, unknown> | undefined}
+type Run = {
+  code: null | number
+  concurrency?: ConcurrencyReport
+  perSecond: number
+  result: Record<string, unknown> | undefined
+}
 
 async function withSite<T>(users: number, faults: FaultSettings, work: (site: SandboxSite, dir: string) => Promise<T>) {
   const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-bench-concurrency-'))
@@ -267,10 +273,14 @@ ${row('fixed 32', probe.fixed)}
 
 ### Exactly-once under auto with the fault mix
 
-${faults.users} users, 4 workers, the fault mix of \`test/reliability/issue-tokens-faults.test.ts\` on the token actions (10 % 500, 10 % 502, 5 % 429 with Retry-After 1 s, 2 % reset after the write, 1 % commit-then-hang) and \`--timeout 1\`; issue-tokens run again with the same --out until it exits 0 (exits: ${faults.exits.join(', ')}). Faults injected: ${Object.entries(faults.faults)
+${faults.users} users, 4 workers, the fault mix of \`test/reliability/issue-tokens-faults.test.ts\` on the token actions (10 % 500, 10 % 502, 5 % 429 with Retry-After 1 s, 2 % reset after the write, 1 % commit-then-hang) and \`--timeout 1\`; issue-tokens run again with the same --out until it exits 0 (exits: ${faults.exits.join(', ')}). Faults injected: ${Object.entries(
+        faults.faults,
+      )
         .filter(([, count]) => count > 0)
         .map(([kind, count]) => `${kind} ${count}`)
-        .join(', ')}. Last run: limit settled on ${faults.last?.concurrency?.settled}, ${faults.last?.concurrency?.overloadSignals} overload signals. SQL (\`api_token\` rows named with the run id): of ${(faults.last?.result?.counts as {selected?: number} | undefined)?.selected} selected users, ${check.usersWithToken} hold a token of the run, ${check.usersWithMoreThanOne} hold more than one, ${check.databaseTokens} tokens in CKAN and ${check.storedTokens} in the run's store, ${check.sameSet ? 'the same set' : '**not the same set**'}.`,
+        .join(
+          ', ',
+        )}. Last run: limit settled on ${faults.last?.concurrency?.settled}, ${faults.last?.concurrency?.overloadSignals} overload signals. SQL (\`api_token\` rows named with the run id): of ${(faults.last?.result?.counts as {selected?: number} | undefined)?.selected} selected users, ${check.usersWithToken} hold a token of the run, ${check.usersWithMoreThanOne} hold more than one, ${check.databaseTokens} tokens in CKAN and ${check.storedTokens} in the run's store, ${check.sameSet ? 'the same set' : '**not the same set**'}.`,
       title: 'adaptive concurrency (--concurrency auto)',
     }
   })

@@ -48,7 +48,13 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
       progress: {
         advance: (failed, limit) => bar?.increment(1, limit === undefined ? {failed} : {failed, limit}),
         start: (total) => {
-          bar = startProgressBar({enabled: !flags.json, label: 'revoking tokens', showLimit: true, total, unit: 'tokens'})
+          bar = startProgressBar({
+            enabled: !flags.json,
+            label: 'revoking tokens',
+            showLimit: true,
+            total,
+            unit: 'tokens',
+          })
         },
       },
       signal: this.signal,

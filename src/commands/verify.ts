@@ -51,7 +51,13 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       progress: {
         advance: (failed, limit) => bar?.increment(1, limit === undefined ? {failed} : {failed, limit}),
         start: (total) => {
-          bar = startProgressBar({enabled: !flags.json, label: 'verifying tokens', showLimit: true, total, unit: 'tokens'})
+          bar = startProgressBar({
+            enabled: !flags.json,
+            label: 'verifying tokens',
+            showLimit: true,
+            total,
+            unit: 'tokens',
+          })
         },
       },
       signal: this.signal,

@@ -26,7 +26,13 @@ describe('--concurrency auto', () => {
     const issued = await runCliJson<IssueTokensResult>(issueTokensArgs(site, out))
     expect(issued.exitCode).toBe(0)
     const report = issued.json.result!.concurrency
-    expect(report).toMatchObject({action: 'api_token_create', latencyBudget: 2, max: 32, mode: 'auto', overloadSignals: 0})
+    expect(report).toMatchObject({
+      action: 'api_token_create',
+      latencyBudget: 2,
+      max: 32,
+      mode: 'auto',
+      overloadSignals: 0,
+    })
     expect(report.settled).toBeGreaterThanOrEqual(1)
     expect(report.highest).toBeLessThanOrEqual(workers + backlog)
     // It measured the idle answer time and left the start.
@@ -50,7 +56,11 @@ describe('--concurrency auto', () => {
     expect(fixed.exitCode).toBe(0)
     expect(fixed.json.result!.concurrency).toMatchObject({highest: 1, mode: 'fixed', settled: 1})
     expect(site.emulator.stats().capacity.refused).toBe(0)
-    for (const bad of [['--concurrency', '0'], ['--concurrency', 'lots'], ['--latency-budget', '1']]) {
+    for (const bad of [
+      ['--concurrency', '0'],
+      ['--concurrency', 'lots'],
+      ['--latency-budget', '1'],
+    ]) {
       const refused = await runCliJson(issueTokensArgs(site, out, ...bad))
       expect(refused.exitCode).toBe(2)
       expect(refused.json.error?.code).toBe('usage')

@@ -401,7 +401,10 @@ export class AdaptiveLimiter implements RequestObserver {
         outcome.status === 'timeout' || (typeof outcome.status === 'number' && OVERLOAD_STATUSES.has(outcome.status))
       if (overload) this.#overloadSignals += 1
       else if (typeof outcome.status === 'number' && outcome.status < 500) {
-        const histograms = this.#latency.get(action) ?? {idle: new LatencyHistogram(), underLoad: new LatencyHistogram()}
+        const histograms = this.#latency.get(action) ?? {
+          idle: new LatencyHistogram(),
+          underLoad: new LatencyHistogram(),
+        }
         this.#latency.set(action, histograms)
         // Alone: nothing else of ours was in flight when it began, and nothing began meanwhile.
         if (alone && this.#httpStarted === startedAt + 1) histograms.idle.add(latencyMs)
@@ -477,7 +480,10 @@ export type ConcurrencyOptions = {
 export const DEFAULT_MAX_CONCURRENCY = 32
 export const DEFAULT_LATENCY_BUDGET = 2
 
-export function createLimiter(options: ConcurrencyOptions, extra: Partial<AdaptiveLimiterOptions> = {}): AdaptiveLimiter {
+export function createLimiter(
+  options: ConcurrencyOptions,
+  extra: Partial<AdaptiveLimiterOptions> = {},
+): AdaptiveLimiter {
   const auto = options.concurrency === 'auto'
   // CKAN_MIGRATE_LIMIT_TRACE=FILE: every decision appended to FILE, one JSON line each (diagnosis).
   const trace = process.env.CKAN_MIGRATE_LIMIT_TRACE

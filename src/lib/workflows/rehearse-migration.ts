@@ -314,7 +314,12 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
         await probe!.round()
         await upgradeSandboxDatabase(db, version)
         await site.emulator.setVersion(version)
-        const result = await verifyTokens({ckanIniPath: site.ckanIni, concurrency: 'auto', legacy: true, out: runFolder})
+        const result = await verifyTokens({
+          ckanIniPath: site.ckanIni,
+          concurrency: 'auto',
+          legacy: true,
+          out: runFolder,
+        })
         await probe!.round()
         return {
           detail: `${result.counts.ok}/${result.counts.tokens} tokens work, ${result.counts.legacyStillAccepted} legacy keys still accepted`,

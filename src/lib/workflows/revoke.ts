@@ -1,4 +1,10 @@
-import {type ConcurrencyOptions, type ConcurrencyReport, createLimiter, runUnderLimit, takeFrom} from '../ckan/adaptive-limit.js'
+import {
+  type ConcurrencyOptions,
+  type ConcurrencyReport,
+  createLimiter,
+  runUnderLimit,
+  takeFrom,
+} from '../ckan/adaptive-limit.js'
 import {CkanApiError} from '../ckan/ckan-api-client.js'
 import {readCredential} from '../credential.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
@@ -122,30 +128,30 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
         limiter,
         takeFrom(tokens.filter((token) => !token.revokedAt)),
         async (token) => {
-            try {
-              await client.revokeApiToken(token.jti)
-              // By full jti (0600 revoked.jsonl) so verify, bundle and a resumed issue-tokens skip it; the journal has the fingerprint.
-              await run.recordRevoked([token])
-              await run.record({
-                jtiFingerprint: token.jti.fingerprint(),
-                kind: 'token-revoked',
-                userId: token.userId,
-                userName: token.userName,
-              })
-              rows.push({outcome: 'revoked', token})
-            } catch (error) {
-              if (!(error instanceof CkanApiError)) throw error
-              failed += 1
-              if (failures.length < 10) failures.push({reason: error.message, user: token.userName})
-              await run.record({
-                kind: 'user-failed',
-                reason: error.message,
-                userId: token.userId,
-                userName: token.userName,
-              })
-              rows.push({outcome: `failed: ${error.message}`, token})
-            }
-            options.progress?.advance(failed, limiter.limit)
+          try {
+            await client.revokeApiToken(token.jti)
+            // By full jti (0600 revoked.jsonl) so verify, bundle and a resumed issue-tokens skip it; the journal has the fingerprint.
+            await run.recordRevoked([token])
+            await run.record({
+              jtiFingerprint: token.jti.fingerprint(),
+              kind: 'token-revoked',
+              userId: token.userId,
+              userName: token.userName,
+            })
+            rows.push({outcome: 'revoked', token})
+          } catch (error) {
+            if (!(error instanceof CkanApiError)) throw error
+            failed += 1
+            if (failures.length < 10) failures.push({reason: error.message, user: token.userName})
+            await run.record({
+              kind: 'user-failed',
+              reason: error.message,
+              userId: token.userId,
+              userName: token.userName,
+            })
+            rows.push({outcome: `failed: ${error.message}`, token})
+          }
+          options.progress?.advance(failed, limiter.limit)
         },
         {signal: options.signal},
       )

@@ -1,4 +1,10 @@
-import {type ConcurrencyOptions, type ConcurrencyReport, createLimiter, runUnderLimit, takeFrom} from '../ckan/adaptive-limit.js'
+import {
+  type ConcurrencyOptions,
+  type ConcurrencyReport,
+  createLimiter,
+  runUnderLimit,
+  takeFrom,
+} from '../ckan/adaptive-limit.js'
 import {CkanApiClient, CkanApiError} from '../ckan/ckan-api-client.js'
 import {readCkanIni} from '../ckan/ckan-ini.js'
 import {chooseDatabaseUrl} from '../ckan/ckan-settings.js'
@@ -100,33 +106,33 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       limiter,
       takeFrom(tokens),
       async (token) => {
-          const check = await probe(client.withCredential(token.token), token.userId)
-          const ok = check.status === '200'
-          await run.record({
-            jtiFingerprint: token.jti.fingerprint(),
-            kind: 'token-verified',
-            ok,
-            status: check.status,
-            userId: token.userId,
-            userName: token.userName,
-          })
-          let legacy = 'not checked'
-          const key = legacyKeys.get(token.userId)
-          if (options.legacy) {
-            if (key) {
-              const legacyCheck = await probe(client.withCredential(key), token.userId)
-              legacy = legacyCheck.status === '200' ? 'still accepted' : 'refused'
-              if (legacyCheck.status === '200') legacyStillAccepted += 1
-            } else legacy = 'none'
-          }
-          const good = ok && legacy !== 'still accepted'
-          if (!good) {
-            failed += 1
-            if (failures.length < 10)
-              failures.push({reason: ok ? 'legacy key still accepted' : check.reason, user: token.userName})
-          }
-          rows.push({legacy, outcome: ok ? 'ok' : `not accepted: ${check.reason}`, status: check.status, token})
-          options.progress?.advance(failed, limiter.limit)
+        const check = await probe(client.withCredential(token.token), token.userId)
+        const ok = check.status === '200'
+        await run.record({
+          jtiFingerprint: token.jti.fingerprint(),
+          kind: 'token-verified',
+          ok,
+          status: check.status,
+          userId: token.userId,
+          userName: token.userName,
+        })
+        let legacy = 'not checked'
+        const key = legacyKeys.get(token.userId)
+        if (options.legacy) {
+          if (key) {
+            const legacyCheck = await probe(client.withCredential(key), token.userId)
+            legacy = legacyCheck.status === '200' ? 'still accepted' : 'refused'
+            if (legacyCheck.status === '200') legacyStillAccepted += 1
+          } else legacy = 'none'
+        }
+        const good = ok && legacy !== 'still accepted'
+        if (!good) {
+          failed += 1
+          if (failures.length < 10)
+            failures.push({reason: ok ? 'legacy key still accepted' : check.reason, user: token.userName})
+        }
+        rows.push({legacy, outcome: ok ? 'ok' : `not accepted: ${check.reason}`, status: check.status, token})
+        options.progress?.advance(failed, limiter.limit)
       },
       {signal: options.signal},
     )

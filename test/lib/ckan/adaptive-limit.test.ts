@@ -29,7 +29,13 @@ function drive(controller: LimitController, site: Site, calls: number, start = {
     controller.started(limit)
     const answer = site(limit, index)
     start.at += (answer.latencyMs ?? 10) / limit
-    const decision = controller.record({action: 'api_token_create', at: start.at, latencyMs: 10, status: 200, ...answer})
+    const decision = controller.record({
+      action: 'api_token_create',
+      at: start.at,
+      latencyMs: 10,
+      status: 200,
+      ...answer,
+    })
     if (decision) decisions.push(decision)
   }
   return decisions
@@ -76,7 +82,12 @@ describe('LimitController (--concurrency auto)', () => {
     const decisions: LimitDecision[] = []
     for (let index = 0; index < 64; index += 1) {
       controller.started(1)
-      const decision = controller.record({action: 'api_token_create', at: 10_000 + index * 10, latencyMs: 10, status: 200})
+      const decision = controller.record({
+        action: 'api_token_create',
+        at: 10_000 + index * 10,
+        latencyMs: 10,
+        status: 200,
+      })
       if (decision) decisions.push(decision)
     }
     expect(decisions.length).toBeGreaterThan(0)
@@ -88,14 +99,17 @@ describe('LimitController (--concurrency auto)', () => {
     [4, 4, 7],
     [8, 8, 15],
     [16, 16, 31],
-  ])('on a site of %i workers settles where it is busy and others stay within the budget (%i to %i)', (workers, low, high) => {
-    const controller = auto()
-    drive(controller, workersSite(workers), 3000)
-    const limits = new Set<number>()
-    for (const decision of drive(controller, workersSite(workers), 3000)) limits.add(decision.limit)
-    expect(Math.min(...limits)).toBeGreaterThanOrEqual(low)
-    expect(Math.max(...limits)).toBeLessThanOrEqual(high)
-  })
+  ])(
+    'on a site of %i workers settles where it is busy and others stay within the budget (%i to %i)',
+    (workers, low, high) => {
+      const controller = auto()
+      drive(controller, workersSite(workers), 3000)
+      const limits = new Set<number>()
+      for (const decision of drive(controller, workersSite(workers), 3000)) limits.add(decision.limit)
+      expect(Math.min(...limits)).toBeGreaterThanOrEqual(low)
+      expect(Math.max(...limits)).toBeLessThanOrEqual(high)
+    },
+  )
 
   it('on one worker stays at 1, probing 2 ever more rarely (a failed probe doubles the wait)', () => {
     const controller = auto()
@@ -124,11 +138,15 @@ describe('LimitController (--concurrency auto)', () => {
     drive(controller, () => ({latencyMs: 10}), 2000)
     expect(controller.limit).toBe(32)
     untilDecision(controller, () => ({latencyMs: 10}))
-    expect(untilDecision(controller, () => ({latencyMs: 1, status: 502}))).toMatchObject({limit: 16, reason: 'overload'})
+    expect(untilDecision(controller, () => ({latencyMs: 1, status: 502}))).toMatchObject({
+      limit: 16,
+      reason: 'overload',
+    })
     // One 503 among 16 answers: 1/16 off.
-    expect(
-      untilDecision(controller, (_, index) => (index === 0 ? {status: 503} : {latencyMs: 10})),
-    ).toMatchObject({limit: 15, reason: 'overload'})
+    expect(untilDecision(controller, (_, index) => (index === 0 ? {status: 503} : {latencyMs: 10}))).toMatchObject({
+      limit: 15,
+      reason: 'overload',
+    })
     expect(untilDecision(controller, () => ({latencyMs: 30_000, status: 'timeout'}))).toMatchObject({
       limit: 7,
       reason: 'overload',
@@ -229,7 +247,13 @@ describe('AdaptiveLimiter', () => {
     now += 5
     c({status: 200})
     const report = limiter.report()
-    expect(report).toMatchObject({action: 'api_token_create', mode: 'fixed', overloadSignals: 1, requests: 4, settled: 3})
+    expect(report).toMatchObject({
+      action: 'api_token_create',
+      mode: 'fixed',
+      overloadSignals: 1,
+      requests: 4,
+      settled: 3,
+    })
     expect(report.latencyMs.idle).toMatchObject({count: 1})
     expect(report.latencyMs.idle!.p50).toBeCloseTo(10, 0)
     expect(report.latencyMs.underLoad).toMatchObject({count: 1})
