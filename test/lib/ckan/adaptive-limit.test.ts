@@ -198,6 +198,19 @@ describe('LimitController (--concurrency auto)', () => {
     expect(controller.limit).toBe(32)
   })
 
+  it('re-measures the idle time at 1 when the site got slower for everyone, then grows again', () => {
+    const controller = auto()
+    drive(controller, workersSite(8), 3000)
+    const before = controller.limit
+    // Others now load the site: every answer takes 3 × as long, whatever we do.
+    const slower: Site = (limit) => ({latencyMs: 30 * Math.max(1, limit / 8)})
+    const decisions = drive(controller, slower, 4000)
+    expect(decisions.some((decision) => decision.limit === 1)).toBe(true)
+    expect(controller.baseline('api_token_create')).toBe(30)
+    expect(controller.limit).toBeGreaterThan(1)
+    expect(controller.limit).toBeLessThanOrEqual(Math.max(before, 15))
+  })
+
   it('never changes a fixed --concurrency', () => {
     const controller = new LimitController({max: 4, mode: 'fixed'})
     const decisions = drive(controller, (_, index) => (index % 3 ? {status: 502} : {latencyMs: 500}), 500)
