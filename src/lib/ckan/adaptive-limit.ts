@@ -47,6 +47,7 @@ export type LimitDecision = {
   limit: number
   reason:
     | 'budget' // others' answer time would pass the budget
+    | 'confirming' // over the target in this window: cut if the next one is too
     | 'cooling' // a recent probe upwards failed: wait before the next one
     | 'idle' // the limit was not reached: nothing learned about a higher one
     | 'overload' // 429/502/503/504 or timeouts
@@ -54,7 +55,7 @@ export type LimitDecision = {
     | 'room' // answers near the idle time: probe one higher
     | 'steady' // within the target
     | 'warm-up' // no idle answer time known yet
-  /** The window's median answer time over the idle one (undefined while warming up). */
+  /** The window's lower-quartile answer time over the idle one (undefined while warming up). */
   ratio?: number
 }
 
@@ -91,15 +92,15 @@ const BETA = 4
 const MIN_WINDOW = 16
 /**
  * And at least this long (on the samples' clock), so that a short stall of the site or of a
- * shared machine (a GC, an fsync, a neighbour's burst) is outvoted within the window's median.
+ * shared machine (a GC, an fsync, a neighbour's burst) is outvoted within the window.
  */
 const MIN_WINDOW_MS = 300
-/** Samples of one action whose median is a candidate for its idle answer time. */
+/** Samples of one action whose lower quartile is a candidate for its idle answer time. */
 const BASELINE_GROUP = 16
 /** Longest wait, in windows, before probing upwards again after failed probes. */
 const MAX_COOLDOWN = 32
 /**
- * A window median up to 1 + this share of the budget's headroom (at most 1.3) is no queueing but
+ * A window ratio up to 1 + this share of the budget's headroom (at most 1.3) is no queueing but
  * noise (jitter, a shared CPU): "near the lowest seen". Budget 2: 1.25.
  */
 const NOISE_SHARE = 0.25
@@ -110,7 +111,7 @@ export class LimitController {
   readonly budget: number
   readonly max: number
   readonly mode: 'auto' | 'fixed'
-  /** Idle answer time per action: the lowest median of a group of its answers. */
+  /** Idle answer time per action: the lower quartile of a group of its answers (see #learnBaseline). */
   readonly #baseline = new Map<string, number>()
   #cooldown = 1
   #coolUntil = 0
@@ -119,6 +120,8 @@ export class LimitController {
   #highest: number
   #lastKind: 'grow' | 'hold' | 'shrink' = 'hold'
   #limit: number
+  /** Windows in a row over the target (a cut needs two). */
+  #strikes = 0
   /** Until the first decision that is not growth, the limit doubles (slow start, as TCP). */
   #slowStart = true
   #window: ReturnType<typeof emptyWindow>
@@ -179,19 +182,29 @@ export class LimitController {
     const current = this.limit
     if (window.retryAfterUntil > this.#frozenUntil) this.#frozenUntil = window.retryAfterUntil
     if (window.overload > 0) {
+      this.#strikes = 0
       // Multiplicative decrease, by the share of refused answers (at most halved per window): a
       // proxy refusing most calls halves the limit, one random 502 in a window trims it.
       const share = window.overload / window.count
       return this.#shrink(this.#limit * Math.max(0.5, 1 - share), 'overload', previous, undefined)
     }
     if (window.ratios.length < 3) return this.#hold('warm-up', undefined)
-    const ratio = median(window.ratios)
+    // The lower quartile: our own queueing delays every answer, while a shared machine's stalls
+    // (the noise) delay some; so the quartile moves with the one and hardly with the other.
+    const ratio = quantile(window.ratios, 0.25)
     // Vegas: of our `current` requests, this many wait at the site instead of being served.
     const queued = current * (1 - 1 / ratio)
     // Another user's call waits behind ours: with the site saturated (our answers slower than idle)
     // it answers in about ratio × (current + 1) / current of the idle time.
     const noise = 1 + Math.min(0.3, (this.budget - 1) * NOISE_SHARE)
     const others = ratio > noise ? (ratio * (current + 1)) / current : ratio
+    const over = others > this.budget || queued > BETA
+    // Over the target once may be a stall of the site or of the machine: cut when the next window says so too.
+    if (over && current > 1 && this.#strikes === 0) {
+      this.#strikes = 1
+      return {limit: current, ratio, reason: 'confirming'}
+    }
+    this.#strikes = 0
     if (others > this.budget) {
       const target = (this.#limit * this.budget) / others
       return this.#shrink(Math.min(this.#limit - 1, Math.max(this.#limit * 0.5, target)), 'budget', previous, ratio)
@@ -228,7 +241,7 @@ export class LimitController {
       return
     }
     this.#groups.set(action, [])
-    const candidate = median(group)
+    const candidate = quantile(group, 0.25)
     const known = this.#baseline.get(action)
     if (known === undefined || alone || candidate < known) this.#baseline.set(action, candidate)
   }
@@ -270,10 +283,13 @@ function emptyWindow() {
   }
 }
 
-function median(values: number[]): number {
+/** The q-quantile of values, interpolated between the two nearest. */
+function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+  const at = (sorted.length - 1) * q
+  const low = Math.floor(at)
+  const high = Math.min(sorted.length - 1, low + 1)
+  return sorted[low]! + (sorted[high]! - sorted[low]!) * (at - low)
 }
 
 /**

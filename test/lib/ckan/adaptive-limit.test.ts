@@ -111,6 +111,15 @@ describe('LimitController (--concurrency auto)', () => {
     },
   )
 
+  it('is not held down by stalls of a shared machine (every other answer three times slower)', () => {
+    const controller = auto()
+    const stalling: Site = (limit, index) => ({latencyMs: (index % 2 === 0 ? 30 : 10) * Math.max(1, limit / 8)})
+    drive(controller, stalling, 3000)
+    const limits = drive(controller, stalling, 3000).map((decision) => decision.limit)
+    expect(Math.min(...limits)).toBeGreaterThanOrEqual(8)
+    expect(Math.max(...limits)).toBeLessThanOrEqual(15)
+  })
+
   it('on one worker stays at 1, probing 2 ever more rarely (a failed probe doubles the wait)', () => {
     const controller = auto()
     const decisions = drive(controller, workersSite(1), 6000)
@@ -119,7 +128,7 @@ describe('LimitController (--concurrency auto)', () => {
     const secondHalf = decisions.slice(decisions.length / 2)
     expect(decisions.filter((decision) => decision.limit > 2)).toEqual([])
     expect(atTwo(secondHalf)).toBeLessThan(atTwo(firstHalf))
-    expect(atTwo(secondHalf) / secondHalf.length).toBeLessThan(0.05)
+    expect(atTwo(secondHalf) / secondHalf.length).toBeLessThan(0.08)
     expect(decisions.some((decision) => decision.reason === 'budget')).toBe(true)
   })
 
@@ -183,7 +192,9 @@ describe('LimitController (--concurrency auto)', () => {
     drive(controller, () => ({latencyMs: 10}), 2000)
     expect(controller.limit).toBe(32)
     untilDecision(controller, () => ({latencyMs: 10}))
-    // 32 in flight, answers 1.25 × idle: about 6 of ours queue (more than 4).
+    // 32 in flight, answers 1.25 × idle: about 6 of ours queue (more than 4); once may be a
+    // stall, twice in a row is a cut.
+    expect(untilDecision(controller, () => ({latencyMs: 12.5}))).toMatchObject({limit: 32, reason: 'confirming'})
     expect(untilDecision(controller, () => ({latencyMs: 12.5}))).toMatchObject({limit: 31, reason: 'queueing'})
     // 31 in flight, answers 1.1 × idle: about 3 queue (2 to 4): steady.
     expect(untilDecision(controller, () => ({latencyMs: 11}))).toMatchObject({limit: 31, reason: 'steady'})
