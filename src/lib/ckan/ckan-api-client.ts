@@ -142,7 +142,7 @@ export class CkanApiClient {
     const fetchImpl: typeof fetch = observer
       ? async (input, init) => {
           const url = input instanceof Request ? input.url : String(input)
-          const end = observer.begin(decodeURIComponent(new URL(url).pathname.split('/').pop() ?? ''))
+          const end = observer.begin(new URL(url).pathname.split('/').pop() ?? '')
           try {
             const response = await transport(input, init)
             end({retryAfterMs: retryAfterMs(response.headers.get('retry-after') ?? undefined), status: response.status})
