@@ -82,7 +82,7 @@ export async function runCli(args: string[]): Promise<CliRun> {
 }
 
 /** Issuing time from the run's own journal: first create-sent to last token-issued. */
-async function issuingWindow(out: string): Promise<{seconds: number; tokens: number}> {
+export async function issuingWindow(out: string): Promise<{seconds: number; tokens: number}> {
   let first = Number.POSITIVE_INFINITY
   let last = 0
   let tokens = 0

@@ -1,13 +1,15 @@
 import {Flags} from '@oclif/core'
 
+import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {
   apiKeyFileFlag,
   caCertFlag,
   ckanIniFlag,
-  concurrencyFlag,
+  concurrencyOptions,
   databaseUrlFlag,
   dryRunFlag,
+  loadFlags,
   requiredCkanUrlFlag,
   requiredOutFlag,
   timeoutFlag,
@@ -30,7 +32,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     'ca-cert': caCertFlag,
     'ckan-ini': ckanIniFlag,
     'ckan-url': requiredCkanUrlFlag,
-    concurrency: concurrencyFlag,
+    ...loadFlags,
     'database-url': databaseUrlFlag,
     'dry-run': dryRunFlag,
     'expires-in': Flags.integer({
@@ -66,7 +68,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],
       ckanUrl: flags['ckan-url'],
-      concurrency: flags.concurrency,
+      ...concurrencyOptions(flags),
       databaseUrl: flags['database-url'],
       dryRun: flags['dry-run'],
       expiresIn: flags['expires-in'],
@@ -74,7 +76,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
       includeSiteUser: flags['include-site-user'],
       limit: flags.limit,
       out: flags.out,
-      progress: this.progress('issuing tokens', 'users'),
+      progress: this.progress('issuing tokens', 'users', {showLimit: true}),
       signal: this.signal,
       sysadminsOnly: flags['sysadmins-only'],
       timeoutMs: flags.timeout * 1000,
@@ -111,6 +113,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
     if (result.interrupted) this.log('Interrupted: run the same command again to go on.')
     else if (counts.failed > 0) this.log('Run the same command again with the same --out to retry the failed users.')
+    this.log(`  ${describeConcurrency(result.concurrency)}`)
     this.log(`Report: ${result.reportPath}`)
   }
 }

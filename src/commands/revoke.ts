@@ -1,12 +1,14 @@
 import {Flags} from '@oclif/core'
 
+import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {
   apiKeyFileFlag,
   caCertFlag,
   ckanUrlFlag,
-  concurrencyFlag,
+  concurrencyOptions,
   dryRunFlag,
+  loadFlags,
   requiredOutFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
@@ -23,7 +25,7 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
     'api-key-file': apiKeyFileFlag,
     'ca-cert': caCertFlag,
     'ckan-url': ckanUrlFlag,
-    concurrency: concurrencyFlag,
+    ...loadFlags,
     'dry-run': dryRunFlag,
     out: requiredOutFlag,
     timeout: timeoutFlag,
@@ -37,10 +39,10 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
       ckanUrl: flags['ckan-url'],
-      concurrency: flags.concurrency,
+      ...concurrencyOptions(flags),
       dryRun: flags['dry-run'],
       out: flags.out,
-      progress: this.progress('revoking tokens', 'tokens'),
+      progress: this.progress('revoking tokens', 'tokens', {showLimit: true}),
       signal: this.signal,
       timeoutMs: flags.timeout * 1000,
       users: flags.users?.split(','),
@@ -55,6 +57,7 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
         `${counts.revoked} of ${counts.tokens} tokens revoked, ${counts.alreadyRevoked} already revoked, ${counts.failed} failed (run ${result.runId}).`,
       )
       for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
+      this.log(`  ${describeConcurrency(result.concurrency)}`)
       this.log(`Report: ${result.reportPath}`)
     }
     if (this.signal.aborted) this.setExitCode(EXIT_CODES.interrupted)

@@ -5,7 +5,8 @@ import {
   apiKeyFileFlag,
   caCertFlag,
   ckanUrlFlag,
-  concurrencyFlag,
+  concurrencyOptions,
+  loadFlags,
   dryRunFlag,
   requiredOutFlag,
   timeoutFlag,
@@ -27,7 +28,7 @@ export default class Rotate extends MigrateCommand<RotateResult> {
     'api-key-file': apiKeyFileFlag,
     'ca-cert': caCertFlag,
     'ckan-url': ckanUrlFlag,
-    concurrency: concurrencyFlag,
+    ...loadFlags,
     'dry-run': dryRunFlag,
     'expires-in': Flags.integer({
       min: 1,
@@ -56,7 +57,7 @@ export default class Rotate extends MigrateCommand<RotateResult> {
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
       ckanUrl: flags['ckan-url'],
-      concurrency: flags.concurrency,
+      ...concurrencyOptions(flags),
       dryRun: flags['dry-run'],
       expiresIn: flags['expires-in'],
       expiringWithinMs:

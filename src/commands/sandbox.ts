@@ -33,7 +33,7 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
     }),
     faults: Flags.string({
       summary:
-        'Fault injection for the emulator: JSON or key=value,… (status500, status502, status503, status429, retryAfterSeconds, resetBeforeWrite, resetAfterWrite, hangAfterCommit, latencyMs, jitterMs, actions, seed). See docs/emulator.md.',
+        'Fault injection for the emulator: JSON or key=value,… (status500, status502, status503, status429, retryAfterSeconds, resetBeforeWrite, resetAfterWrite, hangAfterCommit, latencyMs, jitterMs, actions, seed; capacity: workers, backlog, serviceMs, serviceJitterMs, overflowStatus). See docs/emulator.md.',
     }),
     run: Flags.boolean({
       default: false,

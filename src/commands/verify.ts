@@ -1,12 +1,14 @@
 import {Flags} from '@oclif/core'
 
+import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {
   caCertFlag,
   ckanIniFlag,
   ckanUrlFlag,
-  concurrencyFlag,
+  concurrencyOptions,
   databaseUrlFlag,
+  loadFlags,
   requiredOutFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
@@ -23,7 +25,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
     'ca-cert': caCertFlag,
     'ckan-ini': ckanIniFlag,
     'ckan-url': ckanUrlFlag,
-    concurrency: concurrencyFlag,
+    ...loadFlags,
     'database-url': databaseUrlFlag,
     legacy: Flags.boolean({
       default: false,
@@ -40,11 +42,11 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],
       ckanUrl: flags['ckan-url'],
-      concurrency: flags.concurrency,
+      ...concurrencyOptions(flags),
       databaseUrl: flags['database-url'],
       legacy: flags.legacy,
       out: flags.out,
-      progress: this.progress('verifying tokens', 'tokens'),
+      progress: this.progress('verifying tokens', 'tokens', {showLimit: true}),
       signal: this.signal,
       timeoutMs: flags.timeout * 1000,
     })
@@ -53,6 +55,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       `${counts.ok} of ${counts.tokens} tokens work${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`,
     )
     for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
+    this.log(`  ${describeConcurrency(result.concurrency)}`)
     this.log(`Report: ${result.reportPath}`)
     if (this.signal.aborted) this.setExitCode(EXIT_CODES.interrupted)
     else if (counts.failed > 0) this.setExitCode(EXIT_CODES.verificationFailed)

@@ -4,8 +4,11 @@
  * a file or pipe, and nothing in CI or under --json.
  */
 export type Progress = {
-  /** `done` more items finished; `failed`, when given, is the number of failures so far. */
-  advance(done: number, failed?: number): void
+  /**
+   * `done` more items finished; `failed`, when given, is the number of failures so far, and
+   * `limit` the concurrency limit the requests run under now (shown beside the rate).
+   */
+  advance(done: number, failed?: number, limit?: number): void
   /** The amount of work, once known. */
   start(total: number): void
   /** The work is over (optional: the base command stops every bar when the command ends). */

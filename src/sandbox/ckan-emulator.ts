@@ -48,6 +48,8 @@ export type CkanEmulatorOptions = {
 export type EmulatorStats = {
   /** Requests per action name (unknown names included). */
   actions: Record<string, number>
+  /** The capacity model (`workers`): the most served at once, the longest backlog, requests refused past it. */
+  capacity: {maxBacklog: number; maxInService: number; refused: number}
   faults: Record<FaultKind, number>
   requests: number
 }
@@ -133,6 +135,7 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
   let plan = new FaultPlan(options.faults)
   const stats: EmulatorStats = {
     actions: {},
+    capacity: {maxBacklog: 0, maxInService: 0, refused: 0},
     faults: {
       'hang-after-commit': 0,
       'reset-after-write': 0,
@@ -146,6 +149,60 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
   }
   const sockets = new Set<Socket>()
   const hanging = new Set<ServerResponse>()
+
+  // The capacity model: a request holds one of `workers` from its arrival to its answer (a
+  // gunicorn/uWSGI sync worker); the others wait in a bounded backlog, first come first served.
+  let inService = 0
+  const backlog: Array<() => void> = []
+
+  /** A worker for one request: true when it has one, false when the backlog is full (refused). */
+  async function takeWorker(): Promise<boolean> {
+    const workers = plan.settings.workers ?? Number.POSITIVE_INFINITY
+    if (inService < workers && backlog.length === 0) {
+      inService += 1
+      stats.capacity.maxInService = Math.max(stats.capacity.maxInService, inService)
+      return true
+    }
+    if (backlog.length >= plan.backlog) {
+      stats.capacity.refused += 1
+      return false
+    }
+    await new Promise<void>((resolve) => {
+      backlog.push(resolve)
+      stats.capacity.maxBacklog = Math.max(stats.capacity.maxBacklog, backlog.length)
+    })
+    return true
+  }
+
+  function releaseWorker(): void {
+    inService -= 1
+    const workers = plan.settings.workers ?? Number.POSITIVE_INFINITY
+    while (backlog.length > 0 && inService < workers) {
+      inService += 1
+      stats.capacity.maxInService = Math.max(stats.capacity.maxInService, inService)
+      backlog.shift()!()
+    }
+  }
+
+  async function serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    if (!(await takeWorker())) {
+      // nginx in front of a full listen queue: its own error page, nothing reached CKAN.
+      const status = plan.settings.overflowStatus ?? 502
+      return send(
+        response,
+        status,
+        status === 503
+          ? '<html><head><title>503 Service Temporarily Unavailable</title></head><body><center><h1>503 Service Temporarily Unavailable</h1></center></body></html>'
+          : '<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>',
+        'text/html',
+      )
+    }
+    try {
+      await handle(request, response)
+    } finally {
+      releaseWorker()
+    }
+  }
 
   async function loadConfig(path?: string): Promise<void> {
     if (path) ckanIni = path
@@ -392,6 +449,8 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
     const help = `${current.siteUrl}/api/3/action/help_show?name=${actionName}`
     const envelope = (status: number, body: Record<string, unknown>) => send(response, status, pythonJson(body))
 
+    const serviceMs = plan.serviceTime(actionName)
+    if (serviceMs > 0) await sleep(serviceMs)
     const decision = plan.decide(actionName)
     if (decision.delayMs > 0) await sleep(decision.delayMs)
     const fault = decision.fault
@@ -473,7 +532,7 @@ export async function startCkanEmulator(options: CkanEmulatorOptions): Promise<C
   }
 
   const server: Server = createServer((request, response) => {
-    handle(request, response).catch(() => {
+    serve(request, response).catch(() => {
       if (!response.headersSent)
         send(
           response,

@@ -1,5 +1,6 @@
 import pLimit from 'p-limit'
 
+import {LatencyHistogram, type LatencySummary} from '../lib/site/adaptive-limit.js'
 import type {Secret} from '../lib/secret.js'
 
 /** A client of the site: a person's script or a service, with the credential it uses right now. */
@@ -21,8 +22,8 @@ export type ProbeStats = {
   failures: number
   /** The first failures (at most 20), for the summary. */
   failureSamples: ProbeFailure[]
-  /** Calls and failures per phase of the rehearsal. */
-  phases: Array<{calls: number; failures: number; name: string}>
+  /** Calls and failures per phase of the rehearsal, and the answer times of its successful calls. */
+  phases: Array<{calls: number; failures: number; latencyMs: LatencySummary | null; name: string}>
   rounds: number
 }
 
@@ -47,7 +48,7 @@ export class ContinuityProbe {
   readonly #headerName: string
   #loop: Promise<void> | undefined
   #phase = 'start'
-  readonly #phases = new Map<string, {calls: number; failures: number}>()
+  readonly #phases = new Map<string, {calls: number; failures: number; latency: LatencyHistogram}>()
   #rounds = 0
   #running = false
   readonly #url: string
@@ -104,7 +105,7 @@ export class ContinuityProbe {
     const phases = [...this.#phases].map(([name, counts]) => {
       calls += counts.calls
       failures += counts.failures
-      return {name, ...counts}
+      return {calls: counts.calls, failures: counts.failures, latencyMs: counts.latency.summary(), name}
     })
     return {
       calls,
@@ -123,11 +124,12 @@ export class ContinuityProbe {
 
   async #check(client: ProbeClient): Promise<void> {
     const phase = this.#phase
-    const counts = this.#phases.get(phase) ?? {calls: 0, failures: 0}
+    const counts = this.#phases.get(phase) ?? {calls: 0, failures: 0, latency: new LatencyHistogram()}
     this.#phases.set(phase, counts)
     counts.calls += 1
     this.#checked.add(`${client.kind}:${client.label}`)
     let status: number | string
+    const started = performance.now()
     try {
       const response = await fetch(this.#url, {
         body: JSON.stringify({user: client.userName, user_id: client.userName}),
@@ -140,7 +142,10 @@ export class ContinuityProbe {
     } catch (error) {
       status = (error as {cause?: {code?: string}}).cause?.code ?? (error as Error).name
     }
-    if (status === 200) return
+    if (status === 200) {
+      counts.latency.add(performance.now() - started)
+      return
+    }
     counts.failures += 1
     if (this.#failureSamples.length < 20)
       this.#failureSamples.push({kind: client.kind, label: client.label, phase, status})

@@ -10,6 +10,12 @@ import {EXIT_CODES, MigrateError} from '../lib/errors.js'
 export type FaultSettings = {
   /** Actions the faults apply to (default: the token actions). Latency applies to them too. */
   actions?: string[]
+  /**
+   * Capacity model: requests beyond `workers` wait in a backlog of this many (default 100, uWSGI's
+   * `listen`); past it the emulator answers `overflowStatus` at once, as nginx does when the
+   * upstream's queue is full.
+   */
+  backlog?: number
   /** The action runs (a token is created) and the connection is never answered. */
   hangAfterCommit?: number
   /** Jitter added to `latencyMs`: uniform in [0, jitterMs). */
@@ -20,10 +26,21 @@ export type FaultSettings = {
   resetAfterWrite?: number
   /** The socket is destroyed before anything runs. */
   resetBeforeWrite?: number
+  /** Status of a request refused because the backlog is full: 502 (default) or 503. */
+  overflowStatus?: number
   /** `Retry-After` seconds sent with 429 answers (default 1). */
   retryAfterSeconds?: number
   /** Any text or number; the same seed gives the same faults. Default 'ckan-migrate'. */
   seed?: number | string
+  /** Uniform [0, serviceJitterMs) added to each request's service time. */
+  serviceJitterMs?: number
+  /**
+   * Milliseconds a request keeps its worker busy before its action runs (the action's own
+   * database work comes on top): one number for every action, or per action with `*` for the
+   * others (`{"api_token_create": 12, "*": 4}`). With `workers`, throughput is bounded by
+   * workers ÷ service time, as on a real server.
+   */
+  serviceMs?: number | Record<string, number>
   /** 429 Too Many Requests (a rate-limiting proxy), before the action runs. */
   status429?: number
   /** 500 Internal Server Error (CKAN's own envelope), before the action runs. */
@@ -32,6 +49,11 @@ export type FaultSettings = {
   status502?: number
   /** 503 Service Unavailable (the proxy's HTML page), before the action runs. */
   status503?: number
+  /**
+   * Requests served at once (gunicorn/uWSGI sync workers); default unlimited. The others wait
+   * in the backlog, first come first served.
+   */
+  workers?: number
 }
 
 export type FaultKind =
@@ -56,7 +78,10 @@ const RATE_KEYS = [
   'status502',
   'status503',
 ] as const
-const NUMBER_KEYS = ['jitterMs', 'latencyMs', 'retryAfterSeconds'] as const
+const NUMBER_KEYS = ['jitterMs', 'latencyMs', 'retryAfterSeconds', 'serviceJitterMs'] as const
+const INTEGER_KEYS = ['backlog', 'overflowStatus', 'workers'] as const
+/** uWSGI's default listen queue (the backlog) when `workers` is set without `backlog`. */
+export const DEFAULT_BACKLOG = 100
 
 // The order in which one uniform draw is split between the faults.
 const ORDER: ReadonlyArray<[(typeof RATE_KEYS)[number], FaultKind]> = [
@@ -73,10 +98,27 @@ const ORDER: ReadonlyArray<[(typeof RATE_KEYS)[number], FaultKind]> = [
 export class FaultPlan {
   readonly settings: Readonly<FaultSettings>
   #next: () => number
+  /** Service-time jitter has a PRNG of its own, so adding it leaves a seed's faults as they were. */
+  #nextService: () => number
 
   constructor(settings: FaultSettings = {}) {
     this.settings = validateFaultSettings(settings)
-    this.#next = mulberry32(seedNumber(settings.seed ?? 'ckan-migrate'))
+    const seed = seedNumber(settings.seed ?? 'ckan-migrate')
+    this.#next = mulberry32(seed)
+    this.#nextService = mulberry32(seed ^ 0x5e_41_1c_e5)
+  }
+
+  /** The backlog bound when `workers` is set. */
+  get backlog(): number {
+    return this.settings.backlog ?? DEFAULT_BACKLOG
+  }
+
+  /** How long one request of `action` keeps its worker busy before the action runs. */
+  serviceTime(action: string): number {
+    const {serviceJitterMs, serviceMs} = this.settings
+    const base = typeof serviceMs === 'number' ? serviceMs : (serviceMs?.[action] ?? serviceMs?.['*'] ?? 0)
+    if (base === 0 && !serviceJitterMs) return 0
+    return base + (serviceJitterMs ? this.#nextService() * serviceJitterMs : 0)
   }
 
   /** True when no fault and no latency is configured. */
@@ -110,6 +152,18 @@ export function validateFaultSettings(settings: FaultSettings): FaultSettings {
   let total = 0
   for (const [key, value] of Object.entries(settings)) {
     if (key === 'seed') continue
+    if (key === 'serviceMs') {
+      const values = typeof value === 'object' && value !== null ? Object.values(value as object) : [value]
+      if (Array.isArray(value) || values.some((item) => typeof item !== 'number' || !Number.isFinite(item) || item < 0))
+        throw bad('serviceMs must be a number ≥ 0 or an object of action: number ≥ 0')
+      continue
+    }
+    if ((INTEGER_KEYS as readonly string[]).includes(key)) {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < (key === 'backlog' ? 0 : 1))
+        throw bad(`${key} must be a whole number ≥ ${key === 'backlog' ? 0 : 1}`)
+      if (key === 'overflowStatus' && value !== 502 && value !== 503) throw bad('overflowStatus must be 502 or 503')
+      continue
+    }
     if (key === 'actions') {
       if (!Array.isArray(value) || value.some((item) => typeof item !== 'string'))
         throw bad('actions must be a list of action names')
@@ -129,7 +183,8 @@ export function validateFaultSettings(settings: FaultSettings): FaultSettings {
 
 /**
  * Parses `--faults`: a JSON object, or `key=value,key=value` (numbers; `actions` separated by
- * `+`, e.g. `actions=api_token_create+api_token_revoke`).
+ * `+`, e.g. `actions=api_token_create+api_token_revoke`; per-action `serviceMs` as
+ * `serviceMs=api_token_create:12+*:4`).
  */
 export function parseFaultSettings(text: string): FaultSettings {
   const trimmed = text.trim()
@@ -164,6 +219,13 @@ export function parseFaultSettings(text: string): FaultSettings {
     const value = pair.slice(at + 1).trim()
     if (key === 'actions') settings.actions = value.split('+').filter(Boolean)
     else if (key === 'seed') settings.seed = value
+    else if (key === 'serviceMs' && value.includes(':'))
+      settings.serviceMs = Object.fromEntries(
+        value.split('+').map((item) => {
+          const [action = '', ms = ''] = item.split(':')
+          return [action.trim(), ms.trim() === '' ? Number.NaN : Number(ms)]
+        }),
+      )
     else settings[key] = value === '' ? Number.NaN : Number(value)
   }
   return validateFaultSettings(settings as FaultSettings)

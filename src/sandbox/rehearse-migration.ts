@@ -281,7 +281,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
         apiKeyFile: site.apiKeyFile,
         ckanIniPath: site.ckanIni,
         ckanUrl,
-        concurrency: 4,
+        concurrency: 'auto',
         dryRun: true,
         out: runFolder,
       })
@@ -297,7 +297,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
         apiKeyFile: site.apiKeyFile,
         ckanIniPath: site.ckanIni,
         ckanUrl,
-        concurrency: 4,
+        concurrency: 'auto',
         dryRun: false,
         out: runFolder,
       })
@@ -312,7 +312,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     })
 
     await step('verify', 'every token of the run works, each used alone', async () => {
-      const result = await verifyTokens({ckanIniPath: site.ckanIni, concurrency: 4, legacy: false, out: runFolder})
+      const result = await verifyTokens({ckanIniPath: site.ckanIni, concurrency: 'auto', legacy: false, out: runFolder})
       return {
         detail: `${result.counts.ok}/${result.counts.tokens} tokens work`,
         ok: result.counts.failed === 0 && result.counts.ok >= issued,
@@ -374,7 +374,12 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
         await probe!.round()
         await upgradeSandboxDatabase(db, version)
         await site.emulator.setVersion(version)
-        const result = await verifyTokens({ckanIniPath: site.ckanIni, concurrency: 4, legacy: true, out: runFolder})
+        const result = await verifyTokens({
+          ckanIniPath: site.ckanIni,
+          concurrency: 'auto',
+          legacy: true,
+          out: runFolder,
+        })
         await probe!.round()
         return {
           detail: `${result.counts.ok}/${result.counts.tokens} tokens work, ${result.counts.legacyStillAccepted} legacy keys still accepted`,

@@ -7,6 +7,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it, onTestFinished} from 'vitest'
 
+import {AdaptiveLimiter} from '../../src/lib/site/adaptive-limit.js'
 import {
   AttemptBudget,
   CkanApiClient,
@@ -271,6 +272,28 @@ describe('CkanApiClient against a local HTTP server', () => {
     await failure(api.createApiToken({name: 'n', user: 'alice'}, budget))
     expect(seen).toHaveLength(6)
     expect(budget.left).toBe(0)
+  })
+
+  it('tells the concurrency limiter about every attempt, retries included, on both request paths', async () => {
+    let calls = 0
+    const {url} = await startServer((_request, response) => {
+      calls += 1
+      if (calls === 1) send(response, 503, 'busy')
+      else if (calls === 2) response.socket?.destroy()
+      else if (calls === 3) ok(response, [])
+      else if (calls === 4) send(response, 429, 'slow down', {'Retry-After': '1'})
+      else ok(response, {token: jwtFor(JTI)})
+    })
+    const limiter = new AdaptiveLimiter({max: 2, mode: 'fixed'})
+    const api = new CkanApiClient({ckanUrl: url, credential: new Secret(CREDENTIAL), observer: limiter, retryLimit: 3})
+    onTestFinished(() => api.close())
+    // A read (503, reset, 200), then a create (429, 200), both through the one request path.
+    await api.withCredential(new Secret(CREDENTIAL)).listApiTokens('alice')
+    await api.createApiToken({name: 'n', user: 'alice'})
+    const report = limiter.report()
+    expect(report.requests).toBe(5)
+    expect(report.overloadSignals).toBe(2)
+    expect(report.action).toBe('api_token_list')
   })
 
   it('gives up on reads after its retries with CKAN’s words (exit 4)', async () => {

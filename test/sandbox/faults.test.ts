@@ -40,6 +40,28 @@ describe('fault settings', () => {
     expect(() => parseFaultSettings('{nope')).toThrow(/not valid JSON/)
   })
 
+  it('parse the capacity model: workers, backlog, per-action service time with jitter', () => {
+    expect(parseFaultSettings('workers=4,backlog=8,serviceMs=10,serviceJitterMs=2,overflowStatus=503')).toEqual({
+      backlog: 8,
+      overflowStatus: 503,
+      serviceJitterMs: 2,
+      serviceMs: 10,
+      workers: 4,
+    })
+    expect(parseFaultSettings('serviceMs=api_token_create:12+*:4')).toEqual({serviceMs: {'*': 4, api_token_create: 12}})
+    const plan = new FaultPlan({serviceJitterMs: 2, serviceMs: {'*': 4, api_token_create: 12}})
+    const creates = Array.from({length: 50}, () => plan.serviceTime('api_token_create'))
+    expect(Math.min(...creates)).toBeGreaterThanOrEqual(12)
+    expect(Math.max(...creates)).toBeLessThan(14)
+    expect(new Set(creates).size).toBeGreaterThan(1)
+    expect(plan.serviceTime('user_show')).toBeGreaterThanOrEqual(4)
+    expect(plan.backlog).toBe(100)
+    expect(() => parseFaultSettings('workers=0')).toThrow(/workers must be a whole number ≥ 1/)
+    expect(() => parseFaultSettings('workers=1.5')).toThrow(/whole number/)
+    expect(() => parseFaultSettings('overflowStatus=500')).toThrow(/502 or 503/)
+    expect(() => parseFaultSettings('serviceMs=api_token_create:x')).toThrow(/serviceMs/)
+  })
+
   it('are seeded: the same seed gives the same faults, another seed others', () => {
     const draw = (seed: string) => {
       const plan = new FaultPlan({jitterMs: 10, seed, status500: 0.3, status503: 0.3})
@@ -101,6 +123,17 @@ describe('emulator fault injection', () => {
     site.emulator.setFaults({resetAfterWrite: 1})
     await expect(create(site)).rejects.toThrow()
     expect(await tokenCount(site)).toBe(1)
+  })
+
+  it('serves at most `workers` requests at once, queues `backlog` more, and refuses the rest with a proxy 502', async () => {
+    const site = await startTestSite({faults: {backlog: 1, serviceMs: 600, workers: 1}, users: 20})
+    const answers = await Promise.all([create(site), create(site), create(site)])
+    const statuses = answers.map((answer) => answer.status).sort()
+    expect(statuses).toEqual([200, 200, 502])
+    const refused = answers.find((answer) => answer.status === 502)!
+    expect(await refused.text()).toContain('502 Bad Gateway')
+    expect(await tokenCount(site)).toBe(2)
+    expect(site.emulator.stats().capacity).toEqual({maxBacklog: 1, maxInService: 1, refused: 1})
   })
 
   it('commits then hangs: the token exists but no answer ever comes', async () => {

@@ -64,13 +64,14 @@ export abstract class MigrateCommand<Result> extends Command {
   }
 
   /** A Progress for a workflow: the bar starts when the workflow knows its total. */
-  protected progress(label: string, unit: string): Progress {
+  protected progress(label: string, unit: string, options: {showLimit?: boolean} = {}): Progress {
     let bar: ProgressBar | undefined
     return {
-      advance: (done, failed) => bar?.increment(done, failed === undefined ? {} : {failed}),
+      advance: (done, failed, limit) =>
+        bar?.increment(done, {...(failed === undefined ? {} : {failed}), ...(limit === undefined ? {} : {limit})}),
       start: (total) => {
         bar?.stop()
-        bar = startProgressBar({enabled: !this.quiet, label, total, unit})
+        bar = startProgressBar({enabled: !this.quiet, label, showLimit: options.showLimit, total, unit})
         this.#bars.push(bar)
       },
       stop: () => bar?.stop(),

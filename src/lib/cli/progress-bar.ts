@@ -9,6 +9,8 @@ export type ProgressBarOptions = {
   /** false under --json: nothing at all is drawn. */
   enabled: boolean
   label: string
+  /** Show the concurrency limit in force (increment's `limit` payload). */
+  showLimit?: boolean
   total: number
   /** Unit shown in plain lines, e.g. "users". */
   unit?: string
@@ -32,7 +34,7 @@ export function startProgressBar(options: ProgressBarOptions): ProgressBar {
   const bar = new SingleBar(
     {
       etaBuffer: 200,
-      format: `${options.label} {bar} {value}/{total} | {rate}/s | ETA {eta_formatted} | failed {failed}`,
+      format: `${options.label} {bar} {value}/{total} | {rate}/s${options.showLimit ? ' | limit {limit}' : ''} | ETA {eta_formatted} | failed {failed}`,
       hideCursor: true,
       stream: process.stderr,
     },
@@ -41,13 +43,15 @@ export function startProgressBar(options: ProgressBarOptions): ProgressBar {
   const started = Date.now()
   let value = 0
   let failed = 0
-  bar.start(options.total, 0, {failed: 0, rate: '0'})
+  let limit = '1'
+  bar.start(options.total, 0, {failed: 0, limit, rate: '0'})
   return {
     increment(delta = 1, payload = {}) {
       value += delta
       if (typeof payload.failed === 'number') failed = payload.failed
+      if (payload.limit !== undefined) limit = String(payload.limit)
       const seconds = Math.max((Date.now() - started) / 1000, 0.001)
-      bar.increment(delta, {failed, rate: (value / seconds).toFixed(0)})
+      bar.increment(delta, {failed, limit, rate: (value / seconds).toFixed(0)})
     },
     stop() {
       bar.stop()
@@ -59,10 +63,12 @@ function startPlainProgress(options: ProgressBarOptions): ProgressBar {
   const started = Date.now()
   let value = 0
   let failed = 0
+  let limit = ''
   const line = () => {
     const seconds = Math.max((Date.now() - started) / 1000, 0.001)
+    const limitText = options.showLimit && limit ? `, limit ${limit}` : ''
     process.stderr.write(
-      `${options.label}: ${value}/${options.total} ${options.unit ?? ''} (${(value / seconds).toFixed(0)}/s, failed ${failed})\n`.replace(
+      `${options.label}: ${value}/${options.total} ${options.unit ?? ''} (${(value / seconds).toFixed(0)}/s${limitText}, failed ${failed})\n`.replace(
         '  ',
         ' ',
       ),
@@ -74,6 +80,7 @@ function startPlainProgress(options: ProgressBarOptions): ProgressBar {
     increment(delta = 1, payload = {}) {
       value += delta
       if (typeof payload.failed === 'number') failed = payload.failed
+      if (payload.limit !== undefined) limit = String(payload.limit)
     },
     stop() {
       clearInterval(timer)

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import {Errors, Flags} from '@oclif/core'
 
 /** Flags shared by several commands, defined once so help text and env fallbacks agree everywhere. */
 export const databaseUrlFlag = Flags.string({
@@ -42,7 +42,69 @@ export const outFlag = Flags.string(outOptions)
 /** --out for commands that always work on a run folder. */
 export const requiredOutFlag = Flags.string({...outOptions, required: true})
 
-export const concurrencyFlag = Flags.integer({default: 4, max: 64, min: 1, summary: 'Parallel CKAN API calls.'})
+/** A bad flag value: oclif's usage error (exit 2), as for its own flag checks. */
+function usage(message: string): Error {
+  return new Errors.CLIError(message, {exit: 2})
+}
+
+/** Highest --concurrency / --max-concurrency. */
+const MOST_CONCURRENT = 64
+
+/** `auto` (the default: the limit adapts, see src/lib/ckan/adaptive-limit.ts) or a fixed 1–64. */
+export const concurrencyFlag = Flags.custom<'auto' | number>({
+  default: 'auto',
+  helpGroup: 'LOAD',
+  async parse(input) {
+    const value = input.trim().toLowerCase()
+    if (value === 'auto') return 'auto'
+    if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > MOST_CONCURRENT)
+      throw usage(`--concurrency must be auto or a whole number from 1 to ${MOST_CONCURRENT}, not ${input}`)
+    return Number(value)
+  },
+  summary:
+    'Parallel CKAN API calls: auto (default) finds what the site serves within --latency-budget; a number fixes it.',
+})()
+
+export const maxConcurrencyFlag = Flags.integer({
+  default: 32,
+  helpGroup: 'LOAD',
+  max: MOST_CONCURRENT,
+  min: 1,
+  summary: 'Highest limit --concurrency auto may reach.',
+})
+
+export const latencyBudgetFlag = Flags.custom<number>({
+  default: 2,
+  helpGroup: 'LOAD',
+  async parse(input) {
+    const value = Number(input)
+    if (!Number.isFinite(value) || value <= 1 || value > 100)
+      throw usage(`--latency-budget must be a number above 1 (e.g. 2 or 1.5), not ${input}`)
+    return value
+  },
+  summary:
+    "With --concurrency auto: keep the site's answer time for others within this factor of its idle answer time.",
+})()
+
+/** The three load flags of every bulk command. */
+export const loadFlags = {
+  concurrency: concurrencyFlag,
+  'latency-budget': latencyBudgetFlag,
+  'max-concurrency': maxConcurrencyFlag,
+}
+
+/** The workflows' ConcurrencyOptions from the parsed load flags. */
+export function concurrencyOptions(flags: {
+  concurrency: 'auto' | number
+  'latency-budget': number
+  'max-concurrency': number
+}): {concurrency: 'auto' | number; latencyBudget: number; maxConcurrency: number} {
+  return {
+    concurrency: flags.concurrency,
+    latencyBudget: flags['latency-budget'],
+    maxConcurrency: flags['max-concurrency'],
+  }
+}
 
 export const dryRunFlag = Flags.boolean({default: false, summary: 'Check everything and show the plan; write nothing.'})
 

@@ -1,5 +1,4 @@
-import pLimit from 'p-limit'
-
+import {type AdaptiveLimiter, runUnderLimit, takeFrom} from '../site/adaptive-limit.js'
 import {CkanApiError, type CkanApiClient, CkanUnreachableError, OutcomeUnknownError} from '../site/ckan-api-client.js'
 import {AttemptBudget, protocolPauseMs} from '../site/retry-policy.js'
 import type {CkanUserRow} from '../site/user-selection.js'
@@ -305,7 +304,7 @@ export class TokenIssuer {
    * (never adopted: CKAN shows a token only once). A user whose check fails stays unsettled for
    * the next run (and is reconciled before its next create). Returns how many were reconciled.
    */
-  async settle(concurrency: number, unsent: Iterable<{id: string; name: string}> = []): Promise<number> {
+  async settle(limiter: AdaptiveLimiter, unsent: Iterable<{id: string; name: string}> = []): Promise<number> {
     const at = new Date().toISOString()
     const entries: JournalEntry[] = []
     for (const user of [...this.#unsent, ...unsent]) {
@@ -314,22 +313,17 @@ export class TokenIssuer {
     }
     this.#unsent.length = 0
     if (entries.length > 0) await this.#run.journal.append(...entries)
-    const limit = pLimit(concurrency)
     let settled = 0
-    await Promise.all(
-      [...this.#unsettled.entries()].map(([userId, {userName}]) =>
-        limit(async () => {
-          try {
-            await this.#reconcile(userId, userName, true)
-            this.#unsettled.delete(userId)
-            this.#storedJtis.delete(userId)
-            settled += 1
-          } catch (error) {
-            if (!isTransient(error)) throw error
-          }
-        }),
-      ),
-    )
+    await runUnderLimit(limiter, takeFrom([...this.#unsettled.entries()]), async ([userId, {userName}]) => {
+      try {
+        await this.#reconcile(userId, userName, true)
+        this.#unsettled.delete(userId)
+        this.#storedJtis.delete(userId)
+        settled += 1
+      } catch (error) {
+        if (!isTransient(error)) throw error
+      }
+    })
     return settled
   }
 
@@ -468,30 +462,25 @@ export class AnnouncedFeed {
 }
 
 /**
- * A fixed pool of `concurrency` workers taking announced users from the feed in order (no pending
- * task per user) until it is empty, the signal fires, or a worker hits a fatal error; then every
+ * Announced users from the feed in order, as many at once as the limiter admits (no pending task
+ * per user), until the feed is empty, the signal fires, or an issue hits a fatal error; then every
  * token handed to the store is fsync'd. Returns the first fatal error (the caller reports the
- * users the workers never took, from feed.rest(), before rethrowing it).
+ * users never taken, from feed.rest(), before rethrowing it). issue-tokens and rotate both run here.
  */
 export async function issueFromFeed(
   issuer: TokenIssuer,
   feed: AnnouncedFeed,
-  options: {concurrency: number; signal?: AbortSignal},
+  options: {limiter: AdaptiveLimiter; signal?: AbortSignal},
 ): Promise<unknown> {
   let fatal: unknown
-  const worker = async (): Promise<void> => {
-    while (!options.signal?.aborted && !fatal && !issuer.failed) {
-      try {
-        const next = await feed.next()
-        if (!next) return
-        await issuer.issue(next)
-      } catch (error) {
-        fatal ??= error
-        return
-      }
-    }
-  }
-  await Promise.all(Array.from({length: Math.max(1, options.concurrency)}, worker))
+  await runUnderLimit(
+    options.limiter,
+    () => feed.next(),
+    (next) => issuer.issue(next),
+    {signal: options.signal, stop: () => issuer.failed},
+  ).catch((error: unknown) => {
+    fatal ??= error
+  })
   await issuer.drain().catch((error: unknown) => {
     fatal ??= error
   })

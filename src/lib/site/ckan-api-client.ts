@@ -1,6 +1,8 @@
 import {readFileSync} from 'node:fs'
 import {Agent, request as undiciRequest} from 'undici'
 
+import type {AttemptStatus, RequestObserver} from './adaptive-limit.js'
+
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {Secret} from '../secret.js'
 import {
@@ -34,6 +36,8 @@ export type CkanApiClientOptions = {
   credential?: Secret
   /** The header carrying the credential, raw (never "Bearer "): CKAN's apitoken_header_name. */
   headerName?: string
+  /** Told about every HTTP attempt (retries included): the run's concurrency limiter. */
+  observer?: RequestObserver
   /** Retries of one call; default the policy's (retry-policy.ts). */
   retryLimit?: number
   /** Milliseconds to wait for one answer (per attempt); default 30 000. */
@@ -309,6 +313,7 @@ export class CkanApiClient {
       budget.spend()
       let failure: AttemptFailure
       let error: Error
+      const end = this.#options.observer?.begin(action)
       try {
         const response = await undiciRequest(request.url, {
           body: request.body,
@@ -317,8 +322,16 @@ export class CkanApiClient {
           headers: request.headers,
           headersTimeout: timeoutMs,
           method: request.method,
+        }).catch((caught: unknown) => {
+          end?.({status: attemptFailure(caught)})
+          throw caught
         })
         const status = response.statusCode
+        const retryAfterHeader = response.headers['retry-after']
+        end?.({
+          retryAfterMs: retryAfterMs(Array.isArray(retryAfterHeader) ? retryAfterHeader[0] : retryAfterHeader),
+          status,
+        })
         const text = await response.body.text()
         if (status >= 200 && status < 300) return this.#result<T>(action, text, replay, secrets)
         const retryAfter = response.headers['retry-after']
@@ -425,6 +438,22 @@ function unexpected(action: string, error: unknown, secrets: Secret[]): MigrateE
       suggestion: 'This is a bug in ckan-migrate; please report it with the command you ran.',
     },
   )
+}
+
+/** Retry-After (seconds or an HTTP date) in ms, for the limiter; undefined when absent or unreadable. */
+function retryAfterMs(value: string | undefined): number | undefined {
+  const text = value?.trim()
+  if (!text) return undefined
+  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : Date.parse(text) - Date.now()
+  return Number.isFinite(ms) ? Math.max(0, ms) : undefined
+}
+
+/** How an attempt failed without an answer, for the limiter: a timeout is a sign of overload. */
+function attemptFailure(error: unknown): AttemptStatus {
+  const code = causeCode(error)
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
+    return 'timeout'
+  return 'network'
 }
 
 /** An error answer's body: parsed when its type is JSON (and it parses), the text otherwise. */

@@ -1,3 +1,4 @@
+import type {RequestObserver} from './adaptive-limit.js'
 import {CkanApiClient, CkanApiError, type CkanStatus} from './ckan-api-client.js'
 import type {CkanIni} from './ckan-ini.js'
 import {effectiveSetting} from './ckan-settings.js'
@@ -19,6 +20,8 @@ export type SitePreflightOptions = {
   credential: Credential
   env?: NodeJS.ProcessEnv
   ini?: CkanIni
+  /** Told about every HTTP attempt: the run's concurrency limiter. */
+  observer?: RequestObserver
   timeoutMs?: number
 }
 
@@ -34,6 +37,7 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
     ckanUrl: options.ckanUrl,
     credential: options.credential.secret,
     headerName: options.ini ? headerNameFrom(options.ini, env) : undefined,
+    observer: options.observer,
     timeoutMs: options.timeoutMs,
   })
   try {

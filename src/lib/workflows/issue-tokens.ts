@@ -3,6 +3,12 @@ import {dirname, resolve} from 'node:path'
 
 import type {Progress} from '../progress.js'
 import {resolveSiteDatabase} from '../site/site-database.js'
+import {
+  type AdaptiveLimiter,
+  type ConcurrencyOptions,
+  type ConcurrencyReport,
+  createLimiter,
+} from '../site/adaptive-limit.js'
 import type {CkanApiClient} from '../site/ckan-api-client.js'
 import {
   type CkanUserRow,
@@ -30,14 +36,13 @@ export type {Outcome} from '../run/token-issuer.js'
 
 export const ISSUE_TOKENS_REPORT = 'issue-tokens-report.csv'
 
-/** One user finished (issued, already issued or failed) is one step. */
+/** One user finished (issued, already issued or failed) is one step; the bar shows the concurrency limit. */
 export type IssueTokensProgress = Progress
 
-export type IssueTokensOptions = {
+export type IssueTokensOptions = ConcurrencyOptions & {
   caCertPath?: string
   ckanIniPath?: string
   ckanUrl: URL
-  concurrency: number
   databaseUrl?: string
   dryRun: boolean
   env?: NodeJS.ProcessEnv
@@ -61,6 +66,8 @@ export type IssueTokensOptions = {
 
 export type IssueTokensResult = {
   ckanVersion: string
+  /** The concurrency limit (settled on, highest) and the answer times seen, idle and under load. */
+  concurrency: ConcurrencyReport
   counts: {
     alreadyIssued: number
     failed: number
@@ -136,12 +143,14 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
   const named = options.usersFile ? await readUsersFile(options.usersFile) : options.users
   if (named && !options.usersFile) checkUserNames(named, '--users')
 
+  const limiter = createLimiter(options)
   const site = await preflightSite({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl,
     credential,
     env,
     ini,
+    observer: limiter,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
@@ -206,6 +215,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
         })
         return tally.result({
           ckanVersion: site.status.ckanVersion,
+          concurrency: limiter.report(),
           dryRun: true,
           interrupted: false,
           out: options.out,
@@ -218,7 +228,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
       const run = await openRunFolder(options.out, {create: true, site: runSite})
       await run.lock('issue-tokens')
       try {
-        return await issueRun({client, database, options, run, selection, site, tally, template, warnings})
+        return await issueRun({client, database, limiter, options, run, selection, site, tally, template, warnings})
       } finally {
         await run.close()
         await run.unlock()
@@ -235,6 +245,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
 async function issueRun(input: {
   client: CkanApiClient
   database: CkanDatabase
+  limiter: AdaptiveLimiter
   options: IssueTokensOptions
   run: RunFolder
   selection: () => AsyncIterable<SelectionItem>
@@ -243,7 +254,7 @@ async function issueRun(input: {
   template: string
   warnings: string[]
 }): Promise<IssueTokensResult> {
-  const {options, run, tally} = input
+  const {limiter, options, run, tally} = input
   // A run keeps a few MiB alive whatever its size; see heap-growth.ts for why V8 is reined in.
   const unlimit = limitHeapGrowth(HEAP_GROWTH)
   await run.record({command: 'issue-tokens', dryRun: false, kind: 'run-started'})
@@ -254,7 +265,7 @@ async function issueRun(input: {
     const finish = async (outcome: UserOutcome): Promise<void> => {
       tally.count(outcome)
       if (outcome.outcome === 'failed') failed += 1
-      options.progress?.advance(1, failed)
+      options.progress?.advance(1, failed, limiter.limit)
       await outcomes.write(outcome)
     }
     const issuer = await TokenIssuer.create(
@@ -266,7 +277,7 @@ async function issueRun(input: {
         template: input.template,
         unit: options.unit,
       },
-      {maxStoring: options.concurrency * 4, onDone: finish},
+      {maxStoring: limiter.controller.max * 4, onDone: finish},
     )
 
     // The selection, streamed: skipped users and those done by an earlier run go straight to
@@ -301,18 +312,18 @@ async function issueRun(input: {
     await queue.end()
 
     // Creates a previous run left unaccounted for (kill -9, timeouts): nothing of theirs is in flight now.
-    await issuer.settle(options.concurrency)
+    await issuer.settle(limiter)
     options.progress?.start(tally.selected)
-    if (alreadyDone > 0) options.progress?.advance(alreadyDone, 0)
+    if (alreadyDone > 0) options.progress?.advance(alreadyDone, 0, limiter.limit)
     const feed = new AnnouncedFeed(
       run,
       readScratch<CkanUserRow>(queue.path),
-      Math.max(64, options.concurrency * 8),
+      Math.max(64, limiter.controller.max * 8),
       (user) => issuer.tokenName(user),
     )
-    // A fixed pool of workers taking users in order; every token handed to the store is fsync'd
-    // (or its failure known) before anything else.
-    const fatal = await issueFromFeed(issuer, feed, {concurrency: options.concurrency, signal: options.signal})
+    // Users in order, as many at once as the limiter admits; every token handed to the store is
+    // fsync'd (or its failure known) before anything else.
+    const fatal = await issueFromFeed(issuer, feed, {limiter, signal: options.signal})
     // Users the workers never took (Ctrl-C, a fatal error): in the report as not started.
     const unsent: CkanUserRow[] = []
     for await (const {announced, user} of feed.rest()) {
@@ -320,13 +331,14 @@ async function issueRun(input: {
       await finish({attempts: 0, outcome: 'not started', user})
     }
     // The final sweep: every create of this run has ended, so a late commit is found now.
-    if (!fatal) await issuer.settle(options.concurrency, unsent)
+    if (!fatal) await issuer.settle(limiter, unsent)
     await run.journal.flush()
     await outcomes.end()
     const reportPath = run.file(ISSUE_TOKENS_REPORT)
     await writeCsvReport(reportPath, COLUMNS, readScratch<UserOutcome>(outcomes.path))
     const result = tally.result({
       ckanVersion: input.site.status.ckanVersion,
+      concurrency: limiter.report(),
       dryRun: false,
       interrupted: Boolean(options.signal?.aborted),
       out: options.out,
@@ -384,6 +396,7 @@ class Tally {
 
   result(input: {
     ckanVersion: string
+    concurrency: ConcurrencyReport
     dryRun: boolean
     interrupted: boolean
     out: string
@@ -396,6 +409,7 @@ class Tally {
       : this.selected
     return {
       ckanVersion: input.ckanVersion,
+      concurrency: input.concurrency,
       counts: {...this.counts, selected, skipped: this.skipped},
       dryRun: input.dryRun,
       failures: this.failures,

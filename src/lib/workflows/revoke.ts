@@ -1,5 +1,10 @@
-import pLimit from 'p-limit'
-
+import {
+  type ConcurrencyOptions,
+  type ConcurrencyReport,
+  createLimiter,
+  runUnderLimit,
+  takeFrom,
+} from '../site/adaptive-limit.js'
 import type {Progress} from '../progress.js'
 import {CkanApiError} from '../site/ckan-api-client.js'
 import {readCredential} from '../site/credential.js'
@@ -10,12 +15,11 @@ import {preflightSite} from '../site/site-preflight.js'
 
 export const REVOKE_REPORT = 'revoke-report.csv'
 
-export type RevokeOptions = {
+export type RevokeOptions = ConcurrencyOptions & {
   apiKeyFile?: string
   caCertPath?: string
   /** Defaults to the site of the run folder. */
   ckanUrl?: URL
-  concurrency: number
   dryRun: boolean
   env?: NodeJS.ProcessEnv
   out: string
@@ -27,6 +31,8 @@ export type RevokeOptions = {
 }
 
 export type RevokeResult = {
+  /** The concurrency limit (settled on, highest) and the answer times seen, idle and under load. */
+  concurrency: ConcurrencyReport
   counts: {alreadyRevoked: number; failed: number; planned: number; revoked: number; tokens: number}
   dryRun: boolean
   failures: Array<{reason: string; user: string}>
@@ -62,11 +68,13 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
   const credential = await readCredential({env, file: options.apiKeyFile})
   // Things worth knowing that are not errors (e.g. a key file others can read).
   const warnings = credential.warning ? [credential.warning] : []
+  const limiter = createLimiter(options)
   const site = await preflightSite({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     credential,
     env,
+    observer: limiter,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
@@ -74,6 +82,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     if (options.dryRun) {
       const planned = tokens.filter((token) => !token.revokedAt).length
       return {
+        concurrency: limiter.report(),
         counts: {alreadyRevoked: tokens.length - planned, failed: 0, planned, revoked: 0, tokens: tokens.length},
         dryRun: true,
         failures: [],
@@ -90,43 +99,43 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
       let failed = 0
       let alreadyRevoked = 0
       options.progress?.start(tokens.length)
-      const limit = pLimit(options.concurrency)
-      await Promise.all(
-        tokens.map((token) =>
-          limit(async () => {
-            if (options.signal?.aborted) return
-            if (token.revokedAt) {
-              alreadyRevoked += 1
-              rows.push({outcome: `already revoked ${token.revokedAt}`, token})
-              options.progress?.advance(1, failed)
-              return
-            }
-            try {
-              await client.revokeApiToken(token.jti)
-              // By full jti (0600 revoked.jsonl) so verify, bundle and a resumed issue-tokens skip it; the journal has the fingerprint.
-              await run.recordRevoked([token])
-              await run.record({
-                jtiFingerprint: token.jti.fingerprint(),
-                kind: 'token-revoked',
-                userId: token.userId,
-                userName: token.userName,
-              })
-              rows.push({outcome: 'revoked', token})
-            } catch (error) {
-              if (!(error instanceof CkanApiError)) throw error
-              failed += 1
-              if (failures.length < 10) failures.push({reason: error.message, user: token.userName})
-              await run.record({
-                kind: 'user-failed',
-                reason: error.message,
-                userId: token.userId,
-                userName: token.userName,
-              })
-              rows.push({outcome: `failed: ${error.message}`, token})
-            }
-            options.progress?.advance(1, failed)
-          }),
-        ),
+      // Already revoked ones need no call: they never take a slot.
+      for (const token of tokens) {
+        if (!token.revokedAt) continue
+        alreadyRevoked += 1
+        rows.push({outcome: `already revoked ${token.revokedAt}`, token})
+        options.progress?.advance(1, failed, limiter.limit)
+      }
+      await runUnderLimit(
+        limiter,
+        takeFrom(tokens.filter((token) => !token.revokedAt)),
+        async (token) => {
+          try {
+            await client.revokeApiToken(token.jti)
+            // By full jti (0600 revoked.jsonl) so verify, bundle and a resumed issue-tokens skip it; the journal has the fingerprint.
+            await run.recordRevoked([token])
+            await run.record({
+              jtiFingerprint: token.jti.fingerprint(),
+              kind: 'token-revoked',
+              userId: token.userId,
+              userName: token.userName,
+            })
+            rows.push({outcome: 'revoked', token})
+          } catch (error) {
+            if (!(error instanceof CkanApiError)) throw error
+            failed += 1
+            if (failures.length < 10) failures.push({reason: error.message, user: token.userName})
+            await run.record({
+              kind: 'user-failed',
+              reason: error.message,
+              userId: token.userId,
+              userName: token.userName,
+            })
+            rows.push({outcome: `failed: ${error.message}`, token})
+          }
+          options.progress?.advance(1, failed, limiter.limit)
+        },
+        {signal: options.signal},
       )
       const reportPath = run.file(REVOKE_REPORT)
       await writeCsvReport(reportPath, COLUMNS, rows)
@@ -138,7 +147,15 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
         tokens: tokens.length,
       }
       await run.record({command: 'revoke', kind: 'run-finished', summary: counts})
-      return {counts, dryRun: false, failures, reportPath, runId: run.meta.runId, warnings}
+      return {
+        concurrency: limiter.report(),
+        counts,
+        dryRun: false,
+        failures,
+        reportPath,
+        runId: run.meta.runId,
+        warnings,
+      }
     } finally {
       await run.unlock()
     }

@@ -2,6 +2,7 @@ import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import pLimit from 'p-limit'
 
+import {createLimiter, DEFAULT_MAX_CONCURRENCY} from '../site/adaptive-limit.js'
 import {type ApiTokenSummary, CkanApiError, type CkanApiClient} from '../site/ckan-api-client.js'
 import type {CkanUserRow} from '../site/user-selection.js'
 import {decodeJwtPayload} from '../site/jwt.js'
@@ -45,8 +46,11 @@ export type RotateOptions = {
   apiKeyFile?: string
   caCertPath?: string
   ckanUrl?: URL
-  concurrency: number
+  /** How many requests at once: 'auto' (the adaptive limiter) or a fixed number; see site/adaptive-limit.ts. */
+  concurrency: 'auto' | number
   dryRun: boolean
+  latencyBudget?: number
+  maxConcurrency?: number
   env?: NodeJS.ProcessEnv
   expiresIn?: number
   expiringWithinMs?: number
@@ -335,22 +339,23 @@ async function startRotation(context: Context & {site: {status: {extensions: str
         heldJtis: (userId) => held.get(userId),
         predecessorOf: (user) => ({predecessorJti: predecessors.get(user.id)!.jti}),
       },
-      {maxStoring: options.concurrency * 4, onDone: record},
+      {maxStoring: width(options) * 4, onDone: record},
     )
+    const limiter = createLimiter(options)
     // Creates an earlier run left unaccounted for (kill -9, timeouts): reconciled before any new one.
-    await issuer.settle(options.concurrency)
+    await issuer.settle(limiter)
     const feed = new AnnouncedFeed(
       run,
       (async function* () {
         yield* people.map(userRow)
       })(),
-      Math.max(64, options.concurrency * 8),
+      Math.max(64, width(options) * 8),
       (user) => issuer.tokenName(user),
     )
-    fatal = await issueFromFeed(issuer, feed, {concurrency: options.concurrency, signal: options.signal})
+    fatal = await issueFromFeed(issuer, feed, {limiter, signal: options.signal})
     const unsent: CkanUserRow[] = []
     for await (const {announced, user} of feed.rest()) if (announced) unsent.push(user)
-    if (!fatal) await issuer.settle(options.concurrency, unsent)
+    if (!fatal) await issuer.settle(limiter, unsent)
 
     // Services one at a time, after every person's create has ended: they share the site user,
     // and a reconciliation must never run while another create for that user is in flight.
@@ -421,7 +426,7 @@ async function rotateService(
   } catch (error) {
     return error
   }
-  await issuer.settle(1)
+  await issuer.settle(createLimiter({concurrency: 1}))
   return undefined
 }
 
@@ -567,7 +572,7 @@ async function finishRotation(context: Context): Promise<RotateResult> {
   if (!options.dryRun) await run.lock('rotate')
   try {
     if (!options.dryRun) await run.record({command: 'rotate --finish', dryRun: false, kind: 'run-started'})
-    const limit = pLimit(options.concurrency)
+    const limit = pLimit(width(options))
     await Promise.all(
       pending.map((holder) =>
         limit(async () => {
@@ -700,4 +705,11 @@ function sortRows(rows: RotateRow[]): RotateRow[] {
   return rows.sort((a, b) =>
     a.kind === b.kind ? (a.label < b.label ? -1 : a.label > b.label ? 1 : 0) : a.kind === 'person' ? -1 : 1,
   )
+}
+
+/** The most requests rotate may have in flight: the fixed number, or auto's ceiling. */
+function width(options: Pick<RotateOptions, 'concurrency' | 'maxConcurrency'>): number {
+  return typeof options.concurrency === 'number'
+    ? options.concurrency
+    : (options.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY)
 }

@@ -1,5 +1,10 @@
-import pLimit from 'p-limit'
-
+import {
+  type ConcurrencyOptions,
+  type ConcurrencyReport,
+  createLimiter,
+  runUnderLimit,
+  takeFrom,
+} from '../site/adaptive-limit.js'
 import type {Progress} from '../progress.js'
 import {resolveSiteDatabase} from '../site/site-database.js'
 import {CkanApiClient, CkanApiError} from '../site/ckan-api-client.js'
@@ -13,12 +18,11 @@ import type {Secret} from '../secret.js'
 
 export const VERIFY_REPORT = 'verify-report.csv'
 
-export type VerifyOptions = {
+export type VerifyOptions = ConcurrencyOptions & {
   caCertPath?: string
   ckanIniPath?: string
   /** Defaults to the site of the run folder. */
   ckanUrl?: URL
-  concurrency: number
   databaseUrl?: string
   env?: NodeJS.ProcessEnv
   /** Also check each user's legacy key is refused (after the upgrade). Needs the database. */
@@ -30,6 +34,8 @@ export type VerifyOptions = {
 }
 
 export type VerifyResult = {
+  /** The concurrency limit (settled on, highest) and the answer times seen, idle and under load. */
+  concurrency: ConcurrencyReport
   counts: {failed: number; legacyStillAccepted: number; ok: number; revoked: number; tokens: number}
   failures: Array<{reason: string; user: string}>
   reportPath: string
@@ -71,9 +77,11 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       await database.close()
     }
   }
+  const limiter = createLimiter(options)
   const client = new CkanApiClient({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
+    observer: limiter,
     timeoutMs: options.timeoutMs,
   })
   await run.lock('verify')
@@ -84,40 +92,39 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   try {
     await run.record({command: 'verify', dryRun: false, kind: 'run-started'})
     options.progress?.start(tokens.length)
-    const limit = pLimit(options.concurrency)
-    await Promise.all(
-      tokens.map((token) =>
-        limit(async () => {
-          if (options.signal?.aborted) return
-          const check = await probe(client.withCredential(token.token), token.userId)
-          const ok = check.status === '200'
-          await run.record({
-            jtiFingerprint: token.jti.fingerprint(),
-            kind: 'token-verified',
-            ok,
-            status: check.status,
-            userId: token.userId,
-            userName: token.userName,
-          })
-          let legacy = 'not checked'
-          const key = legacyKeys.get(token.userId)
-          if (options.legacy) {
-            if (key) {
-              const legacyCheck = await probe(client.withCredential(key), token.userId)
-              legacy = legacyCheck.status === '200' ? 'still accepted' : 'refused'
-              if (legacyCheck.status === '200') legacyStillAccepted += 1
-            } else legacy = 'none'
-          }
-          const good = ok && legacy !== 'still accepted'
-          if (!good) {
-            failed += 1
-            if (failures.length < 10)
-              failures.push({reason: ok ? 'legacy key still accepted' : check.reason, user: token.userName})
-          }
-          rows.push({legacy, outcome: ok ? 'ok' : `not accepted: ${check.reason}`, status: check.status, token})
-          options.progress?.advance(1, failed)
-        }),
-      ),
+    await runUnderLimit(
+      limiter,
+      takeFrom(tokens),
+      async (token) => {
+        const check = await probe(client.withCredential(token.token), token.userId)
+        const ok = check.status === '200'
+        await run.record({
+          jtiFingerprint: token.jti.fingerprint(),
+          kind: 'token-verified',
+          ok,
+          status: check.status,
+          userId: token.userId,
+          userName: token.userName,
+        })
+        let legacy = 'not checked'
+        const key = legacyKeys.get(token.userId)
+        if (options.legacy) {
+          if (key) {
+            const legacyCheck = await probe(client.withCredential(key), token.userId)
+            legacy = legacyCheck.status === '200' ? 'still accepted' : 'refused'
+            if (legacyCheck.status === '200') legacyStillAccepted += 1
+          } else legacy = 'none'
+        }
+        const good = ok && legacy !== 'still accepted'
+        if (!good) {
+          failed += 1
+          if (failures.length < 10)
+            failures.push({reason: ok ? 'legacy key still accepted' : check.reason, user: token.userName})
+        }
+        rows.push({legacy, outcome: ok ? 'ok' : `not accepted: ${check.reason}`, status: check.status, token})
+        options.progress?.advance(1, failed, limiter.limit)
+      },
+      {signal: options.signal},
     )
     const reportPath = run.file(VERIFY_REPORT)
     await writeCsvReport(reportPath, COLUMNS, rows)
@@ -129,7 +136,7 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       tokens: tokens.length,
     }
     await run.record({command: 'verify', kind: 'run-finished', summary: counts})
-    return {counts, failures, reportPath, runId: run.meta.runId}
+    return {concurrency: limiter.report(), counts, failures, reportPath, runId: run.meta.runId}
   } finally {
     await run.unlock()
     await client.close()
