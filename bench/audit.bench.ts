@@ -133,6 +133,7 @@ export async function buildCli(): Promise<void> {
   })
   await copyFile(`${ROOT}package.json`, `${BUILD}package.json`)
   await copyFile(`${ROOT}bin/run.js`, `${BUILD}bin/run.js`)
+  await copyFile(`${ROOT}bin/with-node.cjs`, `${BUILD}bin/with-node.cjs`)
   await symlink(`${ROOT}node_modules`, `${BUILD}node_modules`)
   await symlink(`${ROOT}schema`, `${BUILD}schema`)
   // As installed: oclif reads the manifest and imports only the command being run.

@@ -29,6 +29,8 @@ const usersFor = (workers: number) =>
 type Run = {
   code: null | number
   concurrency?: ConcurrencyReport
+  /** The one-line error of a run that failed (from its --json envelope). */
+  error?: string
   perSecond: number
   result: Record<string, unknown> | undefined
 }
@@ -76,6 +78,7 @@ async function issue(site: SandboxSite, dir: string, users: number, extra: strin
   return {
     code: run.code,
     concurrency: result?.concurrency as ConcurrencyReport | undefined,
+    error: (json?.error as {message?: string} | undefined)?.message ?? (json ? undefined : run.output.slice(-300)),
     perSecond: window.seconds > 0 ? window.tokens / window.seconds : 0,
     result: {...result, out},
   }
@@ -104,7 +107,7 @@ export async function sweep(workers: number) {
     const fixed: Array<{limit: number; perSecond: number}> = []
     for (const limit of SWEEP) {
       const run = await issue(site, dir, users, ['--concurrency', String(limit)])
-      if (run.code !== 0) throw new Error(`--concurrency ${limit} exited ${run.code}`)
+      if (run.code !== 0) throw new Error(`--concurrency ${limit} exited ${run.code}: ${run.error ?? ''}`)
       fixed.push({limit, perSecond: run.perSecond})
     }
     autoRuns.push(await issue(site, dir, users, []))

@@ -38,6 +38,7 @@ async function buildCli(): Promise<{bin: string; remove(): Promise<void>}> {
   await mkdir(join(dir, 'bin'))
   await copyFile(join(ROOT, 'package.json'), join(dir, 'package.json'))
   await copyFile(join(ROOT, 'bin/run.js'), join(dir, 'bin/run.js'))
+  await copyFile(join(ROOT, 'bin/with-node.cjs'), join(dir, 'bin/with-node.cjs'))
   await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
   // Type errors in files other developers are editing do not stop the emit.
   await execFileAsync(process.execPath, [

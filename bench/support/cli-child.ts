@@ -25,6 +25,7 @@ export async function buildCli(build: string, command: string): Promise<void> {
   })
   await copyFile(`${ROOT}package.json`, `${build}package.json`)
   await copyFile(`${ROOT}bin/run.js`, `${build}bin/run.js`)
+  await copyFile(`${ROOT}bin/with-node.cjs`, `${build}bin/with-node.cjs`)
   await symlink(`${ROOT}node_modules`, `${build}node_modules`)
   await symlink(`${ROOT}schema`, `${build}schema`)
   await symlink(`${ROOT}assets`, `${build}assets`)
