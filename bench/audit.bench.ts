@@ -1,18 +1,17 @@
 import {execFile} from 'node:child_process'
-import {existsSync} from 'node:fs'
-import {copyFile, mkdir, rm, symlink} from 'node:fs/promises'
+import {rm} from 'node:fs/promises'
 import {fileURLToPath} from 'node:url'
 import {loadavg} from 'node:os'
 import {promisify} from 'node:util'
 import pg from 'pg'
 
+import {buildCli as buildInstalledCli} from './support/cli-child.js'
 import {createCkanSchema} from '../src/sandbox/ckan-schema.js'
 import {seedCkanSite} from '../src/sandbox/ckan-site-seeder.js'
 import type {BenchResult} from './run.js'
 import {benchDatabase} from './support/bench-database.js'
 
 const run = promisify(execFile)
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
 export const BUILD = fileURLToPath(new URL('.out/audit-build/', import.meta.url))
 const PSQL_COPY = String.raw`\copy (select id,name,apikey,state,sysadmin,email from "user") to '/dev/null'`
 
@@ -117,27 +116,9 @@ Why the 1.5× target is not met here. The census's four branches cost, run one a
   }
 }
 
-/** Compiles src/ into bench/.out/audit-build, laid out like an installed package. */
+/** Compiles src/ into bench/.out/audit-build, laid out like an installed package (the one builder in support/cli-child.ts). */
 export async function buildCli(): Promise<void> {
-  await rm(BUILD, {force: true, recursive: true})
-  await mkdir(`${BUILD}bin`, {recursive: true})
-  // Other commands may be mid-edit and fail to type-check; tsc still emits, and audit is all we run.
-  await run(process.execPath, [
-    `${ROOT}node_modules/typescript/bin/tsc`,
-    '-p',
-    `${ROOT}tsconfig.json`,
-    '--outDir',
-    `${BUILD}dist`,
-  ]).catch((error: unknown) => {
-    if (!existsSync(`${BUILD}dist/commands/audit.js`)) throw error
-  })
-  await copyFile(`${ROOT}package.json`, `${BUILD}package.json`)
-  await copyFile(`${ROOT}bin/run.js`, `${BUILD}bin/run.js`)
-  await copyFile(`${ROOT}bin/with-node.cjs`, `${BUILD}bin/with-node.cjs`)
-  await symlink(`${ROOT}node_modules`, `${BUILD}node_modules`)
-  await symlink(`${ROOT}schema`, `${BUILD}schema`)
-  // As installed: oclif reads the manifest and imports only the command being run.
-  await run(process.execPath, [`${ROOT}node_modules/oclif/bin/run.js`, 'manifest', BUILD], {cwd: BUILD})
+  await buildInstalledCli(BUILD, 'audit')
 }
 
 export function median(values: number[]): number {
