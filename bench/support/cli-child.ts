@@ -4,6 +4,8 @@ import {copyFile, mkdir, rm, symlink} from 'node:fs/promises'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
+import {bundleCharting} from '../../scripts/build/bundle-charting.js'
+
 const run = promisify(execFile)
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -23,6 +25,7 @@ export async function buildCli(build: string, command: string): Promise<void> {
   ]).catch((error: unknown) => {
     if (!existsSync(`${build}dist/commands/${command}.js`)) throw error
   })
+  await bundleCharting(`${build}dist`)
   await copyFile(`${ROOT}package.json`, `${build}package.json`)
   await copyFile(`${ROOT}bin/run.js`, `${build}bin/run.js`)
   await copyFile(`${ROOT}bin/with-node.cjs`, `${build}bin/with-node.cjs`)

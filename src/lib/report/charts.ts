@@ -1,6 +1,4 @@
-import * as Plot from '@observablehq/plot'
-import {parseHTML} from 'linkedom'
-
+import {parseHTML, Plot} from './charting-library.js'
 import {formatCount, type Html, html, type HtmlInput, table, trusted} from './html.js'
 
 /**
