@@ -1,4 +1,3 @@
-import {configure, TextWriter, Uint8ArrayReader, ZipReader} from '@zip.js/zip.js'
 import {parse} from 'csv-parse/sync'
 import {execFile} from 'node:child_process'
 import {existsSync} from 'node:fs'
@@ -8,9 +7,14 @@ import {promisify} from 'node:util'
 import {describe, expect, it} from 'vitest'
 
 import {runCli, runCliJson} from '../helpers/run-cli.js'
-import {makeCertificate, makeRun, pythonRead, temporaryFolder, writeText} from '../lib/bundle/bundle-fixtures.js'
-
-configure({useWebWorkers: false})
+import {
+  makeCertificate,
+  makeRun,
+  pythonRead,
+  temporaryFolder,
+  writeText,
+  zipJsRead,
+} from '../lib/bundle/bundle-fixtures.js'
 
 type Row = {email: string; file: string; password: string; user: string}
 type Result = {
@@ -29,21 +33,6 @@ function passwordOf(rows: Row[], user: string): string {
   const row = rows.find((candidate) => candidate.user === user)
   if (!row) throw new Error(`no passwords.csv row for ${user}`)
   return row.password
-}
-
-async function zipJsRead(path: string, password: string) {
-  const reader = new ZipReader(new Uint8ArrayReader(await readFile(path)), {password})
-  try {
-    const entries = await reader.getEntries()
-    const read = (name: string) => {
-      const entry = entries.find((candidate) => candidate.filename === name)
-      if (!entry || entry.directory) throw new Error(`no ${name} in ${path}`)
-      return entry.getData(new TextWriter(), {checkSignature: true})
-    }
-    return {apiKey: await read('api_key.txt'), serverCert: await read('server.cert')}
-  } finally {
-    await reader.close()
-  }
 }
 
 function expectNoSecrets(texts: string[], secrets: string[]) {
