@@ -29,6 +29,8 @@ export const ZIPCRYPTO_WARNING =
   'ZipCrypto is weak: a token is a JWT, whose first bytes (eyJ0eXAiOiJKV1Qi…) every attacker knows, and that is enough known plaintext to recover the keys of a ZipCrypto archive without the password. Deliver these bundles only over channels you trust; see docs/security-model.md.'
 
 export type BundleOptions = {
+  /** --allow-cert-host-mismatch: bundle with a certificate whose CN is not the site's host (a warning, not exit 15). */
+  allowCertHostMismatch?: boolean
   /** Default: `bundles/` inside the run folder. */
   bundleDir?: string
   /** Base URL of the site: the host the certificate's CN is checked against (default: the run's site). */
@@ -94,11 +96,13 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
   const host = (options.ckanUrl ?? new URL(run.meta.site.ckanUrl)).hostname.replace(/^\[|\]$/g, '')
   const certificate: ServerCert =
     'file' in options.serverCert
-      ? await readServerCert(options.serverCert.file, host)
+      ? await readServerCert(options.serverCert.file, host, {allowHostMismatch: options.allowCertHostMismatch})
       : await fetchServerCert({
+          allowHostMismatch: options.allowCertHostMismatch,
           ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
           signal: options.signal,
           timeoutMs: options.serverCert.timeoutMs,
+          ...(options.ckanUrl ? {} : {urlFrom: "the run's site, from run.json"}),
         })
   for (const message of certificate.warnings) warn(message)
 
