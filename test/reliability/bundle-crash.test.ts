@@ -1,10 +1,10 @@
 import {parse} from 'csv-parse/sync'
 import {watch} from 'node:fs'
-import {readdir, readFile} from 'node:fs/promises'
+import {copyFile, readdir, readFile, rename, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {runCli} from '../helpers/run-cli.js'
+import {runCli, runCliJson} from '../helpers/run-cli.js'
 import {runCliChild} from '../helpers/run-cli-child.js'
 import {type FixtureRun, makeCertificate, makeRun, zipJsRead} from '../lib/bundle/bundle-fixtures.js'
 
@@ -82,4 +82,43 @@ describe('bundle --force after kill -9', () => {
     const left = (await readdir(bundleDir)).filter((name) => !isBundle(name) && name !== 'passwords.csv')
     expect(left, 'temporary files left behind').toEqual([])
   }, 240_000)
+})
+
+describe('bundle after a run killed mid-commit', () => {
+  it('puts in place a staged bundle whose password passwords.csv already holds, and removes every other temporary file', async () => {
+    const fixture = await makeRun([{name: 'alice'}, {name: 'bob'}, {name: 'carol'}])
+    const {certPath} = await makeCertificate('dcor.example.org')
+    const args = ['bundle', '--out', fixture.path, '--server-cert', certPath]
+    expect((await runCli(args)).exitCode).toBe(0)
+    const bundleDir = join(fixture.path, 'bundles')
+    const csv = await readFile(join(bundleDir, 'passwords.csv'))
+    const at = (name: string) => join(bundleDir, name)
+    // Killed after passwords.csv named alice's new bundle, before its rename: only the staged copy is left.
+    await rename(at('alice.dcor-access'), at('.alice.dcor-access.0123456789ab.staged'))
+    // A staged bundle whose password never reached passwords.csv (it holds bob's bundle, not carol's password).
+    await rename(at('carol.dcor-access'), at('.carol.dcor-access.456789abcdef.partial'))
+    await copyFile(at('bob.dcor-access'), at('.carol.dcor-access.abcdef012345.staged'))
+    // A staged bundle beside the bundle it was to replace, and a half-written passwords.csv.
+    await copyFile(at('bob.dcor-access'), at('.bob.dcor-access.fedcba987654.staged'))
+    await writeFile(at('.passwords.csv.00000000000a.partial'), 'user,email,fi')
+
+    const rerun = await runCliJson<{bundles: Array<{outcome: string; userName: string}>}>(args)
+    expect(rerun.exitCode, rerun.stderr).toBe(0)
+    expect(rerun.json.result!.bundles.map((bundle) => `${bundle.userName}:${bundle.outcome}`)).toEqual([
+      'alice:kept',
+      'bob:kept',
+      'carol:written',
+    ])
+    expect((await readdir(bundleDir)).sort()).toEqual([
+      'alice.dcor-access',
+      'bob.dcor-access',
+      'carol.dcor-access',
+      'passwords.csv',
+    ])
+    expect(await expectEveryBundleOpens(fixture, bundleDir, 'after the cleanup')).toBe(3)
+    const rows = parse(await readFile(join(bundleDir, 'passwords.csv')), {bom: true, columns: true}) as Row[]
+    const before = parse(csv, {bom: true, columns: true}) as Row[]
+    for (const user of ['alice', 'bob'])
+      expect(rows.find((row) => row.user === user)!.password).toBe(before.find((row) => row.user === user)!.password)
+  })
 })
