@@ -153,10 +153,13 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
       await run.record({command: 'bundle', dryRun: false, kind: 'run-started'})
     }
     const limit = pLimit(CONCURRENCY)
-    await Promise.all(
+    // After a failure the queued bundles are skipped, and the ones in flight finish before the
+    // commit below: nothing is staged once the store is finished.
+    let failed = false
+    const settled = await Promise.allSettled(
       selected.map((token) =>
         limit(async () => {
-          if (options.signal?.aborted) return
+          if (options.signal?.aborted || failed) return
           const file = fileOf(token.userName)
           const path = join(bundleDir, file)
           const listed = previous.get(neutraliseCell(token.userName))
@@ -188,9 +191,14 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
           }
           outcomes.push({file, outcome, userName: token.userName})
           options.progress?.advance(1)
+        }).catch((error: unknown) => {
+          failed = true
+          throw error
         }),
       ),
     )
+    const failure = settled.find((result) => result.status === 'rejected')
+    if (failure) throw failure.reason
   } finally {
     // Even after a failure or Ctrl-C, the bundles staged so far are committed with their passwords.
     if (store) {
