@@ -14,6 +14,11 @@ AES-256 (the default) opens in 7-Zip and most archive tools; DCOR-Aid and dclab 
     '<%= config.bin %> <%= command.id %> --out run-2026-11 --server-cert server.pem --users alice,bob --password-file chosen-passwords.csv',
   ]
   static override flags = {
+    'allow-cert-host-mismatch': Flags.boolean({
+      default: false,
+      summary:
+        "Bundle even though the certificate's CN is not the site's host (DCOR-Aid then connects users to the CN). Without it: exit 15.",
+    }),
     'bundle-dir': Flags.string({
       summary: 'Folder for the bundles and passwords.csv (created 0700). Default: bundles/ inside --out.',
     }),
@@ -59,6 +64,7 @@ AES-256 (the default) opens in 7-Zip and most archive tools; DCOR-Aid and dclab 
   async run(): Promise<BundleResult> {
     const {flags} = await this.parse(Bundle)
     const result = await bundleAccess({
+      allowCertHostMismatch: flags['allow-cert-host-mismatch'],
       bundleDir: flags['bundle-dir'],
       ckanUrl: flags['ckan-url'],
       database: {ckanIni: flags['ckan-ini'], databaseUrl: flags['database-url']},

@@ -1,4 +1,3 @@
-import {configure, TextWriter, Uint8ArrayReader, ZipReader} from '@zip.js/zip.js'
 import {parse} from 'csv-parse/sync'
 import {execFile} from 'node:child_process'
 import {existsSync} from 'node:fs'
@@ -8,9 +7,14 @@ import {promisify} from 'node:util'
 import {describe, expect, it} from 'vitest'
 
 import {runCli, runCliJson} from '../helpers/run-cli.js'
-import {makeCertificate, makeRun, pythonRead, temporaryFolder, writeText} from '../lib/bundle/bundle-fixtures.js'
-
-configure({useWebWorkers: false})
+import {
+  makeCertificate,
+  makeRun,
+  pythonRead,
+  temporaryFolder,
+  writeText,
+  zipJsRead,
+} from '../lib/bundle/bundle-fixtures.js'
 
 type Row = {email: string; file: string; password: string; user: string}
 type Result = {
@@ -29,21 +33,6 @@ function passwordOf(rows: Row[], user: string): string {
   const row = rows.find((candidate) => candidate.user === user)
   if (!row) throw new Error(`no passwords.csv row for ${user}`)
   return row.password
-}
-
-async function zipJsRead(path: string, password: string) {
-  const reader = new ZipReader(new Uint8ArrayReader(await readFile(path)), {password})
-  try {
-    const entries = await reader.getEntries()
-    const read = (name: string) => {
-      const entry = entries.find((candidate) => candidate.filename === name)
-      if (!entry || entry.directory) throw new Error(`no ${name} in ${path}`)
-      return entry.getData(new TextWriter(), {checkSignature: true})
-    }
-    return {apiKey: await read('api_key.txt'), serverCert: await read('server.cert')}
-  } finally {
-    await reader.close()
-  }
 }
 
 function expectNoSecrets(texts: string[], secrets: string[]) {
@@ -221,7 +210,7 @@ describe('bundle: --password-file', () => {
   })
 })
 
-describe('bundle: --fetch-cert', () => {
+describe('bundle: the server certificate (--fetch-cert, --server-cert)', () => {
   async function tlsServer(cn: string) {
     const {createServer} = await import('node:tls')
     const made = await makeCertificate(cn, 'DNS:localhost,IP:127.0.0.1')
@@ -232,7 +221,7 @@ describe('bundle: --fetch-cert', () => {
     return {cert: made.cert, port: (server.address() as {port: number}).port}
   }
 
-  it('takes the chain from the TLS handshake and warns when the CN is not the host', async () => {
+  it('takes the chain from the TLS handshake, and refuses it (exit 15) when its CN is not the host', async () => {
     const {cert, port} = await tlsServer('localhost')
     const fixture = await makeRun(USERS, `https://localhost:${port}`)
     const matching = await runCliJson<Result>(['bundle', '--out', fixture.path, '--fetch-cert', '--users', 'alice'])
@@ -255,10 +244,60 @@ describe('bundle: --fetch-cert', () => {
       '--users',
       'bob',
     ])
-    expect(mismatch.exitCode).toBe(0)
-    expect(mismatch.stderr.replaceAll(/\s+›?\s*/g, ' ')).toMatch(
-      /CN is "localhost", not 127\.0\.0\.1 \(its SAN matches, but DCOR-Aid reads only the CN\)/,
+    expect(mismatch.exitCode).toBe(15)
+    expect(mismatch.error?.message).toMatch(
+      /^The server certificate's CN is "localhost", not 127\.0\.0\.1 \(its SAN matches, but DCOR-Aid reads only the CN\): DCOR-Aid takes the server from the CN, so these bundles would send users to localhost$/,
     )
+    expect((mismatch.error as {suggestions?: string[]}).suggestions?.join(' ')).toMatch(/--allow-cert-host-mismatch/)
+    expect(passwordOf(await passwords(matching.json.result!.bundleDir), 'alice')).toBeTruthy()
+    expect((await passwords(matching.json.result!.bundleDir)).map((row) => row.user)).toEqual(['alice'])
+  })
+
+  it('refuses a certificate for another host (exit 15, nothing written) unless --allow-cert-host-mismatch says it is meant', async () => {
+    const fixture = await makeRun(USERS, 'https://data.example.org')
+    const {certPath} = await makeCertificate('dcor.example.org')
+    const args = ['bundle', '--out', fixture.path, '--server-cert', certPath]
+    for (const extra of [[], ['--dry-run']]) {
+      const refused = await runCliJson([...args, ...extra])
+      expect(refused.exitCode).toBe(15)
+      expect(refused.json.error!.message).toBe(
+        `The server certificate's CN is "dcor.example.org", not data.example.org: DCOR-Aid takes the server from the CN, so these bundles would send users to dcor.example.org`,
+      )
+      expect(refused.json.error!.suggestion).toMatch(/--allow-cert-host-mismatch only if users really connect to/)
+      expect(existsSync(join(fixture.path, 'bundles'))).toBe(false)
+    }
+
+    const allowed = await runCliJson<Result>([...args, '--allow-cert-host-mismatch'])
+    expect(allowed.exitCode).toBe(0)
+    expect(allowed.json.result!.counts).toEqual({kept: 0, total: 3, written: 3})
+    expect(allowed.json.warnings.join('\n')).toMatch(
+      /CN is "dcor\.example\.org", not data\.example\.org: with --allow-cert-host-mismatch, these bundles send users to dcor\.example\.org/,
+    )
+  })
+
+  it('exits 7 with one line saying http:// has no certificate to fetch', async () => {
+    const fixture = await makeRun(USERS, 'http://127.0.0.1:5000')
+    const fromRun = await runCliJson(['bundle', '--out', fixture.path, '--fetch-cert'])
+    expect(fromRun.exitCode).toBe(7)
+    expect(fromRun.json.error!.message).toBe(
+      "--fetch-cert: http://127.0.0.1:5000 (the run's site, from run.json) is plain http://, which has no TLS certificate to fetch",
+    )
+    expect(fromRun.json.error!.suggestion).toMatch(
+      /--ckan-url with the site's https:\/\/ address, or --server-cert FILE/,
+    )
+    const given = await runCli([
+      'bundle',
+      '--out',
+      fixture.path,
+      '--fetch-cert',
+      '--ckan-url',
+      'http://ckan.example.org/',
+    ])
+    expect(given.exitCode).toBe(7)
+    expect(given.error?.message).toBe(
+      '--fetch-cert: http://ckan.example.org is plain http://, which has no TLS certificate to fetch',
+    )
+    expect(existsSync(join(fixture.path, 'bundles'))).toBe(false)
   })
 
   it('exits 3 with one line when the host cannot be reached', async () => {

@@ -3,7 +3,6 @@ import {readFile} from 'node:fs/promises'
 
 import {encryptedZip, type ZipEncryption} from './encrypted-zip.js'
 import {Secret} from '../secret.js'
-import {writeFileAtomically, writeSecretFile} from '../fs/secret-file.js'
 
 /** The two members DCOR-Aid and dclab read (`zipfile.ZipFile(path).read(name, pwd=…)`), at the archive root. */
 export const API_KEY_MEMBER = 'api_key.txt'
@@ -11,27 +10,20 @@ export const SERVER_CERT_MEMBER = 'server.cert'
 
 export type AccessBundleEncryption = ZipEncryption
 
-export type WriteAccessBundleOptions = {
+export type AccessBundleParts = {
   encryption: AccessBundleEncryption
-  /**
-   * For batches: the caller has made the folder 0700 and fsyncs it once after the batch (before it
-   * records the passwords), so each bundle skips the folder setup and the folder fsync. The bundle
-   * itself is still written 0600 to a temporary file, fsync'd and renamed into place.
-   */
-  folderReady?: boolean
   password: Secret
-  path: string
   serverCertPem: string
   token: Secret
 }
 
 /**
- * Writes one `.dcor-access` bundle: an encrypted ZIP holding `api_key.txt` (the token and a
+ * The bytes of one `.dcor-access` bundle: an encrypted ZIP holding `api_key.txt` (the token and a
  * newline) and `server.cert` (PEM), both encrypted (so nobody can swap the pinned certificate
- * without the password), written 0600 in a 0700 folder, atomically.
+ * without the password). StagedBundles puts them on disk (0600, 0700 folder, durably).
  */
-export async function writeAccessBundle(options: WriteAccessBundleOptions): Promise<void> {
-  const archive = await encryptedZip(
+export async function encodeAccessBundle(options: AccessBundleParts): Promise<Uint8Array> {
+  return encryptedZip(
     [
       {data: Buffer.from(`${options.token.reveal()}\n`, 'utf8'), name: API_KEY_MEMBER},
       {data: Buffer.from(options.serverCertPem, 'utf8'), name: SERVER_CERT_MEMBER},
@@ -39,9 +31,6 @@ export async function writeAccessBundle(options: WriteAccessBundleOptions): Prom
     options.password,
     options.encryption,
   )
-  // With folderReady the caller made the folder private and fsyncs it once for many bundles.
-  if (options.folderReady) await writeFileAtomically(options.path, archive, 0o600, {syncFolder: false})
-  else await writeSecretFile(options.path, archive)
 }
 
 export type AccessBundleContents = {

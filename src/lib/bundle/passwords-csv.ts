@@ -1,6 +1,7 @@
 import {readFile} from 'node:fs/promises'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {writeCsvReport} from '../fs/csv-report.js'
 import type {RunToken} from '../run/run-folder.js'
 import {fingerprintOf, Secret} from '../secret.js'
 import {parseCsv} from './passwords.js'
@@ -63,6 +64,25 @@ export async function readPasswordsCsv(path: string): Promise<Map<string, Passwo
     result.set(user, {email, file, password: new Secret(password), user})
   }
   return result
+}
+
+/**
+ * Replaces passwords.csv (0600, atomically and durably: see writeDurably) with these rows, sorted
+ * by user. Rows read back are already formula-neutralised, and neutralising is idempotent, so they
+ * survive unchanged.
+ */
+export async function writePasswordsCsv(path: string, rows: Iterable<PasswordRow>): Promise<void> {
+  const sorted = [...rows].sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
+  await writeCsvReport(
+    path,
+    [
+      {header: 'user', value: (row: PasswordRow) => row.user},
+      {header: 'email', value: (row: PasswordRow) => row.email},
+      {header: 'file', value: (row: PasswordRow) => row.file},
+      {header: 'password', value: (row: PasswordRow) => row.password.reveal()},
+    ],
+    sorted,
+  )
 }
 
 function damaged(path: string, cause: unknown): MigrateError {

@@ -75,8 +75,17 @@ export function parseServerCertPem(text: string, source: string): X509Certificat
   return certificates
 }
 
-/** Reads --server-cert FILE. */
-export async function readServerCert(path: string, host: string | undefined): Promise<ServerCert> {
+export type HostCheck = {
+  /** --allow-cert-host-mismatch: a CN other than the host is intended (a warning, not a refusal). */
+  allowHostMismatch?: boolean
+}
+
+/** Reads --server-cert FILE; refuses (exit 15) a certificate whose CN is not `host`, unless allowed. */
+export async function readServerCert(
+  path: string,
+  host: string | undefined,
+  check: HostCheck = {},
+): Promise<ServerCert> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
@@ -87,7 +96,7 @@ export async function readServerCert(path: string, host: string | undefined): Pr
       error,
     )
   }
-  return describeChain(parseServerCertPem(text, path), path, host)
+  return describeChain(parseServerCertPem(text, path), path, host, [], check)
 }
 
 /** The subject CN of a certificate, if it has one. */
@@ -96,18 +105,34 @@ export function commonNameOf(certificate: X509Certificate): string | undefined {
   return undefined
 }
 
+/**
+ * DCOR-Aid takes the server's host from the first certificate's subject CN, so a CN other than the
+ * host users connect to sends every bundle's user elsewhere: refused with exit 15 (tlsFailure, "a
+ * certificate for another host"), or a warning with --allow-cert-host-mismatch.
+ */
 function describeChain(
   certificates: X509Certificate[],
   source: string,
   host: string | undefined,
-  warnings: string[] = [],
+  warnings: string[],
+  check: HostCheck,
 ): ServerCert {
   const first = certificates[0]!
   const cn = commonNameOf(first)
   if (host !== undefined && cn?.toLowerCase() !== host.toLowerCase()) {
     const sanMatches = (isIP(host) ? first.checkIP(host) : first.checkHost(host)) !== undefined
+    const mismatch = `The server certificate's CN is ${cn === undefined ? 'missing' : JSON.stringify(cn)}, not ${host}${sanMatches ? ' (its SAN matches, but DCOR-Aid reads only the CN)' : ''}`
+    if (!check.allowHostMismatch) {
+      throw new MigrateError(
+        `${mismatch}: DCOR-Aid takes the server from the CN, so these bundles would send users ${cn === undefined ? 'nowhere' : `to ${cn}`}`,
+        {
+          exitCode: EXIT_CODES.tlsFailure,
+          suggestion: `Pass the certificate whose CN is ${host} (or --ckan-url with the host users connect to); add --allow-cert-host-mismatch only if ${cn === undefined ? 'that is intended' : `users really connect to ${cn}`}.`,
+        },
+      )
+    }
     warnings.push(
-      `The server certificate's CN is ${cn === undefined ? 'missing' : JSON.stringify(cn)}, not ${host}${sanMatches ? ' (its SAN matches, but DCOR-Aid reads only the CN)' : ''}: DCOR-Aid derives the server from the CN, so these bundles would point users elsewhere.`,
+      `${mismatch}: with --allow-cert-host-mismatch, these bundles send users ${cn === undefined ? 'to no host DCOR-Aid can use' : `to ${cn}`}.`,
     )
   }
   const now = Date.now()
@@ -123,10 +148,12 @@ function describeChain(
   }
 }
 
-export type FetchServerCertOptions = {
+export type FetchServerCertOptions = HostCheck & {
   ckanUrl: URL
   signal?: AbortSignal
   timeoutMs: number
+  /** Where ckanUrl came from when the user did not give it (e.g. "the run's site, from run.json"). */
+  urlFrom?: string
 }
 
 /**
@@ -137,9 +164,11 @@ export type FetchServerCertOptions = {
 export async function fetchServerCert(options: FetchServerCertOptions): Promise<ServerCert> {
   const {ckanUrl} = options
   if (ckanUrl.protocol !== 'https:') {
+    // Exit 7 (bad input: the flags ask for something that does not exist), not 15: no TLS was tried.
+    const scheme = ckanUrl.protocol.replace(/:$/, '')
     throw badCert(
-      `--fetch-cert needs an https:// --ckan-url, not ${ckanUrl.protocol}//`,
-      'Pass the https:// address of the site, or --server-cert FILE.',
+      `--fetch-cert: ${ckanUrl.origin}${options.urlFrom ? ` (${options.urlFrom})` : ''} is plain ${scheme}://, which has no TLS certificate to fetch`,
+      "Pass --ckan-url with the site's https:// address, or --server-cert FILE with the certificate users should pin (DCOR-Aid connects over HTTPS only).",
     )
   }
   const host = ckanUrl.hostname.replace(/^\[|\]$/g, '')
@@ -198,7 +227,7 @@ export async function fetchServerCert(options: FetchServerCertOptions): Promise<
       `No trusted CA vouches for the certificate of ${where} (${authorizationError}); check its SHA-256 fingerprint ${chain[0]!.fingerprint256} against the server before sending bundles.`,
     )
   }
-  return describeChain(chain, `TLS handshake with ${where}`, host, warnings)
+  return describeChain(chain, `TLS handshake with ${where}`, host, warnings, options)
 }
 
 function unreachable(where: string, reason: string, cause: unknown): MigrateError {

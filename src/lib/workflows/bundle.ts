@@ -4,17 +4,18 @@ import pLimit from 'p-limit'
 
 import type {Progress} from '../progress.js'
 import {generatePassword, readPasswordFile} from '../bundle/passwords.js'
-import {PASSWORDS_FILE, type PasswordRow, peopleTokens, readPasswordsCsv} from '../bundle/passwords-csv.js'
+import {PASSWORDS_FILE, peopleTokens, readPasswordsCsv} from '../bundle/passwords-csv.js'
 import {fetchServerCert, readServerCert, type ServerCert} from '../bundle/server-cert.js'
 import {readSitePeople} from '../site/site-people.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {
   type AccessBundleEncryption,
   BundleReadError,
+  encodeAccessBundle,
   readAccessBundle,
-  writeAccessBundle,
 } from '../bundle/bundle-writer.js'
-import {neutraliseCell, writeCsvReport} from '../fs/csv-report.js'
+import {recoverBundleDir, StagedBundles, temporaryFileTarget} from '../bundle/staged-bundles.js'
+import {neutraliseCell} from '../fs/csv-report.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
 import {safeFileNames} from '../fs/safe-file-name.js'
 import {ensureFolderForSecrets, syncFolder} from '../fs/secret-file.js'
@@ -28,6 +29,8 @@ export const ZIPCRYPTO_WARNING =
   'ZipCrypto is weak: a token is a JWT, whose first bytes (eyJ0eXAiOiJKV1Qi…) every attacker knows, and that is enough known plaintext to recover the keys of a ZipCrypto archive without the password. Deliver these bundles only over channels you trust; see docs/security-model.md.'
 
 export type BundleOptions = {
+  /** --allow-cert-host-mismatch: bundle with a certificate whose CN is not the site's host (a warning, not exit 15). */
+  allowCertHostMismatch?: boolean
   /** Default: `bundles/` inside the run folder. */
   bundleDir?: string
   /** Base URL of the site: the host the certificate's CN is checked against (default: the run's site). */
@@ -93,11 +96,13 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
   const host = (options.ckanUrl ?? new URL(run.meta.site.ckanUrl)).hostname.replace(/^\[|\]$/g, '')
   const certificate: ServerCert =
     'file' in options.serverCert
-      ? await readServerCert(options.serverCert.file, host)
+      ? await readServerCert(options.serverCert.file, host, {allowHostMismatch: options.allowCertHostMismatch})
       : await fetchServerCert({
+          allowHostMismatch: options.allowCertHostMismatch,
           ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
           signal: options.signal,
           timeoutMs: options.serverCert.timeoutMs,
+          ...(options.ckanUrl ? {} : {urlFrom: "the run's site, from run.json"}),
         })
   for (const message of certificate.warnings) warn(message)
 
@@ -138,16 +143,23 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
     await prepareBundleDir(bundleDir)
     await run.lock('bundle')
   }
-  const rows = new Map<string, PasswordRow>()
   const outcomes: BundleOutcome[] = []
-  let written = 0
+  let store: StagedBundles | undefined
   try {
-    if (!options.dryRun) await run.record({command: 'bundle', dryRun: false, kind: 'run-started'})
+    if (!options.dryRun) {
+      // A killed run's staged bundles: renamed into place if passwords.csv has their password, else removed.
+      await recoverBundleDir(bundleDir, options.suffix, previous)
+      store = new StagedBundles(bundleDir, passwordsFile, previous)
+      await run.record({command: 'bundle', dryRun: false, kind: 'run-started'})
+    }
     const limit = pLimit(CONCURRENCY)
-    await Promise.all(
+    // After a failure the queued bundles are skipped, and the ones in flight finish before the
+    // commit below: nothing is staged once the store is finished.
+    let failed = false
+    const settled = await Promise.allSettled(
       selected.map((token) =>
         limit(async () => {
-          if (options.signal?.aborted) return
+          if (options.signal?.aborted || failed) return
           const file = fileOf(token.userName)
           const path = join(bundleDir, file)
           const listed = previous.get(neutraliseCell(token.userName))
@@ -162,41 +174,46 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
           let outcome: BundleOutcome['outcome']
           if (upToDate) {
             outcome = options.dryRun ? 'would-keep' : 'kept'
-            rows.set(token.userName, {email, file, password: listed.password, user: token.userName})
-          } else if (options.dryRun) {
+            store?.keep({email, file, password: listed.password, user: token.userName})
+          } else if (options.dryRun || !store) {
             outcome = 'would-write'
           } else {
             const password = supplied?.passwords.get(token.userName) ?? generatePassword()
-            await writeAccessBundle({
+            const bytes = await encodeAccessBundle({
               encryption: options.encryption,
-              folderReady: true,
               password,
-              path,
               serverCertPem: certificate.pem,
               token: token.token,
             })
-            rows.set(token.userName, {email, file, password, user: token.userName})
-            written += 1
+            // Staged now; in place only once passwords.csv holds its password (StagedBundles).
+            await store.stage({email, file, password, user: token.userName}, bytes)
             outcome = 'written'
           }
-          const result = {file, outcome, userName: token.userName}
-          outcomes.push(result)
+          outcomes.push({file, outcome, userName: token.userName})
           options.progress?.advance(1)
+        }).catch((error: unknown) => {
+          failed = true
+          throw error
         }),
       ),
     )
+    const failure = settled.find((result) => result.status === 'rejected')
+    if (failure) throw failure.reason
   } finally {
-    // Even after a failure or Ctrl-C, the passwords of the bundles written so far are saved.
-    if (!options.dryRun) {
+    // Even after a failure or Ctrl-C, the bundles staged so far are committed with their passwords.
+    if (store) {
       try {
-        // One folder fsync makes every renamed bundle durable before passwords.csv names them.
+        await store.finish()
+        // The last renames, durable.
         await syncFolder(bundleDir)
-        if (written > 0 || rows.size > 0) await savePasswords(passwordsFile, previous, rows)
       } finally {
         await run.unlock()
       }
+    } else if (!options.dryRun) {
+      await run.unlock()
     }
   }
+  const written = store?.committed ?? 0
   if (options.signal?.aborted) {
     throw new MigrateError(`Interrupted after ${written} bundle(s); their passwords are in ${passwordsFile}`, {
       exitCode: EXIT_CODES.interrupted,
@@ -337,7 +354,10 @@ async function checkBundleDir(path: string, suffix: string): Promise<void> {
   }
   if ((info.mode & 0o077) !== 0) {
     const others = (await readdir(path)).filter(
-      (name) => name !== PASSWORDS_FILE && !(suffix !== '' && name.endsWith(suffix)),
+      (name) =>
+        name !== PASSWORDS_FILE &&
+        !(suffix !== '' && name.endsWith(suffix)) &&
+        temporaryFileTarget(name, suffix) === undefined,
     )
     if (others.length > 0) {
       throw new MigrateError(
@@ -366,28 +386,4 @@ async function readEmails(database: BundleOptions['database'], tokens: RunToken[
     tokens.map((token) => token.userId),
   )
   return new Map([...people].filter(([, person]) => person.email).map(([id, person]) => [id, person.email!]))
-}
-
-/**
- * Writes passwords.csv: this run's rows, plus earlier rows of users this run did not touch. Rows read
- * back are already formula-neutralised, and neutralising is idempotent, so they survive unchanged.
- */
-async function savePasswords(
-  path: string,
-  previous: Map<string, PasswordRow>,
-  rows: Map<string, PasswordRow>,
-): Promise<void> {
-  const touched = new Set([...rows.keys()].map((user) => neutraliseCell(user)))
-  const merged = [...[...previous.values()].filter((row) => !touched.has(row.user)), ...rows.values()]
-  merged.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
-  await writeCsvReport(
-    path,
-    [
-      {header: 'user', value: (row: PasswordRow) => row.user},
-      {header: 'email', value: (row: PasswordRow) => row.email},
-      {header: 'file', value: (row: PasswordRow) => row.file},
-      {header: 'password', value: (row: PasswordRow) => row.password.reveal()},
-    ],
-    merged,
-  )
 }

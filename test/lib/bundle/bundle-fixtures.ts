@@ -1,6 +1,7 @@
+import {configure, TextWriter, Uint8ArrayReader, ZipReader} from '@zip.js/zip.js'
 import {execFile} from 'node:child_process'
 import {randomBytes, randomUUID} from 'node:crypto'
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -93,7 +94,6 @@ export async function makeCertificate(
     '-addext',
     `subjectAltName=${san}`,
   ])
-  const {readFile} = await import('node:fs/promises')
   return {cert: await readFile(certPath, 'utf8'), certPath, key: await readFile(keyPath, 'utf8'), keyPath}
 }
 
@@ -126,4 +126,21 @@ except Exception as error:
 export async function writeText(path: string, text: string): Promise<string> {
   await writeFile(path, text, {mode: 0o600})
   return path
+}
+
+/** Opens a bundle with zip.js (independent of the bundle writer), checking each member's signature. */
+export async function zipJsRead(path: string, password: string): Promise<{apiKey: string; serverCert: string}> {
+  configure({useWebWorkers: false})
+  const reader = new ZipReader(new Uint8ArrayReader(await readFile(path)), {password})
+  try {
+    const entries = await reader.getEntries()
+    const read = (name: string) => {
+      const entry = entries.find((candidate) => candidate.filename === name)
+      if (!entry || entry.directory) throw new Error(`no ${name} in ${path}`)
+      return entry.getData(new TextWriter(), {checkSignature: true})
+    }
+    return {apiKey: await read('api_key.txt'), serverCert: await read('server.cert')}
+  } finally {
+    await reader.close()
+  }
 }

@@ -14,8 +14,12 @@ describe('server certificate', () => {
     expect(read.subject.cn).toBe('dcor.example.org')
     expect(read.pem).toBe(`${server.cert}${other.cert}`)
     expect(read.warnings).toEqual([])
-    const elsewhere = await readServerCert(path, 'data.example.org')
-    expect(elsewhere.warnings.join('\n')).toMatch(/CN is "dcor\.example\.org", not data\.example\.org/)
+    await expect(readServerCert(path, 'data.example.org')).rejects.toMatchObject({
+      exitCode: 15,
+      message: expect.stringMatching(/CN is "dcor\.example\.org", not data\.example\.org/),
+    })
+    const allowed = await readServerCert(path, 'data.example.org', {allowHostMismatch: true})
+    expect(allowed.warnings.join('\n')).toMatch(/CN is "dcor\.example\.org", not data\.example\.org/)
   })
 
   it('refuses private keys, damaged blocks and non-PEM text', async () => {
