@@ -176,6 +176,38 @@ describe('rewrite-config runs that meet on one ckan.ini', () => {
     expect(ini.get('ckanext.xloader.api_token')).toBeDefined()
   })
 
+  it('keeps the token a written file holds and revokes only the one no file got', async () => {
+    const site = await startTestSite({apiTokenLines: false, users: 4, version: '2.9'})
+    const dir = await tempDir()
+    const out = join(dir, 'run')
+    // A chain: the top file overrides nothing; ckan.ini (the base) holds the xloader key with a
+    // legacy key, so xloader's token goes there and datapusher's into the top file, written first.
+    const base = await readFile(site.ckanIni, 'utf8')
+    await writeFile(
+      site.ckanIni,
+      base.replace('[app:main]\n', '[app:main]\nckanext.xloader.api_token = 0b6b3a42-1e36-4c8b-9d55-5f2b1c3f0a11\n'),
+    )
+    const top = join(dir, 'top.ini')
+    await writeFile(top, `[app:main]\nuse = config:${site.ckanIni}\n`)
+    const before = await apiTokens(site)
+    const error = await rewriteServiceConfigs({
+      ...apiOptions(site, out),
+      ckanIniPath: top,
+      async onBeforeReplace(path) {
+        if (path === site.ckanIni) await writeFile(path, '# edited by someone else\n', {flag: 'a'})
+      },
+    }).catch((error_: unknown) => error_)
+    expect(error).toMatchObject({exitCode: 14})
+    const {suggestion} = error as {suggestion: string}
+    expect(suggestion).toContain(
+      'The tokens for datapusher are in a written file: a rerun with the same --out reuses them.',
+    )
+    expect(suggestion).toContain('The 1 token(s) this run had made were revoked.')
+    const live = (await apiTokens(site)).filter((row) => !before.some((old) => old.id === row.id))
+    expect(live.map((row) => row.name)).toEqual([expect.stringContaining('ckan-migrate datapusher ')])
+    expect(await readFile(top, 'utf8')).toContain('ckan.datapusher.api_token = ')
+  })
+
   it('names the tokens it could not revoke and the commands that revoke them', async () => {
     const site = await startTestSite({apiTokenLines: false, users: 4, version: '2.9'})
     const out = join(await tempDir(), 'run')
