@@ -9,9 +9,10 @@ import type {ConfigFile} from './config-file-writer.js'
  * admin: only they know which account CKAN runs as.
  *
  * Who reads what (docs/security-model.md, "Config files"): CKAN's own uWSGI config runs the web
- * app and the workers as www-data (ckan/ckan `ckan-uwsgi.ini`: `uid = www-data`, `guid = www-data`;
- * the package install's supervisor configs too); a source install may run as the virtualenv's
- * owner. Docker env files are read by `docker compose` as the user who runs it, not by CKAN.
+ * app as www-data (ckan/ckan `ckan-uwsgi.ini`: `uid = www-data`, `guid = www-data`) and its job
+ * worker too (`ckan/config/supervisor-ckan-worker.conf`: `user=www-data`); a source install may
+ * run as the virtualenv's owner. Docker env files are read by `docker compose` as the user who
+ * runs it, not by CKAN.
  */
 export async function exposureWarning(
   file: Pick<ConfigFile, 'gid' | 'givenPath' | 'mode' | 'uid'>,
