@@ -13,7 +13,7 @@ export const EXIT_CODES = {
   ckanUnreachable: 3,
   /** CKAN answered but refused: bad or non-sysadmin credential, unknown user, server errors. */
   ckanRejected: 4,
-  /** The run folder (--out) belongs to another site or run, or is locked by another process. */
+  /** The run folder (--out) belongs to another site or run, or is locked by another process (as is a config file rewrite-config edits). */
   runConflict: 5,
   /** `verify` found tokens that do not work (or legacy keys that still do, with --legacy); `backup --verify` found a damaged backup. */
   verificationFailed: 6,

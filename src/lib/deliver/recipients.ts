@@ -2,7 +2,7 @@ import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {parseCsv} from '../bundle/passwords.js'
-import {checkUserNames, SKIP_REASONS} from '../site/user-selection.js'
+import {describeUserNames, namedUsers, SKIP_REASONS} from '../site/user-selection.js'
 import {readSitePeople} from '../site/site-people.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {neutraliseCell} from '../fs/csv-report.js'
@@ -64,12 +64,11 @@ export function normaliseAddress(address: string): string {
 export async function planRecipients(options: RecipientOptions): Promise<RecipientPlan> {
   let names: string[]
   if (options.users && options.users.length > 0) {
-    names = [...new Set(options.users.map((user) => user.trim()).filter((user) => user !== ''))]
-    checkUserNames(names, '--users')
+    names = namedUsers(options.users)
     const unknown = names.filter((name) => !options.tokens.has(name))
     if (unknown.length > 0) {
       throw new MigrateError(
-        `${unknown.length} user(s) given with --users have no token in this run: ${listNames(unknown)}`,
+        `${unknown.length} user(s) given with --users have no token in this run: ${describeUserNames(unknown)}`,
         {
           exitCode: EXIT_CODES.badInput,
           suggestion: 'Check the names (CKAN user names, not display names).',
@@ -141,7 +140,7 @@ export async function planRecipients(options: RecipientOptions): Promise<Recipie
   )
   if (same.length > 0) {
     throw new MigrateError(
-      `--contacts gives ${same.length} user(s) the bundle's own address for the password: ${listNames(same.map((recipient) => recipient.userName))}`,
+      `--contacts gives ${same.length} user(s) the bundle's own address for the password: ${describeUserNames(same.map((recipient) => recipient.userName))}`,
       {
         exitCode: EXIT_CODES.badInput,
         suggestion: `The password must travel by another channel: give a different address in column ${JSON.stringify(options.contacts!.column)}, or leave it empty (the password then goes only to the CSV).`,
@@ -151,7 +150,7 @@ export async function planRecipients(options: RecipientOptions): Promise<Recipie
   const badSecond = recipients.filter((recipient) => recipient.passwordTo && !ADDRESS.test(recipient.passwordTo))
   if (badSecond.length > 0) {
     throw new MigrateError(
-      `--contacts column ${JSON.stringify(options.contacts!.column)} holds an address a mail server would refuse for ${listNames(badSecond.map((recipient) => recipient.userName))}`,
+      `--contacts column ${JSON.stringify(options.contacts!.column)} holds an address a mail server would refuse for ${describeUserNames(badSecond.map((recipient) => recipient.userName))}`,
       {exitCode: EXIT_CODES.badInput, suggestion: 'Give a plain user@domain address, or leave the cell empty.'},
     )
   }
@@ -202,9 +201,4 @@ async function readContacts(contacts: NonNullable<RecipientOptions['contacts']>)
     if (user !== '' && address !== '') addresses.set(user, address)
   }
   return addresses
-}
-
-function listNames(names: string[]): string {
-  const shown = names.slice(0, 5).map((name) => JSON.stringify(name))
-  return names.length > 5 ? `${shown.join(', ')} and ${names.length - 5} more` : shown.join(', ')
 }

@@ -1,10 +1,11 @@
 import {randomBytes} from 'node:crypto'
-import {open, readdir, readFile, rm, stat} from 'node:fs/promises'
+import {readdir, readFile, rm, stat} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {Secret} from '../secret.js'
 import {JsonlFile} from './jsonl-file.js'
+import {isHolderAlive, readLockFile, takeLockFile} from '../fs/lock-file.js'
 import {ensurePrivateFolder, writeSecretFile} from '../fs/secret-file.js'
 
 /**
@@ -167,40 +168,26 @@ export class RunFolder {
    */
   async lock(command: string): Promise<void> {
     const lockPath = this.file('lock')
-    for (let attempt = 0; attempt < 2; attempt += 1) {
-      try {
-        const handle = await open(lockPath, 'wx', 0o600)
-
-        await handle.writeFile(JSON.stringify({command, pid: process.pid, since: new Date().toISOString()}))
-
-        await handle.close()
-        this.#lockPath = lockPath
-        return
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-
-        const holder = await readLock(lockPath)
-        if (holder && holder.pid !== process.pid && isAlive(holder.pid)) {
-          throw new MigrateError(`The run folder ${this.path} is in use by ${holder.command} (pid ${holder.pid})`, {
-            exitCode: EXIT_CODES.runConflict,
-            suggestion: 'Wait for that command to finish, or stop it, then run this one again.',
-          })
-        }
-
-        await rm(lockPath, {force: true})
-      }
-    }
-    throw new MigrateError(`Could not lock the run folder ${this.path}`, {
-      exitCode: EXIT_CODES.runConflict,
-      suggestion: 'Remove the stale lock file in the run folder if no ckan-migrate is running.',
+    await takeLockFile(lockPath, command, {
+      busy: (holder) =>
+        new MigrateError(`The run folder ${this.path} is in use by ${holder.command} (pid ${holder.pid})`, {
+          exitCode: EXIT_CODES.runConflict,
+          suggestion: 'Wait for that command to finish, or stop it, then run this one again.',
+        }),
+      stuck: () =>
+        new MigrateError(`Could not lock the run folder ${this.path}`, {
+          exitCode: EXIT_CODES.runConflict,
+          suggestion: 'Remove the stale lock file in the run folder if no ckan-migrate is running.',
+        }),
     })
+    this.#lockPath = lockPath
   }
 
   /** Who holds the run's lock, if anyone, and whether that process is still alive (a kill -9 leaves a stale lock). */
   async lockHolder(): Promise<null | {alive: boolean; command: string; pid: number; since: string | null}> {
-    const holder = await readLock(this.file('lock'))
+    const holder = await readLockFile(this.file('lock'))
     if (!holder || typeof holder.pid !== 'number') return null
-    return {alive: isAlive(holder.pid), command: String(holder.command), pid: holder.pid, since: holder.since ?? null}
+    return {alive: isHolderAlive(holder), command: String(holder.command), pid: holder.pid, since: holder.since ?? null}
   }
 
   /** Every stored token; those `revoke` revoked carry `revokedAt`. */
@@ -356,23 +343,6 @@ async function assertEmptyOrMissing(path: string): Promise<void> {
       exitCode: EXIT_CODES.runConflict,
       suggestion: 'Pass a new or empty folder for the run (it will hold secrets, so it is made private).',
     })
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-async function readLock(path: string): Promise<{command: string; pid: number; since?: string} | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as {command: string; pid: number; since?: string}
-  } catch {
-    return undefined
   }
 }
 

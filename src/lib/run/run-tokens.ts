@@ -1,6 +1,7 @@
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import type {CsvColumn} from '../fs/csv-report.js'
 import type {RunToken} from './run-folder.js'
+import {describeUserNames, namedUsers} from '../site/user-selection.js'
 
 /**
  * What every per-token report of a run starts with (verify, revoke): who, which token (by name
@@ -23,14 +24,11 @@ export function runTokenColumns<Row extends {outcome: string; token: RunToken}>(
  * (exit 7), the first five quoted. Returns the wanted names, trimmed and without repeats.
  */
 export function checkRunUsers(users: readonly string[], known: ReadonlySet<string>, suggestion: string): Set<string> {
-  const wanted = new Set(users.map((name) => name.trim()).filter(Boolean))
+  const wanted = new Set(namedUsers(users))
   const unknown = [...wanted].filter((name) => !known.has(name))
   if (unknown.length > 0) {
     throw new MigrateError(
-      `${unknown.length} of the --users hold no token in this run: ${unknown
-        .slice(0, 5)
-        .map((name) => JSON.stringify(name))
-        .join(', ')}`,
+      `${unknown.length} of the --users hold no token in this run: ${describeUserNames(unknown)}`,
       {exitCode: EXIT_CODES.badInput, suggestion},
     )
   }

@@ -1,13 +1,14 @@
-import {access, constants, type FileHandle, readFile, realpath, stat} from 'node:fs/promises'
+import {access, constants, type FileHandle, readFile, realpath, rm, stat} from 'node:fs/promises'
 import {dirname} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {createDurableFile, writeDurably} from '../fs/durable-file.js'
+import {takeLockFile} from '../fs/lock-file.js'
 import {compactUtcTimestamp} from '../fs/safe-file-name.js'
 
 /**
  * Reading and replacing a service's config file (ckan.ini, an env file) safely: symlinks are
- * followed to the real file, text must be UTF-8, a backup beside it keeps its mode and owner, the
+ * followed to the real file, text must be UTF-8, a backup beside it is 0600 and keeps its owner, the
  * replace is atomic and durable (writeDurably), mode and owner are kept,
  * and a file that changed since it was read is never overwritten (exit 14).
  */
@@ -91,8 +92,7 @@ export async function assertUnchanged(file: ConfigFile): Promise<void> {
   if (!current || !current.equals(file.bytes)) {
     throw new MigrateError(`${file.givenPath} changed on disk after ckan-migrate read it; it was not written`, {
       exitCode: EXIT_CODES.fileChanged,
-      suggestion:
-        'Someone else is editing it: let them finish, then run the same command again (tokens already made are reused).',
+      suggestion: 'Someone else is editing it: let them finish, then run the same command again.',
     })
   }
 }
@@ -112,14 +112,23 @@ async function keepOwner(handle: FileHandle, file: ConfigFile): Promise<void> {
   }
 }
 
-/** Writes `<name>.<UTC timestamp>.bak` beside the file with the original bytes, mode and owner. */
+/**
+ * Writes `<name>.<UTC timestamp>.bak` beside the file with the original bytes: 0600 (it holds the
+ * same secrets, and nothing but the admin restoring it needs to read it), owned like the original
+ * when this user may give it that owner (else by this user, which is no more readable).
+ */
 export async function writeBackup(file: ConfigFile, now: Date): Promise<string> {
   const base = `${file.path}.${compactUtcTimestamp(now)}`
   for (let attempt = 0; ; attempt += 1) {
     const path = attempt === 0 ? `${base}.bak` : `${base}-${attempt}.bak`
     try {
       // Never over an older backup: created exclusively, fsync'd (the replace fsyncs the folder).
-      await createDurableFile(path, file.bytes, sameOwnerAndMode(file))
+      await createDurableFile(path, file.bytes, {
+        async beforeWrite(handle) {
+          await handle.chown(file.uid, file.gid).catch(() => {})
+        },
+        mode: BACKUP_MODE,
+      })
       return path
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 100) continue
@@ -127,6 +136,9 @@ export async function writeBackup(file: ConfigFile, now: Date): Promise<string> 
     }
   }
 }
+
+/** The mode of a backup: read and write for its owner only. */
+export const BACKUP_MODE = 0o600
 
 /** Atomic replace keeping mode and owner; `beforeRename` runs last (a test seam), then the change check. */
 export async function replaceConfigFile(
@@ -145,4 +157,42 @@ export async function replaceConfigFile(
 
 function sameOwnerAndMode(file: ConfigFile) {
   return {beforeWrite: (handle: FileHandle) => keepOwner(handle, file), mode: file.mode}
+}
+
+/**
+ * Takes rewrite-config's lock on a config file: `<real path>.ckan-migrate-lock` beside it (the
+ * folder is writable: assertReplaceable checked), so two runs, whatever their --out, never edit
+ * one file at once. Returns the unlock. A lock left by a killed run is taken over.
+ */
+export async function lockConfigFile(file: ConfigFile, command: string): Promise<() => Promise<void>> {
+  const path = configLockPath(file)
+  try {
+    await takeLockFile(path, command, {
+      busy: (holder) =>
+        new MigrateError(
+          `${file.givenPath} is being rewritten by another ${holder.command} (pid ${holder.pid}${holder.host ? ` on ${holder.host}` : ''})`,
+          {
+            exitCode: EXIT_CODES.runConflict,
+            suggestion: `Wait for it to finish, then run this again; nothing was changed and no token created. If no ckan-migrate runs, remove ${path}.`,
+          },
+        ),
+      stuck: () =>
+        new MigrateError(`Could not lock ${file.givenPath}`, {
+          exitCode: EXIT_CODES.runConflict,
+          suggestion: `If no ckan-migrate is running, remove ${path}, then run again.`,
+        }),
+    })
+  } catch (error) {
+    if (error instanceof MigrateError) throw error
+    throw new MigrateError(`Cannot create the lock file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
+      cause: error,
+      exitCode: EXIT_CODES.writeFailed,
+      suggestion: 'Run as a user who may write the folder of the config file (often root).',
+    })
+  }
+  return () => rm(path, {force: true})
+}
+
+export function configLockPath(file: Pick<ConfigFile, 'path'>): string {
+  return `${file.path}.ckan-migrate-lock`
 }

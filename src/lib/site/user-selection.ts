@@ -125,12 +125,8 @@ export async function* streamUsers(sql: Queryable, options: UserSelectionOptions
     }
     const unknown = wanted.filter((name) => !found.has(name))
     if (unknown.length > 0) {
-      const shown = unknown
-        .slice(0, 5)
-        .map((name) => JSON.stringify(name))
-        .join(', ')
       throw new MigrateError(
-        `${unknown.length} user${unknown.length === 1 ? ' is' : 's are'} not in the CKAN database: ${shown}${unknown.length > 5 ? ', …' : ''}`,
+        `${unknown.length} user${unknown.length === 1 ? ' is' : 's are'} not in the CKAN database: ${describeUserNames(unknown)}`,
         {
           exitCode: EXIT_CODES.badInput,
           suggestion: 'Check the names in --users / --users-file (user names or ids, as in CKAN).',
@@ -217,6 +213,39 @@ export async function readUsersFile(path: string): Promise<string[]> {
       suggestion: 'Put one user name per line (lines starting with # are comments).',
     })
   }
+  return names
+}
+
+/** The most of one name an error message shows: a 100,000-character name is cut, its length said. */
+const SHOWN_NAME_LENGTH = 80
+
+/** A name as an error message shows it: quoted, cut to 80 characters with its length when longer. */
+export function describeUserName(name: string): string {
+  return name.length > SHOWN_NAME_LENGTH
+    ? `${JSON.stringify(`${name.slice(0, SHOWN_NAME_LENGTH)}…`)} (${name.length} characters)`
+    : JSON.stringify(name)
+}
+
+/** The first five names (each as describeUserName shows it), then how many more. */
+export function describeUserNames(names: readonly string[]): string {
+  const shown = names.slice(0, 5).map(describeUserName).join(', ')
+  return names.length > 5 ? `${shown} and ${names.length - 5} more` : shown
+}
+
+/**
+ * The names of --users as every command reads them (already split at commas): trimmed, each
+ * once, no control character. A list that names nobody (`--users ""`, `--users ,`) is refused:
+ * selecting nobody without a word is never what was meant.
+ */
+export function namedUsers(values: readonly string[], source = '--users'): string[] {
+  const names = [...new Set(values.map((name) => name.trim()).filter(Boolean))]
+  if (names.length === 0) {
+    throw new MigrateError(`${source} names no user`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: `Pass CKAN user names or ids, comma-separated (${source} alice,bob), or leave ${source} out.`,
+    })
+  }
+  checkUserNames(names, source)
   return names
 }
 

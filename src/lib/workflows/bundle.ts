@@ -7,6 +7,7 @@ import {generatePassword, readPasswordFile} from '../bundle/passwords.js'
 import {PASSWORDS_FILE, peopleTokens, readPasswordsCsv} from '../bundle/passwords-csv.js'
 import {fetchServerCert, readServerCert, type ServerCert} from '../bundle/server-cert.js'
 import {readSitePeople} from '../site/site-people.js'
+import {describeUserNames, namedUsers} from '../site/user-selection.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {
   type AccessBundleEncryption,
@@ -112,7 +113,7 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
     const missing = selected.filter((token) => !supplied.passwords.has(token.userName)).map((token) => token.userName)
     if (missing.length > 0) {
       throw new MigrateError(
-        `${options.passwordFile} has no password for ${missing.length} user(s): ${listNames(missing)}`,
+        `${options.passwordFile} has no password for ${missing.length} user(s): ${describeUserNames(missing)}`,
         {
           exitCode: EXIT_CODES.badInput,
           suggestion: 'Add a user,password line for each, or bundle only the users it lists with --users.',
@@ -246,11 +247,11 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
 
 function selectUsers(tokens: Map<string, RunToken>, users: readonly string[] | undefined): RunToken[] {
   if (!users || users.length === 0) return [...tokens.values()]
-  const wanted = [...new Set(users.map((user) => user.trim()).filter((user) => user !== ''))]
+  const wanted = namedUsers(users)
   const unknown = wanted.filter((user) => !tokens.has(user))
   if (unknown.length > 0) {
     throw new MigrateError(
-      `${unknown.length} user(s) given with --users have no token in this run: ${listNames(unknown)}`,
+      `${unknown.length} user(s) given with --users have no token in this run: ${describeUserNames(unknown)}`,
       {
         exitCode: EXIT_CODES.badInput,
         suggestion: 'Check the names (CKAN user names, not display names), or issue tokens for them first.',
@@ -258,11 +259,6 @@ function selectUsers(tokens: Map<string, RunToken>, users: readonly string[] | u
     )
   }
   return wanted.map((user) => tokens.get(user)!)
-}
-
-function listNames(names: string[]): string {
-  const shown = names.slice(0, 5).map((name) => JSON.stringify(name))
-  return names.length > 5 ? `${shown.join(', ')} and ${names.length - 5} more` : shown.join(', ')
 }
 
 function validateSuffix(suffix: string): void {

@@ -12,7 +12,7 @@ import {
 import type {CkanApiClient} from '../site/ckan-api-client.js'
 import {
   type CkanUserRow,
-  checkUserNames,
+  namedUsers,
   readUsersFile,
   sampleUsers,
   type SelectionItem,
@@ -140,8 +140,9 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
     databaseUrl: options.databaseUrl,
     env,
   })
-  const named = options.usersFile ? await readUsersFile(options.usersFile) : options.users
-  if (named && !options.usersFile) checkUserNames(named, '--users')
+  const named = options.usersFile
+    ? await readUsersFile(options.usersFile)
+    : options.users && namedUsers(options.users, '--users')
 
   const limiter = createLimiter(options)
   const site = await preflightSite({

@@ -15,11 +15,13 @@ import {
   assertReplaceable,
   assertUnchanged,
   type ConfigFile,
+  lockConfigFile,
   readConfigFile,
   replaceConfigFile,
   writeBackup,
 } from '../services/config-file-writer.js'
 import {configLineRedactor, NEW_TOKEN_PLACEHOLDER} from '../fs/redaction.js'
+import {exposureWarning} from '../services/file-exposure.js'
 import {
   normaliseServiceName,
   SERVICE_CATALOG,
@@ -316,6 +318,13 @@ async function rewriteWith(
     }
   }
 
+  for (const file of firstPass) {
+    if (!file.edit.settings.some((setting) => setting.secret)) continue
+    const tense = options.dryRun && file.changes.length > 0 ? 'would hold' : 'holds'
+    const warning = await exposureWarning(file.edit.file, file.edit.kind, tense)
+    if (warning) warnings.push(warning)
+  }
+
   if (options.dryRun) {
     return {
       ckanVersion,
@@ -330,14 +339,26 @@ async function rewriteWith(
     }
   }
 
-  if (!runFolder && options.out && ckan) runFolder = await createRunFolder(options.out, ckan)
+  // Every lock before any side effect: the files this run changes (whatever another run's --out),
+  // then the run folder. A file that changed between our read and our lock stops the run here,
+  // before a token exists (exit 14).
+  const unlocks: Array<() => Promise<void>> = []
+  // The jtis the run folder held before this run created any (undefined: it created none), and the
+  // services whose new token a written file now holds.
+  let tokensBefore: Set<string> | undefined
+  const writtenServices = new Set<string>()
   try {
+    for (const file of changing) unlocks.push(await lockConfigFile(file.edit.file, 'rewrite-config'))
+    for (const file of changing) await assertUnchanged(file.edit.file)
+    if (!runFolder && options.out && ckan) runFolder = await createRunFolder(options.out, ckan)
     if (runFolder) {
       await runFolder.lock('rewrite-config')
+      unlocks.push(() => runFolder!.unlock())
       await runFolder.record({command: 'rewrite-config', dryRun: false, kind: 'run-started'})
     }
     if (toCreate.length > 0) {
       const expiring = status?.extensions.includes('expire_api_token') || plugins.has('expire_api_token')
+      tokensBefore = new Set((await runFolder!.readTokens()).map((token) => token.jti.reveal()))
       const created = await createServiceTokens(ckan!, runFolder!, serviceUser!, {
         at: now(),
         expiresInDays: expiring ? options.tokenLifetimeDays : undefined,
@@ -372,6 +393,9 @@ async function rewriteWith(
         file.newText,
         options.onBeforeReplace ? () => options.onBeforeReplace!(file.edit.file.path) : undefined,
       )
+      // From here the file holds this run's tokens: a later failure must not revoke them.
+      for (const plan of toCreate)
+        if (file.edit.settings.some((setting) => setting.key === plan.configKey)) writtenServices.add(plan.service)
       await runFolder?.record({
         backupPath,
         configPath: file.edit.file.path,
@@ -396,9 +420,89 @@ async function rewriteWith(
       services: plans.map(({token: _token, ...plan}) => plan),
       warnings,
     }
+  } catch (error) {
+    if (tokensBefore && runFolder && ckan)
+      throw await revokeUnwritten(ckan, runFolder, {
+        before: tokensBefore,
+        ckanIni: options.ckanIniPath,
+        error,
+        keep: writtenServices,
+        serviceUser,
+      })
+    throw error
   } finally {
-    await runFolder?.unlock()
+    for (const unlock of unlocks.reverse()) await unlock()
   }
+}
+
+/**
+ * A run that fails after creating tokens revokes those no file holds (api_token_revoke, recorded
+ * in the run folder so no rerun reuses them), so a failed run never leaves live tokens nobody
+ * uses. Returns the error to throw: the original one, its suggestion saying what became of the
+ * tokens; those that could not be revoked are named (token names, never a jti), with the commands
+ * that revoke them, and stay in the run folder (a rerun with the same --out uses them).
+ */
+async function revokeUnwritten(
+  ckan: CkanApiClient,
+  runFolder: RunFolder,
+  options: {
+    before: ReadonlySet<string>
+    ckanIni: string | undefined
+    error: unknown
+    keep: ReadonlySet<string>
+    serviceUser: {name: string} | undefined
+  },
+): Promise<unknown> {
+  const {before, error, keep} = options
+  const unwritten = (await runFolder.readTokens()).filter(
+    (token) =>
+      token.source === 'rewrite-config' &&
+      !token.revokedAt &&
+      !before.has(token.jti.reveal()) &&
+      !(token.service && keep.has(token.service)),
+  )
+  const kept =
+    keep.size > 0
+      ? `The tokens for ${[...keep].join(', ')} are in a written file: a rerun with the same --out reuses them.`
+      : ''
+  if (unwritten.length === 0 && !kept) return error
+  const failed: Array<{reason: string; token: (typeof unwritten)[number]}> = []
+  for (const token of unwritten) {
+    try {
+      await ckan.revokeApiToken(token.jti)
+      await runFolder.recordRevoked([token])
+      await runFolder.record({
+        jtiFingerprint: token.jti.fingerprint(),
+        kind: 'token-revoked',
+        userId: token.userId,
+        userName: token.userName,
+      })
+    } catch (revokeError) {
+      failed.push({reason: revokeError instanceof Error ? revokeError.message : String(revokeError), token})
+    }
+  }
+  const original = error instanceof MigrateError ? error : undefined
+  const revoked = unwritten.length - failed.length
+  let told = [kept, revoked > 0 ? `The ${revoked} token(s) this run had made were revoked.` : '']
+    .filter(Boolean)
+    .join(' ')
+  if (failed.length > 0) {
+    const user = options.serviceUser?.name ?? failed[0]!.token.userName
+    const ini = options.ckanIni ?? '/etc/ckan/default/ckan.ini'
+    const names = failed.map(({token}) => JSON.stringify(token.tokenName)).join(', ')
+    told =
+      `${told} ${failed.length} token(s) this run made are live but in no file and could not be revoked (${failed[0]!.reason}): ${names}. Rerun with the same --out to use them, or revoke them: ckan -c ${ini} user token list ${user} shows [id] name; then ckan -c ${ini} user token revoke <id> for each of those names.`.trim()
+  }
+  return new MigrateError(original?.message ?? (error instanceof Error ? error.message : String(error)), {
+    cause: error,
+    exitCode: original?.exitCode ?? EXIT_CODES.unexpected,
+    suggestion: [
+      original ? original.suggestion : 'This is a bug in ckan-migrate; please report it with the command you ran.',
+      told,
+    ]
+      .filter(Boolean)
+      .join(' '),
+  })
 }
 
 async function readTokenFiles(values: readonly string[]): Promise<{byService: Map<string, Secret>; forAll?: Secret}> {
