@@ -158,11 +158,16 @@ describe('ckan-migrate audit', () => {
       for (const id of [
         'apikey-header-name-set',
         'create-default-api-keys',
-        'cookie-auth-in-api',
         'tokens-never-expire',
         'xloader-jobs-db-unreachable',
       ])
         expect(finding(result, id), id).toBeDefined()
+      // ckan.auth.enable_cookie_auth_in_api exists from 2.10 on.
+      expect(finding(result, 'cookie-auth-in-api') === undefined).toBe(version === '2.9')
+      // Samples are sorted (the database meets the names in no useful order).
+      for (const item of result.findings)
+        expect(item.sample, item.id).toEqual([...item.sample].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
+      expect(finding(result, 'legacy-keys')!.sample).toHaveLength(10)
       expect(result.findings.map((item) => item.severity)).toEqual(
         [...result.findings.map((item) => item.severity)].sort(
           (a, b) => ['blocker', 'warning', 'info'].indexOf(a) - ['blocker', 'warning', 'info'].indexOf(b),
@@ -223,6 +228,59 @@ describe('ckan-migrate audit', () => {
         expect(text).not.toContain('s3cret-query-pw')
       }
     }
+  })
+
+  it('fits its fix texts to the version and to the ckan.ini that version generated', async () => {
+    const audit = async (version: CkanVersion, ini: string) => {
+      const site = await seededSite(version, 120)
+      const run = await runCliJson<AuditResult>(['audit', '--database-url', site.url, '--ckan-ini', ini])
+      expect(run.json.result, run.stdout).toBeDefined()
+      return run.json.result!
+    }
+    // 2.11's generator interpolates %(SECRET_KEY)s: the fix speaks of SECRET_KEY, never of Beaker.
+    const on211 = await audit('2.11', join(FIXTURES, 'generated-2.11.ini'))
+    expect(finding(on211, 'jwt-secret-interpolated')!.fix).toMatch(/%\(SECRET_KEY\)s: the tokens follow SECRET_KEY/)
+    expect(JSON.stringify(finding(on211, 'jwt-secret-interpolated'))).not.toMatch(/beaker/i)
+    expect(finding(on211, 'jwt-secrets-not-pinned')).toBeUndefined()
+    expect(finding(on211, 'cookie-auth-in-api')).toBeDefined()
+    // On a 2.10+ database the upgrade is behind: no "before the upgrade".
+    const lockedOut = finding(on211, 'legacy-keys-without-token')!
+    expect(lockedOut.title).toMatch(/no longer authenticate on CKAN 2\.11$/)
+    expect(lockedOut.fix).not.toMatch(/before the upgrade/)
+    expect(finding(on211, 'site-user-legacy-key')!.fix).toMatch(/^Clear it with ckan-migrate purge-keys/)
+
+    const on210 = await audit('2.10', join(FIXTURES, 'generated-2.10.ini'))
+    expect(finding(on210, 'jwt-secret-interpolated')!.fix).toMatch(/%\(beaker\.session\.secret\)s: 2\.11 drops Beaker/)
+    expect(finding(on210, 'legacy-keys-without-token')!.title).toMatch(/no longer authenticate on CKAN 2\.10$/)
+
+    // 2.9's generator pins both secrets literally; ckan.auth.enable_cookie_auth_in_api does not exist there.
+    const on29 = await audit('2.9', join(FIXTURES, 'generated-2.9.ini'))
+    for (const id of ['jwt-secrets-not-pinned', 'jwt-secret-interpolated', 'cookie-auth-in-api'])
+      expect(finding(on29, id), id).toBeUndefined()
+    expect(finding(on29, 'legacy-keys-without-token')!.fix).toMatch(
+      /before the upgrade: CKAN 2\.10 ignores legacy keys/,
+    )
+    expect(finding(on29, 'create-default-api-keys')!.title).toBe(
+      'ckan.auth.create_default_api_keys is true: new users still get legacy keys',
+    )
+
+    // The setting keeps filling user.apikey on 2.10/2.11: say the keys are dead and how to stop them.
+    const folder = await scratchFolder()
+    const withKeys = join(folder, 'ckan.ini')
+    await writeFile(
+      withKeys,
+      (await readFile(join(FIXTURES, 'generated-2.11.ini'), 'utf8')).replace(
+        'ckan.auth.create_default_api_keys = false',
+        'ckan.auth.create_default_api_keys = true',
+      ),
+    )
+    const dead = finding(await audit('2.11', withKeys), 'create-default-api-keys')!
+    expect(dead.title).toBe(
+      'ckan.auth.create_default_api_keys is true: CKAN 2.11 keeps giving every new user a dead legacy key',
+    )
+    expect(dead.fix).toMatch(
+      /^Set ckan\.auth\.create_default_api_keys = false .* restart CKAN, then clear the keys it made with ckan-migrate purge-keys --all/,
+    )
   })
 
   it('says READY (exit 0) once the keys are replaced, the emails fixed and the config pinned', async () => {

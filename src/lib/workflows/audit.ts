@@ -104,6 +104,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       hasApiTokenTable: shape.hasApiTokenTable,
       siteUserName: siteUserNameOf(ini, env),
       valueHash: valueHashFor(shape.serverVersionNum),
+      version: shape.version,
     })
     findings.push(...users.findings)
     const csv = options.csvPath
