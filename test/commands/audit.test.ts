@@ -269,12 +269,18 @@ describe('ckan-migrate audit', () => {
     const withKeys = join(folder, 'ckan.ini')
     await writeFile(
       withKeys,
-      (await readFile(join(FIXTURES, 'generated-2.11.ini'), 'utf8')).replace(
-        'ckan.auth.create_default_api_keys = false',
-        'ckan.auth.create_default_api_keys = true',
-      ),
+      (await readFile(join(FIXTURES, 'generated-2.11.ini'), 'utf8'))
+        .replace('ckan.auth.create_default_api_keys = false', 'ckan.auth.create_default_api_keys = true')
+        .replace('ckan.plugins = activity', `ckan.plugins = activity\nckanext.xloader.api_token = ${ADMIN_KEY}`),
     )
-    const dead = finding(await audit('2.11', withKeys), 'create-default-api-keys')!
+    const withKeysResult = await audit('2.11', withKeys)
+    // XLoader is not enabled, yet its setting holds a legacy key: a warning, not silence.
+    expect(finding(withKeysResult, 'disabled-service-token-is-legacy-key')).toMatchObject({
+      sample: ['ckanext.xloader.api_token (xloader not in ckan.plugins)'],
+      severity: 'warning',
+    })
+    expect(JSON.stringify(withKeysResult)).not.toContain(ADMIN_KEY)
+    const dead = finding(withKeysResult, 'create-default-api-keys')!
     expect(dead.title).toBe(
       'ckan.auth.create_default_api_keys is true: CKAN 2.11 keeps giving every new user a dead legacy key',
     )

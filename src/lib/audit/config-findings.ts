@@ -266,6 +266,24 @@ function serviceTokenFindings(
       title: 'ckanext-validation sends the site user key for private datasets (no pass_auth_header_value)',
     })
   }
+  // A token setting of a plugin that is not in ckan.plugins is read by nobody today, but the plugin
+  // may be enabled through the environment (CKAN__PLUGINS with ckanext-envvars) or later, and would
+  // then send a key CKAN 2.10 ignores.
+  const readers = (key: string) => SERVICE_TOKEN_RULES.filter((rule) => rule.keys.includes(key))
+  const dormant = [...new Set(SERVICE_TOKEN_RULES.flatMap((rule) => rule.keys))]
+    .filter((key) => readers(key).every((rule) => !plugins.includes(rule.plugin)))
+    .filter((key) => UUID.test(setting(key).value?.trim() ?? ''))
+    .map((key) => `${key} (${readers(key).map((rule) => rule.plugin).join(', ')} not in ckan.plugins)`)
+  if (dormant.length > 0) {
+    findings.push({
+      count: dormant.length,
+      fix: 'Replace the key with an API token anyway (ckan-migrate rewrite-config does), or delete the line if the service is gone: the plugin may be enabled through the environment or later, and CKAN 2.10 ignores legacy keys.',
+      id: 'disabled-service-token-is-legacy-key',
+      sample: dormant,
+      severity: 'warning',
+      title: `${dormant.length} token settings of plugins that are not enabled hold a legacy API key`,
+    })
+  }
   if (legacy.length > 0) {
     findings.push({
       count: legacy.length,

@@ -127,6 +127,33 @@ describe('collectConfigFindings', () => {
     expect(noAuthHeader.has('validation-token-missing')).toBe(false)
   })
 
+  it('warns about a legacy key in the token setting of a plugin that is not enabled', async () => {
+    const findings = await findingsOf([
+      ...PINNED,
+      'ckan.plugins = stats datapusher',
+      'ckan.datapusher.api_token = eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig',
+      'ckanext.xloader.api_token = 0f0e2c3a-1b2c-4d5e-8f90-0123456789ab',
+    ])
+    expect(findings.get('disabled-service-token-is-legacy-key')).toMatchObject({
+      count: 1,
+      sample: ['ckanext.xloader.api_token (xloader not in ckan.plugins)'],
+      severity: 'warning',
+    })
+    expect(findings.has('service-token-is-legacy-key')).toBe(false)
+    expect(JSON.stringify([...findings.values()])).not.toContain('0f0e2c3a-1b2c')
+    // Read by datapusher and datapusher_plus: dormant only when neither is enabled.
+    const neither = await findingsOf([
+      ...PINNED,
+      'ckan.plugins = stats',
+      'ckan.datapusher.api_token = 0f0e2c3a-1b2c-4d5e-8f90-0123456789ab',
+    ])
+    expect(neither.get('disabled-service-token-is-legacy-key')!.sample).toEqual([
+      'ckan.datapusher.api_token (datapusher, datapusher_plus not in ckan.plugins)',
+    ])
+    const placeholder = await findingsOf([...PINNED, 'ckan.plugins = stats', 'ckanext.xloader.api_token = NOT_SET'])
+    expect(placeholder.has('disabled-service-token-is-legacy-key')).toBe(false)
+  })
+
   it('reports the header name, default API keys, cookie auth and token expiry', async () => {
     const findings = await findingsOf(
       [
