@@ -1,5 +1,6 @@
 import type {CkanIni} from '../site/ckan-ini.js'
 import {activeEnvOverrides, effectiveSetting, jwtSecretFallbackKey, resolveJwtSecret} from '../site/ckan-settings.js'
+import {credentialKind} from '../site/credential.js'
 import type {AuditFinding} from './audit-finding.js'
 import type {CkanVersion} from '../site/ckan-version.js'
 
@@ -272,7 +273,7 @@ function serviceTokenFindings(
   const readers = (key: string) => SERVICE_TOKEN_RULES.filter((rule) => rule.keys.includes(key))
   const dormant = [...new Set(SERVICE_TOKEN_RULES.flatMap((rule) => rule.keys))]
     .filter((key) => readers(key).every((rule) => !plugins.includes(rule.plugin)))
-    .filter((key) => UUID.test(setting(key).value?.trim() ?? ''))
+    .filter((key) => credentialKind(setting(key).value?.trim() ?? '') === 'legacy-key')
     .map((key) => `${key} (${readers(key).map((rule) => rule.plugin).join(', ')} not in ckan.plugins)`)
   if (dormant.length > 0) {
     findings.push({
