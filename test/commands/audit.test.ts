@@ -289,13 +289,68 @@ describe('ckan-migrate audit', () => {
     )
   })
 
+  it('judges the target the admin names: 2.11 by default, and 2.12 adds the checks of its migrations 107 and 108', async () => {
+    const site = await seededSite('2.11', 120)
+    // Allowed by 2.10's index on (email, state); 2.12's migration 108 indexes lower(email).
+    await site.query(`UPDATE "user" SET email = 'Case.Twin@Example.org' WHERE name = 'user-1'`)
+    await site.query(`UPDATE "user" SET email = 'case.twin@example.org' WHERE name = 'user-2'`)
+    await site.query(`UPDATE "user" SET state = 'active' WHERE name IN ('user-1', 'user-2')`)
+    // History from before 2.9: a revision and a dataset activity without 2.9's "actor".
+    await site.query(`INSERT INTO revision (id, "timestamp", state) VALUES ('rev-1', now(), 'active')`)
+    await site.query(`INSERT INTO package (id, name, private, state) VALUES ('pkg-1', 'old-dataset', false, 'active')`)
+    await site.query(
+      `INSERT INTO activity (id, "timestamp", object_id, revision_id, activity_type, data)
+       VALUES ('act-1', now(), 'pkg-1', 'rev-1', 'changed package', '{"package": {"id": "pkg-1"}}')`,
+    )
+    const audit = async (...extra: string[]) => {
+      const run = await runCliJson<AuditResult>(['audit', '--database-url', site.url, ...extra])
+      expect(run.json.result, run.stdout).toBeDefined()
+      return run.json.result!
+    }
+    const byDefault = await audit()
+    expect(byDefault.verdict.target).toBe('2.11')
+    for (const id of ['case-duplicate-active-emails', 'activity-not-migrated', 'revision-tables-dropped'])
+      expect(finding(byDefault, id), id).toBeUndefined()
+    expect((await audit('--target', '2.10')).verdict.target).toBe('2.10')
+
+    const for212 = await audit('--target', '2.12')
+    expect(for212.verdict).toMatchObject({status: 'NOT READY', target: '2.12'})
+    expect(finding(for212, 'case-duplicate-active-emails')).toMatchObject({
+      count: 2,
+      sample: ['user-1', 'user-2'],
+      severity: 'blocker',
+    })
+    expect(finding(for212, 'case-duplicate-active-emails')!.fix).toContain('ckan db duplicate_emails')
+    expect(finding(for212, 'activity-not-migrated')).toMatchObject({
+      count: 1,
+      details: {revisions: 1},
+      severity: 'blocker',
+    })
+    expect(finding(for212, 'activity-not-migrated')!.fix).toContain('migrate_package_activity.py')
+    const text = await runCli(['audit', '--database-url', site.url, '--target', '2.12'])
+    expect(text.exitCode).toBe(10)
+    expect(text.stdout).toMatch(/^CKAN audit: NOT READY for CKAN 2\.12 \(dev-v2\.12, not released yet\) \(/)
+
+    // Once migrate_package_activity.py has run (the activity has its actor), only the drop is left, as an info.
+    await site.query(`UPDATE activity SET data = '{"package": {"id": "pkg-1"}, "actor": "admin"}' WHERE id = 'act-1'`)
+    const migrated = await audit('--target', '2.12')
+    expect(finding(migrated, 'activity-not-migrated')).toBeUndefined()
+    expect(finding(migrated, 'revision-tables-dropped')).toMatchObject({count: 1, severity: 'info'})
+
+    const unknown = await runCli(['audit', '--database-url', site.url, '--target', '2.13'])
+    expect(unknown.exitCode).toBe(2)
+    expect(unknown.stderr + (unknown.error?.message ?? '')).toMatch(
+      /Expected --target=2\.13 to be one of: 2\.10, 2\.11, 2\.12/,
+    )
+  })
+
   it('says READY (exit 0) once the keys are replaced, the emails fixed and the config pinned', async () => {
     const site = await seededSite('2.9', 300)
     await site.query(`UPDATE "user" SET apikey = NULL WHERE name <> 'default'`)
     await site.query(`UPDATE "user" SET email = 'fixed-' || id || '@example.org' WHERE email LIKE 'shared-%'`)
     const run = await runCli(['audit', '--database-url', site.url, '--ckan-ini', join(FIXTURES, 'ready.ini')])
     expect(run.exitCode).toBe(0)
-    expect(run.stdout).toMatch(/^CKAN audit: READY for CKAN 2\.10\/2\.11 \(0 blockers/)
+    expect(run.stdout).toMatch(/^CKAN audit: READY for CKAN 2\.11 \(0 blockers/)
     expect(run.stdout).toContain('READY: no blockers.')
     expect(run.stdout).toContain('WARNING  expire-api-token-enabled')
     // The human summary escapes control characters in names instead of printing them.

@@ -184,7 +184,9 @@ async function jwtFindings(ini: CkanIni, version: CkanVersion, env: NodeJS.Proce
     // What the %(...)s names: 2.10's generator writes %(beaker.session.secret)s, 2.11's %(SECRET_KEY)s
     // (config_declaration.yaml placeholders; ckan-reference/ckan-<version>-generated.ini).
     const sources = [
-      ...new Set(interpolated.flatMap(({key}) => [...(ini.raw(key) ?? '').matchAll(/%\(([^)]+)\)s/g)].map((m) => m[1]!))),
+      ...new Set(
+        interpolated.flatMap(({key}) => [...(ini.raw(key) ?? '').matchAll(/%\(([^)]+)\)s/g)].map((m) => m[1]!)),
+      ),
     ]
     const fix = sources.every((source) => source === 'SECRET_KEY')
       ? 'Write the secret itself (string:<secret>) instead of %(SECRET_KEY)s: the tokens follow SECRET_KEY, so a new SECRET_KEY (it also signs sessions and CSRF tokens) breaks every token.'
@@ -274,7 +276,12 @@ function serviceTokenFindings(
   const dormant = [...new Set(SERVICE_TOKEN_RULES.flatMap((rule) => rule.keys))]
     .filter((key) => readers(key).every((rule) => !plugins.includes(rule.plugin)))
     .filter((key) => credentialKind(setting(key).value?.trim() ?? '') === 'legacy-key')
-    .map((key) => `${key} (${readers(key).map((rule) => rule.plugin).join(', ')} not in ckan.plugins)`)
+    .map(
+      (key) =>
+        `${key} (${readers(key)
+          .map((rule) => rule.plugin)
+          .join(', ')} not in ckan.plugins)`,
+    )
   if (dormant.length > 0) {
     findings.push({
       count: dormant.length,
