@@ -344,6 +344,33 @@ describe('ckan-migrate audit', () => {
     )
   })
 
+  it('reads the plugins CKAN runs with: ckanext-envvars CKAN__PLUGINS can enable XLoader the ini leaves out', async () => {
+    const site = await seededSite('2.9', 60)
+    const folder = await scratchFolder()
+    const ini = join(folder, 'ckan.ini')
+    await writeFile(
+      ini,
+      (await readFile(join(FIXTURES, 'generated-2.9.ini'), 'utf8')).replace(
+        /^ckan\.plugins = .*$/m,
+        `ckan.plugins = stats envvars\nckanext.xloader.api_token = ${ADMIN_KEY}`,
+      ),
+    )
+    const plain = await runCliJson<AuditResult>(['audit', '--database-url', site.url, '--ckan-ini', ini])
+    expect(finding(plain.json.result, 'disabled-service-token-is-legacy-key')).toBeDefined()
+    expect(finding(plain.json.result, 'service-token-is-legacy-key')).toBeUndefined()
+    process.env.CKAN__PLUGINS = 'stats xloader envvars'
+    try {
+      const enabled = await runCliJson<AuditResult>(['audit', '--database-url', site.url, '--ckan-ini', ini])
+      expect(finding(enabled.json.result, 'service-token-is-legacy-key')).toMatchObject({
+        sample: ['xloader (ckanext.xloader.api_token)'],
+        severity: 'blocker',
+      })
+      expect(finding(enabled.json.result, 'disabled-service-token-is-legacy-key')).toBeUndefined()
+    } finally {
+      delete process.env.CKAN__PLUGINS
+    }
+  })
+
   it('says READY (exit 0) once the keys are replaced, the emails fixed and the config pinned', async () => {
     const site = await seededSite('2.9', 300)
     await site.query(`UPDATE "user" SET apikey = NULL WHERE name <> 'default'`)

@@ -100,7 +100,11 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
     // 2.9 lowercases option names; 2.10+ keep their case (ckan-facts §7).
     const ini = firstIni && new CkanIni(firstIni.files, {caseRule: iniCaseRule(shape.version), env})
     if (ini) checkInterpolations(ini)
-    const plugins = ini ? ini.plugins() : (status?.extensions ?? [])
+    // The plugins CKAN runs with: ckan.plugins as the environment leaves it (ckanext-envvars'
+    // CKAN__PLUGINS beats the ini), else status_show's.
+    const plugins = ini
+      ? (effectiveSetting(ini, 'ckan.plugins', env).value ?? '').split(/\s+/).filter(Boolean)
+      : (status?.extensions ?? [])
     const findings: AuditFinding[] = [...versionFindings(shape, status?.ckanVersion)]
     findings.push(...(await collectConfigFindings({env, ini, plugins, version: shape.version})))
 
