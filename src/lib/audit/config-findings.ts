@@ -83,7 +83,8 @@ export async function collectConfigFindings(options: ConfigFindingsOptions): Pro
       })
     }
     if (isTrue(setting('ckan.auth.create_default_api_keys').value)) findings.push(defaultApiKeysFinding(version))
-    // The setting exists from 2.10 on (config_declaration.yaml); 2.9 has no such switch.
+    // The setting exists from 2.10 on (ckan-2.10.10:ckan/config/config_declaration.yaml:L642-649);
+    // 2.9 has no such switch.
     if (version !== '2.9' && !isFalse(setting('ckan.auth.enable_cookie_auth_in_api').value)) {
       findings.push({
         count: 1,
@@ -307,8 +308,10 @@ function serviceTokenFindings(
 
 /**
  * ckan.auth.create_default_api_keys = true: CKAN still gives every new user a UUID in user.apikey
- * (set_api_key in ckan/model/user.py, unchanged in 2.10 and 2.11; ckan/ckan#7835), and 2.11's
- * user_create returns it to a sysadmin caller (user_dictize). On 2.10+ those keys authenticate nothing.
+ * (set_api_key: ckan-2.9.11:ckan/model/user.py:L25-28, ckan-2.10.10:…:L40-43, ckan-2.11.5:…:L39-42;
+ * ckan/ckan#7835), and 2.11's user_create returns it (keep_apikey = True in its user_dictize
+ * context, ckan-2.11.5:ckan/logic/action/create.py, def user_create at L928). On 2.10+ those keys
+ * authenticate nothing.
  */
 function defaultApiKeysFinding(version: CkanVersion): AuditFinding {
   const off =
