@@ -1,4 +1,5 @@
-import {mkdtemp, rm} from 'node:fs/promises'
+import {parse} from 'csv-parse/sync'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {describe, expect, it, onTestFinished} from 'vitest'
@@ -40,5 +41,14 @@ describe('verify counts', () => {
     expect(text.stdout).toContain('All 4 tokens of run')
     expect(text.stdout).toContain('were revoked by revoke: none left to verify.')
     expect(text.stdout).not.toMatch(/\d+ of \d+ tokens work/)
+    // The report lists them as revoked, not as verified.
+    const report = parse(await readFile(join(out, 'verify-report.csv'), 'utf8'), {bom: true, columns: true}) as Array<
+      Record<string, string>
+    >
+    expect(report).toHaveLength(4)
+    for (const row of report) {
+      expect(row.outcome).toMatch(/^revoked \d{4}-\d\d-\d\dT/)
+      expect(row.status).toBe('not checked')
+    }
   }, 120_000)
 })

@@ -128,6 +128,10 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       {signal: options.signal},
     )
     const reportPath = run.file(VERIFY_REPORT)
+    // Tokens revoke revoked are reported as revoked (from revoked.jsonl), not as verified.
+    for (const token of all)
+      if (token.revokedAt)
+        rows.push({legacy: 'not checked', outcome: `revoked ${token.revokedAt}`, status: 'not checked', token})
     await writeCsvReport(reportPath, COLUMNS, rows)
     const counts = {
       failed,
