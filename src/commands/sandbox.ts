@@ -83,6 +83,7 @@ export default class Sandbox extends MigrateCommand<RehearsalResult | SandboxRes
       this.log(
         `CKAN ${result.ckanVersion} sandbox is running (${result.engine === 'pglite' ? 'PGlite' : 'PostgreSQL'}, ${result.users} users).`,
       )
+      this.log(`  Models:        ${result.model}`)
       this.log(`  CKAN URL:      ${result.ckanUrl}`)
       this.log(`  ckan.ini:      ${result.ckanIni}`)
       this.log(`  Database URL:  ${result.databaseUrl}`)

@@ -51,8 +51,12 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       timeoutMs: flags.timeout * 1000,
     })
     const {counts} = result
+    // Tokens `revoke` revoked are not checked: say so rather than count them as working or not.
+    const revoked = counts.revoked > 0 ? `; ${counts.revoked} revoked by revoke (not checked)` : ''
     this.log(
-      `${counts.ok} of ${counts.tokens} tokens work${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`,
+      counts.tokens === 0 && counts.revoked > 0
+        ? `All ${counts.revoked} tokens of run ${result.runId} were revoked by revoke: none left to verify.`
+        : `${counts.ok} of ${counts.tokens} tokens work${revoked}${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`,
     )
     for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
     this.log(`  ${describeConcurrency(result.concurrency)}`)

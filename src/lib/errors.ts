@@ -23,7 +23,7 @@ export const EXIT_CODES = {
   databaseUnreachable: 8,
   /** The database answered but is not a CKAN database (no "user" table, no api_token table). */
   notCkanDatabase: 9,
-  /** `audit` ran and found blockers: the site is NOT READY for CKAN 2.10/2.11. */
+  /** `audit` ran and found blockers: the site is NOT READY for the target version (--target). */
   blockersFound: 10,
   /** The command finished, but some users failed; the report says which and why. Rerun to resume. */
   partialFailure: 11,

@@ -1,9 +1,23 @@
 import type {Queryable} from '../lib/site/ckan-database.js'
-import type {CkanVersion} from '../lib/site/ckan-version.js'
+import {CKAN_RELEASES, type CkanVersion} from '../lib/site/ckan-version.js'
+
+/**
+ * When the seeded site left CKAN 2.8 for 2.9. Until then CKAN gave every new user a legacy key
+ * (`ckan-2.8.12:ckan/model/user.py`: `Column('apikey', …, default=_types.make_uuid)`); from 2.9.0 on
+ * a new user gets one only with `ckan.auth.create_default_api_keys = true` (`set_api_key`,
+ * `ckan-2.9.11:ckan/model/user.py`; the default is false). So the seeded key holders are users
+ * from before this date (plus the site user, whom get_site_user always gives one).
+ */
+export const SEEDED_UPGRADE_TO_29 = '2021-03-01'
 
 export type SeedOptions = {
   /** Legacy key of the `admin` sysadmin; derived from the seed when absent. */
   adminApiKey?: string
+  /**
+   * `ckan.auth.create_default_api_keys` of the seeded site since its move to 2.9 (default false,
+   * CKAN's default): true gives the users created since a legacy key too.
+   */
+  createDefaultApiKeys?: boolean
   /** Adds harvest sources (the harvest_source table must exist). */
   harvestSources?: boolean
   /** Any text; the same seed gives the same site, row for row. */
@@ -17,6 +31,15 @@ export type SeedOptions = {
 
 export type SeedResult = {
   adminName: string
+  /** Which site the seed models, in numbers (see describeSeededSite). */
+  history: {
+    /** Users created since the move to 2.9 (SEEDED_UPGRADE_TO_29). */
+    createdOn29: number
+    /** Of those, the ones holding a legacy key (only with createDefaultApiKeys). */
+    createdOn29WithKey: number
+    /** Users from CKAN ≤ 2.8 (the site user included) holding a legacy key. */
+    keyHoldersFrom28: number
+  }
   siteUserName: string
   users: number
 }
@@ -57,6 +80,7 @@ export async function seedCkanSite(sql: Queryable, options: SeedOptions): Promis
   const fixed = 2 + HOSTILE_USERS.length
   const generated = Math.max(0, options.users - fixed)
   const allowDuplicateEmails = options.version === '2.9'
+  const createDefaultApiKeys = options.createDefaultApiKeys === true
 
   await sql.query(
     `INSERT INTO "user" (id, name, apikey, created, password, fullname, email, sysadmin, state)
@@ -83,8 +107,12 @@ export async function seedCkanSite(sql: Queryable, options: SeedOptions): Promis
               CASE WHEN r_key < 400 THEN ${uuidFrom('a')}
                    WHEN r_key < 403 THEN 'legacy-' || substr(a, 1, 20)
                    WHEN r_key < 405 THEN ${uuidFrom(`md5($1 || ':dup-key:' || (i % 7))`)}
+                   WHEN $5 THEN ${uuidFrom('a')}
                    ELSE NULL END,
-              timestamp '2015-01-01 00:00:00' + i * interval '1 minute',
+              -- Key holders joined under CKAN <= 2.8 (which gave everyone a key); the others since the
+              -- move to 2.9, which gives none unless ckan.auth.create_default_api_keys is on.
+              CASE WHEN r_key < 405 THEN timestamp '2015-01-01 00:00:00'
+                   ELSE $6::timestamp END + i * interval '1 minute',
               $3,
               CASE WHEN r_name < 10 THEN 'Zoë Ångström-Jørgensen ' || i
                    WHEN r_name < 12 THEN repeat('Ł', 300)
@@ -106,7 +134,7 @@ export async function seedCkanSite(sql: Queryable, options: SeedOptions): Promis
                 ('x' || substr(h, 17, 4))::bit(16)::int % 1000 AS r_name
          FROM (SELECT i, md5($1 || ':' || i) AS h FROM generate_series(1, $2::int) AS i) AS g
        ) AS r`,
-      [seed, generated, FAKE_PASSWORD_HASH, allowDuplicateEmails],
+      [seed, generated, FAKE_PASSWORD_HASH, allowDuplicateEmails, createDefaultApiKeys, SEEDED_UPGRADE_TO_29],
     )
     // Existing tokens: about one in eight key holders made one already; half never used it.
     await sql.query(
@@ -136,5 +164,36 @@ export async function seedCkanSite(sql: Queryable, options: SeedOptions): Promis
   }
   await sql.query('ANALYZE "user"')
   await sql.query('ANALYZE api_token')
-  return {adminName: 'admin', siteUserName: options.siteId, users: fixed + generated}
+  const counts = (
+    await sql.query<{created_on_29: number; created_on_29_with_key: number; key_holders_from_28: number}>(
+      `SELECT (count(*) FILTER (WHERE created >= $1::timestamp))::int AS created_on_29,
+              (count(*) FILTER (WHERE created >= $1::timestamp AND apikey IS NOT NULL))::int AS created_on_29_with_key,
+              (count(*) FILTER (WHERE created < $1::timestamp AND apikey IS NOT NULL))::int AS key_holders_from_28
+       FROM "user"`,
+      [SEEDED_UPGRADE_TO_29],
+    )
+  ).rows[0]!
+  return {
+    adminName: 'admin',
+    history: {
+      createdOn29: counts.created_on_29,
+      createdOn29WithKey: counts.created_on_29_with_key,
+      keyHoldersFrom28: counts.key_holders_from_28,
+    },
+    siteUserName: options.siteId,
+    users: fixed + generated,
+  }
+}
+
+/**
+ * The seeded site in one sentence, for the sandbox's output: which CKAN it runs, and why its
+ * users hold the keys they hold.
+ */
+export function describeSeededSite(version: CkanVersion, result: SeedResult, createDefaultApiKeys = false): string {
+  const {createdOn29, createdOn29WithKey, keyHoldersFrom28} = result.history
+  const path = version === '2.9' ? '' : ` and later upgraded to ${CKAN_RELEASES[version]}`
+  const since = createDefaultApiKeys
+    ? `${createdOn29} created since, ${createdOn29WithKey} of them with a key (ckan.auth.create_default_api_keys = true)`
+    : `${createdOn29} created since hold none (ckan.auth.create_default_api_keys = false, CKAN's default)`
+  return `a site that ran CKAN <= 2.8 until ${SEEDED_UPGRADE_TO_29}, then ${CKAN_RELEASES['2.9']}${path}: ${keyHoldersFrom28} users from before then (the site user included) hold legacy keys, ${since}`
 }

@@ -8,7 +8,11 @@ export type SandboxIniOptions = {
   apiTokenLines?: boolean
   /** `beaker.session.secret` (and, in the 2.9 style, the literal JWT secrets). */
   beakerSecret: string
-  /** `ckan.auth.create_default_api_keys` (default false, as `ckan generate config` writes it). */
+  /**
+   * `ckan.auth.create_default_api_keys` (default false, as `ckan generate config` writes it). The
+   * seeder follows the same setting (sandbox-site.ts passes it to both): with it false, users
+   * created since the site's move to 2.9 hold no legacy key (ckan-site-seeder.ts).
+   */
   createDefaultApiKeys?: boolean
   /** Enable the DataPusher plugin (default true). */
   datapusher?: boolean

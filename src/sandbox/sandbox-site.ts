@@ -12,7 +12,7 @@ import {Secret} from '../lib/secret.js'
 import {type CkanEmulator, EMULATOR_INDEXES_SQL, startCkanEmulator} from './ckan-emulator.js'
 import {createCkanSchema} from './ckan-schema.js'
 import {ALEMBIC_HEADS, type CkanVersion} from '../lib/site/ckan-version.js'
-import {seedCkanSite} from './ckan-site-seeder.js'
+import {describeSeededSite, seedCkanSite} from './ckan-site-seeder.js'
 import {startEmbeddedPostgres} from './embedded-postgres.js'
 import {utcNowTimestamp} from './emulator-json.js'
 import type {FaultSettings} from './faults.js'
@@ -70,6 +70,8 @@ export type SandboxSite = {
   dir: string
   emulator: CkanEmulator
   engine: 'pglite' | 'postgres'
+  /** Which site the seed models (describeSeededSite): its CKAN history and who holds keys. */
+  model: string
   /** The PGlite instance itself when engine is 'pglite' (for pglite-tools' dump). */
   pglite?: PGlite
   siteUserName: string
@@ -173,16 +175,19 @@ export async function startSandboxSite(options: SandboxSiteOptions): Promise<San
     const secretKey = generatedSecret()
     const tokenSecret = new Secret(version === '2.11' ? secretKey : beakerSecret)
     let adminCredential: Secret
+    let model = ''
     const tokens: Partial<Pick<SandboxIniOptions, 'datapusherApiToken' | 'xloaderApiToken'>> = {}
     try {
       await createCkanSchema(client, version, {harvest})
       const seeded = await seedCkanSite(client, {
+        createDefaultApiKeys: options.createDefaultApiKeys,
         harvestSources: harvest,
         seed: options.seed ?? 'sandbox',
         siteId: SITE_ID,
         users: options.users ?? 50,
         version,
       })
+      model = describeSeededSite(version, seeded, options.createDefaultApiKeys)
       for (const statement of EMULATOR_INDEXES_SQL) await client.query(statement)
       if (version === '2.9') {
         const row = await client.query<{apikey: string}>('SELECT apikey FROM "user" WHERE name = $1', [
@@ -255,6 +260,7 @@ export async function startSandboxSite(options: SandboxSiteOptions): Promise<San
       dir,
       emulator,
       engine: database.engine,
+      model,
       ...(database.pglite ? {pglite: database.pglite} : {}),
       siteUserName: SITE_ID,
       stop() {

@@ -27,7 +27,7 @@ export type SandboxOptions = {
   users: number
 }
 
-/** What `sandbox` prints and `--json` returns; sandbox.json holds the same minus `engine`/`users`. */
+/** What `sandbox` prints and `--json` returns; sandbox.json holds the same minus `engine`/`model`/`users`. */
 export type SandboxResult = {
   apiKeyFile: string
   ckanIni: string
@@ -37,6 +37,8 @@ export type SandboxResult = {
   databaseUrl: string
   /** 'pglite' (embedded, in this process) or 'postgres' (a database on --database-url's server). */
   engine: 'pglite' | 'postgres'
+  /** Which site the seed models: its CKAN history and who holds legacy keys, and why. */
+  model: string
   /** Path of sandbox.json, written once the site answers. */
   sandboxFile: string
   users: number
@@ -115,6 +117,7 @@ export async function startSandbox(options: SandboxOptions): Promise<RunningSand
     ckanVersion: site.version,
     databaseUrl: parseDatabaseUrl(site.databaseUrl).redacted,
     engine: site.engine,
+    model: site.model,
     sandboxFile,
     users: options.users,
   }

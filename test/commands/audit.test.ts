@@ -158,11 +158,16 @@ describe('ckan-migrate audit', () => {
       for (const id of [
         'apikey-header-name-set',
         'create-default-api-keys',
-        'cookie-auth-in-api',
         'tokens-never-expire',
         'xloader-jobs-db-unreachable',
       ])
         expect(finding(result, id), id).toBeDefined()
+      // ckan.auth.enable_cookie_auth_in_api exists from 2.10 on.
+      expect(finding(result, 'cookie-auth-in-api') === undefined).toBe(version === '2.9')
+      // Samples are sorted (the database meets the names in no useful order).
+      for (const item of result.findings)
+        expect(item.sample, item.id).toEqual([...item.sample].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
+      expect(finding(result, 'legacy-keys')!.sample).toHaveLength(10)
       expect(result.findings.map((item) => item.severity)).toEqual(
         [...result.findings.map((item) => item.severity)].sort(
           (a, b) => ['blocker', 'warning', 'info'].indexOf(a) - ['blocker', 'warning', 'info'].indexOf(b),
@@ -225,13 +230,163 @@ describe('ckan-migrate audit', () => {
     }
   })
 
+  it('fits its fix texts to the version and to the ckan.ini that version generated', async () => {
+    const audit = async (version: CkanVersion, ini: string) => {
+      const site = await seededSite(version, 120)
+      const run = await runCliJson<AuditResult>(['audit', '--database-url', site.url, '--ckan-ini', ini])
+      expect(run.json.result, run.stdout).toBeDefined()
+      return run.json.result!
+    }
+    // 2.11's generator interpolates %(SECRET_KEY)s: the fix speaks of SECRET_KEY, never of Beaker.
+    const on211 = await audit('2.11', join(FIXTURES, 'generated-2.11.ini'))
+    expect(finding(on211, 'jwt-secret-interpolated')!.fix).toMatch(/%\(SECRET_KEY\)s: the tokens follow SECRET_KEY/)
+    expect(JSON.stringify(finding(on211, 'jwt-secret-interpolated'))).not.toMatch(/beaker/i)
+    expect(finding(on211, 'jwt-secrets-not-pinned')).toBeUndefined()
+    expect(finding(on211, 'cookie-auth-in-api')).toBeDefined()
+    // On a 2.10+ database the upgrade is behind: no "before the upgrade".
+    const lockedOut = finding(on211, 'legacy-keys-without-token')!
+    expect(lockedOut.title).toMatch(/no longer authenticate on CKAN 2\.11$/)
+    expect(lockedOut.fix).not.toMatch(/before the upgrade/)
+    expect(finding(on211, 'site-user-legacy-key')!.fix).toMatch(/^Clear it with ckan-migrate purge-keys/)
+
+    const on210 = await audit('2.10', join(FIXTURES, 'generated-2.10.ini'))
+    expect(finding(on210, 'jwt-secret-interpolated')!.fix).toMatch(/%\(beaker\.session\.secret\)s: 2\.11 drops Beaker/)
+    expect(finding(on210, 'legacy-keys-without-token')!.title).toMatch(/no longer authenticate on CKAN 2\.10$/)
+
+    // 2.9's generator pins both secrets literally; ckan.auth.enable_cookie_auth_in_api does not exist there.
+    const on29 = await audit('2.9', join(FIXTURES, 'generated-2.9.ini'))
+    for (const id of ['jwt-secrets-not-pinned', 'jwt-secret-interpolated', 'cookie-auth-in-api'])
+      expect(finding(on29, id), id).toBeUndefined()
+    expect(finding(on29, 'legacy-keys-without-token')!.fix).toMatch(
+      /before the upgrade: CKAN 2\.10 ignores legacy keys/,
+    )
+    expect(finding(on29, 'create-default-api-keys')).toBeUndefined()
+
+    // The setting keeps filling user.apikey on 2.10/2.11: say the keys are dead and how to stop them.
+    const folder = await scratchFolder()
+    const withKeys = join(folder, 'ckan.ini')
+    await writeFile(
+      withKeys,
+      (await readFile(join(FIXTURES, 'generated-2.11.ini'), 'utf8'))
+        .replace('ckan.auth.create_default_api_keys = false', 'ckan.auth.create_default_api_keys = true')
+        .replace('ckan.plugins = activity', `ckan.plugins = activity\nckanext.xloader.api_token = ${ADMIN_KEY}`),
+    )
+    const withKeysResult = await audit('2.11', withKeys)
+    // XLoader is not enabled, yet its setting holds a legacy key: a warning, not silence.
+    expect(finding(withKeysResult, 'disabled-service-token-is-legacy-key')).toMatchObject({
+      sample: ['ckanext.xloader.api_token (xloader not in ckan.plugins)'],
+      severity: 'warning',
+    })
+    expect(JSON.stringify(withKeysResult)).not.toContain(ADMIN_KEY)
+    const dead = finding(withKeysResult, 'create-default-api-keys')!
+    const on29WithKeys = join(folder, 'ckan-2.9.ini')
+    await writeFile(
+      on29WithKeys,
+      (await readFile(join(FIXTURES, 'generated-2.9.ini'), 'utf8')).replace(
+        'ckan.auth.create_default_api_keys = false',
+        'ckan.auth.create_default_api_keys = true',
+      ),
+    )
+    expect(finding(await audit('2.9', on29WithKeys), 'create-default-api-keys')!.title).toBe(
+      'ckan.auth.create_default_api_keys is true: new users still get legacy keys',
+    )
+    expect(dead.title).toBe(
+      'ckan.auth.create_default_api_keys is true: CKAN 2.11 keeps giving every new user a dead legacy key',
+    )
+    expect(dead.fix).toMatch(
+      /^Set ckan\.auth\.create_default_api_keys = false .* restart CKAN, then clear the keys it made with ckan-migrate purge-keys --all/,
+    )
+  })
+
+  it('judges the target the admin names: 2.11 by default, and 2.12 adds the checks of its migrations 107 and 108', async () => {
+    const site = await seededSite('2.11', 120)
+    // Allowed by 2.10's index on (email, state); 2.12's migration 108 indexes lower(email).
+    await site.query(`UPDATE "user" SET email = 'Case.Twin@Example.org' WHERE name = 'user-1'`)
+    await site.query(`UPDATE "user" SET email = 'case.twin@example.org' WHERE name = 'user-2'`)
+    await site.query(`UPDATE "user" SET state = 'active' WHERE name IN ('user-1', 'user-2')`)
+    // History from before 2.9: a revision and a dataset activity without 2.9's "actor".
+    await site.query(`INSERT INTO revision (id, "timestamp", state) VALUES ('rev-1', now(), 'active')`)
+    await site.query(`INSERT INTO package (id, name, private, state) VALUES ('pkg-1', 'old-dataset', false, 'active')`)
+    await site.query(
+      `INSERT INTO activity (id, "timestamp", object_id, revision_id, activity_type, data)
+       VALUES ('act-1', now(), 'pkg-1', 'rev-1', 'changed package', '{"package": {"id": "pkg-1"}}')`,
+    )
+    const audit = async (...extra: string[]) => {
+      const run = await runCliJson<AuditResult>(['audit', '--database-url', site.url, ...extra])
+      expect(run.json.result, run.stdout).toBeDefined()
+      return run.json.result!
+    }
+    const byDefault = await audit()
+    expect(byDefault.verdict.target).toBe('2.11')
+    for (const id of ['case-duplicate-active-emails', 'activity-not-migrated', 'revision-tables-dropped'])
+      expect(finding(byDefault, id), id).toBeUndefined()
+    expect((await audit('--target', '2.10')).verdict.target).toBe('2.10')
+
+    const for212 = await audit('--target', '2.12')
+    expect(for212.verdict).toMatchObject({status: 'NOT READY', target: '2.12'})
+    expect(finding(for212, 'case-duplicate-active-emails')).toMatchObject({
+      count: 2,
+      sample: ['user-1', 'user-2'],
+      severity: 'blocker',
+    })
+    expect(finding(for212, 'case-duplicate-active-emails')!.fix).toContain('ckan db duplicate_emails')
+    expect(finding(for212, 'activity-not-migrated')).toMatchObject({
+      count: 1,
+      details: {revisions: 1},
+      severity: 'blocker',
+    })
+    expect(finding(for212, 'activity-not-migrated')!.fix).toContain('migrate_package_activity.py')
+    const text = await runCli(['audit', '--database-url', site.url, '--target', '2.12'])
+    expect(text.exitCode).toBe(10)
+    expect(text.stdout).toMatch(/^CKAN audit: NOT READY for CKAN 2\.12 \(dev-v2\.12, not released yet\) \(/)
+
+    // Once migrate_package_activity.py has run (the activity has its actor), only the drop is left, as an info.
+    await site.query(`UPDATE activity SET data = '{"package": {"id": "pkg-1"}, "actor": "admin"}' WHERE id = 'act-1'`)
+    const migrated = await audit('--target', '2.12')
+    expect(finding(migrated, 'activity-not-migrated')).toBeUndefined()
+    expect(finding(migrated, 'revision-tables-dropped')).toMatchObject({count: 1, severity: 'info'})
+
+    const unknown = await runCli(['audit', '--database-url', site.url, '--target', '2.13'])
+    expect(unknown.exitCode).toBe(2)
+    expect(unknown.stderr + (unknown.error?.message ?? '')).toMatch(
+      /Expected --target=2\.13 to be one of: 2\.10, 2\.11, 2\.12/,
+    )
+  })
+
+  it('reads the plugins CKAN runs with: ckanext-envvars CKAN__PLUGINS can enable XLoader the ini leaves out', async () => {
+    const site = await seededSite('2.9', 60)
+    const folder = await scratchFolder()
+    const ini = join(folder, 'ckan.ini')
+    await writeFile(
+      ini,
+      (await readFile(join(FIXTURES, 'generated-2.9.ini'), 'utf8')).replace(
+        /^ckan\.plugins = .*$/m,
+        `ckan.plugins = stats envvars\nckanext.xloader.api_token = ${ADMIN_KEY}`,
+      ),
+    )
+    const plain = await runCliJson<AuditResult>(['audit', '--database-url', site.url, '--ckan-ini', ini])
+    expect(finding(plain.json.result, 'disabled-service-token-is-legacy-key')).toBeDefined()
+    expect(finding(plain.json.result, 'service-token-is-legacy-key')).toBeUndefined()
+    process.env.CKAN__PLUGINS = 'stats xloader envvars'
+    try {
+      const enabled = await runCliJson<AuditResult>(['audit', '--database-url', site.url, '--ckan-ini', ini])
+      expect(finding(enabled.json.result, 'service-token-is-legacy-key')).toMatchObject({
+        sample: ['xloader (ckanext.xloader.api_token)'],
+        severity: 'blocker',
+      })
+      expect(finding(enabled.json.result, 'disabled-service-token-is-legacy-key')).toBeUndefined()
+    } finally {
+      delete process.env.CKAN__PLUGINS
+    }
+  })
+
   it('says READY (exit 0) once the keys are replaced, the emails fixed and the config pinned', async () => {
     const site = await seededSite('2.9', 300)
     await site.query(`UPDATE "user" SET apikey = NULL WHERE name <> 'default'`)
     await site.query(`UPDATE "user" SET email = 'fixed-' || id || '@example.org' WHERE email LIKE 'shared-%'`)
     const run = await runCli(['audit', '--database-url', site.url, '--ckan-ini', join(FIXTURES, 'ready.ini')])
     expect(run.exitCode).toBe(0)
-    expect(run.stdout).toMatch(/^CKAN audit: READY for CKAN 2\.10\/2\.11 \(0 blockers/)
+    expect(run.stdout).toMatch(/^CKAN audit: READY for CKAN 2\.11 \(0 blockers/)
     expect(run.stdout).toContain('READY: no blockers.')
     expect(run.stdout).toContain('WARNING  expire-api-token-enabled')
     // The human summary escapes control characters in names instead of printing them.

@@ -12,6 +12,7 @@ import {type CkanVersion} from '../../src/lib/site/ckan-version.js'
 import {seedCkanSite} from '../../src/sandbox/ckan-site-seeder.js'
 import {fingerprintOf} from '../../src/lib/secret.js'
 import {backupDatabase} from '../../src/lib/workflows/backup.js'
+import {purgeKeys} from '../../src/lib/workflows/purge-keys.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
 import {createTestDatabase} from '../helpers/test-database.js'
 import {makeThrowawayKey, temporaryFolder} from '../lib/backup/throwaway-key.js'
@@ -250,6 +251,52 @@ describe('purge-keys', () => {
     const changed = differences(before, await site.snapshot())
     expect(Object.keys(changed).sort()).toEqual(holders.map((row) => row.name).sort())
     expect(new Set(Object.values(changed).flat())).toEqual(new Set(['apikey']))
+  })
+
+  it('two runs in the same second keep both CSV records (the second gets its own name)', async () => {
+    const site = await seededSite('2.10')
+    const {dir, expected, site: siteUser} = await runFolderFor(site.client)
+    const now = new Date('2026-11-22T03:15:00.250Z')
+    const options = {
+      all: false,
+      backup: 'none',
+      confirm29: false,
+      databaseUrl: site.url,
+      dryRun: false,
+      includeSiteUser: false,
+      now,
+      out: dir,
+    } as const
+    const first = await purgeKeys(options)
+    // 2.10: the verified site user's key goes too.
+    const firstIds = [...expected.map((user) => user.id), siteUser.id].sort()
+    expect(first.purged).toBe(firstIds.length)
+    const another = (
+      await site.client.query<UserRow>(
+        `SELECT id, name FROM "user" WHERE apikey IS NOT NULL AND name LIKE 'user-%' ORDER BY name DESC LIMIT 1`,
+      )
+    ).rows[0]!
+    const run = await openRunFolder(dir, {create: false})
+    await run.record({
+      jtiFingerprint: 'eeee0001',
+      kind: 'token-verified',
+      ok: true,
+      status: 'ok',
+      userId: another.id,
+      userName: another.name,
+    })
+    await run.close()
+    const second = await purgeKeys({...options, now: new Date('2026-11-22T03:15:00.900Z')})
+    expect(second.purged).toBe(1)
+    expect(second.csv).not.toBe(first.csv)
+    const csvs = (await readdir(dir)).filter((name) => name.endsWith('.csv')).sort()
+    expect(csvs).toEqual(['purge-keys_20261122T031500Z-2.csv', 'purge-keys_20261122T031500Z.csv'])
+    const ids = async (path: string) =>
+      (
+        parse((await readFile(path, 'utf8')).replace(/^\uFEFF/, ''), {columns: true}) as Array<Record<string, string>>
+      ).map((row) => row.user_id)
+    expect((await ids(first.csv!)).sort()).toEqual(firstIds)
+    expect(await ids(second.csv!)).toEqual([another.id])
   })
 
   it('accepts a real backup made by ckan-migrate backup of this database', async (context) => {

@@ -1,4 +1,4 @@
-import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import pg from 'pg'
@@ -126,6 +126,31 @@ describe('rewrite-config against the CKAN emulator', () => {
     )
     expect(after.raw('api_token.jwt.decode.secret')).toBe(after.raw('api_token.jwt.encode.secret'))
     expect(await authenticatesAs(site, after.get('ckanext.xloader.api_token')!)).toBe(true)
+  })
+
+  it('replaces a legacy key in the token setting of a plugin that is not enabled, with a warning', async () => {
+    const site = await startTestSite({apiTokenLines: false, users: 4, version: '2.9', xloader: false})
+    const legacyKey = '0f0e2c3a-1b2c-4d5e-8f90-0123456789ab'
+    const text = await readFile(site.ckanIni, 'utf8')
+    expect(text).not.toMatch(/^ckan\.plugins = .*xloader/m)
+    await writeFile(
+      site.ckanIni,
+      text.replace(/^(ckan\.plugins = .*)$/m, `$1\nckanext.xloader.api_token = ${legacyKey}`),
+    )
+    const out = join(await tempDir(), 'run')
+    const run = await runCliJson<RewriteConfigResult>(args(site, out))
+    expect(run.exitCode, run.stdout).toBe(0)
+    expect(run.json.result!.services.map((service) => [service.service, service.tokenSource])).toEqual([
+      ['datapusher', 'created'],
+      ['xloader', 'created'],
+    ])
+    expect(run.json.warnings.join('\n')).toContain(
+      'ckanext.xloader.api_token holds a legacy key though xloader is not in ckan.plugins; it gets a token too',
+    )
+    const after = await readCkanIni(site.ckanIni, {caseRule: 'lowercase'})
+    expect(after.get('ckanext.xloader.api_token')).not.toBe(legacyKey)
+    expect(await authenticatesAs(site, after.get('ckanext.xloader.api_token')!)).toBe(true)
+    expect(run.stdout + run.stderr).not.toContain(legacyKey)
   })
 
   it('gives created tokens --token-lifetime-days when expire_api_token makes a lifetime required', async () => {

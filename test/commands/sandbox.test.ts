@@ -110,6 +110,10 @@ describe('ckan-migrate sandbox', () => {
       expect((await fetch(`${info.ckanUrl}/api/3/action/user_show?id=admin`)).status).toBe(503)
       for (let waited = 0; !stdout.includes('sandbox.json:') && waited < 20; waited++) await sleep(250)
       expect(stdout).toContain(`CKAN URL:      ${info.ckanUrl}`)
+      // Which 2.9 it models: users from before 2.9 hold keys, those created on 2.9.11 none.
+      expect(stdout).toMatch(
+        /Models: {8}a site that ran CKAN <= 2\.8 until 2021-03-01, then 2\.9\.11: \d+ users from before then \(the site user included\) hold legacy keys, \d+ created since hold none \(ckan\.auth\.create_default_api_keys = false, CKAN's default\)/,
+      )
       expect(stdout + stderr).not.toContain(key)
       child.kill('SIGINT')
       expect(await exited).toBe(0)

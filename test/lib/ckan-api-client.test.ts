@@ -116,6 +116,19 @@ describe('CkanApiClient against a local HTTP server', () => {
     expect(JSON.parse(seen[0]?.body ?? '')).toEqual({expires_in: 30, name: 'ckan-migrate', unit: 86_400, user: 'alice'})
   })
 
+  it("prefers the id CKAN 2.12 returns with the token (dev-v2.12's api_token_create), even for a token that is not a JWT", async () => {
+    // A plugin (IApiToken) may encode tokens its own way: 2.12's id still names the jti.
+    const {url} = await startServer((_request, response) =>
+      ok(response, {id: JTI, token: 'opaque-token-from-a-plugin'}),
+    )
+    const created = await client(url).createApiToken({name: 'n', user: 'alice'})
+    expect(created.jti.reveal()).toBe(JTI)
+    expect(created).toMatchObject({expiresAt: null, issuedAt: null})
+    // Both: the returned id wins over the payload.
+    const both = await startServer((_request, response) => ok(response, {id: JTI, token: jwtFor('stale-jti')}))
+    expect((await client(both.url).createApiToken({name: 'n', user: 'alice'})).jti.reveal()).toBe(JTI)
+  })
+
   it('lists tokens with their jti wrapped as a secret', async () => {
     const {url} = await startServer((_request, response) =>
       ok(response, [{created_at: '2026-11-22T03:56:49.625661', id: JTI, last_access: null, name: 'n', user_id: 'u1'}]),

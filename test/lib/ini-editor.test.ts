@@ -109,4 +109,15 @@ describe('unifiedDiff', () => {
     expect(diff).toBe('--- old\n+++ new\n@@ -2,6 +2,7 @@\n b\n c\n d\n+***\n e\n f\n g\n')
     expect(unifiedDiff(before, before, {newLabel: 'n', oldLabel: 'o'})).toBe('')
   })
+
+  it('shows a replaced line as - then +, in unified-diff order, with correct hunk ranges', () => {
+    const before = '[app:main]\nckan.site_id = default\nckanext.xloader.api_token = OLD\nckan.plugins = xloader\n'
+    const after = '[app:main]\nckan.site_id = default\nckanext.xloader.api_token = NEW\nckan.plugins = xloader\n'
+    expect(unifiedDiff(before, after, {context: 1, newLabel: 'b', oldLabel: 'a'})).toBe(
+      '--- a\n+++ b\n@@ -2,3 +2,3 @@\n ckan.site_id = default\n-ckanext.xloader.api_token = OLD\n+ckanext.xloader.api_token = NEW\n ckan.plugins = xloader\n',
+    )
+    // Two old lines replaced by three new ones: every - line before every + line.
+    const diff = unifiedDiff('a\nx\ny\nb\n', 'a\np\nq\nr\nb\n', {newLabel: 'b', oldLabel: 'a'})
+    expect(diff).toBe('--- a\n+++ b\n@@ -1,4 +1,5 @@\n a\n-x\n-y\n+p\n+q\n+r\n b\n')
+  })
 })

@@ -470,6 +470,27 @@ describe('CKAN emulator fidelity', () => {
     expect(shown.json.result.email).toBe('tokened@example.org')
   })
 
+  it.each(['2.9', '2.10', '2.11'] as const)(
+    '%s: user_create gives the new user a legacy key only with ckan.auth.create_default_api_keys, and shows it to the sysadmin',
+    async (version) => {
+      // set_api_key in ckan/model/user.py (2.9.11, unchanged in 2.10 and 2.11): default false.
+      for (const setting of [false, true]) {
+        const site = await startTestSite({createDefaultApiKeys: setting, users: 5, version})
+        const answer = await post(
+          site,
+          'user_create',
+          {email: 'newcomer@example.org', name: 'newcomer', password: 'long-enough-password'},
+          site.adminCredential.reveal(),
+        )
+        expect(answer.status).toBe(200)
+        const [row] = await sql<{apikey: null | string}>(site, `SELECT apikey FROM "user" WHERE name = 'newcomer'`)
+        if (setting) expect(row!.apikey).toMatch(/^[\da-f]{8}-[\da-f]{4}-4[\da-f]{3}-[89ab][\da-f]{3}-[\da-f]{12}$/)
+        else expect(row!.apikey).toBeNull()
+        expect(answer.json.result.apikey ?? null).toBe(row!.apikey)
+      }
+    },
+  )
+
   it('2.11: with expire_api_token, user_create with_apitoken creates the user, then fails on the token', async () => {
     const site = await startTestSite({expireApiToken: true, users: 5, version: '2.11'})
     const answer = await post(

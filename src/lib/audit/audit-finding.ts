@@ -14,7 +14,7 @@ export type AuditFinding = {
   /** One sentence saying how to fix it. */
   fix: string
   id: string
-  /** At most SAMPLE_SIZE affected names, in the order the database returned them. */
+  /** At most SAMPLE_SIZE affected names, sorted (sortFindings), whichever the database met first. */
   sample: string[]
   severity: Severity
   /** One line saying what was found. */
@@ -27,9 +27,19 @@ export const SAMPLE_SIZE = 10
 /** Severities from most to least serious, for sorting and summaries. */
 export const SEVERITY_ORDER: readonly Severity[] = ['blocker', 'warning', 'info']
 
-/** Sorts findings blockers first, keeping the order within a severity. */
+/**
+ * Sorts findings blockers first, keeping the order within a severity, and sorts each sample (by
+ * code point, the same on every machine): the names are whichever the database met first, so
+ * their order said nothing and changed between runs.
+ */
 export function sortFindings(findings: readonly AuditFinding[]): AuditFinding[] {
-  return [...findings].sort((a, b) => SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity))
+  return findings
+    .map((finding) => ({...finding, sample: [...finding.sample].sort(byCodePoint)}))
+    .sort((a, b) => SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity))
+}
+
+function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
 }
 
 /** Keeps the first SAMPLE_SIZE names pushed to it: memory stays flat however many match. */

@@ -1,3 +1,4 @@
+import {describeTarget} from '../site/ckan-version.js'
 import type {AuditFinding} from './audit-finding.js'
 import type {AuditResult} from './audit-result.js'
 
@@ -11,7 +12,7 @@ export function renderAuditSummary(result: AuditResult): string {
   const {summary, verdict} = result
   const version = result.ckan.version ?? 'unknown'
   const lines = [
-    `CKAN audit: ${verdict.status} for CKAN 2.10/2.11 (${plural(verdict.blockers, 'blocker')}, ${plural(verdict.warnings, 'warning')}, ${plural(verdict.infos, 'info')})`,
+    `CKAN audit: ${verdict.status} for ${describeTarget(verdict.target)} (${plural(verdict.blockers, 'blocker')}, ${plural(verdict.warnings, 'warning')}, ${plural(verdict.infos, 'info')})`,
     `Database:     ${result.database.url} (from ${result.database.source})`,
     `ckan.ini:     ${result.ckanIni ?? 'not given'}`,
     `CKAN version: ${version} (alembic head ${result.ckan.alembicHeads.join(', ') || 'none'})${result.ckan.status ? `; status_show says ${result.ckan.status.ckanVersion}` : ''}`,

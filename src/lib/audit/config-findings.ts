@@ -1,5 +1,6 @@
 import type {CkanIni} from '../site/ckan-ini.js'
 import {activeEnvOverrides, effectiveSetting, jwtSecretFallbackKey, resolveJwtSecret} from '../site/ckan-settings.js'
+import {credentialKind} from '../site/credential.js'
 import type {AuditFinding} from './audit-finding.js'
 import type {CkanVersion} from '../site/ckan-version.js'
 
@@ -81,17 +82,10 @@ export async function collectConfigFindings(options: ConfigFindingsOptions): Pro
         title: `apikey_header_name is set to ${header.value}`,
       })
     }
-    if (isTrue(setting('ckan.auth.create_default_api_keys').value)) {
-      findings.push({
-        count: 1,
-        fix: 'Set ckan.auth.create_default_api_keys = false: every new user gets a legacy key that 2.10 ignores.',
-        id: 'create-default-api-keys',
-        sample: ['ckan.auth.create_default_api_keys'],
-        severity: 'warning',
-        title: 'ckan.auth.create_default_api_keys is true: new users still get legacy keys',
-      })
-    }
-    if (!isFalse(setting('ckan.auth.enable_cookie_auth_in_api').value)) {
+    if (isTrue(setting('ckan.auth.create_default_api_keys').value)) findings.push(defaultApiKeysFinding(version))
+    // The setting exists from 2.10 on (ckan-2.10.10:ckan/config/config_declaration.yaml:L642-649);
+    // 2.9 has no such switch.
+    if (version !== '2.9' && !isFalse(setting('ckan.auth.enable_cookie_auth_in_api').value)) {
       findings.push({
         count: 1,
         fix: 'Fine during the move; once every client sends a token, set ckan.auth.enable_cookie_auth_in_api = false (CKAN 2.10+).',
@@ -153,15 +147,24 @@ async function jwtFindings(ini: CkanIni, version: CkanVersion, env: NodeJS.Proce
   const findings: AuditFinding[] = []
   const values = JWT_KEYS.map((key) => ({key, setting: effectiveSetting(ini, key, env)}))
   const unset = values.filter(({setting}) => !setting.value)
+  // The fallback when a secret is unset: beaker.session.secret on 2.9/2.10, SECRET_KEY on 2.11
+  // (_config_secret_fallback in ckan/lib/api_token.py at each tag).
   const fallback = jwtSecretFallbackKey(version)
   if (unset.length > 0) {
+    const names = unset.map(({key}) => key).join(' and ')
     findings.push({
       count: unset.length,
-      fix: 'Set api_token.jwt.encode.secret and api_token.jwt.decode.secret to string:<the value of beaker.session.secret> before issuing tokens, so tokens survive CKAN 2.11.',
+      fix:
+        fallback === 'SECRET_KEY'
+          ? 'Set api_token.jwt.encode.secret and api_token.jwt.decode.secret to string:<the value of SECRET_KEY>, so a new SECRET_KEY (it also signs sessions and CSRF tokens) does not break every token.'
+          : 'Set api_token.jwt.encode.secret and api_token.jwt.decode.secret to string:<the value of beaker.session.secret> before issuing tokens, so tokens survive CKAN 2.11.',
       id: 'jwt-secrets-not-pinned',
       sample: unset.map(({key}) => key),
       severity: 'blocker',
-      title: `${unset.map(({key}) => key).join(' and ')} not set: tokens are signed with ${fallback} now and with SECRET_KEY on 2.11, which breaks every token`,
+      title:
+        fallback === 'SECRET_KEY'
+          ? `${names} not set: tokens are signed with SECRET_KEY, so changing SECRET_KEY breaks every token`
+          : `${names} not set: tokens are signed with ${fallback} now and with SECRET_KEY on 2.11, which breaks every token`,
     })
   }
   const withoutPrefix = values.filter(({setting}) => setting.value && !/^(string|file):/.test(setting.value))
@@ -179,9 +182,22 @@ async function jwtFindings(ini: CkanIni, version: CkanVersion, env: NodeJS.Proce
     ({key, setting}) => setting.source === 'ini' && (ini.raw(key) ?? '').includes('%('),
   )
   if (interpolated.length > 0) {
+    // What the %(...)s names: 2.10's generator writes %(beaker.session.secret)s, 2.11's %(SECRET_KEY)s
+    // (config_declaration.yaml placeholders; ckan-reference/ckan-<version>-generated.ini).
+    const sources = [
+      ...new Set(
+        interpolated.flatMap(({key}) => [...(ini.raw(key) ?? '').matchAll(/%\(([^)]+)\)s/g)].map((m) => m[1]!)),
+      ),
+    ]
+    const fix = sources.every((source) => source === 'SECRET_KEY')
+      ? 'Write the secret itself (string:<secret>) instead of %(SECRET_KEY)s: the tokens follow SECRET_KEY, so a new SECRET_KEY (it also signs sessions and CSRF tokens) breaks every token.'
+      : sources.every((source) => source.toLowerCase() === 'beaker.session.secret')
+        ? 'Write the secret itself (string:<secret>) instead of %(beaker.session.secret)s: 2.11 drops Beaker, and removing or changing beaker.session.secret would change or break the secret.'
+        : `Write the secret itself (string:<secret>) instead of %(...)s: changing or removing ${sources.join(' or ')} would change or break the secret.`
     findings.push({
       count: interpolated.length,
-      fix: 'Write the secret itself (string:<secret>) instead of %(...)s: 2.11 drops beaker.session.secret, and removing it would change or break the secret.',
+      details: {from: sources.join(', ')},
+      fix,
       id: 'jwt-secret-interpolated',
       sample: interpolated.map(({key}) => key),
       severity: 'warning',
@@ -254,6 +270,29 @@ function serviceTokenFindings(
       title: 'ckanext-validation sends the site user key for private datasets (no pass_auth_header_value)',
     })
   }
+  // A token setting of a plugin that is not in ckan.plugins is read by nobody today, but the plugin
+  // may be enabled through the environment (CKAN__PLUGINS with ckanext-envvars) or later, and would
+  // then send a key CKAN 2.10 ignores.
+  const readers = (key: string) => SERVICE_TOKEN_RULES.filter((rule) => rule.keys.includes(key))
+  const dormant = [...new Set(SERVICE_TOKEN_RULES.flatMap((rule) => rule.keys))]
+    .filter((key) => readers(key).every((rule) => !plugins.includes(rule.plugin)))
+    .filter((key) => credentialKind(setting(key).value?.trim() ?? '') === 'legacy-key')
+    .map(
+      (key) =>
+        `${key} (${readers(key)
+          .map((rule) => rule.plugin)
+          .join(', ')} not in ckan.plugins)`,
+    )
+  if (dormant.length > 0) {
+    findings.push({
+      count: dormant.length,
+      fix: 'Replace the key with an API token anyway (ckan-migrate rewrite-config does), or delete the line if the service is gone: the plugin may be enabled through the environment or later, and CKAN 2.10 ignores legacy keys.',
+      id: 'disabled-service-token-is-legacy-key',
+      sample: dormant,
+      severity: 'warning',
+      title: `${dormant.length} token settings of plugins that are not enabled hold a legacy API key`,
+    })
+  }
   if (legacy.length > 0) {
     findings.push({
       count: legacy.length,
@@ -265,6 +304,35 @@ function serviceTokenFindings(
     })
   }
   return findings
+}
+
+/**
+ * ckan.auth.create_default_api_keys = true: CKAN still gives every new user a UUID in user.apikey
+ * (set_api_key: ckan-2.9.11:ckan/model/user.py:L25-28, ckan-2.10.10:…:L40-43, ckan-2.11.5:…:L39-42;
+ * ckan/ckan#7835), and 2.11's user_create returns it (keep_apikey = True in its user_dictize
+ * context, ckan-2.11.5:ckan/logic/action/create.py, def user_create at L928). On 2.10+ those keys
+ * authenticate nothing.
+ */
+function defaultApiKeysFinding(version: CkanVersion): AuditFinding {
+  const off =
+    'Set ckan.auth.create_default_api_keys = false (or delete the line: false is the default) and restart CKAN'
+  return version === '2.9'
+    ? {
+        count: 1,
+        fix: `${off}: every new user gets a legacy key that 2.10 ignores, and its holder then needs a token too.`,
+        id: 'create-default-api-keys',
+        sample: ['ckan.auth.create_default_api_keys'],
+        severity: 'warning',
+        title: 'ckan.auth.create_default_api_keys is true: new users still get legacy keys',
+      }
+    : {
+        count: 1,
+        fix: `${off}, then clear the keys it made with ckan-migrate purge-keys --all: on CKAN ${version} they authenticate nothing, yet user_show and user_list still hand them out.`,
+        id: 'create-default-api-keys',
+        sample: ['ckan.auth.create_default_api_keys'],
+        severity: 'warning',
+        title: `ckan.auth.create_default_api_keys is true: CKAN ${version} keeps giving every new user a dead legacy key`,
+      }
 }
 
 /** CKAN's asbool: true, yes, on, y, t, 1 (case-insensitive). */

@@ -1,5 +1,5 @@
 import {type Queryable, serverVersionNum} from '../site/ckan-database.js'
-import type {CkanDatabaseShape} from '../site/ckan-version.js'
+import type {CkanDatabaseShape, CkanVersion} from '../site/ckan-version.js'
 import {Secret} from '../secret.js'
 import type {AuditFinding} from './audit-finding.js'
 import {
@@ -160,6 +160,8 @@ export type UserFindingsOptions = {
   siteUserName: string
   /** How keys and emails are hashed to find duplicates; by default the widest hash the server has. */
   valueHash?: ValueHash
+  /** The database's CKAN version: on 2.10+ the keys already stopped working (texts say so). */
+  version?: CkanVersion
 }
 
 /**
@@ -268,6 +270,8 @@ export async function collectUserFindings(
 
   const count = (name: PredicateName) => total(name)
   const sample = (name: PredicateName) => samples.get(name) ?? []
+  // A 2.10+ database: the upgrade is behind it, legacy keys already authenticate nothing (ckan-facts §2.1).
+  const upgraded = options.version === '2.10' || options.version === '2.11'
   const candidates: AuditFinding[] = [
     {
       count: count('keys'),
@@ -278,17 +282,28 @@ export async function collectUserFindings(
       severity: 'info',
       title: `${count('keys')} users hold a legacy API key (${describeStates(keysByState)})`,
     },
-    {
-      count: count('keysWithoutToken'),
-      fix: 'Run ckan-migrate issue-tokens so each of them has an API token before the upgrade: CKAN 2.10 ignores legacy keys.',
-      id: 'legacy-keys-without-token',
-      sample: sample('keysWithoutToken'),
-      severity: 'blocker',
-      title: `${count('keysWithoutToken')} active users hold a legacy key and no API token: their scripts stop working on 2.10`,
-    },
+    upgraded
+      ? {
+          count: count('keysWithoutToken'),
+          fix: `Run ckan-migrate issue-tokens now and hand the tokens out: CKAN ${options.version} already ignores legacy keys, so these users' scripts are locked out until they have one.`,
+          id: 'legacy-keys-without-token',
+          sample: sample('keysWithoutToken'),
+          severity: 'blocker',
+          title: `${count('keysWithoutToken')} active users hold a legacy key and no API token: their scripts no longer authenticate on CKAN ${options.version}`,
+        }
+      : {
+          count: count('keysWithoutToken'),
+          fix: 'Run ckan-migrate issue-tokens so each of them has an API token before the upgrade: CKAN 2.10 ignores legacy keys.',
+          id: 'legacy-keys-without-token',
+          sample: sample('keysWithoutToken'),
+          severity: 'blocker',
+          title: `${count('keysWithoutToken')} active users hold a legacy key and no API token: their scripts stop working on 2.10`,
+        },
     {
       count: count('sysadminKeys'),
-      fix: 'Issue these sysadmins tokens first and clear their keys soon after: a sysadmin key is full control of the site on 2.9.',
+      fix: upgraded
+        ? `Issue these sysadmins tokens and clear their keys (ckan-migrate purge-keys): CKAN ${options.version} refuses the keys, but user_show still shows them.`
+        : 'Issue these sysadmins tokens first and clear their keys soon after: a sysadmin key is full control of the site on 2.9.',
       id: 'sysadmin-legacy-keys',
       sample: sample('sysadminKeys'),
       severity: 'warning',
@@ -297,7 +312,9 @@ export async function collectUserFindings(
     {
       count: count('siteUserKey'),
       details: {siteUser: options.siteUserName},
-      fix: 'Leave it while CKAN 2.9 runs DataPusher or XLoader without their token settings; clear it after the upgrade (2.10 ignores it).',
+      fix: upgraded
+        ? `Clear it with ckan-migrate purge-keys: CKAN ${options.version} ignores it, and its services authenticate with their own token settings.`
+        : 'Leave it while CKAN 2.9 runs DataPusher or XLoader without their token settings; clear it after the upgrade (2.10 ignores it).',
       id: 'site-user-legacy-key',
       sample: sample('siteUserKey'),
       severity: 'info',

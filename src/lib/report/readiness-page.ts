@@ -1,12 +1,10 @@
 import type {AuditFinding} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
 import type {ServiceCredential} from '../audit/readiness-breakdown.js'
+import {describeTarget} from '../site/ckan-version.js'
 import {barChart} from './charts.js'
 import {formatCount, formatTime, type Html, html, plural, table} from './html.js'
 import {renderPage, tile, writePage} from './page.js'
-
-/** The target the verdict is about (the audit checks for both). */
-export const READINESS_TARGET = 'CKAN 2.10/2.11'
 
 /** Findings about ckan.ini and CKAN's environment (docs/commands/audit.md, "Configuration"): the settings table. */
 const SETTINGS_FINDINGS = new Set([
@@ -42,7 +40,7 @@ export function renderReadinessPage(result: AuditResult, generatedAt = new Date(
     (finding) => finding.severity !== 'blocker' && !SETTINGS_FINDINGS.has(finding.id),
   )
   const body = html` <section class="verdict ${ready ? 'good' : 'bad'}" id="verdict" data-status="${verdict.status}">
-      <p class="status">${verdict.status} <small>for ${READINESS_TARGET}</small></p>
+      <p class="status">${verdict.status} <small>for ${describeTarget(verdict.target)}</small></p>
       <p>
         ${plural(verdict.blockers, 'blocker')}, ${plural(verdict.warnings, 'warning')},
         ${plural(verdict.infos, 'info', 'infos')}.
@@ -97,7 +95,7 @@ export function renderReadinessPage(result: AuditResult, generatedAt = new Date(
     ],
     generatedAt,
     kicker: 'ckan-migrate audit · readiness',
-    title: `Readiness for ${READINESS_TARGET}`,
+    title: `Readiness for ${describeTarget(result.verdict.target)}`,
   })
 }
 

@@ -60,14 +60,16 @@ function diffLines(oldLines: readonly string[], newLines: readonly string[]): Op
         row += 1
         column += 1
       } else if (
-        column < columns &&
-        (row === rows || lengths[row * width + column + 1]! >= lengths[(row + 1) * width + column]!)
+        row < rows &&
+        (column === columns || lengths[(row + 1) * width + column]! >= lengths[row * width + column + 1]!)
       ) {
-        operations.push({kind: '+', newIndex: head + column, oldIndex: head + row, text: newMiddle[column]!})
-        column += 1
-      } else {
+        // On a tie the old line goes first: unified diffs show `-` lines before the `+` lines
+        // that replace them (as diff -u and git diff do).
         operations.push({kind: '-', newIndex: head + column, oldIndex: head + row, text: oldMiddle[row]!})
         row += 1
+      } else {
+        operations.push({kind: '+', newIndex: head + column, oldIndex: head + row, text: newMiddle[column]!})
+        column += 1
       }
     }
   }

@@ -197,7 +197,7 @@ export class CkanApiClient {
     if (options.expiresIn !== undefined) params.expires_in = options.expiresIn
     if (options.unit !== undefined) params.unit = options.unit
     // The hot path of issue-tokens: no Secret in the params, so no pass over them.
-    const result = await this.#send<{token?: unknown}>({
+    const result = await this.#send<{id?: unknown; token?: unknown}>({
       action: 'api_token_create',
       body: JSON.stringify(params),
       budget: budget ?? new AttemptBudget(1 + this.retryPolicy.retries),
@@ -212,7 +212,11 @@ export class CkanApiClient {
     }
     const token = new Secret(result.token)
     const payload = decodeJwtPayload(token)
-    if (!payload) {
+    // CKAN 2.12 returns the token's id (its jti) next to it (ckan/logic/action/create.py,
+    // dev-v2.12: add_extra({'token': token, 'id': token_obj.id})): use it when present; older
+    // versions return only the JWT, whose payload names the jti.
+    const id = typeof result.id === 'string' && result.id !== '' ? result.id : undefined
+    if (!payload && !id) {
       throw new MigrateError('CKAN returned a token that is not a JWT with a jti', {
         exitCode: EXIT_CODES.ckanRejected,
         suggestion:
@@ -220,9 +224,9 @@ export class CkanApiClient {
       })
     }
     return {
-      expiresAt: payload.exp === undefined ? null : new Date(payload.exp * 1000).toISOString(),
-      issuedAt: Number.isFinite(payload.iat) ? new Date(payload.iat * 1000).toISOString() : null,
-      jti: new Secret(payload.jti),
+      expiresAt: payload?.exp === undefined ? null : new Date(payload.exp * 1000).toISOString(),
+      issuedAt: payload && Number.isFinite(payload.iat) ? new Date(payload.iat * 1000).toISOString() : null,
+      jti: new Secret(id ?? payload!.jti),
       token,
     }
   }

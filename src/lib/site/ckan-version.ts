@@ -9,6 +9,48 @@ import type {Queryable} from './ckan-database.js'
 export const CKAN_VERSIONS = ['2.9', '2.10', '2.11'] as const
 export type CkanVersion = (typeof CKAN_VERSIONS)[number]
 
+/**
+ * The CKAN versions an audit judges readiness for (`audit --target`). 2.12 is CKAN's dev-v2.12
+ * branch (ckan/__init__.py says 2.12.0b0; no release tag yet): its findings come from that
+ * branch's migrations and may change before the release.
+ */
+export const UPGRADE_TARGETS = ['2.10', '2.11', '2.12'] as const
+export type UpgradeTarget = (typeof UPGRADE_TARGETS)[number]
+
+/** The newest released CKAN: what `audit` judges when no --target is named. */
+export const DEFAULT_UPGRADE_TARGET: UpgradeTarget = '2.11'
+
+/** Targets without a release tag yet (their facts are read from a development branch). */
+export const UNRELEASED_TARGETS: ReadonlySet<UpgradeTarget> = new Set(['2.12'])
+
+/** "CKAN 2.11", or "CKAN 2.12 (dev-v2.12, not released yet)". */
+export function describeTarget(target: UpgradeTarget): string {
+  return UNRELEASED_TARGETS.has(target) ? `CKAN ${target} (dev-v${target}, not released yet)` : `CKAN ${target}`
+}
+
+function minorOf(version: string): number {
+  return Number.parseInt(version.split('.')[1] ?? '0', 10) || 0
+}
+
+/**
+ * What the upgrade to `target` does that the audit must check first. From CKAN's dev-v2.12
+ * branch, ckan/migration/versions/:
+ * - 107_4eaa5fcf3092_remove_revision_data.py drops `revision` and every `*_revision` table (and
+ *   activity.revision_id), and 2.12 no longer ships ckan/migration/migrate_package_activity.py
+ *   (CHANGELOG 2.12 migration notes, #8319): old activity must be migrated before.
+ * - 108_f7b64c701a10_fix_conditional_index_on_user.py replaces 2.10's unique index on active
+ *   users' (email, state) by one on lower(email) (`idx_only_one_active_email_no_case`, #9178):
+ *   emails that differ only in case make it fail.
+ * - ckan/logic/action/create.py's api_token_create returns the token's id next to the token.
+ */
+export function upgradeSteps(target: UpgradeTarget): {
+  caseInsensitiveEmailIndex: boolean
+  dropsRevisionTables: boolean
+} {
+  const from212 = minorOf(target) >= 12
+  return {caseInsensitiveEmailIndex: from212, dropsRevisionTables: from212}
+}
+
 /** alembic_version.version_num of an up-to-date database of each version (ckan-reference/README.md). */
 export const ALEMBIC_HEADS: Record<CkanVersion, string> = {
   '2.10': '9f33a0280c51',

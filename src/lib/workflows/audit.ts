@@ -19,7 +19,8 @@ import {
   translateDatabaseError,
 } from '../site/ckan-database.js'
 import {parseDatabaseUrl} from '../site/database-url.js'
-import {iniCaseRule, inspectCkanDatabase} from '../site/ckan-version.js'
+import {DEFAULT_UPGRADE_TARGET, iniCaseRule, inspectCkanDatabase, type UpgradeTarget} from '../site/ckan-version.js'
+import {upgradePathFindings} from '../audit/upgrade-path-findings.js'
 
 export type AuditOptions = {
   /** PEM file for --ckan-url's TLS (private CAs). */
@@ -39,6 +40,8 @@ export type AuditOptions = {
   /** Called once before the user scan with the number of users, then after each batch. */
   onUserScan?: UserScanProgress
   signal?: AbortSignal
+  /** The CKAN version to judge readiness for (default DEFAULT_UPGRADE_TARGET, the newest released). */
+  target?: UpgradeTarget
   /** statement_timeout for every query, in milliseconds (default 120 000). */
   statementTimeoutMs?: number
   /** Timeout of the status_show call, in milliseconds. */
@@ -49,7 +52,8 @@ export type {AuditResult} from '../audit/audit-result.js'
 
 /**
  * `ckan-migrate audit`: a read-only inventory of legacy keys and tokens, configuration and
- * service checks, and a READY / NOT READY verdict for CKAN 2.10/2.11. Everything runs in one
+ * service checks, and a READY / NOT READY verdict for the target version (--target: 2.10, 2.11 or
+ * 2.12; default the newest released). Everything runs in one
  * read-only, repeatable-read transaction on one connection; users stream through a cursor.
  */
 export async function auditSite(options: AuditOptions): Promise<AuditResult> {
@@ -57,6 +61,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   const pageModule = options.htmlPath ? import('../report/readiness-page.js') : undefined
   pageModule?.catch(() => {})
   const env = options.env ?? process.env
+  const target = options.target ?? DEFAULT_UPGRADE_TARGET
   const warnings: string[] = []
   const firstIni = options.ckanIniPath
     ? await readCkanIni(options.ckanIniPath, {caseRule: 'lowercase', env})
@@ -95,7 +100,11 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
     // 2.9 lowercases option names; 2.10+ keep their case (ckan-facts §7).
     const ini = firstIni && new CkanIni(firstIni.files, {caseRule: iniCaseRule(shape.version), env})
     if (ini) checkInterpolations(ini)
-    const plugins = ini ? ini.plugins() : (status?.extensions ?? [])
+    // The plugins CKAN runs with: ckan.plugins as the environment leaves it (ckanext-envvars'
+    // CKAN__PLUGINS beats the ini), else status_show's.
+    const plugins = ini
+      ? (effectiveSetting(ini, 'ckan.plugins', env).value ?? '').split(/\s+/).filter(Boolean)
+      : (status?.extensions ?? [])
     const findings: AuditFinding[] = [...versionFindings(shape, status?.ckanVersion)]
     findings.push(...(await collectConfigFindings({env, ini, plugins, version: shape.version})))
 
@@ -104,8 +113,10 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       hasApiTokenTable: shape.hasApiTokenTable,
       siteUserName: siteUserNameOf(ini, env),
       valueHash: valueHashFor(shape.serverVersionNum),
+      version: shape.version,
     })
     findings.push(...users.findings)
+    findings.push(...(await upgradePathFindings(database.client, target)))
     const csv = options.csvPath
       ? {
           path: options.csvPath,
@@ -148,7 +159,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       findings: sorted,
       html: null,
       summary: users.summary,
-      verdict: decideVerdict(sorted),
+      verdict: decideVerdict(sorted, target),
       warnings,
     }
     return result

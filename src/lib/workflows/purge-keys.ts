@@ -1,4 +1,4 @@
-import {rm, stat} from 'node:fs/promises'
+import {access, rm, stat} from 'node:fs/promises'
 import {basename, resolve} from 'node:path'
 
 import {readBackupSidecar, sha256OfFile} from '../backup/backup-sidecar.js'
@@ -157,12 +157,7 @@ async function commitPurge(
   now: Date,
 ): Promise<PurgeKeysResult> {
   await run.lock('purge-keys')
-  const csv = run.file(
-    `purge-keys_${now
-      .toISOString()
-      .replaceAll(/[-:]/g, '')
-      .replace(/\.\d{3}Z$/, 'Z')}.csv`,
-  )
+  const csv = await freshCsvPath(run, now)
   let committed = false
   try {
     await run.record({command: 'purge-keys', dryRun: false, kind: 'run-started'})
@@ -298,5 +293,25 @@ async function decideSiteUser(
     name,
     protected: true,
     reason: `Keeping the site user ${name}'s key: on CKAN 2.9 ${users}, and its jobs authenticate with that key. Clear it after the upgrade, or pass --include-site-user.`,
+  }
+}
+
+/**
+ * purge-keys_<UTC second>.csv, or purge-keys_<UTC second>-2.csv (-3, …) when a run in the same
+ * second already wrote that name: a report of keys cleared is never overwritten. Called under the
+ * run's lock, so no other purge-keys picks the same name meanwhile.
+ */
+async function freshCsvPath(run: RunFolder, now: Date): Promise<string> {
+  const stamp = now
+    .toISOString()
+    .replaceAll(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z')
+  for (let attempt = 1; ; attempt += 1) {
+    const path = run.file(`purge-keys_${stamp}${attempt === 1 ? '' : `-${attempt}`}.csv`)
+    try {
+      await access(path)
+    } catch {
+      return path
+    }
   }
 }

@@ -202,6 +202,20 @@ async function rewriteWith(
     if (!services.some((service) => service.service === named))
       services.push(SERVICE_CATALOG.find((service) => service.service === named)!)
   }
+  // A service whose plugin is not in ckan.plugins, yet whose setting holds a legacy key: nobody
+  // reads it now, but the plugin may be enabled through the environment or later, and would then
+  // send a key CKAN 2.10 ignores. Give it a token too (the audit warns about it).
+  if (options.services.length === 0) {
+    for (const service of SERVICE_CATALOG) {
+      if (services.some((chosen) => chosen.service === service.service)) continue
+      const current = effectiveSetting(primary, service.configKey, settingEnv).value?.trim()
+      if (!current || credentialKind(current) !== 'legacy-key') continue
+      services.push(service)
+      warnings.push(
+        `${service.configKey} holds a legacy key though ${service.plugins.join(', ')} is not in ckan.plugins; it gets a token too (the plugin may be enabled through the environment or later).`,
+      )
+    }
+  }
   if (services.length === 0 && !options.fixHeader) {
     warnings.push(
       'No service needs a token: none of xloader, datapusher, datapusher_plus, validation is in ckan.plugins (name one with --service).',

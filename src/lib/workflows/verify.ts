@@ -88,7 +88,8 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   const rows: Row[] = []
   const failures: VerifyResult['failures'] = []
   let failed = 0
-  let legacyStillAccepted = 0
+  // Counted per user: a user holding several of the run's tokens (the site user's service tokens) has one key.
+  const legacyStillAccepted = new Set<string>()
   try {
     await run.record({command: 'verify', dryRun: false, kind: 'run-started'})
     options.progress?.start(tokens.length)
@@ -112,7 +113,7 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
           if (key) {
             const legacyCheck = await probe(client.withCredential(key), token.userId)
             legacy = legacyCheck.status === '200' ? 'still accepted' : 'refused'
-            if (legacyCheck.status === '200') legacyStillAccepted += 1
+            if (legacyCheck.status === '200') legacyStillAccepted.add(token.userId)
           } else legacy = 'none'
         }
         const good = ok && legacy !== 'still accepted'
@@ -127,10 +128,14 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       {signal: options.signal},
     )
     const reportPath = run.file(VERIFY_REPORT)
+    // Tokens revoke revoked are reported as revoked (from revoked.jsonl), not as verified.
+    for (const token of all)
+      if (token.revokedAt)
+        rows.push({legacy: 'not checked', outcome: `revoked ${token.revokedAt}`, status: 'not checked', token})
     await writeCsvReport(reportPath, COLUMNS, rows)
     const counts = {
       failed,
-      legacyStillAccepted,
+      legacyStillAccepted: legacyStillAccepted.size,
       ok: rows.filter((row) => row.status === '200').length,
       revoked,
       tokens: tokens.length,

@@ -22,16 +22,18 @@ describe('decideVerdict', () => {
     title: '',
   })
   it('is READY only without blockers, with the counts behind it', () => {
-    expect(decideVerdict([finding('warning'), finding('info')])).toEqual({
+    expect(decideVerdict([finding('warning'), finding('info')], '2.11')).toEqual({
       blockers: 0,
       infos: 1,
       status: 'READY',
+      target: '2.11',
       warnings: 1,
     })
-    expect(decideVerdict([finding('blocker'), finding('blocker'), finding('info')])).toEqual({
+    expect(decideVerdict([finding('blocker'), finding('blocker'), finding('info')], '2.12')).toEqual({
       blockers: 2,
       infos: 1,
       status: 'NOT READY',
+      target: '2.12',
       warnings: 0,
     })
   })

@@ -34,7 +34,10 @@ const PINNED = [
 describe('collectConfigFindings', () => {
   it('is quiet about a pinned configuration except for the informational reminders', async () => {
     const findings = await findingsOf([...PINNED, 'ckan.plugins = stats'])
-    expect([...findings.keys()].sort()).toEqual(['cookie-auth-in-api', 'tokens-never-expire'])
+    expect([...findings.keys()].sort()).toEqual(['tokens-never-expire'])
+    // ckan.auth.enable_cookie_auth_in_api exists from 2.10 on (config_declaration.yaml): never on 2.9.
+    const on210 = await findingsOf([...PINNED, 'ckan.plugins = stats'], {version: '2.10'})
+    expect([...on210.keys()].sort()).toEqual(['cookie-auth-in-api', 'tokens-never-expire'])
   })
 
   it('calls unpinned JWT secrets a blocker and names the fallback of the version', async () => {
@@ -53,6 +56,24 @@ describe('collectConfigFindings', () => {
       details: {decodeFrom: 'beaker.session.secret'},
       severity: 'blocker',
     })
+  })
+
+  it('on 2.11 names SECRET_KEY, the fallback 2.11 signs with, and no Beaker', async () => {
+    const on211 = await findingsOf([`SECRET_KEY = ${SECRET}`], {caseRule: 'preserve', version: '2.11'})
+    const unpinned = on211.get('jwt-secrets-not-pinned')!
+    expect(unpinned.title).toMatch(/signed with SECRET_KEY, so changing SECRET_KEY breaks every token$/)
+    expect(unpinned.fix).toMatch(/string:<the value of SECRET_KEY>/)
+    expect(JSON.stringify(unpinned)).not.toMatch(/beaker/i)
+    const interpolated = await findingsOf(
+      [
+        `SECRET_KEY = ${SECRET}`,
+        'api_token.jwt.encode.secret = string:%(SECRET_KEY)s',
+        'api_token.jwt.decode.secret = string:%(SECRET_KEY)s',
+      ],
+      {caseRule: 'preserve', version: '2.11'},
+    )
+    expect(interpolated.get('jwt-secret-interpolated')).toMatchObject({details: {from: 'SECRET_KEY'}})
+    expect(interpolated.get('jwt-secret-interpolated')!.fix).not.toMatch(/beaker/i)
   })
 
   it('flags a secret without its string: prefix, secrets that differ, and %(...)s secrets', async () => {
@@ -106,19 +127,52 @@ describe('collectConfigFindings', () => {
     expect(noAuthHeader.has('validation-token-missing')).toBe(false)
   })
 
-  it('reports the header name, default API keys, cookie auth and token expiry', async () => {
+  it('warns about a legacy key in the token setting of a plugin that is not enabled', async () => {
     const findings = await findingsOf([
       ...PINNED,
-      'apikey_header_name = X-CKAN-API-Key',
-      'ckan.auth.create_default_api_keys = True',
-      'ckan.plugins = expire_api_token',
-      'expire_api_token.default_lifetime = 3600',
+      'ckan.plugins = stats datapusher',
+      'ckan.datapusher.api_token = eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig',
+      'ckanext.xloader.api_token = 0f0e2c3a-1b2c-4d5e-8f90-0123456789ab',
     ])
+    expect(findings.get('disabled-service-token-is-legacy-key')).toMatchObject({
+      count: 1,
+      sample: ['ckanext.xloader.api_token (xloader not in ckan.plugins)'],
+      severity: 'warning',
+    })
+    expect(findings.has('service-token-is-legacy-key')).toBe(false)
+    expect(JSON.stringify([...findings.values()])).not.toContain('0f0e2c3a-1b2c')
+    // Read by datapusher and datapusher_plus: dormant only when neither is enabled.
+    const neither = await findingsOf([
+      ...PINNED,
+      'ckan.plugins = stats',
+      'ckan.datapusher.api_token = 0f0e2c3a-1b2c-4d5e-8f90-0123456789ab',
+    ])
+    expect(neither.get('disabled-service-token-is-legacy-key')!.sample).toEqual([
+      'ckan.datapusher.api_token (datapusher, datapusher_plus not in ckan.plugins)',
+    ])
+    const placeholder = await findingsOf([...PINNED, 'ckan.plugins = stats', 'ckanext.xloader.api_token = NOT_SET'])
+    expect(placeholder.has('disabled-service-token-is-legacy-key')).toBe(false)
+  })
+
+  it('reports the header name, default API keys, cookie auth and token expiry', async () => {
+    const findings = await findingsOf(
+      [
+        ...PINNED,
+        'apikey_header_name = X-CKAN-API-Key',
+        'ckan.auth.create_default_api_keys = True',
+        'ckan.plugins = expire_api_token',
+        'expire_api_token.default_lifetime = 3600',
+      ],
+      {version: '2.10'},
+    )
     expect(findings.get('apikey-header-name-set')).toMatchObject({
       details: {value: 'X-CKAN-API-Key'},
       severity: 'warning',
     })
     expect(findings.get('create-default-api-keys')).toMatchObject({severity: 'warning'})
+    expect(findings.get('create-default-api-keys')!.fix).toMatch(
+      /purge-keys --all: on CKAN 2\.10 they authenticate nothing/,
+    )
     expect(findings.get('cookie-auth-in-api')).toMatchObject({severity: 'info'})
     expect(findings.get('expire-api-token-enabled')).toMatchObject({
       details: {defaultLifetime: '3600'},

@@ -3,7 +3,12 @@ import {describe, expect, it} from 'vitest'
 
 import {createCkanSchema} from '../../../src/sandbox/ckan-schema.js'
 import {type CkanVersion} from '../../../src/lib/site/ckan-version.js'
-import {HOSTILE_USERS, seedCkanSite} from '../../../src/sandbox/ckan-site-seeder.js'
+import {
+  describeSeededSite,
+  HOSTILE_USERS,
+  SEEDED_UPGRADE_TO_29,
+  seedCkanSite,
+} from '../../../src/sandbox/ckan-site-seeder.js'
 import {createTestDatabase} from '../../helpers/test-database.js'
 
 async function seededSite(version: CkanVersion, seed: string, users: number) {
@@ -77,6 +82,53 @@ describe('seedCkanSite', () => {
     const client = await seededSite('2.10', 'mix', 3000)
     const {rows} = await client.query(`SELECT count(*)::int AS n FROM "user"`)
     expect(rows[0].n).toBe(3000)
+    await client.end()
+  })
+
+  it('models a site from CKAN <= 2.8 on 2.9.11: only users from before the move hold keys, unless create_default_api_keys', async () => {
+    const history = `
+      SELECT (count(*) FILTER (WHERE created >= $1::timestamp AND apikey IS NOT NULL))::int AS new_with_key,
+             (count(*) FILTER (WHERE created >= $1::timestamp))::int AS new_users,
+             (count(*) FILTER (WHERE created < $1::timestamp AND apikey IS NULL))::int AS old_without_key,
+             (count(*) FILTER (WHERE created < $1::timestamp AND apikey IS NOT NULL))::int AS old_with_key
+      FROM "user"`
+    for (const version of ['2.9', '2.11'] as const) {
+      const database = await createTestDatabase()
+      const client = new pg.Client({connectionString: database.url})
+      await client.connect()
+      await createCkanSchema(client, version)
+      const seeded = await seedCkanSite(client, {seed: 'history', siteId: 'default', users: 800, version})
+      const {rows} = await client.query(history, [SEEDED_UPGRADE_TO_29])
+      // 2.8 gave every user a key; 2.9 gives a new user none (set_api_key, default false).
+      expect(rows[0]).toMatchObject({new_with_key: 0, old_without_key: 0})
+      expect(rows[0].new_users).toBeGreaterThan(300)
+      expect(seeded.history).toEqual({
+        createdOn29: rows[0].new_users,
+        createdOn29WithKey: 0,
+        keyHoldersFrom28: rows[0].old_with_key,
+      })
+      expect(describeSeededSite(version, seeded)).toBe(
+        `a site that ran CKAN <= 2.8 until 2021-03-01, then 2.9.11${version === '2.9' ? '' : ' and later upgraded to 2.11.5'}: ${rows[0].old_with_key} users from before then (the site user included) hold legacy keys, ${rows[0].new_users} created since hold none (ckan.auth.create_default_api_keys = false, CKAN's default)`,
+      )
+      await client.end()
+    }
+    const database = await createTestDatabase()
+    const client = new pg.Client({connectionString: database.url})
+    await client.connect()
+    await createCkanSchema(client, '2.9')
+    const withSetting = await seedCkanSite(client, {
+      createDefaultApiKeys: true,
+      seed: 'history',
+      siteId: 'default',
+      users: 800,
+      version: '2.9',
+    })
+    const {rows} = await client.query(history, [SEEDED_UPGRADE_TO_29])
+    expect(rows[0].new_with_key).toBe(rows[0].new_users)
+    expect(withSetting.history.createdOn29WithKey).toBe(rows[0].new_users)
+    expect(describeSeededSite('2.9', withSetting, true)).toContain(
+      `${rows[0].new_users} created since, ${rows[0].new_users} of them with a key (ckan.auth.create_default_api_keys = true)`,
+    )
     await client.end()
   })
 })
