@@ -8,6 +8,7 @@ import {
   concurrencyOptions,
   loadFlags,
   dryRunFlag,
+  headerNameFlag,
   requiredOutFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
@@ -42,6 +43,7 @@ export default class Rotate extends MigrateCommand<RotateResult> {
     grace: Flags.string({
       summary: 'With --finish: revoke unused successors’ predecessors after this long (default 14d).',
     }),
+    'header-name': headerNameFlag,
     'older-than': Flags.string({summary: 'Rotate tokens created longer ago than this, e.g. 300d.'}),
     out: requiredOutFlag,
     timeout: timeoutFlag,
@@ -60,6 +62,7 @@ export default class Rotate extends MigrateCommand<RotateResult> {
       ...concurrencyOptions(flags),
       dryRun: flags['dry-run'],
       expiresIn: flags['expires-in'],
+      headerName: flags['header-name'],
       expiringWithinMs:
         flags['expiring-within'] === undefined
           ? undefined

@@ -8,6 +8,7 @@ import {
   ckanUrlFlag,
   concurrencyOptions,
   databaseUrlFlag,
+  headerNameFlag,
   loadFlags,
   requiredOutFlag,
   timeoutFlag,
@@ -27,6 +28,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
     'ckan-url': ckanUrlFlag,
     ...loadFlags,
     'database-url': databaseUrlFlag,
+    'header-name': headerNameFlag,
     legacy: Flags.boolean({
       default: false,
       summary: "Also check every user's legacy key is refused (run after the upgrade; needs the database).",
@@ -44,6 +46,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
       ckanUrl: flags['ckan-url'],
       ...concurrencyOptions(flags),
       databaseUrl: flags['database-url'],
+      headerName: flags['header-name'],
       legacy: flags.legacy,
       out: flags.out,
       progress: this.progress('verifying tokens', 'tokens', {showLimit: true}),

@@ -1,4 +1,5 @@
 import {Errors, Flags} from '@oclif/core'
+import {isHeaderName} from '../site/token-header.js'
 
 /** Flags shared by several commands, defined once so help text and env fallbacks agree everywhere. */
 export const databaseUrlFlag = Flags.string({
@@ -113,3 +114,19 @@ export const timeoutFlag = Flags.integer({
   min: 1,
   summary: 'Seconds to wait for one CKAN API answer.',
 })
+
+/**
+ * --header-name: the request header the credential (and each token, for verify) goes in. Default:
+ * what the site's ckan.ini says its CKAN version reads, else the run folder's record, else a probe.
+ */
+export const headerNameFlag = Flags.custom<string>({
+  helpGroup: 'SITE',
+  async parse(input) {
+    const value = input.trim()
+    if (!isHeaderName(value))
+      throw usage(`--header-name must be a bare HTTP header name such as Authorization or X-CKAN-API-Key, not ${JSON.stringify(value.slice(0, 60))}`)
+    return value
+  },
+  summary:
+    "Header to send API credentials in (e.g. X-CKAN-API-Key). Default: what the site's ckan.ini says its CKAN version reads, else what this run used, else a probe.",
+})()

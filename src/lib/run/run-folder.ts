@@ -17,10 +17,14 @@ import {ensurePrivateFolder, writeSecretFile} from '../fs/secret-file.js'
  * - `journal.jsonl` what happened, event by event; no secret ever (jti fingerprints only).
  * - `revoked.jsonl` the jtis `revoke` revoked (full jti: fingerprints can collide), so every
  *                  command treats a revoked token of the run the same way.
+ * - `token-header.json` the header CKAN accepted credentials in (token-header.ts), so later
+ *                  commands on the run send the same one when nothing else says.
  * - `lock`         held while a command writes to the run (pid inside).
  * - reports (CSV) and `bundles/` are written next to them by the commands.
  */
 export const RUN_FOLDER_FORMAT = 1
+
+const TOKEN_HEADER_FILE = 'token-header.json'
 
 export type RunSite = {
   /** Base URL of the CKAN site, normalised without a trailing slash. */
@@ -119,6 +123,8 @@ export type JournalEvent =
       userName: string
     }
   | {jtiFingerprint: string; kind: 'token-verified'; ok: boolean; status: string; userId: string; userName: string}
+  /** The header credentials are sent in was settled (first time, or changed). */
+  | {command: string; header: string; kind: 'token-header'; source: string; why: string}
   | {kind: 'config-rewritten'; backupPath: string | null; configPath: string; keys: string[]}
   | {kind: 'keys-purged'; count: number; userIds: string[]}
   | {kind: 'run-finished'; command: string; summary: Record<string, number>}
@@ -247,6 +253,23 @@ export class RunFolder {
       ...(predecessorJti ? {predecessorJti: predecessorJti.reveal()} : {}),
       token: jwt.reveal(),
     })
+  }
+
+  /** The header recorded by an earlier command on this run (token-header.json), if any. */
+  async tokenHeader(): Promise<string | undefined> {
+    try {
+      const parsed = JSON.parse(await readFile(this.file(TOKEN_HEADER_FILE), 'utf8')) as {name?: unknown}
+      return typeof parsed.name === 'string' && parsed.name !== '' ? parsed.name : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Records the header CKAN accepted credentials in, and journals it when it is new or changed. */
+  async recordTokenHeader(header: {name: string; source: string; why: string}, command: string): Promise<void> {
+    if ((await this.tokenHeader()) === header.name) return
+    await writeSecretFile(this.file(TOKEN_HEADER_FILE), `${JSON.stringify({name: header.name, why: header.why})}\n`)
+    await this.record({command, header: header.name, kind: 'token-header', source: header.source, why: header.why})
   }
 
   async unlock(): Promise<void> {

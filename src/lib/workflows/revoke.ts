@@ -18,10 +18,14 @@ export const REVOKE_REPORT = 'revoke-report.csv'
 export type RevokeOptions = ConcurrencyOptions & {
   apiKeyFile?: string
   caCertPath?: string
+  /** The site's ckan.ini: which header CKAN reads the credential from (token-header.ts). */
+  ckanIniPath?: string
   /** Defaults to the site of the run folder. */
   ckanUrl?: URL
   dryRun: boolean
   env?: NodeJS.ProcessEnv
+  /** --header-name (token-header.ts). */
+  headerName?: string
   out: string
   progress?: Progress
   signal?: AbortSignal
@@ -74,10 +78,14 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     credential,
     env,
+    headerName: options.headerName,
+    iniPath: options.ckanIniPath,
     observer: limiter,
+    recordedHeader: await run.tokenHeader(),
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
+  warnings.push(...site.warnings)
   try {
     if (options.dryRun) {
       const planned = tokens.filter((token) => !token.revokedAt).length
@@ -93,6 +101,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     }
     await run.lock('revoke')
     try {
+      await run.recordTokenHeader(site.header, 'revoke')
       await run.record({command: 'revoke', dryRun: false, kind: 'run-started'})
       const rows: Row[] = []
       const failures: RevokeResult['failures'] = []
