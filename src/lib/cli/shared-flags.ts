@@ -124,7 +124,9 @@ export const headerNameFlag = Flags.custom<string>({
   async parse(input) {
     const value = input.trim()
     if (!isHeaderName(value))
-      throw usage(`--header-name must be a bare HTTP header name such as Authorization or X-CKAN-API-Key, not ${JSON.stringify(value.slice(0, 60))}`)
+      throw usage(
+        `--header-name must be a bare HTTP header name such as Authorization or X-CKAN-API-Key, not ${JSON.stringify(value.slice(0, 60))}`,
+      )
     return value
   },
   summary:

@@ -94,7 +94,7 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
     })
     if (!choice.accepted) {
       throw new MigrateError(
-        `CKAN did not accept the credential in ${options.credential.source} as a sysadmin's: it answered 403 to get_site_user through ${choice.tried.join(' and through ')}`,
+        `The credential in ${options.credential.source} is not a sysadmin's: CKAN answered 403 to get_site_user (sent in ${choice.tried.join(', then in ')})`,
         {
           exitCode: EXIT_CODES.ckanRejected,
           suggestion:

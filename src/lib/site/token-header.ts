@@ -97,7 +97,10 @@ export function configuredTokenHeader(input: {
   // 2.9/2.10 always fall back to Authorization: sending it there keeps one header across the upgrade
   // to 2.11, whose default it is. 2.11 reads one header only: that one.
   if (input.version !== '2.11') {
-    const first = apikey.value === undefined ? `${X_CKAN_API_KEY} (the default of apikey_header_name)` : `${reads[0]} (${apikey.where})`
+    const first =
+      apikey.value === undefined
+        ? `${X_CKAN_API_KEY} (the default of apikey_header_name)`
+        : `${reads[0]} (${apikey.where})`
     const why =
       reads.length === 1
         ? `CKAN ${input.version} reads ${AUTHORIZATION}${apikey.value === undefined ? '' : ` (${apikey.where})`}`
