@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {
+  allowOtherUrlFlag,
   apiKeyFileFlag,
   caCertFlag,
   ckanIniFlag,
@@ -24,6 +25,7 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
     '<%= config.bin %> <%= command.id %> --out ./run-2026-11 --api-key-file ~/.ckan-admin-token --users alice,bob',
   ]
   static override flags = {
+    'allow-other-url': allowOtherUrlFlag,
     'api-key-file': apiKeyFileFlag,
     'ca-cert': caCertFlag,
     'ckan-ini': ckanIniFlag,
@@ -40,6 +42,7 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
   async run(): Promise<RevokeResult> {
     const {flags} = await this.parse(Revoke)
     const result = await revokeTokens({
+      allowOtherUrl: flags['allow-other-url'],
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],

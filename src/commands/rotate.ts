@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {
+  allowOtherUrlFlag,
   apiKeyFileFlag,
   caCertFlag,
   ckanUrlFlag,
@@ -25,6 +26,7 @@ export default class Rotate extends MigrateCommand<RotateResult> {
     '<%= config.bin %> <%= command.id %> --out ./run-2026-11 --api-key-file ~/.ckan-admin-token --finish --grace 14d',
   ]
   static override flags = {
+    'allow-other-url': allowOtherUrlFlag,
     all: Flags.boolean({default: false, summary: 'Rotate every token of the run (people and services).'}),
     'api-key-file': apiKeyFileFlag,
     'ca-cert': caCertFlag,
@@ -56,6 +58,7 @@ export default class Rotate extends MigrateCommand<RotateResult> {
     const {flags} = await this.parse(Rotate)
     const result = await rotateTokens({
       all: flags.all,
+      allowOtherUrl: flags['allow-other-url'],
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
       ckanUrl: flags['ckan-url'],

@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {
+  allowOtherUrlFlag,
   caCertFlag,
   ckanIniFlag,
   ckanUrlFlag,
@@ -23,6 +24,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
     '<%= config.bin %> <%= command.id %> --out ./run-2026-11 --legacy --ckan-ini /etc/ckan/default/ckan.ini',
   ]
   static override flags = {
+    'allow-other-url': allowOtherUrlFlag,
     'ca-cert': caCertFlag,
     'ckan-ini': ckanIniFlag,
     'ckan-url': ckanUrlFlag,
@@ -41,6 +43,7 @@ export default class Verify extends MigrateCommand<VerifyResult> {
   async run(): Promise<VerifyResult> {
     const {flags} = await this.parse(Verify)
     const result = await verifyTokens({
+      allowOtherUrl: flags['allow-other-url'],
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],
       ckanUrl: flags['ckan-url'],

@@ -132,3 +132,11 @@ export const headerNameFlag = Flags.custom<string>({
   summary:
     "Header to send API credentials in (e.g. X-CKAN-API-Key). Default: what the site's ckan.ini says its CKAN version reads, else what this run used, else a probe.",
 })()
+
+/** --allow-other-url: work on the run's site at another URL than the run recorded (a staged upgrade's copy). */
+export const allowOtherUrlFlag = Flags.boolean({
+  default: false,
+  helpGroup: 'SITE',
+  summary:
+    "Allow --ckan-url to differ from the run's URL (the same site upgraded or restored elsewhere): checked by the run's tokens and site user, and journaled.",
+})

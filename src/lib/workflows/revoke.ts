@@ -12,10 +12,13 @@ import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
 import {checkRunUsers, runTokenColumns} from '../run/run-tokens.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
 import {preflightSite} from '../site/site-preflight.js'
+import {confirmSiteElsewhere} from '../run/site-identity.js'
 
 export const REVOKE_REPORT = 'revoke-report.csv'
 
 export type RevokeOptions = ConcurrencyOptions & {
+  /** --allow-other-url: --ckan-url may be another address of the run's site (site-identity.ts). */
+  allowOtherUrl?: boolean
   apiKeyFile?: string
   caCertPath?: string
   /** The site's ckan.ini: which header CKAN reads the credential from (token-header.ts). */
@@ -57,6 +60,7 @@ const COLUMNS: ReadonlyArray<CsvColumn<Row>> = runTokenColumns<Row>()
 export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult> {
   const env = options.env ?? process.env
   const run = await openRunFolder(options.out, {
+    allowOtherUrl: options.allowOtherUrl,
     create: false,
     site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined,
   })
@@ -87,6 +91,9 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
   const {client} = site
   warnings.push(...site.warnings)
   try {
+    // Revoking an unknown jti is a silent success in CKAN: another site must be proven the run's first.
+    const elsewhere = {run, siteUserName: site.siteUserName, sysadmin: client, tokens}
+    await confirmSiteElsewhere({...elsewhere, command: 'revoke', record: false})
     if (options.dryRun) {
       const planned = tokens.filter((token) => !token.revokedAt).length
       return {
@@ -102,6 +109,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     await run.lock('revoke')
     try {
       await run.recordTokenHeader(site.header, 'revoke')
+      await confirmSiteElsewhere({...elsewhere, command: 'revoke', record: true})
       await run.record({command: 'revoke', dryRun: false, kind: 'run-started'})
       const rows: Row[] = []
       const failures: RevokeResult['failures'] = []

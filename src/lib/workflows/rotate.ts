@@ -16,6 +16,7 @@ import {writeSecretFile} from '../fs/secret-file.js'
 import {readConfigFile, replaceConfigFile} from '../services/config-file-writer.js'
 import {SERVICE_CATALOG} from '../services/service-catalog.js'
 import {preflightSite} from '../site/site-preflight.js'
+import {confirmSiteElsewhere} from '../run/site-identity.js'
 import type {TokenHeader} from '../site/token-header.js'
 import {AnnouncedFeed, issueFromFeed, TokenIssuer, type UserOutcome} from '../run/token-issuer.js'
 import {ckanUtc, type TokenHolder, tokenHolders} from '../run/token-lineage.js'
@@ -44,6 +45,8 @@ export const ROTATED_TOKEN_NAME = 'ckan-migrate rotated {date} {run}'
 
 export type RotateOptions = {
   all: boolean
+  /** --allow-other-url: --ckan-url may be another address of the run's site (site-identity.ts). */
+  allowOtherUrl?: boolean
   apiKeyFile?: string
   caCertPath?: string
   ckanUrl?: URL
@@ -154,10 +157,12 @@ export async function rotateTokens(options: RotateOptions): Promise<RotateResult
     })
   }
   const run = await openRunFolder(options.out, {
+    allowOtherUrl: options.allowOtherUrl,
     create: false,
     site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined,
   })
-  const holders = tokenHolders(await run.readTokens())
+  const runTokens = await run.readTokens()
+  const holders = tokenHolders(runTokens)
   const wanted = selectNamed(holders, options.users)
   const credential = await readCredential({env, file: options.apiKeyFile})
   if (credential.warning) warnings.push(credential.warning)
@@ -172,6 +177,21 @@ export async function rotateTokens(options: RotateOptions): Promise<RotateResult
   })
   const {client} = site
   warnings.push(...site.warnings)
+  try {
+    const elsewhere = {run, siteUserName: site.siteUserName, sysadmin: client, tokens: runTokens}
+    await confirmSiteElsewhere({...elsewhere, command: 'rotate', record: false})
+    if (run.otherUrl && !options.dryRun) {
+      await run.lock('rotate')
+      try {
+        await confirmSiteElsewhere({...elsewhere, command: options.finish ? 'rotate --finish' : 'rotate', record: true})
+      } finally {
+        await run.unlock()
+      }
+    }
+  } catch (error) {
+    await client.close()
+    throw error
+  }
   const defaults = !options.all && !options.users && !options.olderThanMs && !options.expiringWithinMs
   const policy = {
     all: options.all,

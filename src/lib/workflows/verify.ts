@@ -14,6 +14,7 @@ import {describeError, MigrateError} from '../errors.js'
 import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
 import {runTokenColumns} from '../run/run-tokens.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
+import {confirmSiteElsewhere} from '../run/site-identity.js'
 import type {Secret} from '../secret.js'
 import {readCkanIni} from '../site/ckan-ini.js'
 import {iniCaseRule, versionOfRelease} from '../site/ckan-version.js'
@@ -28,6 +29,8 @@ import {
 export const VERIFY_REPORT = 'verify-report.csv'
 
 export type VerifyOptions = ConcurrencyOptions & {
+  /** --allow-other-url: --ckan-url may be another address of the run's site (site-identity.ts). */
+  allowOtherUrl?: boolean
   caCertPath?: string
   ckanIniPath?: string
   /** Defaults to the site of the run folder. */
@@ -72,6 +75,7 @@ const COLUMNS: ReadonlyArray<CsvColumn<Row>> = [
 export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult> {
   const env = options.env ?? process.env
   const run = await openRunFolder(options.out, {
+    allowOtherUrl: options.allowOtherUrl,
     create: false,
     site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined,
   })
@@ -115,6 +119,7 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   let failed = 0
   let legacyStillAccepted = 0
   try {
+    await confirmSiteElsewhere({command: 'verify', record: true, run, tokenAccepted: choice?.accepted, tokens})
     await run.record({command: 'verify', dryRun: false, kind: 'run-started'})
     if (choice?.accepted) await run.recordTokenHeader(choice.header, 'verify')
     options.progress?.start(tokens.length)
