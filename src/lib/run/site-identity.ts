@@ -18,7 +18,7 @@ export async function confirmSiteElsewhere(input: {
   siteUserName?: string
   /** A sysadmin's client there: the run's first live token must be in api_token_list. */
   sysadmin?: CkanApiClient
-  /** verify: whether the run's first live token is accepted there (undefined: no token to try). */
+  /** verify: whether a token of the run is accepted there (undefined: no token to try). */
   tokenAccepted?: boolean
   tokens: readonly RunToken[]
 }): Promise<void> {
@@ -45,8 +45,8 @@ export async function confirmSiteElsewhere(input: {
     evidence.push(`it holds the run's token of ${live.userName}`)
   }
   if (live && input.tokenAccepted !== undefined) {
-    if (!input.tokenAccepted) throw refuse(`it does not accept the run's token of ${live.userName}`)
-    evidence.push(`it accepts the run's token of ${live.userName}`)
+    if (!input.tokenAccepted) throw refuse('it does not accept the run’s tokens')
+    evidence.push('it accepts the run’s tokens')
   }
   if (evidence.length === 0) throw refuse('nothing the run knows (its site user, its tokens) could be checked there')
   if (input.record)

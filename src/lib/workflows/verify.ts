@@ -105,7 +105,9 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   const warnings: string[] = []
   let choice: HeaderChoice | undefined
   try {
-    choice = tokens[0] ? await settleHeader(anonymous, tokens[0], options, await run.tokenHeader()) : undefined
+    choice = tokens[0]
+      ? await settleHeader(anonymous, tokens.slice(0, HEADER_SAMPLES), options, await run.tokenHeader())
+      : undefined
   } catch (error) {
     await anonymous.close()
     throw error
@@ -169,7 +171,7 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
     await run.record({command: 'verify', kind: 'run-finished', summary: counts})
     if (choice && !choice.accepted && counts.ok === 0)
       warnings.push(
-        `No token was accepted through ${choice.tried.join(' or ')}, so the header is not what fails (unless the site reads a header not tried: name it with --header-name): the tokens themselves are refused, e.g. revoked or signed with another secret.`,
+        `No token was accepted through ${choice.tried.join(' or ')} (the first ${Math.min(HEADER_SAMPLES, tokens.length)} were tried in each), so the header is not what fails (unless the site reads a header not tried: name it with --header-name): the tokens themselves are refused, e.g. revoked or signed with another secret.`,
       )
     return {
       concurrency: limiter.report(),
@@ -186,15 +188,19 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   }
 }
 
+/** How many of the run's tokens may be tried in every usual header before the header is ruled out. */
+const HEADER_SAMPLES = 3
+
 /**
- * The header to send the tokens in, settled with the run's first live token before the others are
- * checked: --header-name, else what --ckan-ini says the live CKAN version reads, else the run
- * folder's record; and when CKAN refuses the token there, the other usual headers (a site reading
- * another header must not make every token look dead).
+ * The header to send the tokens in, settled with the run's first live tokens before the others
+ * are checked: --header-name, else what --ckan-ini says the live CKAN version reads, else the run
+ * folder's record; and when CKAN refuses a token there, the other usual headers (a site reading
+ * another header must not make every token look dead). A token refused in every header may be
+ * dead on its own: the next sample is tried, up to HEADER_SAMPLES.
  */
 async function settleHeader(
   client: CkanApiClient,
-  token: RunToken,
+  samples: readonly RunToken[],
   options: VerifyOptions,
   recorded: string | undefined,
 ): Promise<HeaderChoice> {
@@ -203,14 +209,19 @@ async function settleHeader(
   const ini = options.ckanIniPath
     ? await readCkanIni(options.ckanIniPath, {caseRule: iniCaseRule(version), env})
     : undefined
-  const choice = await chooseTokenHeader({
-    accepts: async (name) =>
-      (await probe(client.withHeader(name).withCredential(token.token), token.userId)).status === '200',
-    known: configuredTokenHeader({env, flag: options.headerName, ini, version}),
-    recorded,
-  })
-  refuseOverriddenFlag(choice)
-  return choice
+  const known = configuredTokenHeader({env, flag: options.headerName, ini, version})
+  let choice: HeaderChoice | undefined
+  for (const token of samples) {
+    choice = await chooseTokenHeader({
+      accepts: async (name) =>
+        (await probe(client.withHeader(name).withCredential(token.token), token.userId)).status === '200',
+      known,
+      recorded,
+    })
+    refuseOverriddenFlag(choice)
+    if (choice.accepted) break
+  }
+  return choice!
 }
 
 /** api_token_list for the user with one credential alone: '200', '403', or the failure. */
