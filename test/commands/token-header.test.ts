@@ -90,6 +90,24 @@ describe('the token header', () => {
     expect(await sql(site, `SELECT id FROM api_token WHERE name LIKE '%' || $1 || '%'`, [runId])).toHaveLength(0)
   }, 180_000)
 
+  it('2.11 with apikey_header_name = X-CKAN-API-Key: rotate works through the header the site reads', async () => {
+    const site = await startTestSite({settings: CARRIED_OVER, users: 20, version: '2.11'})
+    const out = join(await tempDir(), 'run')
+    await issue(site, out)
+    await rm(join(out, 'token-header.json'))
+    const rotated = await runCliJson<{counts: Record<string, number>}>([
+      'rotate',
+      '--out',
+      out,
+      '--api-key-file',
+      site.apiKeyFile,
+      '--all',
+    ])
+    expect(rotated.exitCode, rotated.stdout).toBe(0)
+    expect(rotated.json.result?.counts.rotated).toBe(4)
+    expect(JSON.parse(await readFile(join(out, 'token-header.json'), 'utf8'))).toMatchObject({name: 'X-CKAN-API-Key'})
+  }, 180_000)
+
   it('2.10 with its generated ini: verify and revoke (with --ckan-ini) work', async () => {
     const site = await startTestSite({settings: {apikey_header_name: 'X-CKAN-API-Key'}, users: 20, version: '2.10'})
     const out = join(await tempDir(), 'run')
