@@ -47,6 +47,10 @@ describe('the token header', () => {
     const site = await startTestSite({settings: CARRIED_OVER, users: 20, version: '2.11'})
     const out = join(await tempDir(), 'run')
     await issue(site, out)
+    // Later commands on the run use the header it recorded, with or without the ini.
+    const verified = await runCliJson<VerifyResult>(['verify', '--out', out])
+    expect(verified.exitCode, verified.stdout).toBe(0)
+    expect(verified.json.result).toMatchObject({counts: {failed: 0, ok: 4, tokens: 4}, headerName: 'X-CKAN-API-Key'})
     expect(JSON.parse(await readFile(join(out, 'token-header.json'), 'utf8'))).toMatchObject({
       name: 'X-CKAN-API-Key',
     })
@@ -55,16 +59,12 @@ describe('the token header', () => {
       header: 'X-CKAN-API-Key',
     })
 
-    // Later commands on the run use the header it recorded, with or without the ini.
-    const verified = await runCliJson<VerifyResult>(['verify', '--out', out])
-    expect(verified.exitCode, verified.stdout).toBe(0)
-    expect(verified.json.result).toMatchObject({counts: {failed: 0, ok: 4, tokens: 4}, headerName: 'X-CKAN-API-Key'})
     const withIni = await runCli(['verify', '--out', out, '--ckan-ini', site.ckanIni])
     expect(withIni.exitCode, withIni.stdout).toBe(0)
     expect(withIni.stdout).toContain('4 of 4 tokens work')
 
     // A run folder without the record (an older ckan-migrate's): a probe finds the header.
-    await rm(join(out, 'token-header.json'))
+    await rm(join(out, 'token-header.json'), {force: true})
     const probed = await runCliJson<VerifyResult>(['verify', '--out', out])
     expect(probed.exitCode, probed.stdout).toBe(0)
     expect(probed.json.result?.counts).toMatchObject({ok: 4})
@@ -82,7 +82,7 @@ describe('the token header', () => {
     ])
     expect(dry.exitCode, dry.stderr).toBe(0)
     expect(dry.json.result?.counts).toMatchObject({planned: 4})
-    await rm(join(out, 'token-header.json'))
+    await rm(join(out, 'token-header.json'), {force: true})
     const revoked = await runCliJson<RevokeResult>(['revoke', '--out', out, '--api-key-file', site.apiKeyFile])
     expect(revoked.exitCode, revoked.stderr).toBe(0)
     expect(revoked.json.result?.counts).toMatchObject({failed: 0, revoked: 4})
@@ -90,11 +90,20 @@ describe('the token header', () => {
     expect(await sql(site, `SELECT id FROM api_token WHERE name LIKE '%' || $1 || '%'`, [runId])).toHaveLength(0)
   }, 180_000)
 
+  it('2.11 with apikey_header_name = X-CKAN-API-Key: revoke (the rollback) accepts the sysadmin credential', async () => {
+    const site = await startTestSite({settings: CARRIED_OVER, users: 20, version: '2.11'})
+    const out = join(await tempDir(), 'run')
+    await issue(site, out)
+    const revoked = await runCliJson<RevokeResult>(['revoke', '--out', out, '--api-key-file', site.apiKeyFile])
+    expect(revoked.exitCode, revoked.stdout).toBe(0)
+    expect(revoked.json.result?.counts).toMatchObject({failed: 0, revoked: 4})
+  }, 180_000)
+
   it('2.11 with apikey_header_name = X-CKAN-API-Key: rotate works through the header the site reads', async () => {
     const site = await startTestSite({settings: CARRIED_OVER, users: 20, version: '2.11'})
     const out = join(await tempDir(), 'run')
     await issue(site, out)
-    await rm(join(out, 'token-header.json'))
+    await rm(join(out, 'token-header.json'), {force: true})
     const rotated = await runCliJson<{counts: Record<string, number>}>([
       'rotate',
       '--out',
@@ -151,7 +160,7 @@ describe('the token header', () => {
     // The first token of the run dead, nothing recorded: the next token settles the header.
     const first = JSON.parse((await readFile(join(out, 'tokens.jsonl'), 'utf8')).split('\n')[0]!) as {jti: string}
     await sql(site, 'DELETE FROM api_token WHERE id = $1', [first.jti])
-    await rm(join(out, 'token-header.json'))
+    await rm(join(out, 'token-header.json'), {force: true})
     const oneDead = await runCliJson<VerifyResult>(['verify', '--out', out])
     expect(oneDead.exitCode).toBe(6)
     expect(oneDead.json.result).toMatchObject({counts: {failed: 1, ok: 3}, headerName: 'X-CKAN-API-Key'})
