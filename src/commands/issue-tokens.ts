@@ -9,6 +9,7 @@ import {
   concurrencyOptions,
   databaseUrlFlag,
   dryRunFlag,
+  headerNameFlag,
   loadFlags,
   requiredCkanUrlFlag,
   requiredOutFlag,
@@ -35,6 +36,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
     ...loadFlags,
     'database-url': databaseUrlFlag,
     'dry-run': dryRunFlag,
+    'header-name': headerNameFlag,
     'expires-in': Flags.integer({
       min: 1,
       summary: 'Token lifetime in --unit steps (required when CKAN has the expire_api_token plugin).',
@@ -72,6 +74,7 @@ export default class IssueTokens extends MigrateCommand<IssueTokensResult> {
       databaseUrl: flags['database-url'],
       dryRun: flags['dry-run'],
       expiresIn: flags['expires-in'],
+      headerName: flags['header-name'],
       includePending: flags['include-pending'],
       includeSiteUser: flags['include-site-user'],
       limit: flags.limit,

@@ -3,11 +3,14 @@ import {Flags} from '@oclif/core'
 import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {
+  allowOtherUrlFlag,
   apiKeyFileFlag,
   caCertFlag,
+  ckanIniFlag,
   ckanUrlFlag,
   concurrencyOptions,
   dryRunFlag,
+  headerNameFlag,
   loadFlags,
   requiredOutFlag,
   timeoutFlag,
@@ -22,11 +25,14 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
     '<%= config.bin %> <%= command.id %> --out ./run-2026-11 --api-key-file ~/.ckan-admin-token --users alice,bob',
   ]
   static override flags = {
+    'allow-other-url': allowOtherUrlFlag,
     'api-key-file': apiKeyFileFlag,
     'ca-cert': caCertFlag,
+    'ckan-ini': ckanIniFlag,
     'ckan-url': ckanUrlFlag,
     ...loadFlags,
     'dry-run': dryRunFlag,
+    'header-name': headerNameFlag,
     out: requiredOutFlag,
     timeout: timeoutFlag,
     users: Flags.string({summary: 'Only the tokens of these users: names or ids, comma-separated.'}),
@@ -36,11 +42,14 @@ export default class Revoke extends MigrateCommand<RevokeResult> {
   async run(): Promise<RevokeResult> {
     const {flags} = await this.parse(Revoke)
     const result = await revokeTokens({
+      allowOtherUrl: flags['allow-other-url'],
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
+      ckanIniPath: flags['ckan-ini'],
       ckanUrl: flags['ckan-url'],
       ...concurrencyOptions(flags),
       dryRun: flags['dry-run'],
+      headerName: flags['header-name'],
       out: flags.out,
       progress: this.progress('revoking tokens', 'tokens', {showLimit: true}),
       signal: this.signal,

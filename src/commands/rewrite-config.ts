@@ -7,6 +7,7 @@ import {
   ckanIniFlag,
   ckanUrlFlag,
   dryRunFlag,
+  headerNameFlag,
   outFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
@@ -35,6 +36,7 @@ export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {
     'ckan-ini': ckanIniFlag,
     'ckan-url': ckanUrlFlag,
     'dry-run': dryRunFlag,
+    'header-name': headerNameFlag,
     'env-file': Flags.string({
       multiple: true,
       summary: 'Docker env file to set ckanext-envvars variables in (CKANEXT__XLOADER__API_TOKEN, …); repeatable.',
@@ -76,6 +78,7 @@ export default class RewriteConfig extends MigrateCommand<RewriteConfigResult> {
               apiKeyFile: flags['api-key-file'],
               caCertPath: flags['ca-cert'],
               ckanUrl: flags['ckan-url'],
+              headerName: flags['header-name'],
               timeoutMs: flags.timeout * 1000,
             },
           }

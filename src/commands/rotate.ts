@@ -2,12 +2,14 @@ import {Flags} from '@oclif/core'
 
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {
+  allowOtherUrlFlag,
   apiKeyFileFlag,
   caCertFlag,
   ckanUrlFlag,
   concurrencyOptions,
   loadFlags,
   dryRunFlag,
+  headerNameFlag,
   requiredOutFlag,
   timeoutFlag,
 } from '../lib/cli/shared-flags.js'
@@ -24,6 +26,7 @@ export default class Rotate extends MigrateCommand<RotateResult> {
     '<%= config.bin %> <%= command.id %> --out ./run-2026-11 --api-key-file ~/.ckan-admin-token --finish --grace 14d',
   ]
   static override flags = {
+    'allow-other-url': allowOtherUrlFlag,
     all: Flags.boolean({default: false, summary: 'Rotate every token of the run (people and services).'}),
     'api-key-file': apiKeyFileFlag,
     'ca-cert': caCertFlag,
@@ -42,6 +45,7 @@ export default class Rotate extends MigrateCommand<RotateResult> {
     grace: Flags.string({
       summary: 'With --finish: revoke unused successors’ predecessors after this long (default 14d).',
     }),
+    'header-name': headerNameFlag,
     'older-than': Flags.string({summary: 'Rotate tokens created longer ago than this, e.g. 300d.'}),
     out: requiredOutFlag,
     timeout: timeoutFlag,
@@ -54,12 +58,14 @@ export default class Rotate extends MigrateCommand<RotateResult> {
     const {flags} = await this.parse(Rotate)
     const result = await rotateTokens({
       all: flags.all,
+      allowOtherUrl: flags['allow-other-url'],
       apiKeyFile: flags['api-key-file'],
       caCertPath: flags['ca-cert'],
       ckanUrl: flags['ckan-url'],
       ...concurrencyOptions(flags),
       dryRun: flags['dry-run'],
       expiresIn: flags['expires-in'],
+      headerName: flags['header-name'],
       expiringWithinMs:
         flags['expiring-within'] === undefined
           ? undefined

@@ -3,11 +3,13 @@ import {Flags} from '@oclif/core'
 import {describeConcurrency} from '../lib/cli/concurrency-summary.js'
 import {MigrateCommand} from '../lib/cli/migrate-command.js'
 import {
+  allowOtherUrlFlag,
   caCertFlag,
   ckanIniFlag,
   ckanUrlFlag,
   concurrencyOptions,
   databaseUrlFlag,
+  headerNameFlag,
   loadFlags,
   requiredOutFlag,
   timeoutFlag,
@@ -22,11 +24,13 @@ export default class Verify extends MigrateCommand<VerifyResult> {
     '<%= config.bin %> <%= command.id %> --out ./run-2026-11 --legacy --ckan-ini /etc/ckan/default/ckan.ini',
   ]
   static override flags = {
+    'allow-other-url': allowOtherUrlFlag,
     'ca-cert': caCertFlag,
     'ckan-ini': ckanIniFlag,
     'ckan-url': ckanUrlFlag,
     ...loadFlags,
     'database-url': databaseUrlFlag,
+    'header-name': headerNameFlag,
     legacy: Flags.boolean({
       default: false,
       summary: "Also check every user's legacy key is refused (run after the upgrade; needs the database).",
@@ -39,11 +43,13 @@ export default class Verify extends MigrateCommand<VerifyResult> {
   async run(): Promise<VerifyResult> {
     const {flags} = await this.parse(Verify)
     const result = await verifyTokens({
+      allowOtherUrl: flags['allow-other-url'],
       caCertPath: flags['ca-cert'],
       ckanIniPath: flags['ckan-ini'],
       ckanUrl: flags['ckan-url'],
       ...concurrencyOptions(flags),
       databaseUrl: flags['database-url'],
+      headerName: flags['header-name'],
       legacy: flags.legacy,
       out: flags.out,
       progress: this.progress('verifying tokens', 'tokens', {showLimit: true}),

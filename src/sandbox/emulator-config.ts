@@ -3,6 +3,7 @@ import {effectiveSetting, resolveJwtSecret} from '../lib/site/ckan-settings.js'
 import {EXIT_CODES, MigrateError} from '../lib/errors.js'
 import type {Secret} from '../lib/secret.js'
 import type {CkanVersion} from '../lib/site/ckan-version.js'
+import {headersCkanReads} from '../lib/site/token-header.js'
 
 /**
  * What the emulator takes from the site's ckan.ini, read once per load (never per request), the
@@ -18,8 +19,10 @@ export type EmulatorConfig = {
   errorEmailsTo: null | string
   expireApiToken: boolean
   /**
-   * Request headers read for the credential, in order (lowercase): 2.9/2.10 `apikey_header_name`
-   * then Authorization; 2.11 only `apitoken_header_name`.
+   * Request headers read for the credential, in order (lowercase), as headersCkanReads
+   * (lib/site/token-header.ts, with CKAN's source cited) gives them: 2.9/2.10 `apikey_header_name`
+   * (default X-CKAN-API-Key) then Authorization, `apitoken_header_name` ignored; 2.11 only
+   * `apitoken_header_name`, else the value of its legacy key `apikey_header_name`, else Authorization.
    */
   headers: string[]
   lastActiveInterval: number
@@ -77,10 +80,7 @@ export async function loadEmulatorConfig(
       return error as Error
     }
   }
-  let headers: string[]
-  if (version === '2.11')
-    headers = [(setting('apitoken_header_name') ?? setting('apikey_header_name') ?? 'Authorization').toLowerCase()]
-  else headers = [(setting('apikey_header_name') ?? 'X-CKAN-API-Key').toLowerCase(), 'authorization']
+  const headers = headersCkanReads(version, setting).map((name) => name.toLowerCase())
   return {
     createDefaultApiKeys: bool('ckan.auth.create_default_api_keys', false),
     decodeSecret: await secret('decode'),

@@ -415,7 +415,9 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       const tokens = await run.readTokens()
       const own = tokens.find((token) => token.userName === site.adminName && token.source === 'issue-tokens')
       if (!own) return {detail: `${site.adminName} has no token of the run`, ok: false}
-      const adminToken = await new CkanApiClient({ckanUrl, credential: own.token}).createApiToken({
+      // In the header the run settled on (token-header.json), as the run's own commands send it.
+      const headerName = await run.tokenHeader()
+      const adminToken = await new CkanApiClient({ckanUrl, credential: own.token, headerName}).createApiToken({
         name: 'ckan-migrate sandbox admin',
         user: site.adminName,
       })

@@ -1,4 +1,5 @@
 import {createHmac, randomUUID} from 'node:crypto'
+import {readFile, writeFile} from 'node:fs/promises'
 
 import {describe, expect, it} from 'vitest'
 
@@ -506,5 +507,131 @@ describe('CKAN emulator fidelity', () => {
       unit: ['Missing value'],
     })
     expect(await sql(site, `SELECT state FROM "user" WHERE name = 'later'`)).toEqual([{state: 'active'}])
+  })
+
+  describe('which request header carries the credential (ckan/views/__init__.py, config_declaration.yaml)', () => {
+    /** Rewrites the header lines of [app:main] (any case) and reloads the emulator, as a CKAN restart would. */
+    async function headerConfig(site: TestSite, lines: string[]): Promise<void> {
+      const text = await readFile(site.ckanIni, 'utf8')
+      const kept = text.split('\n').filter((line) => !/^\s*(apikey|apitoken)_header_name\s*[=:]/i.test(line))
+      const at = kept.findIndex((line) => line.trim() === '[app:main]')
+      kept.splice(at + 1, 0, ...lines)
+      await writeFile(site.ckanIni, kept.join('\n'))
+      await site.emulator.loadConfig()
+    }
+
+    /** The status of api_token_list with the token in each header alone. */
+    async function statusBy(site: TestSite, token: string, headers: string[]): Promise<Record<string, number>> {
+      const out: Record<string, number> = {}
+      for (const header of headers) {
+        const answer = await request(site, '/api/3/action/api_token_list?user=admin', {headers: {[header]: token}})
+        out[header] = answer.status
+      }
+      return out
+    }
+
+    const HEADERS = ['Authorization', 'X-CKAN-API-Key', 'X-Custom', 'X-Token']
+
+    it('2.9 reads apikey_header_name (default X-CKAN-API-Key, keys lowercased), then Authorization; never apitoken_header_name', async () => {
+      const site = await startTestSite({users: 5, version: '2.9'})
+      const token = await tokenFor(site, 'admin')
+      await headerConfig(site, [])
+      expect(await statusBy(site, token, HEADERS)).toEqual({
+        Authorization: 200,
+        'X-CKAN-API-Key': 200,
+        'X-Custom': 403,
+        'X-Token': 403,
+      })
+      // 2.9's ConfigParser lowercases option names: APIKEY_HEADER_NAME is apikey_header_name.
+      await headerConfig(site, ['APIKEY_HEADER_NAME = X-Custom', 'apitoken_header_name = X-Token'])
+      expect(await statusBy(site, token, HEADERS)).toEqual({
+        Authorization: 200,
+        'X-CKAN-API-Key': 403,
+        'X-Custom': 200,
+        'X-Token': 403,
+      })
+      // The configured header wins: a garbage value there makes Authorization's valid token unread.
+      const both = await request(site, '/api/3/action/api_token_list?user=admin', {
+        headers: {Authorization: token, 'X-Custom': 'garbage'},
+      })
+      expect(both.status).toBe(403)
+    })
+
+    it('2.10 reads apikey_header_name (default X-CKAN-API-Key, case kept), then Authorization; apitoken_header_name is ignored', async () => {
+      const site = await startTestSite({users: 5, version: '2.10'})
+      const token = await tokenFor(site, 'admin')
+      // As 2.10's own generated ini says (ckan-2.10.10-generated.ini L79).
+      await headerConfig(site, ['apikey_header_name = X-CKAN-API-Key'])
+      expect(await statusBy(site, token, HEADERS)).toEqual({
+        Authorization: 200,
+        'X-CKAN-API-Key': 200,
+        'X-Custom': 403,
+        'X-Token': 403,
+      })
+      await headerConfig(site, ['apitoken_header_name = X-Token', 'APIKEY_HEADER_NAME = X-Custom'])
+      expect(await statusBy(site, token, HEADERS)).toEqual({
+        Authorization: 200,
+        'X-CKAN-API-Key': 200,
+        'X-Custom': 403,
+        'X-Token': 403,
+      })
+      await headerConfig(site, ['apikey_header_name = X-Custom'])
+      expect(await statusBy(site, token, HEADERS)).toEqual({
+        Authorization: 200,
+        'X-CKAN-API-Key': 403,
+        'X-Custom': 200,
+        'X-Token': 403,
+      })
+    })
+
+    it('2.11 reads one header: apitoken_header_name, else its legacy key apikey_header_name, else Authorization', async () => {
+      const site = await startTestSite({users: 5, version: '2.11'})
+      const token = await tokenFor(site, 'admin')
+      // 2.11's generated ini (L79); X-CKAN-API-Key is refused (transcript-ckan211.md, "via X-CKAN-API-Key header").
+      await headerConfig(site, ['apitoken_header_name = Authorization'])
+      expect(await statusBy(site, token, HEADERS)).toEqual({
+        Authorization: 200,
+        'X-CKAN-API-Key': 403,
+        'X-Custom': 403,
+        'X-Token': 403,
+      })
+      await headerConfig(site, [])
+      expect(await statusBy(site, token, HEADERS)).toEqual({
+        Authorization: 200,
+        'X-CKAN-API-Key': 403,
+        'X-Custom': 403,
+        'X-Token': 403,
+      })
+      // An ini carried over from 2.10: the legacy key makes X-CKAN-API-Key the only header read.
+      await headerConfig(site, ['apikey_header_name = X-CKAN-API-Key'])
+      expect(await statusBy(site, token, HEADERS)).toEqual({
+        Authorization: 403,
+        'X-CKAN-API-Key': 200,
+        'X-Custom': 403,
+        'X-Token': 403,
+      })
+      // Both set: apitoken_header_name wins (the legacy key only fills an unset option).
+      await headerConfig(site, ['apikey_header_name = X-CKAN-API-Key', 'apitoken_header_name = X-Token'])
+      expect(await statusBy(site, token, HEADERS)).toEqual({
+        Authorization: 403,
+        'X-CKAN-API-Key': 403,
+        'X-Custom': 403,
+        'X-Token': 200,
+      })
+      // 2.10+ keep the case of option names: APITOKEN_HEADER_NAME is another option.
+      await headerConfig(site, ['APITOKEN_HEADER_NAME = X-Token'])
+      expect(await statusBy(site, token, ['Authorization', 'X-Token'])).toEqual({Authorization: 200, 'X-Token': 403})
+    })
+
+    it('2.11 with ckanext-envvars: CKAN___APITOKEN_HEADER_NAME beats the ini', async () => {
+      const site = await startTestSite({
+        env: {...process.env, CKAN___APITOKEN_HEADER_NAME: 'X-Custom'},
+        envvars: true,
+        users: 5,
+        version: '2.11',
+      })
+      const token = site.adminCredential.reveal()
+      expect(await statusBy(site, token, ['Authorization', 'X-Custom'])).toEqual({Authorization: 403, 'X-Custom': 200})
+    })
   })
 })

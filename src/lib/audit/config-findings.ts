@@ -75,7 +75,10 @@ export async function collectConfigFindings(options: ConfigFindingsOptions): Pro
       findings.push({
         count: 1,
         details: {value: header.value},
-        fix: `Rename it to apitoken_header_name (or remove it to use Authorization) and have clients send their token in that header: 2.11 reads only apitoken_header_name.`,
+        // ckan-2.10.10:ckan/views/__init__.py L125-147 (this header, then Authorization);
+        // ckan-2.11.5:ckan/views/__init__.py L125-137 and config_declaration.yaml L402-409 (one header:
+        // apitoken_header_name, whose legacy key apikey_header_name fills it when unset).
+        fix: `2.9 and 2.10 read ${header.value} first and fall back to Authorization; 2.11 reads one header only, apitoken_header_name, and while that is unset it takes this value (apikey_header_name is its legacy key), so on 2.11 only ${header.value} works and clients sending Authorization are refused. Decide the header: set apitoken_header_name to it (e.g. Authorization, what XLoader sends) and remove apikey_header_name, and have clients send their token there.`,
         id: 'apikey-header-name-set',
         sample: ['apikey_header_name'],
         severity: 'warning',

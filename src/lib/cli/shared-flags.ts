@@ -1,4 +1,5 @@
 import {Errors, Flags} from '@oclif/core'
+import {isHeaderName} from '../site/token-header.js'
 
 /** Flags shared by several commands, defined once so help text and env fallbacks agree everywhere. */
 export const databaseUrlFlag = Flags.string({
@@ -112,4 +113,30 @@ export const timeoutFlag = Flags.integer({
   default: 30,
   min: 1,
   summary: 'Seconds to wait for one CKAN API answer.',
+})
+
+/**
+ * --header-name: the request header the credential (and each token, for verify) goes in. Default:
+ * what the site's ckan.ini says its CKAN version reads, else the run folder's record, else a probe.
+ */
+export const headerNameFlag = Flags.custom<string>({
+  helpGroup: 'SITE',
+  async parse(input) {
+    const value = input.trim()
+    if (!isHeaderName(value))
+      throw usage(
+        `--header-name must be a bare HTTP header name such as Authorization or X-CKAN-API-Key, not ${JSON.stringify(value.slice(0, 60))}`,
+      )
+    return value
+  },
+  summary:
+    "Header to send API credentials in (e.g. X-CKAN-API-Key). Default: what the site's ckan.ini says its CKAN version reads, else what this run used, else a probe.",
+})()
+
+/** --allow-other-url: work on the run's site at another URL than the run recorded (a staged upgrade's copy). */
+export const allowOtherUrlFlag = Flags.boolean({
+  default: false,
+  helpGroup: 'SITE',
+  summary:
+    "Allow --ckan-url to differ from the run's URL (the same site upgraded or restored elsewhere): checked by the run's tokens and site user, and journaled.",
 })

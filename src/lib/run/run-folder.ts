@@ -18,10 +18,14 @@ import {ensurePrivateFolder, writeSecretFile} from '../fs/secret-file.js'
  * - `journal.jsonl` what happened, event by event; no secret ever (jti fingerprints only).
  * - `revoked.jsonl` the jtis `revoke` revoked (full jti: fingerprints can collide), so every
  *                  command treats a revoked token of the run the same way.
+ * - `token-header.json` the header CKAN accepted credentials in (token-header.ts), so later
+ *                  commands on the run send the same one when nothing else says.
  * - `lock`         held while a command writes to the run (pid inside).
  * - reports (CSV) and `bundles/` are written next to them by the commands.
  */
 export const RUN_FOLDER_FORMAT = 1
+
+const TOKEN_HEADER_FILE = 'token-header.json'
 
 export type RunSite = {
   /** Base URL of the CKAN site, normalised without a trailing slash. */
@@ -120,6 +124,10 @@ export type JournalEvent =
       userName: string
     }
   | {jtiFingerprint: string; kind: 'token-verified'; ok: boolean; status: string; userId: string; userName: string}
+  /** --allow-other-url: the run's site was proven to answer at another URL (a staged upgrade's copy). */
+  | {ckanUrl: string; command: string; evidence: string; kind: 'site-url-allowed'; recordedUrl: string}
+  /** The header credentials are sent in was settled (first time, or changed). */
+  | {command: string; header: string; kind: 'token-header'; source: string; why: string}
   | {kind: 'config-rewritten'; backupPath: string | null; configPath: string; keys: string[]}
   | {kind: 'keys-purged'; count: number; userIds: string[]}
   | {kind: 'run-finished'; command: string; summary: Record<string, number>}
@@ -130,6 +138,8 @@ export type JournalEvent =
 export type JournalEntry = JournalEvent & {at: string}
 
 export type OpenRunFolderOptions = {
+  /** --allow-other-url: `site` may have another URL than run.json; RunFolder.otherUrl says so, the caller proves it. */
+  allowOtherUrl?: boolean
   /** Create the folder and run.json when missing (false: it must exist, e.g. for verify/bundle). */
   create: boolean
   /** The site this command talks to; must match run.json when the folder already has one. */
@@ -139,14 +149,17 @@ export type OpenRunFolderOptions = {
 export class RunFolder {
   readonly journal: JsonlFile<JournalEntry>
   readonly meta: RunMeta
+  /** Set when the command works on the run's site at another URL than run.json's (--allow-other-url): that URL. */
+  readonly otherUrl: string | undefined
   readonly path: string
   readonly #revoked: JsonlFile<RevokedRecord>
   readonly #tokens: JsonlFile<StoredToken>
   #lockPath: string | undefined
 
-  constructor(path: string, meta: RunMeta) {
+  constructor(path: string, meta: RunMeta, otherUrl?: string) {
     this.path = path
     this.meta = meta
+    this.otherUrl = otherUrl
     this.journal = new JsonlFile<JournalEntry>(join(path, 'journal.jsonl'))
     this.#revoked = new JsonlFile<RevokedRecord>(join(path, 'revoked.jsonl'))
     this.#tokens = new JsonlFile<StoredToken>(join(path, 'tokens.jsonl'))
@@ -236,6 +249,23 @@ export class RunFolder {
     })
   }
 
+  /** The header recorded by an earlier command on this run (token-header.json), if any. */
+  async tokenHeader(): Promise<string | undefined> {
+    try {
+      const parsed = JSON.parse(await readFile(this.file(TOKEN_HEADER_FILE), 'utf8')) as {name?: unknown}
+      return typeof parsed.name === 'string' && parsed.name !== '' ? parsed.name : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Records the header CKAN accepted credentials in, and journals it when it is new or changed. */
+  async recordTokenHeader(header: {name: string; source: string; why: string}, command: string): Promise<void> {
+    if ((await this.tokenHeader()) === header.name) return
+    await writeSecretFile(this.file(TOKEN_HEADER_FILE), `${JSON.stringify({name: header.name, why: header.why})}\n`)
+    await this.record({command, header: header.name, kind: 'token-header', source: header.source, why: header.why})
+  }
+
   async unlock(): Promise<void> {
     if (this.#lockPath) await rm(this.#lockPath, {force: true})
     this.#lockPath = undefined
@@ -287,26 +317,36 @@ export async function openRunFolder(dir: string, options: OpenRunFolderOptions):
       site: {...options.site, ckanUrl: normaliseCkanUrl(options.site.ckanUrl)},
     }
     await writeSecretFile(metaPath, `${JSON.stringify(meta, null, 2)}\n`)
-  } else if (options.site) {
-    assertSameSite(path, meta.site, options.site)
   }
+  let otherUrl: string | undefined
+  if (meta && options.site) otherUrl = assertSameSite(path, meta.site, options.site, options.allowOtherUrl ?? false)
   const info = await stat(path)
   if ((info.mode & 0o077) !== 0) await ensurePrivateFolder(path)
-  return new RunFolder(path, meta)
+  return new RunFolder(path, meta, otherUrl)
 }
 
-function assertSameSite(path: string, recorded: RunSite, given: RunSite): void {
+/**
+ * The given site must be the run's: the same URL, or (--allow-other-url) another URL of the same
+ * site, which the caller then proves (site-identity.ts). Returns that other URL, if any.
+ */
+function assertSameSite(path: string, recorded: RunSite, given: RunSite, allowOtherUrl: boolean): string | undefined {
   const sameUrl = normaliseCkanUrl(recorded.ckanUrl) === normaliseCkanUrl(given.ckanUrl)
   const sameSiteUser = !recorded.siteUserName || !given.siteUserName || recorded.siteUserName === given.siteUserName
-  if (!sameUrl || !sameSiteUser) {
-    throw new MigrateError(
-      `The run folder ${path} belongs to another site (${recorded.ckanUrl}${recorded.siteUserName ? `, site user ${recorded.siteUserName}` : ''})`,
-      {
-        exitCode: EXIT_CODES.runConflict,
-        suggestion: 'Use a new --out folder for this site, or point --ckan-url at the site this run was made for.',
-      },
-    )
+  const site = `${recorded.ckanUrl}${recorded.siteUserName ? `, site user ${recorded.siteUserName}` : ''}`
+  if (!sameSiteUser) {
+    throw new MigrateError(`The run folder ${path} belongs to another site (${site})`, {
+      exitCode: EXIT_CODES.runConflict,
+      suggestion: 'Use a new --out folder for this site, or point --ckan-url at the site this run was made for.',
+    })
   }
+  if (sameUrl) return undefined
+  if (!allowOtherUrl) {
+    throw new MigrateError(`The run folder ${path} belongs to another site (${site})`, {
+      exitCode: EXIT_CODES.runConflict,
+      suggestion: `Point --ckan-url at the site this run was made for. If ${normaliseCkanUrl(given.ckanUrl)} is the same site at another address (e.g. an upgraded copy for a staged upgrade), pass --allow-other-url: ckan-migrate then checks it is the same site by the run's own tokens and site user, and journals the new address.`,
+    })
+  }
+  return normaliseCkanUrl(given.ckanUrl)
 }
 
 async function assertEmptyOrMissing(path: string): Promise<void> {

@@ -34,7 +34,7 @@ export type CkanApiClientOptions = {
   ckanUrl: URL
   /** A sysadmin's token or (2.9) legacy key. Absent: anonymous calls only. */
   credential?: Secret
-  /** The header carrying the credential, raw (never "Bearer "): CKAN's apitoken_header_name. */
+  /** The header carrying the credential, raw (never "Bearer "); default Authorization. Chosen by token-header.ts. */
   headerName?: string
   /** Told about every HTTP attempt (retries included): the run's concurrency limiter. */
   observer?: RequestObserver
@@ -296,6 +296,16 @@ export class CkanApiClient {
   /** The same site and connections with another credential (verify: each token alone). */
   withCredential(credential: Secret | undefined): CkanApiClient {
     return new CkanApiClient({...this.#options, credential}, {agent: this.#agent})
+  }
+
+  /** The same client (connections shared) sending its credential in another header. */
+  withHeader(headerName: string): CkanApiClient {
+    return new CkanApiClient({...this.#options, headerName}, {agent: this.#agent})
+  }
+
+  /** The header the credential goes in. */
+  get headerName(): string {
+    return this.#options.headerName ?? 'Authorization'
   }
 
   #headers(method: 'GET' | 'POST', withCredential: boolean): Record<string, string> {

@@ -1,17 +1,29 @@
 import type {RequestObserver} from './adaptive-limit.js'
 import {CkanApiClient, CkanApiError, type CkanStatus} from './ckan-api-client.js'
-import type {CkanIni} from './ckan-ini.js'
+import {type CkanIni, readCkanIni} from './ckan-ini.js'
 import {effectiveSetting} from './ckan-settings.js'
 import type {Credential} from './credential.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
-import {refusesLegacyKeys} from './ckan-version.js'
+import {iniCaseRule, refusesLegacyKeys, versionOfRelease} from './ckan-version.js'
+import {
+  chooseTokenHeader,
+  configuredTokenHeader,
+  type HeaderChoice,
+  headerMismatchWarning,
+  type TokenHeader,
+} from './token-header.js'
 
 export type SitePreflight = {
+  /** Sends the credential in `header`. */
   client: CkanApiClient
+  /** The header CKAN accepted the credential in (token-header.ts). */
+  header: TokenHeader
   /** Major.minor, e.g. '2.9'. */
   major: string
   siteUserName: string
   status: CkanStatus
+  /** Not errors, worth telling (e.g. the ini named a header CKAN does not read). */
+  warnings: string[]
 }
 
 export type SitePreflightOptions = {
@@ -19,9 +31,15 @@ export type SitePreflightOptions = {
   ckanUrl: URL
   credential: Credential
   env?: NodeJS.ProcessEnv
+  /** --header-name: the header to send the credential in, whatever the ini says. */
+  headerName?: string
+  /** The site's ckan.ini, already read; or its path, read here with the live version's case rule. */
   ini?: CkanIni
+  iniPath?: string
   /** Told about every HTTP attempt: the run's concurrency limiter. */
   observer?: RequestObserver
+  /** The header the run folder recorded, used when neither --header-name nor the ini says. */
+  recordedHeader?: string
   timeoutMs?: number
 }
 
@@ -29,6 +47,9 @@ export type SitePreflightOptions = {
  * The checks every writing token command runs first (also under --dry-run): the action API
  * answers (status_show), the credential is a sysadmin's (get_site_user answers only
  * sysadmins over HTTP), and a legacy key is refused early on 2.10+ where it means anonymous.
+ * Settles the header the credential goes in (token-header.ts): --header-name, else what the
+ * ini says this version reads, else the run folder's record, else a probe; a 403 through that
+ * header is checked against the other usual headers before the credential is blamed.
  */
 export async function preflightSite(options: SitePreflightOptions): Promise<SitePreflight> {
   const env = options.env ?? process.env
@@ -36,7 +57,6 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl,
     credential: options.credential.secret,
-    headerName: options.ini ? headerNameFrom(options.ini, env) : undefined,
     observer: options.observer,
     timeoutMs: options.timeoutMs,
   })
@@ -54,23 +74,37 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
         },
       )
     }
-    let siteUserName: string
-    try {
-      siteUserName = (await client.getSiteUser()).name
-    } catch (error) {
-      if (error instanceof CkanApiError && error.status === 403) {
-        throw new MigrateError(
-          `The credential in ${options.credential.source} is not a sysadmin's: CKAN answered 403 to get_site_user`,
-          {
-            exitCode: EXIT_CODES.ckanRejected,
-            suggestion:
-              "Pass a sysadmin's API token (or, on CKAN 2.9, legacy key) with --api-key-file or CKAN_MIGRATE_API_KEY.",
-          },
-        )
-      }
-      throw error
+    const version = versionOfRelease(status.ckanVersion)
+    const ini =
+      options.ini ??
+      (options.iniPath ? await readCkanIni(options.iniPath, {caseRule: iniCaseRule(version), env}) : undefined)
+    let siteUserName = ''
+    const choice = await chooseTokenHeader({
+      async accepts(name) {
+        try {
+          siteUserName = (await client.withHeader(name).getSiteUser()).name
+          return true
+        } catch (error) {
+          if (error instanceof CkanApiError && error.status === 403) return false
+          throw error
+        }
+      },
+      known: configuredTokenHeader({env, flag: options.headerName, ini, version}),
+      recorded: options.recordedHeader,
+    })
+    if (!choice.accepted) {
+      throw new MigrateError(
+        `The credential in ${options.credential.source} is not a sysadmin's: CKAN answered 403 to get_site_user (sent in ${choice.tried.join(', then in ')})`,
+        {
+          exitCode: EXIT_CODES.ckanRejected,
+          suggestion:
+            "Pass a live sysadmin's API token (or, on CKAN 2.9, legacy key) with --api-key-file or CKAN_MIGRATE_API_KEY; if the site reads the credential from another header, name it with --header-name.",
+        },
+      )
     }
-    const iniSiteId = options.ini ? effectiveSetting(options.ini, 'ckan.site_id', env).value : undefined
+    refuseOverriddenFlag(choice)
+    const warning = headerMismatchWarning(choice)
+    const iniSiteId = ini ? effectiveSetting(ini, 'ckan.site_id', env).value : undefined
     if (iniSiteId && iniSiteId !== siteUserName) {
       throw new MigrateError(
         `--ckan-ini says ckan.site_id = ${iniSiteId}, but ${options.ckanUrl.host} says its site user is ${siteUserName}`,
@@ -80,10 +114,30 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
         },
       )
     }
-    return {client, major, siteUserName, status}
+    return {
+      client: client.withHeader(choice.header.name),
+      header: choice.header,
+      major,
+      siteUserName,
+      status,
+      warnings: warning ? [warning] : [],
+    }
   } catch (error) {
     await client.close()
     throw error
+  }
+}
+
+/** --header-name is an order: when CKAN refuses it but reads another header, say so instead of using another. */
+export function refuseOverriddenFlag(choice: HeaderChoice): void {
+  if (choice.accepted && choice.instead?.source === 'flag') {
+    throw new MigrateError(
+      `CKAN refused the credential in the header ${choice.instead.name} (--header-name) but accepted it in ${choice.header.name}`,
+      {
+        exitCode: EXIT_CODES.ckanRejected,
+        suggestion: `This site reads ${choice.header.name}: pass --header-name ${choice.header.name}, or leave the flag out.`,
+      },
+    )
   }
 }
 
@@ -114,13 +168,4 @@ export async function checkSameSite(
       )
     }
   }
-}
-
-/** The header CKAN reads the credential from: apitoken_header_name (2.11), else apikey_header_name, else Authorization. */
-function headerNameFrom(ini: CkanIni, env: NodeJS.ProcessEnv): string | undefined {
-  return (
-    effectiveSetting(ini, 'apitoken_header_name', env).value ||
-    effectiveSetting(ini, 'apikey_header_name', env).value ||
-    undefined
-  )
 }

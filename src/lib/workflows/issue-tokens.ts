@@ -47,6 +47,8 @@ export type IssueTokensOptions = ConcurrencyOptions & {
   dryRun: boolean
   env?: NodeJS.ProcessEnv
   expiresIn?: number
+  /** --header-name (token-header.ts). */
+  headerName?: string
   includePending?: boolean
   includeSiteUser?: boolean
   limit?: number
@@ -150,11 +152,13 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
     ckanUrl: options.ckanUrl,
     credential,
     env,
+    headerName: options.headerName,
     ini,
     observer: limiter,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
+  warnings.push(...site.warnings)
   try {
     const expiring = site.status.extensions.includes('expire_api_token')
     if (expiring && options.expiresIn === undefined) {
@@ -229,6 +233,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
       const run = await openRunFolder(options.out, {create: true, site: runSite})
       await run.lock('issue-tokens')
       try {
+        await run.recordTokenHeader(site.header, 'issue-tokens')
         return await issueRun({client, database, limiter, options, run, selection, site, tally, template, warnings})
       } finally {
         await run.close()

@@ -12,16 +12,23 @@ import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
 import {checkRunUsers, runTokenColumns} from '../run/run-tokens.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
 import {preflightSite} from '../site/site-preflight.js'
+import {confirmSiteElsewhere} from '../run/site-identity.js'
 
 export const REVOKE_REPORT = 'revoke-report.csv'
 
 export type RevokeOptions = ConcurrencyOptions & {
+  /** --allow-other-url: --ckan-url may be another address of the run's site (site-identity.ts). */
+  allowOtherUrl?: boolean
   apiKeyFile?: string
   caCertPath?: string
+  /** The site's ckan.ini: which header CKAN reads the credential from (token-header.ts). */
+  ckanIniPath?: string
   /** Defaults to the site of the run folder. */
   ckanUrl?: URL
   dryRun: boolean
   env?: NodeJS.ProcessEnv
+  /** --header-name (token-header.ts). */
+  headerName?: string
   out: string
   progress?: Progress
   signal?: AbortSignal
@@ -53,6 +60,7 @@ const COLUMNS: ReadonlyArray<CsvColumn<Row>> = runTokenColumns<Row>()
 export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult> {
   const env = options.env ?? process.env
   const run = await openRunFolder(options.out, {
+    allowOtherUrl: options.allowOtherUrl,
     create: false,
     site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined,
   })
@@ -74,11 +82,18 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     credential,
     env,
+    headerName: options.headerName,
+    iniPath: options.ckanIniPath,
     observer: limiter,
+    recordedHeader: await run.tokenHeader(),
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
+  warnings.push(...site.warnings)
   try {
+    // Revoking an unknown jti is a silent success in CKAN: another site must be proven the run's first.
+    const elsewhere = {run, siteUserName: site.siteUserName, sysadmin: client, tokens}
+    await confirmSiteElsewhere({...elsewhere, command: 'revoke', record: false})
     if (options.dryRun) {
       const planned = tokens.filter((token) => !token.revokedAt).length
       return {
@@ -93,6 +108,8 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     }
     await run.lock('revoke')
     try {
+      await run.recordTokenHeader(site.header, 'revoke')
+      await confirmSiteElsewhere({...elsewhere, command: 'revoke', record: true})
       await run.record({command: 'revoke', dryRun: false, kind: 'run-started'})
       const rows: Row[] = []
       const failures: RevokeResult['failures'] = []

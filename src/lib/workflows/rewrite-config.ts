@@ -11,6 +11,7 @@ import {Secret} from '../secret.js'
 import {TokenIssuer, type UserOutcome} from '../run/token-issuer.js'
 import {DEFAULT_TOKEN_NAME, serviceTokenName} from '../run/token-name.js'
 import {preflightSite} from '../site/site-preflight.js'
+import type {TokenHeader} from '../site/token-header.js'
 import {
   assertReplaceable,
   assertUnchanged,
@@ -41,7 +42,7 @@ export type RewriteConfigOptions = {
    * The action API, needed to create tokens and to check the service user: checked first by the
    * same preflight as issue-tokens (the API answers, the credential is a sysadmin's).
    */
-  api?: {apiKeyFile?: string; caCertPath?: string; ckanUrl: URL; timeoutMs?: number}
+  api?: {apiKeyFile?: string; caCertPath?: string; ckanUrl: URL; headerName?: string; timeoutMs?: number}
   ckanIniPath?: string
   dryRun: boolean
   /** Environment CKAN runs with, for overrides (process.env by default). */
@@ -140,11 +141,22 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
           ckanUrl: options.api.ckanUrl,
           credential,
           env,
+          headerName: options.api.headerName,
+          iniPath: options.ckanIniPath,
           timeoutMs: options.api.timeoutMs,
         })
       : undefined
+  if (site) warnings.push(...site.warnings)
   try {
-    return await rewriteWith(site?.client, site?.status, {env, now, options, step, tokenFiles, warnings})
+    return await rewriteWith(site?.client, site?.status, {
+      env,
+      header: site?.header,
+      now,
+      options,
+      step,
+      tokenFiles,
+      warnings,
+    })
   } finally {
     await site?.client.close()
   }
@@ -152,6 +164,8 @@ export async function rewriteServiceConfigs(options: RewriteConfigOptions): Prom
 
 type RewriteContext = {
   env: NodeJS.ProcessEnv
+  /** The header the API credential went in (token-header.ts), recorded in the run folder. */
+  header?: TokenHeader
   now: () => Date
   options: RewriteConfigOptions
   step: (step: string) => void
@@ -162,7 +176,7 @@ type RewriteContext = {
 async function rewriteWith(
   ckan: CkanApiClient | undefined,
   status: CkanStatus | undefined,
-  {env, now, options, step, tokenFiles, warnings}: RewriteContext,
+  {env, header, now, options, step, tokenFiles, warnings}: RewriteContext,
 ): Promise<RewriteConfigResult> {
   const ckanVersion = status ? versionOfRelease(status.ckanVersion) : '2.9'
   const caseRule = iniCaseRule(ckanVersion)
@@ -369,6 +383,7 @@ async function rewriteWith(
       await runFolder.lock('rewrite-config')
       unlocks.push(() => runFolder!.unlock())
       await runFolder.record({command: 'rewrite-config', dryRun: false, kind: 'run-started'})
+      if (header) await runFolder.recordTokenHeader(header, 'rewrite-config')
     }
     if (toCreate.length > 0) {
       const expiring = status?.extensions.includes('expire_api_token') || plugins.has('expire_api_token')

@@ -16,6 +16,8 @@ import {writeSecretFile} from '../fs/secret-file.js'
 import {readConfigFile, replaceConfigFile} from '../services/config-file-writer.js'
 import {SERVICE_CATALOG} from '../services/service-catalog.js'
 import {preflightSite} from '../site/site-preflight.js'
+import {confirmSiteElsewhere} from '../run/site-identity.js'
+import type {TokenHeader} from '../site/token-header.js'
 import {AnnouncedFeed, issueFromFeed, TokenIssuer, type UserOutcome} from '../run/token-issuer.js'
 import {ckanUtc, type TokenHolder, tokenHolders} from '../run/token-lineage.js'
 import {lastVerified} from './adoption.js'
@@ -43,6 +45,8 @@ export const ROTATED_TOKEN_NAME = 'ckan-migrate rotated {date} {run}'
 
 export type RotateOptions = {
   all: boolean
+  /** --allow-other-url: --ckan-url may be another address of the run's site (site-identity.ts). */
+  allowOtherUrl?: boolean
   apiKeyFile?: string
   caCertPath?: string
   ckanUrl?: URL
@@ -54,6 +58,8 @@ export type RotateOptions = {
   env?: NodeJS.ProcessEnv
   expiresIn?: number
   expiringWithinMs?: number
+  /** --header-name (token-header.ts). */
+  headerName?: string
   /** `--finish`: revoke predecessors whose successor was used or whose grace period is over. */
   finish: boolean
   graceMs?: number
@@ -151,10 +157,12 @@ export async function rotateTokens(options: RotateOptions): Promise<RotateResult
     })
   }
   const run = await openRunFolder(options.out, {
+    allowOtherUrl: options.allowOtherUrl,
     create: false,
     site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined,
   })
-  const holders = tokenHolders(await run.readTokens())
+  const runTokens = await run.readTokens()
+  const holders = tokenHolders(runTokens)
   const wanted = selectNamed(holders, options.users)
   const credential = await readCredential({env, file: options.apiKeyFile})
   if (credential.warning) warnings.push(credential.warning)
@@ -163,9 +171,27 @@ export async function rotateTokens(options: RotateOptions): Promise<RotateResult
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     credential,
     env,
+    headerName: options.headerName,
+    recordedHeader: await run.tokenHeader(),
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
+  warnings.push(...site.warnings)
+  try {
+    const elsewhere = {run, siteUserName: site.siteUserName, sysadmin: client, tokens: runTokens}
+    await confirmSiteElsewhere({...elsewhere, command: 'rotate', record: false})
+    if (run.otherUrl && !options.dryRun) {
+      await run.lock('rotate')
+      try {
+        await confirmSiteElsewhere({...elsewhere, command: options.finish ? 'rotate --finish' : 'rotate', record: true})
+      } finally {
+        await run.unlock()
+      }
+    }
+  } catch (error) {
+    await client.close()
+    throw error
+  }
   const defaults = !options.all && !options.users && !options.olderThanMs && !options.expiringWithinMs
   const policy = {
     all: options.all,
@@ -174,7 +200,7 @@ export async function rotateTokens(options: RotateOptions): Promise<RotateResult
     olderThanMs: defaults ? DEFAULT_POLICY.olderThanMs : options.olderThanMs,
   }
   const ownJti = credential.kind === 'token' ? decodeJwtPayload(credential.secret)?.jti : undefined
-  const context = {client, holders, now, options, ownJti, policy, run, wanted, warnings}
+  const context = {client, header: site.header, holders, now, options, ownJti, policy, run, wanted, warnings}
   try {
     return options.finish ? await finishRotation(context) : await startRotation({...context, site})
   } finally {
@@ -184,6 +210,8 @@ export async function rotateTokens(options: RotateOptions): Promise<RotateResult
 
 type Context = {
   client: CkanApiClient
+  /** The header CKAN accepted the credential in, recorded in the run folder. */
+  header: TokenHeader
   holders: TokenHolder[]
   now: () => Date
   options: RotateOptions
@@ -320,6 +348,7 @@ async function startRotation(context: Context & {site: {status: {extensions: str
   let fatal: unknown
   try {
     await run.record({command: 'rotate', dryRun: false, kind: 'run-started'})
+    await run.recordTokenHeader(context.header, 'rotate')
     const settings = {date: context.now().toISOString().slice(0, 10), template: ROTATED_TOKEN_NAME, ...lifetime}
     const people = toRotate.filter((holder) => holder.kind === 'person')
     const predecessors = new Map(people.map((holder) => [holder.userId, holder.current]))
@@ -573,7 +602,10 @@ async function finishRotation(context: Context): Promise<RotateResult> {
   const nowMs = context.now().getTime()
   if (!options.dryRun) await run.lock('rotate')
   try {
-    if (!options.dryRun) await run.record({command: 'rotate --finish', dryRun: false, kind: 'run-started'})
+    if (!options.dryRun) {
+      await run.record({command: 'rotate --finish', dryRun: false, kind: 'run-started'})
+      await run.recordTokenHeader(context.header, 'rotate --finish')
+    }
     const limit = pLimit(width(options))
     await Promise.all(
       pending.map((holder) =>

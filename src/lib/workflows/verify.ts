@@ -14,17 +14,31 @@ import {describeError, MigrateError} from '../errors.js'
 import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
 import {runTokenColumns} from '../run/run-tokens.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
+import {confirmSiteElsewhere} from '../run/site-identity.js'
 import type {Secret} from '../secret.js'
+import {readCkanIni} from '../site/ckan-ini.js'
+import {iniCaseRule, versionOfRelease} from '../site/ckan-version.js'
+import {refuseOverriddenFlag} from '../site/site-preflight.js'
+import {
+  chooseTokenHeader,
+  configuredTokenHeader,
+  type HeaderChoice,
+  headerMismatchWarning,
+} from '../site/token-header.js'
 
 export const VERIFY_REPORT = 'verify-report.csv'
 
 export type VerifyOptions = ConcurrencyOptions & {
+  /** --allow-other-url: --ckan-url may be another address of the run's site (site-identity.ts). */
+  allowOtherUrl?: boolean
   caCertPath?: string
   ckanIniPath?: string
   /** Defaults to the site of the run folder. */
   ckanUrl?: URL
   databaseUrl?: string
   env?: NodeJS.ProcessEnv
+  /** --header-name (token-header.ts). */
+  headerName?: string
   /** Also check each user's legacy key is refused (after the upgrade). Needs the database. */
   legacy: boolean
   out: string
@@ -38,8 +52,11 @@ export type VerifyResult = {
   concurrency: ConcurrencyReport
   counts: {failed: number; legacyStillAccepted: number; ok: number; revoked: number; tokens: number}
   failures: Array<{reason: string; user: string}>
+  /** The header the tokens were sent in. */
+  headerName: string
   reportPath: string
   runId: string
+  warnings: string[]
 }
 
 type Row = {legacy: string; outcome: string; status: string; token: RunToken}
@@ -58,6 +75,7 @@ const COLUMNS: ReadonlyArray<CsvColumn<Row>> = [
 export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult> {
   const env = options.env ?? process.env
   const run = await openRunFolder(options.out, {
+    allowOtherUrl: options.allowOtherUrl,
     create: false,
     site: options.ckanUrl ? {ckanUrl: options.ckanUrl.href} : undefined,
   })
@@ -78,12 +96,25 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
     }
   }
   const limiter = createLimiter(options)
-  const client = new CkanApiClient({
+  const anonymous = new CkanApiClient({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     observer: limiter,
     timeoutMs: options.timeoutMs,
   })
+  const warnings: string[] = []
+  let choice: HeaderChoice | undefined
+  try {
+    choice = tokens[0]
+      ? await settleHeader(anonymous, tokens.slice(0, HEADER_SAMPLES), options, await run.tokenHeader())
+      : undefined
+  } catch (error) {
+    await anonymous.close()
+    throw error
+  }
+  const client = choice ? anonymous.withHeader(choice.header.name) : anonymous
+  const mismatch = choice && headerMismatchWarning(choice)
+  if (mismatch) warnings.push(mismatch)
   await run.lock('verify')
   const rows: Row[] = []
   const failures: VerifyResult['failures'] = []
@@ -91,7 +122,9 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   // Counted per user: a user holding several of the run's tokens (the site user's service tokens) has one key.
   const legacyStillAccepted = new Set<string>()
   try {
+    await confirmSiteElsewhere({command: 'verify', record: true, run, tokenAccepted: choice?.accepted, tokens})
     await run.record({command: 'verify', dryRun: false, kind: 'run-started'})
+    if (choice?.accepted) await run.recordTokenHeader(choice.header, 'verify')
     options.progress?.start(tokens.length)
     await runUnderLimit(
       limiter,
@@ -141,11 +174,59 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       tokens: tokens.length,
     }
     await run.record({command: 'verify', kind: 'run-finished', summary: counts})
-    return {concurrency: limiter.report(), counts, failures, reportPath, runId: run.meta.runId}
+    if (choice && !choice.accepted && counts.ok === 0)
+      warnings.push(
+        `No token was accepted through ${choice.tried.join(' or ')} (the first ${Math.min(HEADER_SAMPLES, tokens.length)} were tried in each), so the header is not what fails (unless the site reads a header not tried: name it with --header-name): the tokens themselves are refused, e.g. revoked or signed with another secret.`,
+      )
+    return {
+      concurrency: limiter.report(),
+      counts,
+      failures,
+      headerName: client.headerName,
+      reportPath,
+      runId: run.meta.runId,
+      warnings,
+    }
   } finally {
     await run.unlock()
     await client.close()
   }
+}
+
+/** How many of the run's tokens may be tried in every usual header before the header is ruled out. */
+const HEADER_SAMPLES = 3
+
+/**
+ * The header to send the tokens in, settled with the run's first live tokens before the others
+ * are checked: --header-name, else what --ckan-ini says the live CKAN version reads, else the run
+ * folder's record; and when CKAN refuses a token there, the other usual headers (a site reading
+ * another header must not make every token look dead). A token refused in every header may be
+ * dead on its own: the next sample is tried, up to HEADER_SAMPLES.
+ */
+async function settleHeader(
+  client: CkanApiClient,
+  samples: readonly RunToken[],
+  options: VerifyOptions,
+  recorded: string | undefined,
+): Promise<HeaderChoice> {
+  const env = options.env ?? process.env
+  const version = versionOfRelease((await client.statusShow()).ckanVersion)
+  const ini = options.ckanIniPath
+    ? await readCkanIni(options.ckanIniPath, {caseRule: iniCaseRule(version), env})
+    : undefined
+  const known = configuredTokenHeader({env, flag: options.headerName, ini, version})
+  let choice: HeaderChoice | undefined
+  for (const token of samples) {
+    choice = await chooseTokenHeader({
+      accepts: async (name) =>
+        (await probe(client.withHeader(name).withCredential(token.token), token.userId)).status === '200',
+      known,
+      recorded,
+    })
+    refuseOverriddenFlag(choice)
+    if (choice.accepted) break
+  }
+  return choice!
 }
 
 /** api_token_list for the user with one credential alone: '200', '403', or the failure. */

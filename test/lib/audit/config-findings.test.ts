@@ -169,6 +169,10 @@ describe('collectConfigFindings', () => {
       details: {value: 'X-CKAN-API-Key'},
       severity: 'warning',
     })
+    // What 2.11 really does: the old key still names its one header (legacy_key of apitoken_header_name).
+    expect(findings.get('apikey-header-name-set')?.fix).toContain(
+      '2.11 reads one header only, apitoken_header_name, and while that is unset it takes this value',
+    )
     expect(findings.get('create-default-api-keys')).toMatchObject({severity: 'warning'})
     expect(findings.get('create-default-api-keys')!.fix).toMatch(
       /purge-keys --all: on CKAN 2\.10 they authenticate nothing/,
