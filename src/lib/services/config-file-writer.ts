@@ -1,7 +1,8 @@
-import {access, constants, type FileHandle, readFile, realpath, stat} from 'node:fs/promises'
+import {access, constants, type FileHandle, realpath, stat} from 'node:fs/promises'
 import {dirname} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {readFailure, readInputFile, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {createDurableFile, writeDurably} from '../fs/durable-file.js'
 import {compactUtcTimestamp} from '../fs/safe-file-name.js'
 
@@ -30,16 +31,9 @@ export async function readConfigFile(givenPath: string, what: string): Promise<C
   let bytes: Buffer
   try {
     path = await realpath(givenPath)
-    bytes = await readFile(path)
+    bytes = await readInputFile(path, {maxBytes: SMALL_FILE_LIMIT})
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    const reason =
-      code === 'ENOENT'
-        ? 'does not exist'
-        : code === 'EACCES'
-          ? 'cannot be read (permission denied)'
-          : `cannot be read (${code ?? 'error'})`
-    throw new MigrateError(`The ${what} ${givenPath} ${reason}`, {
+    throw new MigrateError(`The ${what} ${givenPath} ${readFailure(error)}`, {
       cause: error,
       exitCode: EXIT_CODES.badInput,
       suggestion: `Pass the path of the ${what}, readable by the user running ckan-migrate.`,
@@ -84,7 +78,7 @@ export async function assertReplaceable(file: ConfigFile): Promise<void> {
 export async function assertUnchanged(file: ConfigFile): Promise<void> {
   let current: Buffer | undefined
   try {
-    current = await readFile(file.path)
+    current = await readInputFile(file.path, {maxBytes: SMALL_FILE_LIMIT})
   } catch {
     current = undefined
   }

@@ -1,7 +1,6 @@
-import {readFile} from 'node:fs/promises'
-
 import type {Queryable} from './ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {LIST_FILE_LIMIT, readFailure, readInputText} from '../fs/input-file.js'
 import {Secret} from '../secret.js'
 
 /**
@@ -194,15 +193,12 @@ export async function readLegacyKeys(sql: Queryable, userIds: string[]): Promise
 export async function readUsersFile(path: string): Promise<string[]> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = await readInputText(path, {maxBytes: LIST_FILE_LIMIT})
   } catch (error) {
-    throw new MigrateError(
-      `Cannot read --users-file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-      {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass a readable text file with one user name per line.',
-      },
-    )
+    throw new MigrateError(`Cannot read --users-file ${path}: it ${readFailure(error)}`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass a readable text file with one user name per line.',
+    })
   }
   const names = text
     .split(/\r?\n/)
