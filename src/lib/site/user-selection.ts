@@ -83,6 +83,17 @@ export const SKIP_REASONS = {
 /** One user of the selection: selected, or skipped with the reason. */
 export type SelectionItem = {reason?: string; user: CkanUserRow}
 
+/**
+ * How many key holders the default selection goes through (sysadmins only with `sysadminsOnly`):
+ * a lower bound on the lines a run writes, for a free-space check before it starts.
+ */
+export async function countKeyHolders(sql: Queryable, options: {sysadminsOnly?: boolean} = {}): Promise<number> {
+  const {rows} = await sql.query<{count: number}>(
+    `SELECT count(*)::int AS count FROM "user" WHERE apikey IS NOT NULL AND apikey <> ''${options.sysadminsOnly ? ' AND sysadmin' : ''}`,
+  )
+  return rows[0]?.count ?? 0
+}
+
 /** Selects the users of a run. Unknown names in `users` end in one badInput error. */
 export async function selectUsers(sql: Queryable, options: UserSelectionOptions): Promise<UserSelection> {
   const selected: CkanUserRow[] = []
