@@ -1,4 +1,31 @@
 import {EXIT_CODES, MigrateError} from './errors.js'
+import {formatBytes} from './fs/input-file.js'
+
+function isRoot(): boolean {
+  return process.getuid?.() === 0
+}
+
+/**
+ * Root is refused only by what root cannot override: an immutable or append-only file (chattr
+ * +i / +a: EPERM), a network file system that maps root to nobody (EACCES), a security module.
+ * "Run as root" would be no help there.
+ */
+function deniedToRoot(error: Error, code: 'EACCES' | 'EPERM', path: string | undefined): MigrateError {
+  const target = path ?? 'the file'
+  if (code === 'EPERM') {
+    return new MigrateError(`Operation not permitted even as root: ${target} (it may be immutable or append-only)`, {
+      cause: error,
+      exitCode: EXIT_CODES.writeFailed,
+      suggestion: `Check its attributes with lsattr ${target}; chattr -i ${target} (or -a) clears them if the change is intended, or choose another folder.`,
+    })
+  }
+  return new MigrateError(`Permission denied even as root: ${target}`, {
+    cause: error,
+    exitCode: EXIT_CODES.writeFailed,
+    suggestion:
+      'A network file system may map root to nobody (root_squash), or a security module (SELinux, AppArmor) refuses it: choose a local folder.',
+  })
+}
 
 /**
  * Turns a Node.js system error (EACCES, ENOSPC, …) that escaped a workflow into a one-line
@@ -11,6 +38,7 @@ export function translateSystemError(error: unknown): MigrateError | undefined {
   switch (code) {
     case 'EACCES':
     case 'EPERM': {
+      if (isRoot()) return deniedToRoot(error, code, path)
       return new MigrateError(`Permission denied:${where}`, {
         cause: error,
         exitCode: EXIT_CODES.writeFailed,
@@ -19,11 +47,23 @@ export function translateSystemError(error: unknown): MigrateError | undefined {
     }
     case 'EDQUOT':
     case 'ENOSPC': {
-      return new MigrateError(`No space left on the device:${where}`, {
-        cause: error,
-        exitCode: EXIT_CODES.writeFailed,
-        suggestion: 'Free some disk space or choose a folder on another disk, then run the same command again.',
-      })
+      // Set by the writers of src/lib/fs and JsonlFile: what the failed write needed.
+      const {bytesAtLeast, bytesNeeded} = error as {bytesAtLeast?: unknown; bytesNeeded?: unknown}
+      const how =
+        typeof bytesNeeded === 'number'
+          ? ` (${formatBytes(bytesNeeded)} more were needed)`
+          : typeof bytesAtLeast === 'number'
+            ? ` (more than the ${formatBytes(bytesAtLeast)} written were needed)`
+            : ''
+      return new MigrateError(
+        `${code === 'EDQUOT' ? 'Disk quota exceeded' : 'No space left on the device'}:${where}${how}`,
+        {
+          cause: error,
+          exitCode: EXIT_CODES.writeFailed,
+          suggestion:
+            'Free some disk space or choose a folder on another disk, then run the same command again (nothing half-written is kept).',
+        },
+      )
     }
     case 'EEXIST': {
       // mkdir -p over a path where a regular file sits (e.g. --csv some-file/report.csv).
@@ -70,6 +110,15 @@ export function folderError(folder: string, error: unknown, label: string, sugge
       suggestion,
     })
   }
+  if (code === 'EROFS') {
+    return new MigrateError(`Cannot write into ${label} ${folder}: it is on a read-only file system`, {
+      cause: error,
+      exitCode: EXIT_CODES.writeFailed,
+      suggestion,
+    })
+  }
+  if ((code === 'EPERM' || code === 'EACCES') && isRoot()) return deniedToRoot(error as Error, code, folder)
+  if (code === 'ENOSPC' || code === 'EDQUOT') return translateSystemError(error)!
   return new MigrateError(`Cannot write into ${label} ${folder}: ${code ?? 'error'}`, {
     cause: error,
     exitCode: EXIT_CODES.writeFailed,

@@ -1,12 +1,15 @@
 import {execFile} from 'node:child_process'
 import {constants} from 'node:fs'
-import {open, truncate, writeFile} from 'node:fs/promises'
+import {copyFile, open, truncate, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it, onTestFinished} from 'vitest'
 
 import {EXIT_CODES} from '../../src/lib/errors.js'
 import {runCliChild} from '../helpers/run-cli-child.js'
+import {issueTokensArgs} from '../helpers/site-commands.js'
+import {startTestSite} from '../helpers/test-site.js'
 import {expectNoLeak, expectRefused, removeFolder, temporaryFolder} from './support.js'
 
 const execFileAsync = promisify(execFile)
@@ -128,6 +131,43 @@ describe('bad input: files that are not regular files, or too big', () => {
     await expectRefused(['audit', '--ckan-ini', path], {
       code: 'badInput',
       message: /two-sections\.ini has the section \[app:main\] more than once \(lines 1, 4\)$/,
+    })
+  })
+})
+
+const isRoot = process.getuid?.() === 0
+
+describe.skipIf(!isRoot)('bad input: what even root may not write', () => {
+  it('--out on a read-only file system: says so (Node’s mkdir -p said ENOENT)', async () => {
+    const mountPoint = await temporaryFolder('ckan-migrate-ro-')
+    try {
+      await execFileAsync('mount', ['-t', 'tmpfs', '-o', 'size=64k,ro', 'tmpfs', mountPoint])
+    } catch {
+      return // no mount allowed here
+    }
+    onTestFinished(() => execFileAsync('umount', [mountPoint]).then(() => undefined))
+    const site = await startTestSite({users: 5, version: '2.9'})
+    await expectRefused(issueTokensArgs(site, join(mountPoint, 'run')), {
+      code: 'writeFailed',
+      message: /^Cannot write into the run folder .*\/run: it is on a read-only file system$/,
+    })
+  }, 120_000)
+
+  it('an immutable ckan.ini (chattr +i) as root: says it may be immutable, not "run as root"', async () => {
+    const dir = await temporaryFolder('ckan-migrate-immutable-')
+    const ini = join(dir, 'ckan.ini')
+    await copyFile(fileURLToPath(new URL('../fixtures/rewrite-config/generated-2.9.ini', import.meta.url)), ini)
+    await writeFile(join(dir, 'xloader.token'), 'eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ4bCJ9.c2lnbmF0dXJl\n', {mode: 0o600})
+    try {
+      await execFileAsync('chattr', ['+i', ini])
+    } catch {
+      return // the file system has no immutable flag
+    }
+    onTestFinished(() => execFileAsync('chattr', ['-i', ini]).then(() => undefined))
+    await expectRefused(['rewrite-config', '--ckan-ini', ini, '--token-file', join(dir, 'xloader.token')], {
+      code: 'writeFailed',
+      message: /^Operation not permitted even as root: .*ckan\.ini \(it may be immutable or append-only\)$/,
+      suggestion: /lsattr .*ckan\.ini; chattr -i/,
     })
   })
 })

@@ -3,6 +3,7 @@ import {open, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {folderError} from '../system-errors.js'
 import {Secret} from '../secret.js'
 import {JsonlFile} from './jsonl-file.js'
 import {ensurePrivateFolder, writeSecretFile} from '../fs/secret-file.js'
@@ -284,14 +285,8 @@ export async function openRunFolder(dir: string, options: OpenRunFolderOptions):
     try {
       await ensurePrivateFolder(path)
     } catch (error) {
-      throw new MigrateError(
-        `Cannot create the run folder ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
-        {
-          cause: error,
-          exitCode: EXIT_CODES.writeFailed,
-          suggestion: 'Choose an --out folder you may write to (it is created 0700).',
-        },
-      )
+      // Says "read-only file system" or "immutable" where the code alone (EROFS, EPERM) would not.
+      throw folderError(path, error, 'the run folder', 'Choose an --out folder you may write to (it is created 0700).')
     }
     meta = {
       createdAt: new Date().toISOString(),

@@ -2,6 +2,7 @@ import {access, constants, type FileHandle, realpath, stat} from 'node:fs/promis
 import {dirname} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {translateSystemError} from '../system-errors.js'
 import {readFailure, readInputFile, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {createDurableFile, writeDurably} from '../fs/durable-file.js'
 import {compactUtcTimestamp} from '../fs/safe-file-name.js'
@@ -66,6 +67,9 @@ export async function assertReplaceable(file: ConfigFile): Promise<void> {
     await access(file.path, constants.W_OK)
     await access(dirname(file.path), constants.W_OK)
   } catch (error) {
+    // Root refused (an immutable file: EPERM) or a read-only mount: "run as root" would not help.
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'EROFS' || (code === 'EPERM' && process.getuid?.() === 0)) throw translateSystemError(error)!
     throw new MigrateError(`${file.givenPath} or its folder cannot be written by this user`, {
       cause: error,
       exitCode: EXIT_CODES.writeFailed,
