@@ -1,5 +1,5 @@
 import {EXIT_CODES, MigrateError} from './errors.js'
-import {formatBytes} from './fs/input-file.js'
+import {formatBytes, InputFileError} from './fs/input-file.js'
 
 function isRoot(): boolean {
   return process.getuid?.() === 0
@@ -32,6 +32,14 @@ function deniedToRoot(error: Error, code: 'EACCES' | 'EPERM', path: string | und
  * MigrateError. Returns undefined for anything else, which the CLI then reports as a bug.
  */
 export function translateSystemError(error: unknown): MigrateError | undefined {
+  if (error instanceof InputFileError) {
+    // A FIFO, a device, a folder or an oversized file where a file is read (src/lib/fs/input-file.ts).
+    return new MigrateError(error.message, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass the path of a regular file (not a pipe, a device or a folder).',
+    })
+  }
   if (!(error instanceof Error)) return undefined
   const {code, path} = error as NodeJS.ErrnoException
   const where = path ? ` ${path}` : ''

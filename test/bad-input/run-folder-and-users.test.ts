@@ -312,7 +312,7 @@ describe('bad input: run folders, user lists, bundles, configs and purges (CKAN 
     const before = await databaseState(site)
     await expectRefused(['purge-keys', '--ckan-ini', site.ckanIni, '--out', run, '--backup', fake, '--confirm-2.9'], {
       code: 'badInput',
-      message: /The backup ckan\.dump has no readable sidecar ckan\.dump\.json \(ENOENT\)/,
+      message: /The backup ckan\.dump has no readable sidecar ckan\.dump\.json \(it does not exist\)/,
     })
     expect(await databaseState(site)).toBe(before)
     await expectRunUnchanged()
