@@ -125,7 +125,18 @@ export function folderError(folder: string, error: unknown, label: string, sugge
       suggestion,
     })
   }
-  if ((code === 'EPERM' || code === 'EACCES') && isRoot()) return deniedToRoot(error as Error, code, folder)
+  if (code === 'EPERM' && isRoot()) {
+    // Root is refused by an immutable folder (chattr +i) or a file system that takes no files (/sys, /proc).
+    return new MigrateError(
+      `Cannot write into ${label} ${folder}: not permitted even as root (an immutable folder, or a file system such as /sys that takes no files)`,
+      {
+        cause: error,
+        exitCode: EXIT_CODES.writeFailed,
+        suggestion: `${suggestion} (lsattr -d shows an immutable flag; chattr -i clears it.)`,
+      },
+    )
+  }
+  if (code === 'EACCES' && isRoot()) return deniedToRoot(error as Error, code, folder)
   if (code === 'ENOSPC' || code === 'EDQUOT') return translateSystemError(error)!
   return new MigrateError(`Cannot write into ${label} ${folder}: ${code ?? 'error'}`, {
     cause: error,
