@@ -21,6 +21,9 @@ export const SMALL_FILE_LIMIT = MIB
 /** Lists that grow with the site (users, contacts, passwords of every user): 100k users fit. */
 export const LIST_FILE_LIMIT = 64 * MIB
 
+/** Read size once a file's own size is used up (or it says 0, as /proc files do). */
+const CHUNK = 64 * 1024
+
 export type InputFileOptions = {
   /** Refuse a file larger than this many bytes (before reading it). */
   maxBytes: number
@@ -54,19 +57,28 @@ export async function readInputFile(path: string, options: InputFileOptions): Pr
   try {
     const info = await handle.stat()
     checkInputStats(path, info, options.maxBytes)
-    // Read at most one byte past the limit: a file that grew since the stat is refused, not swallowed.
-    const buffer = Buffer.alloc(Math.min(info.size, options.maxBytes) + 1)
+    // Read at most one chunk past the limit: a file that grew since the stat (or a /proc file
+    // whose size says 0) is read to its end or refused, never swallowed whole.
+    const chunks: Buffer[] = []
     let length = 0
-    while (length < buffer.length) {
-      const {bytesRead} = await handle.read(buffer, length, buffer.length - length, length)
+    for (;;) {
+      const chunk = Buffer.alloc(nextChunk(info.size, length, options.maxBytes))
+      const {bytesRead} = await handle.read(chunk, 0, chunk.length, length)
       if (bytesRead === 0) break
+      chunks.push(chunk.subarray(0, bytesRead))
       length += bytesRead
+      if (length > options.maxBytes) throw new InputFileError(path, 'too-big', {limit: options.maxBytes, size: length})
     }
-    if (length > options.maxBytes) throw new InputFileError(path, 'too-big', {limit: options.maxBytes, size: length})
-    return buffer.subarray(0, length)
+    return Buffer.concat(chunks, length)
   } finally {
     await handle.close()
   }
+}
+
+/** What to read next: the rest of the file as stat saw it, then a chunk (until EOF), never past limit + 1. */
+function nextChunk(size: number, length: number, maxBytes: number): number {
+  const rest = size - length
+  return Math.min(rest > 0 ? rest : CHUNK, CHUNK, maxBytes + 1 - length)
 }
 
 /** readInputFile() as UTF-8 text. */
@@ -187,15 +199,17 @@ export function readInputTextSync(path: string, options: InputFileOptions): stri
   try {
     const info = fstatSync(fd)
     checkInputStats(path, info, options.maxBytes)
-    const buffer = Buffer.alloc(Math.min(info.size, options.maxBytes) + 1)
+    const chunks: Buffer[] = []
     let length = 0
-    while (length < buffer.length) {
-      const bytesRead = readSync(fd, buffer, length, buffer.length - length, length)
+    for (;;) {
+      const chunk = Buffer.alloc(nextChunk(info.size, length, options.maxBytes))
+      const bytesRead = readSync(fd, chunk, 0, chunk.length, length)
       if (bytesRead === 0) break
+      chunks.push(chunk.subarray(0, bytesRead))
       length += bytesRead
+      if (length > options.maxBytes) throw new InputFileError(path, 'too-big', {limit: options.maxBytes, size: length})
     }
-    if (length > options.maxBytes) throw new InputFileError(path, 'too-big', {limit: options.maxBytes, size: length})
-    return buffer.subarray(0, length).toString('utf8')
+    return Buffer.concat(chunks, length).toString('utf8')
   } finally {
     closeSync(fd)
   }

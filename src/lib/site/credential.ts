@@ -51,7 +51,7 @@ export async function readCredential(source: CredentialSource): Promise<Credenti
       throw new MigrateError(`Cannot read the API key file ${source.file}: it ${readFailure(error)}`, {
         cause: error,
         exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass --api-key-file with a readable file that holds only the sysadmin token or key.',
+        suggestion: `Pass --api-key-file with a readable regular file that holds only the sysadmin token or key (a pipe such as <(…) is not one: set ${API_KEY_ENV} instead).`,
       })
     }
     return build(text, source.file, warning)
