@@ -4,6 +4,7 @@ import {join, resolve} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {folderError} from '../system-errors.js'
+import {readFailure, readInputText, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {Secret} from '../secret.js'
 import {JsonlFile} from './jsonl-file.js'
 import {ensurePrivateFolder, writeSecretFile} from '../fs/secret-file.js'
@@ -374,11 +375,12 @@ async function readLock(path: string): Promise<{command: string; pid: number; si
 async function readMeta(path: string): Promise<RunMeta | undefined> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    // A run.json that is a FIFO or a device must not hang or flood the command (input-file.ts).
+    text = await readInputText(path, {maxBytes: SMALL_FILE_LIMIT})
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
-    throw new MigrateError(`Cannot read ${path}: ${code ?? 'error'}`, {
+    throw new MigrateError(`Cannot read ${path}: it ${readFailure(error)}`, {
       cause: error,
       exitCode: EXIT_CODES.badInput,
       suggestion: 'Run as the user who created the run folder.',
