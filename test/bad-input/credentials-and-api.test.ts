@@ -135,7 +135,7 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
   it('a credential file that does not exist', async () => {
     await expectRefused(issue(join(dir, 'missing.key'), join(dir, 'missing-run')), {
       code: 'badInput',
-      message: /Cannot read the API key file .*missing\.key: ENOENT/,
+      message: /Cannot read the API key file .*missing\.key: it does not exist/,
     })
   })
 

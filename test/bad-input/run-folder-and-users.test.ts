@@ -147,7 +147,7 @@ describe('bad input: run folders, user lists, bundles, configs and purges (CKAN 
   it('a --users-file that does not exist', async () => {
     await expectRefused(issue(join(dir, 'users-file-run'), '--users-file', join(dir, 'no-users.txt')), {
       code: 'badInput',
-      message: /Cannot read --users-file .*no-users\.txt: ENOENT/,
+      message: /Cannot read --users-file .*no-users\.txt: it does not exist/,
     })
     expect(await exists(join(dir, 'users-file-run'))).toBe(false)
   })
@@ -214,7 +214,7 @@ describe('bad input: run folders, user lists, bundles, configs and purges (CKAN 
   it('bundle with a server certificate that does not exist: no bundle folder', async () => {
     await expectRefused(['bundle', '--out', run, '--server-cert', join(dir, 'no-cert.pem')], {
       code: 'badInput',
-      message: /Cannot read the server certificate .*no-cert\.pem: ENOENT/,
+      message: /Cannot read the server certificate .*no-cert\.pem: it does not exist/,
       secrets,
     })
     await expectRunUnchanged()
@@ -312,7 +312,7 @@ describe('bad input: run folders, user lists, bundles, configs and purges (CKAN 
     const before = await databaseState(site)
     await expectRefused(['purge-keys', '--ckan-ini', site.ckanIni, '--out', run, '--backup', fake, '--confirm-2.9'], {
       code: 'badInput',
-      message: /The backup ckan\.dump has no readable sidecar ckan\.dump\.json \(ENOENT\)/,
+      message: /The backup ckan\.dump has no readable sidecar ckan\.dump\.json \(it does not exist\)/,
     })
     expect(await databaseState(site)).toBe(before)
     await expectRunUnchanged()

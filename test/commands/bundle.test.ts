@@ -320,7 +320,7 @@ describe('bundle: bad input', () => {
   it.each([
     ['a run folder without people tokens', 'empty-run', 7, /holds no tokens for people to bundle/],
     ['a folder that is not a run folder', 'not-a-run', 7, /is not a ckan-migrate run folder/],
-    ['a missing certificate file', 'missing-cert', 7, /Cannot read the server certificate .*: ENOENT/],
+    ['a missing certificate file', 'missing-cert', 7, /Cannot read the server certificate .*: it does not exist/],
     ['a certificate file that is not PEM', 'not-pem', 7, /is not a PEM certificate/],
     ['a certificate file holding a private key', 'private-key', 7, /holds a private key/],
     ['an unwritable bundle folder', 'unwritable', 13, /Cannot write to the bundle folder/],

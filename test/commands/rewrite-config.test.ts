@@ -217,7 +217,7 @@ describe('rewrite-config on files (no CKAN: tokens from --token-file)', () => {
         /sets ckan\.plugins more than once in \[app:main\] \(lines 5, 6\)/,
       ],
       [['--ckan-ini', ws.path('no-app-main.ini')], 7, /has no \[app:main\] section/],
-      [['--ckan-ini', ws.path('chain')], 7, /cannot be read/],
+      [['--ckan-ini', ws.path('chain')], 7, /is a folder, not a file/],
       [
         ['--ckan-ini', ws.path('generated-2.9.ini'), '--service', 'xloader', '--service', 'harvest'],
         7,

@@ -13,6 +13,8 @@ export type ChildRunOptions = {
     | {afterBytes?: number; delayMs: number; journal: string; signal: NodeJS.Signals}
     /** Send this signal once `when` resolves (e.g. a test server holds a request in flight). */
     | {signal: NodeJS.Signals; when: Promise<unknown>}
+  /** After the first signal, send this one once the output matches (e.g. a second Ctrl-C after "press Ctrl-C again"). */
+  thenInterrupt?: {output: RegExp; signal: NodeJS.Signals}
 }
 
 /**
@@ -48,6 +50,11 @@ export async function runCliChild(args: string[], options: ChildRunOptions = {})
     while (running && (await journalSize()) <= startSize + (interrupt.afterBytes ?? 200)) await sleep(10)
     await sleep(interrupt.delayMs)
     if (running) sent = child.kill(interrupt.signal)
+  }
+  const then = options.thenInterrupt
+  if (sent && then) {
+    while (running && !then.output.test(Buffer.concat(chunks).toString('utf8'))) await sleep(10)
+    if (running) child.kill(then.signal)
   }
   const {code, signal} = await exited
   return {code, output: Buffer.concat(chunks).toString('utf8'), signal, signalled: sent}

@@ -167,3 +167,51 @@ describe('ckan settings', () => {
     expect(bare.message).not.toContain('noprefix')
   })
 })
+
+/** What CKAN's strict ConfigParser (2.9) / RawConfigParser (2.10+ chain reader) refuses, and what it accepts. */
+describe('readCkanIni refuses what CKAN’s ConfigParser refuses (duplicates)', () => {
+  const refused = async (text: string, caseRule: 'lowercase' | 'preserve' = 'lowercase') => {
+    const dir = await folderWith({'ckan.ini': text})
+    const error = await failure(readCkanIni(join(dir, 'ckan.ini'), {caseRule}))
+    expect(error.exitCode).toBe(EXIT_CODES.badInput)
+    expect(error.message).not.toContain('\n')
+    return error
+  }
+
+  it('a key set twice in [app:main], names both lines (case-insensitive on every version)', async () => {
+    const text =
+      '[app:main]\nuse = egg:ckan\nsqlalchemy.url = postgresql://a/one\nckan.site_id = x\nSQLAlchemy.URL = postgresql://b/two\n'
+    for (const caseRule of ['lowercase', 'preserve'] as const) {
+      const error = await refused(text, caseRule)
+      expect(error.message).toMatch(/ckan\.ini sets SQLAlchemy\.URL more than once in \[app:main\] \(lines 3, 5\)$/)
+      expect(error.suggestion).toMatch(/ConfigParser refuses/)
+    }
+  })
+
+  it('a section written twice (the second [app:main] would otherwise win silently)', async () => {
+    const error = await refused(
+      '[app:main]\nckan.site_id = a\n\n[server:main]\nport = 5000\n\n[app:main]\nsqlalchemy.url = postgresql://x/y\n',
+    )
+    expect(error.message).toMatch(/ckan\.ini has the section \[app:main\] more than once \(lines 1, 7\)$/)
+  })
+
+  it('a key set twice in another section, or twice across two [DEFAULT] headers', async () => {
+    expect((await refused('[app:main]\na = 1\n[server:main]\nport = 5000\nport = 5001\n')).message).toMatch(
+      /sets port more than once in \[server:main\] \(lines 4, 5\)/,
+    )
+    expect((await refused('[DEFAULT]\ndebug = false\n[app:main]\na = 1\n[DEFAULT]\nDebug = true\n')).message).toMatch(
+      /sets Debug more than once in \[DEFAULT\] \(lines 2, 6\)/,
+    )
+  })
+
+  it('accepts what ConfigParser accepts: [DEFAULT] twice, a key in [DEFAULT] and [app:main], a key in two files of a chain', async () => {
+    const dir = await folderWith({
+      'base.ini': '[app:main]\nuse = egg:ckan\nckan.site_id = base\n',
+      'ckan.ini':
+        '[DEFAULT]\ndebug = false\n[app:main]\nuse = config:base.ini\ndebug = true\nckan.site_id = top\n[DEFAULT]\nother = 1\n',
+    })
+    const ini = await readCkanIni(join(dir, 'ckan.ini'))
+    expect(ini.get('ckan.site_id')).toBe('top')
+    expect(ini.get('debug')).toBe('true')
+  })
+})

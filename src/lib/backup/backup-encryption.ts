@@ -1,10 +1,10 @@
 import {execFile, spawn} from 'node:child_process'
-import {readFile} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 import {promisify} from 'node:util'
 import * as openpgp from 'openpgp'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {readFailure, readInputFile, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import type {Secret} from '../secret.js'
 import {collectExit, firstErrorLine} from './pg-tools.js'
 
@@ -37,10 +37,10 @@ const badKey = (message: string, suggestion: string, cause?: unknown) =>
 export async function recipientFromKeyFile(path: string): Promise<Encryption> {
   let bytes: Buffer
   try {
-    bytes = await readFile(path)
+    bytes = await readInputFile(path, {maxBytes: SMALL_FILE_LIMIT})
   } catch (error) {
     throw badKey(
-      `Cannot read the recipient key ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+      `Cannot read the recipient key ${path}: it ${readFailure(error)}`,
       'Pass --recipient-key with the armored public key file (gpg --armor --export KEYID > backup-key.asc).',
       error,
     )
@@ -218,10 +218,10 @@ function unescapeColons(text: string): string {
 export async function readSecretKey(path: string, passphrase: Secret | undefined): Promise<openpgp.PrivateKey> {
   let bytes: Buffer
   try {
-    bytes = await readFile(path)
+    bytes = await readInputFile(path, {maxBytes: SMALL_FILE_LIMIT})
   } catch (error) {
     throw badKey(
-      `Cannot read the secret key ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+      `Cannot read the secret key ${path}: it ${readFailure(error)}`,
       'Pass --secret-key with the backup secret key (gpg --armor --export-secret-keys KEYID).',
       error,
     )

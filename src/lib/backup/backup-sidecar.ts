@@ -1,10 +1,10 @@
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {readFile} from 'node:fs/promises'
 import {basename} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {assertRegularFile, readFailure, readInputText, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {compactUtcTimestamp} from '../fs/safe-file-name.js'
 import type {BackupRecipient} from './backup-encryption.js'
 
@@ -64,6 +64,8 @@ export function backupFileName(options: {at: Date; dumpFormat: DumpFormat; keyId
 
 export async function sha256OfFile(path: string): Promise<string> {
   const hash = createHash('sha256')
+  // A FIFO or a device would never end (or block): refused before it is opened.
+  await assertRegularFile(path)
   await pipeline(createReadStream(path), hash)
   return hash.digest('hex')
 }
@@ -73,10 +75,10 @@ export async function readBackupSidecar(file: string): Promise<BackupSidecar> {
   const path = sidecarPathOf(file)
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = await readInputText(path, {maxBytes: SMALL_FILE_LIMIT})
   } catch (error) {
     throw new MigrateError(
-      `The backup ${basename(file)} has no readable sidecar ${basename(path)} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      `The backup ${basename(file)} has no readable sidecar ${basename(path)} (it ${readFailure(error)})`,
       {
         cause: error,
         exitCode: EXIT_CODES.badInput,

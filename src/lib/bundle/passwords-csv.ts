@@ -1,7 +1,6 @@
-import {readFile} from 'node:fs/promises'
-
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {writeCsvReport} from '../fs/csv-report.js'
+import {LIST_FILE_LIMIT, readFailure, readInputText} from '../fs/input-file.js'
 import type {RunToken} from '../run/run-folder.js'
 import {fingerprintOf, Secret} from '../secret.js'
 import {parseCsv} from './passwords.js'
@@ -41,10 +40,10 @@ export async function peopleTokens(
 export async function readPasswordsCsv(path: string): Promise<Map<string, PasswordRow>> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = await readInputText(path, {maxBytes: LIST_FILE_LIMIT})
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
-    throw new MigrateError(`Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
+    throw new MigrateError(`Cannot read ${path}: it ${readFailure(error)}`, {
       cause: error,
       exitCode: EXIT_CODES.badInput,
       suggestion: 'Run as the user who wrote the bundles.',

@@ -1,7 +1,8 @@
 import {randomInt} from 'node:crypto'
-import {readFile, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {LIST_FILE_LIMIT, readFailure, readInputText} from '../fs/input-file.js'
 import {Secret} from '../secret.js'
 
 /**
@@ -90,20 +91,16 @@ export async function readPasswordFile(path: string): Promise<SuppliedPasswords>
   let text: string
   let warning: string | undefined
   try {
+    text = await readInputText(path, {maxBytes: LIST_FILE_LIMIT})
     const info = await stat(path)
-    if (info.isDirectory()) throw Object.assign(new Error('is a folder'), {code: 'EISDIR'})
-    text = await readFile(path, 'utf8')
     if ((info.mode & 0o077) !== 0)
       warning = `${path} can be read by other users (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it.`
   } catch (error) {
-    throw new MigrateError(
-      `Cannot read the password file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-      {
-        cause: error,
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass --password-file with a readable CSV file of user,password lines.',
-      },
-    )
+    throw new MigrateError(`Cannot read the password file ${path}: it ${readFailure(error)}`, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass --password-file with a readable CSV file of user,password lines.',
+    })
   }
   return {passwords: parsePasswordFile(text, path), ...(warning ? {warning} : {})}
 }

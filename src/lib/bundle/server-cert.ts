@@ -1,9 +1,9 @@
 import {X509Certificate} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
 import {isIP} from 'node:net'
 import {connect, type DetailedPeerCertificate} from 'node:tls'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {readFailure, readInputText, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 
 /**
  * The `server.cert` of a bundle: one or more PEM certificates, the server's own first. DCOR-Aid and
@@ -88,10 +88,10 @@ export async function readServerCert(
 ): Promise<ServerCert> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = await readInputText(path, {maxBytes: SMALL_FILE_LIMIT})
   } catch (error) {
     throw badCert(
-      `Cannot read the server certificate ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+      `Cannot read the server certificate ${path}: it ${readFailure(error)}`,
       'Pass --server-cert with the PEM file of the site, or use --fetch-cert with --ckan-url.',
       error,
     )

@@ -1,9 +1,31 @@
+import {writeSync} from 'node:fs'
+
 import {Command, Errors} from '@oclif/core'
 
 import {describeError, errorCodeName, EXIT_CODES, type ExitCode, MigrateError} from '../errors.js'
 import type {Progress} from '../progress.js'
 import {translateSystemError} from '../system-errors.js'
 import {isInteractive, type ProgressBar, startProgressBar} from './progress-bar.js'
+
+/** After SIGTERM, what the run gets to save what it has before the process ends (< the 2 s promised). */
+const SIGTERM_GRACE_MS = 1500
+
+/**
+ * Ends the process at once with the interrupted exit code. Everything ckan-migrate writes is
+ * safe to stop at any point (write-ahead journal, atomic renames, whole-line appends), as a
+ * kill -9 is. Input files are never read in a way that can block (src/lib/fs/input-file.ts):
+ * process.exit waits for the libuv thread pool, so a read stuck there would stall it.
+ */
+function hardExit(json: JsonFailure | undefined): never {
+  // Under --json stdout still carries its one document (written synchronously: exit does not wait).
+  try {
+    if (json) writeSync(1, `${JSON.stringify(json)}\n`)
+    else writeSync(2, 'Stopped: run the same command again to go on.\n')
+  } catch {
+    // A closed or full pipe: the exit code still says it.
+  }
+  process.exit(EXIT_CODES.interrupted)
+}
 
 export type JsonSuccess<Result> = {result: Result; status: number; warnings: string[]}
 export type JsonFailure = {
@@ -29,6 +51,8 @@ export abstract class MigrateCommand<Result> extends Command {
   protected readonly abortController = new AbortController()
   #exitCode: ExitCode = EXIT_CODES.ok
   readonly #bars: ProgressBar[] = []
+  /** Set by SIGTERM: ends the process if the run has not stopped by then. */
+  #deadline: NodeJS.Timeout | undefined
   #signalHandlers: Array<[NodeJS.Signals, () => void]> = []
   readonly #warnings: string[] = []
 
@@ -115,6 +139,8 @@ export abstract class MigrateCommand<Result> extends Command {
     for (const bar of this.#bars.splice(0)) bar.stop()
     for (const [signal, handler] of this.#signalHandlers) process.off(signal, handler)
     this.#signalHandlers = []
+    // A SIGTERM deadline stays armed (unref'd): a run that returned but whose process lingers
+    // (a socket still open) still ends on time.
     if (!error && this.#exitCode !== EXIT_CODES.ok) process.exitCode = this.#exitCode
     return super.finally(error)
   }
@@ -135,14 +161,33 @@ export abstract class MigrateCommand<Result> extends Command {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       const handler = () => {
         interrupts += 1
-        if (interrupts > 1) process.exit(EXIT_CODES.interrupted)
+        // A second signal, or SIGTERM at any time, may not wait for in-flight work to give up:
+        // whatever it blocks on (a server that never answers, a lock), the process ends now
+        // (SIGINT twice) or within SIGTERM_GRACE_MS (SIGTERM: what systemd and docker stop send).
+        const stop = () => hardExit(this.jsonEnabled() ? this.#interruptedJson() : undefined)
+        if (interrupts > 1) stop()
+        if (signal === 'SIGTERM' && !this.#deadline) this.#deadline = setTimeout(stop, SIGTERM_GRACE_MS).unref()
         this.logToStderr(
-          'Interrupted: finishing what is in flight and saving the run (press Ctrl-C again to quit now).',
+          signal === 'SIGTERM'
+            ? 'Terminated: saving the run and stopping.'
+            : 'Interrupted: finishing what is in flight and saving the run (press Ctrl-C again to quit now).',
         )
         this.abortController.abort(new MigrateError('Interrupted', {exitCode: EXIT_CODES.interrupted}))
       }
       process.on(signal, handler)
       this.#signalHandlers.push([signal, handler])
+    }
+  }
+
+  #interruptedJson(): JsonFailure {
+    return {
+      error: {
+        code: errorCodeName(EXIT_CODES.interrupted),
+        message: 'Interrupted',
+        suggestion: 'Run the same command again with the same --out to go on.',
+      },
+      status: EXIT_CODES.interrupted,
+      warnings: this.#warnings,
     }
   }
 

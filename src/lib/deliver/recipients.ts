@@ -1,10 +1,10 @@
-import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {parseCsv} from '../bundle/passwords.js'
 import {describeUserNames, namedUsers, SKIP_REASONS} from '../site/user-selection.js'
 import {readSitePeople} from '../site/site-people.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {LIST_FILE_LIMIT, readFailure, readInputText} from '../fs/input-file.js'
 import {neutraliseCell} from '../fs/csv-report.js'
 import type {RunToken} from '../run/run-folder.js'
 import type {Secret} from '../secret.js'
@@ -161,16 +161,13 @@ export async function planRecipients(options: RecipientOptions): Promise<Recipie
 async function readContacts(contacts: NonNullable<RecipientOptions['contacts']>): Promise<Map<string, string>> {
   let text: string
   try {
-    text = await readFile(contacts.file, 'utf8')
+    text = await readInputText(contacts.file, {maxBytes: LIST_FILE_LIMIT})
   } catch (error) {
-    throw new MigrateError(
-      `Cannot read --contacts ${contacts.file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-      {
-        cause: error,
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass a readable CSV file with a header row holding a user column.',
-      },
-    )
+    throw new MigrateError(`Cannot read --contacts ${contacts.file}: it ${readFailure(error)}`, {
+      cause: error,
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass a readable CSV file with a header row holding a user column.',
+    })
   }
   let rows
   try {

@@ -1,6 +1,7 @@
-import {readFile, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {readFailure, readInputText, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {Secret} from '../secret.js'
 
 export const SMTP_PASSWORD_ENV = 'CKAN_MIGRATE_SMTP_PASSWORD'
@@ -73,22 +74,18 @@ export async function readSmtpSettings(input: SmtpSettingsInput): Promise<SmtpSe
   if (input.passwordFile) {
     let text: string
     try {
+      text = await readInputText(input.passwordFile, {maxBytes: SMALL_FILE_LIMIT})
       const info = await stat(input.passwordFile)
-      if (info.isDirectory()) throw Object.assign(new Error('is a folder'), {code: 'EISDIR'})
-      text = await readFile(input.passwordFile, 'utf8')
       if ((info.mode & 0o077) !== 0)
         warnings.push(
           `${input.passwordFile} can be read by other users (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it.`,
         )
     } catch (error) {
-      throw new MigrateError(
-        `Cannot read --smtp-password-file ${input.passwordFile}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-        {
-          cause: error,
-          exitCode: EXIT_CODES.badInput,
-          suggestion: 'Pass a readable file that holds only the SMTP password (one line).',
-        },
-      )
+      throw new MigrateError(`Cannot read --smtp-password-file ${input.passwordFile}: it ${readFailure(error)}`, {
+        cause: error,
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass a readable file that holds only the SMTP password (one line).',
+      })
     }
     password = checkPassword(text.replace(/\r?\n$/, ''), input.passwordFile)
     passwordSource = input.passwordFile
@@ -112,16 +109,13 @@ export async function readSmtpSettings(input: SmtpSettingsInput): Promise<SmtpSe
   let ca: string | undefined
   if (input.caCertPath) {
     try {
-      ca = await readFile(input.caCertPath, 'utf8')
+      ca = await readInputText(input.caCertPath, {maxBytes: SMALL_FILE_LIMIT})
     } catch (error) {
-      throw new MigrateError(
-        `Cannot read --ca-cert ${input.caCertPath}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-        {
-          cause: error,
-          exitCode: EXIT_CODES.badInput,
-          suggestion: "Pass a readable PEM file with the CA certificate(s) of the mail server's certificate.",
-        },
-      )
+      throw new MigrateError(`Cannot read --ca-cert ${input.caCertPath}: it ${readFailure(error)}`, {
+        cause: error,
+        exitCode: EXIT_CODES.badInput,
+        suggestion: "Pass a readable PEM file with the CA certificate(s) of the mail server's certificate.",
+      })
     }
     if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
       throw bad(

@@ -1,7 +1,7 @@
-import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {readFailure, readInputText, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 
 /**
  * Message templates of `deliver`: a folder with `subject.txt`, `body.txt` (the plain-text part) and
@@ -108,16 +108,13 @@ export async function loadTemplate(kind: TemplateKind, folder: string | undefine
   } else {
     const read = async (name: string) => {
       try {
-        return await readFile(join(folder, name), 'utf8')
+        return await readInputText(join(folder, name), {maxBytes: SMALL_FILE_LIMIT})
       } catch (error) {
-        throw new MigrateError(
-          `Cannot read ${flag} ${join(folder, name)}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-          {
-            cause: error,
-            exitCode: EXIT_CODES.badInput,
-            suggestion: `${flag} is a folder with ${Object.values(TEMPLATE_FILES).join(', ')}.`,
-          },
-        )
+        throw new MigrateError(`Cannot read ${flag} ${join(folder, name)}: it ${readFailure(error)}`, {
+          cause: error,
+          exitCode: EXIT_CODES.badInput,
+          suggestion: `${flag} is a folder with ${Object.values(TEMPLATE_FILES).join(', ')}.`,
+        })
       }
     }
     template = {

@@ -56,6 +56,9 @@ export async function writeDurably<T>(
     await options.beforeRename?.()
     await rename(temporary, path)
   } catch (error) {
+    // A failed write (ENOSPC, EIO) carries no path, or the temporary one: name the target.
+    const failure = error as NodeJS.ErrnoException
+    if (failure.code && (failure.path === undefined || failure.path === temporary)) failure.path = path
     await rm(temporary, {force: true})
     throw error
   }
@@ -82,11 +85,23 @@ export async function createDurableFile<T>(
     await handle.writeFile(contents)
     await handle.sync()
   } catch (error) {
+    noteBytesNeeded(error, contents)
     await handle.close().catch(() => {})
     await rm(path, {force: true})
     throw error
   }
   await handle.close()
+}
+
+/**
+ * On a failed write (ENOSPC), records how much the file needed: its whole size when the
+ * contents were given, (streamInto records what reached the disk when a writer streamed them).
+ */
+function noteBytesNeeded(error: unknown, contents: DurableContents<unknown>): void {
+  const failure = error as NodeJS.ErrnoException & {bytesNeeded?: number}
+  if (!failure?.code) return
+  if (typeof contents === 'string') failure.bytesNeeded = Buffer.byteLength(contents)
+  else if (contents instanceof Uint8Array) failure.bytesNeeded = contents.byteLength
 }
 
 /**
@@ -101,6 +116,9 @@ async function streamInto<T>(handle: FileHandle, write: (out: Writable) => Promi
     await finished(out)
     return result
   } catch (error) {
+    // What reached the disk before a failed write (ENOSPC): the file needed more than that.
+    const failure = error as NodeJS.ErrnoException & {bytesAtLeast?: number}
+    if (failure?.code) failure.bytesAtLeast = out.bytesWritten
     out.destroy()
     await finished(out).catch(() => {})
     throw error

@@ -1,5 +1,5 @@
 import {chmod, mkdir, stat} from 'node:fs/promises'
-import {dirname} from 'node:path'
+import {dirname, resolve} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
 import {writeDurably} from './durable-file.js'
@@ -10,13 +10,48 @@ import {writeDurably} from './durable-file.js'
  * something else (a report's folder): use ensureFolder there.
  */
 export async function ensurePrivateFolder(folder: string): Promise<void> {
-  await mkdir(folder, {mode: 0o700, recursive: true})
+  await makeFolders(folder)
   await chmod(folder, 0o700)
 }
 
 /** Creates a folder (0700) when missing; an existing folder keeps its mode. */
 export async function ensureFolder(folder: string): Promise<void> {
-  await mkdir(folder, {mode: 0o700, recursive: true})
+  await makeFolders(folder)
+}
+
+/**
+ * `mkdir -p` with mode 0700 that reports the real reason it failed: Node's recursive mkdir says
+ * ENOENT when the first missing folder cannot be made on a read-only file system (EROFS) or
+ * without permission (EACCES), so on ENOENT the missing folders are made one at a time, which
+ * fails with the error that matters. Returns the first folder it created, as mkdir does.
+ */
+export async function makeFolders(folder: string): Promise<string | undefined> {
+  try {
+    return await mkdir(folder, {mode: 0o700, recursive: true})
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    const missing: string[] = []
+    let at = resolve(folder)
+    while (
+      !(await stat(at).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      missing.unshift(at)
+      const parent = dirname(at)
+      if (parent === at) break
+      at = parent
+    }
+    for (const path of missing) {
+      try {
+        await mkdir(path, {mode: 0o700})
+      } catch (stepError) {
+        if ((stepError as NodeJS.ErrnoException).code !== 'EEXIST') throw stepError
+      }
+    }
+    return missing[0]
+  }
 }
 
 /**
@@ -24,7 +59,7 @@ export async function ensureFolder(folder: string): Promise<void> {
  * that others can enter is refused (never silently chmod'ed: it may be /tmp or a home folder).
  */
 export async function ensureFolderForSecrets(folder: string): Promise<void> {
-  const created = await mkdir(folder, {mode: 0o700, recursive: true})
+  const created = await makeFolders(folder)
   if (created !== undefined) {
     await chmod(folder, 0o700)
     return

@@ -1,6 +1,6 @@
 import {createReadStream} from 'node:fs'
 import {type FileHandle, open, readFile} from 'node:fs/promises'
-import {createInterface} from 'node:readline'
+import {StringDecoder} from 'node:string_decoder'
 
 /** An open file nobody appended to for this long is closed (reopened by the next append). */
 const IDLE_CLOSE_MS = 2000
@@ -9,7 +9,11 @@ type Pending = {line: string; reject: (error: unknown) => void; resolve: () => v
 
 /**
  * An append-only JSON Lines file. Each append is one write of whole lines followed by fsync,
- * so a record counts as stored only once it is on disk. Appends made while a write is in flight
+ * so a record counts as stored only once it is on disk. Appends are all-or-nothing: a write
+ * that fails part-way (ENOSPC, EDQUOT, EIO) is cut back to where it started before the error
+ * is passed on, and a torn last line left by a crash mid-write (no newline at its end) is cut
+ * when the file is next opened for writing. A record counts only when its line ends in a
+ * newline, for readers too, so what a reader sees is what the writer acknowledged. Appends made while a write is in flight
  * are grouped into the next write (one fsync for many records), which keeps throughput high
  * under concurrency without weakening the guarantee: append() resolves after its fsync.
  *
@@ -71,8 +75,8 @@ export class JsonlFile<T> {
   }
 
   /**
-   * Reads every complete record. A torn last line (a crash in the middle of a write) is skipped:
-   * it was never acknowledged, so nothing relied on it.
+   * Reads every complete record. A torn last line (a crash in the middle of a write: no newline
+   * at its end, even if it parses) is skipped: it was never acknowledged, so nothing relied on it.
    */
   async readAll(): Promise<T[]> {
     let text: string
@@ -83,29 +87,37 @@ export class JsonlFile<T> {
       throw error
     }
     const records: T[] = []
-    for (const line of text.split('\n')) {
+    const lines = text.split('\n')
+    // The part after the last newline is a torn write (or nothing).
+    lines.pop()
+    for (const line of lines) {
       const record = parseLine<T>(line)
       if (record !== undefined) records.push(record)
     }
     return records
   }
 
-  /** Every complete record, one at a time (a big file never sits in memory); torn lines skipped as in readAll(). */
+  /** Every complete record, one at a time (a big file never sits in memory); a torn last line skipped as in readAll(). */
   async *stream(): AsyncGenerator<T> {
-    const input = createReadStream(this.path, {encoding: 'utf8', highWaterMark: 64 * 1024})
+    const input = createReadStream(this.path, {highWaterMark: 64 * 1024})
     const opened = new Promise<boolean>((resolve, reject) => {
       input.once('open', () => resolve(true))
       input.once('error', (error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? resolve(false) : reject(error)))
     })
     if (!(await opened)) return
-    const lines = createInterface({crlfDelay: Number.POSITIVE_INFINITY, input})
+    const decoder = new StringDecoder('utf8')
+    let rest = ''
     try {
-      for await (const line of lines) {
-        const record = parseLine<T>(line)
-        if (record !== undefined) yield record
+      for await (const chunk of input as AsyncIterable<Buffer>) {
+        const lines = (rest + decoder.write(chunk)).split('\n')
+        // The last piece has no newline yet: the next chunk continues it, or it is a torn write.
+        rest = lines.pop()!
+        for (const line of lines) {
+          const record = parseLine<T>(line.endsWith('\r') ? line.slice(0, -1) : line)
+          if (record !== undefined) yield record
+        }
       }
     } finally {
-      lines.close()
       input.destroy()
     }
   }
@@ -123,13 +135,10 @@ export class JsonlFile<T> {
       for (const entry of batch) text += entry.line
       try {
         const handle = await this.#open()
-        // A torn last line (kill -9 mid-write) must not swallow the next record: end it first.
-        if (!this.#tailChecked) text = (await tornTailPrefix(handle)) + text
+        // A torn last line (kill -9 mid-write) must not swallow the next record: cut it first.
+        if (!this.#tailChecked) await cutTornTail(handle)
         this.#tailChecked = true
-        if (text !== '') {
-          await handle.appendFile(text)
-          await handle.sync()
-        }
+        if (text !== '') await this.#appendWhole(handle, text)
         for (const entry of batch) entry.resolve()
       } catch (error) {
         // A handle that failed once is not trusted again (the next batch reopens the file).
@@ -143,8 +152,35 @@ export class JsonlFile<T> {
     this.#armIdleClose()
   }
 
+  /**
+   * Writes `text` at the end and fsyncs it, or leaves the file as it was: on failure the file is
+   * truncated back to its size before the write. The error then names the file and how many
+   * bytes the write needed (for "no space left" messages).
+   */
+  async #appendWhole(handle: FileHandle, text: string): Promise<void> {
+    const bytes = Buffer.from(text, 'utf8')
+    const {size} = await handle.stat()
+    try {
+      let written = 0
+      while (written < bytes.length) {
+        const result = await handle.write(bytes, written, bytes.length - written)
+        written += result.bytesWritten
+      }
+      await handle.sync()
+    } catch (error) {
+      // If even the cut fails the tail is torn, and the next open cuts it (see cutTornTail).
+      await handle
+        .truncate(size)
+        .then(() => handle.sync())
+        .catch(() => {})
+      throw Object.assign(error as Error, {bytesNeeded: bytes.length, path: this.path})
+    }
+  }
+
   async #open(): Promise<FileHandle> {
-    this.#handle ??= await open(this.path, this.#tailChecked ? 'a' : 'a+', this.mode)
+    this.#handle ??= await open(this.path, this.#tailChecked ? 'a' : 'a+', this.mode).catch((error: unknown) => {
+      throw Object.assign(error as Error, {path: this.path})
+    })
     return this.#handle
   }
 
@@ -182,11 +218,32 @@ function parseLine<T>(line: string): T | undefined {
   }
 }
 
-/** '\n' when the file does not end with a newline (a torn write), else ''. */
-async function tornTailPrefix(handle: FileHandle): Promise<string> {
+/**
+ * Cuts a torn last line (the file does not end in a newline: a crash or a failed write in the
+ * middle of an append) back to the end of the last whole line.
+ */
+async function cutTornTail(handle: FileHandle): Promise<void> {
   const {size} = await handle.stat()
-  if (size === 0) return ''
-  const last = Buffer.alloc(1)
-  await handle.read(last, 0, 1, size - 1)
-  return last[0] === 0x0a ? '' : '\n'
+  if (size === 0) return
+  const chunk = Buffer.alloc(64 * 1024)
+  let end = size
+  let first = true
+  while (end > 0) {
+    const start = Math.max(0, end - chunk.length)
+    const {bytesRead} = await handle.read(chunk, 0, end - start, start)
+    const newline = chunk.subarray(0, bytesRead).lastIndexOf(0x0a)
+    if (first && newline === bytesRead - 1) return
+    first = false
+    if (newline !== -1) {
+      await cut(handle, start + newline + 1)
+      return
+    }
+    end = start
+  }
+  await cut(handle, 0)
+}
+
+async function cut(handle: FileHandle, length: number): Promise<void> {
+  await handle.truncate(length)
+  await handle.sync()
 }

@@ -3,6 +3,8 @@ import {readdir, readFile, rm, stat} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {folderError} from '../system-errors.js'
+import {readFailure, readInputText, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {Secret} from '../secret.js'
 import {JsonlFile} from './jsonl-file.js'
 import {isHolderAlive, readLockFile, takeLockFile} from '../fs/lock-file.js'
@@ -301,14 +303,8 @@ export async function openRunFolder(dir: string, options: OpenRunFolderOptions):
     try {
       await ensurePrivateFolder(path)
     } catch (error) {
-      throw new MigrateError(
-        `Cannot create the run folder ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
-        {
-          cause: error,
-          exitCode: EXIT_CODES.writeFailed,
-          suggestion: 'Choose an --out folder you may write to (it is created 0700).',
-        },
-      )
+      // Says "read-only file system" or "immutable" where the code alone (EROFS, EPERM) would not.
+      throw folderError(path, error, 'the run folder', 'Choose an --out folder you may write to (it is created 0700).')
     }
     meta = {
       createdAt: new Date().toISOString(),
@@ -389,11 +385,12 @@ async function assertEmptyOrMissing(path: string): Promise<void> {
 async function readMeta(path: string): Promise<RunMeta | undefined> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    // A run.json that is a FIFO or a device must not hang or flood the command (input-file.ts).
+    text = await readInputText(path, {maxBytes: SMALL_FILE_LIMIT})
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
-    throw new MigrateError(`Cannot read ${path}: ${code ?? 'error'}`, {
+    throw new MigrateError(`Cannot read ${path}: it ${readFailure(error)}`, {
       cause: error,
       exitCode: EXIT_CODES.badInput,
       suggestion: 'Run as the user who created the run folder.',

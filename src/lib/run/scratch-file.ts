@@ -17,8 +17,9 @@ export class ScratchWriter<T> {
   private constructor(path: string, stream: WriteStream) {
     this.path = path
     this.#stream = stream
-    stream.on('error', (error) => {
-      this.#error ??= error
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      // A failed write (ENOSPC) carries no path; the message must name the file.
+      this.#error ??= Object.assign(error, {path: error.path ?? path})
     })
   }
 

@@ -1,7 +1,9 @@
-import {access, constants, type FileHandle, readFile, realpath, rm, stat} from 'node:fs/promises'
+import {access, constants, type FileHandle, realpath, rm, stat} from 'node:fs/promises'
 import {dirname} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {translateSystemError} from '../system-errors.js'
+import {readFailure, readInputFile, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {createDurableFile, writeDurably} from '../fs/durable-file.js'
 import {takeLockFile} from '../fs/lock-file.js'
 import {compactUtcTimestamp} from '../fs/safe-file-name.js'
@@ -31,16 +33,9 @@ export async function readConfigFile(givenPath: string, what: string): Promise<C
   let bytes: Buffer
   try {
     path = await realpath(givenPath)
-    bytes = await readFile(path)
+    bytes = await readInputFile(path, {maxBytes: SMALL_FILE_LIMIT})
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    const reason =
-      code === 'ENOENT'
-        ? 'does not exist'
-        : code === 'EACCES'
-          ? 'cannot be read (permission denied)'
-          : `cannot be read (${code ?? 'error'})`
-    throw new MigrateError(`The ${what} ${givenPath} ${reason}`, {
+    throw new MigrateError(`The ${what} ${givenPath} ${readFailure(error)}`, {
       cause: error,
       exitCode: EXIT_CODES.badInput,
       suggestion: `Pass the path of the ${what}, readable by the user running ckan-migrate.`,
@@ -73,6 +68,9 @@ export async function assertReplaceable(file: ConfigFile): Promise<void> {
     await access(file.path, constants.W_OK)
     await access(dirname(file.path), constants.W_OK)
   } catch (error) {
+    // Root refused (an immutable file: EPERM) or a read-only mount: "run as root" would not help.
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'EROFS' || (code === 'EPERM' && process.getuid?.() === 0)) throw translateSystemError(error)!
     throw new MigrateError(`${file.givenPath} or its folder cannot be written by this user`, {
       cause: error,
       exitCode: EXIT_CODES.writeFailed,
@@ -85,7 +83,7 @@ export async function assertReplaceable(file: ConfigFile): Promise<void> {
 export async function assertUnchanged(file: ConfigFile): Promise<void> {
   let current: Buffer | undefined
   try {
-    current = await readFile(file.path)
+    current = await readInputFile(file.path, {maxBytes: SMALL_FILE_LIMIT})
   } catch {
     current = undefined
   }

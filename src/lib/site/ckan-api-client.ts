@@ -1,9 +1,9 @@
-import {readFileSync} from 'node:fs'
 import {Agent, request as undiciRequest} from 'undici'
 
 import type {AttemptStatus, RequestObserver} from './adaptive-limit.js'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {readFailure, readInputTextSync, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {Secret} from '../secret.js'
 import {
   CkanApiError,
@@ -491,15 +491,12 @@ function createAgent(caCertPath: string | undefined): Agent {
   if (!caCertPath) return new Agent({keepAliveTimeout: 10_000})
   let ca: string
   try {
-    ca = readFileSync(caCertPath, 'utf8')
+    ca = readInputTextSync(caCertPath, {maxBytes: SMALL_FILE_LIMIT})
   } catch (error) {
-    throw new MigrateError(
-      `Cannot read --ca-cert ${caCertPath}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-      {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass a readable PEM file with the CA certificate(s) of the site.',
-      },
-    )
+    throw new MigrateError(`Cannot read --ca-cert ${caCertPath}: it ${readFailure(error)}`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass a readable PEM file with the CA certificate(s) of the site.',
+    })
   }
   if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
     throw new MigrateError(`--ca-cert ${caCertPath} holds no PEM certificate`, {

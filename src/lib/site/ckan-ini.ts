@@ -1,7 +1,7 @@
-import {readFile} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {readFailure, readInputText, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 
 /**
  * Reads a ckan.ini the way CKAN does (ckan-facts §7): Python ConfigParser with basic
@@ -34,6 +34,8 @@ export type IniFile = {
   /** Every `key = value` line, in order, for every section. */
   entries: IniEntry[]
   path: string
+  /** 1-based line of each section header, in the order of `sections`. */
+  sectionLines: number[]
   /** Names of the sections in order. */
   sections: string[]
   text: string
@@ -47,6 +49,7 @@ export function parseIniText(text: string, path: string): IniFile {
   const lines = text.split(/\r?\n/)
   const entries: IniEntry[] = []
   const sections: string[] = []
+  const sectionLines: number[] = []
   let section: string | undefined
   let current: (IniEntry & {indent: number}) | undefined
   for (const [index, line] of lines.entries()) {
@@ -64,6 +67,7 @@ export function parseIniText(text: string, path: string): IniFile {
     if (header) {
       section = header[1]!.trim()
       sections.push(section)
+      sectionLines.push(index + 1)
       current = undefined
       continue
     }
@@ -84,7 +88,7 @@ export function parseIniText(text: string, path: string): IniFile {
     current = {indent, line: index + 1, name: option[1]!.trim(), raw: option[2]!.trim(), section}
     entries.push(current)
   }
-  return {entries, path, sections, text}
+  return {entries, path, sectionLines, sections, text}
 }
 
 export type CkanIniValue = {file: string; line: number; name: string; raw: string}
@@ -231,6 +235,7 @@ export async function readCkanIni(path: string, options: CkanIniOptions = {}): P
       })
     }
     const file = parseIniText(await readIniFile(next, files.length === 0 ? undefined : files.at(-1)!.path), next)
+    assertNoDuplicates(file)
     if (!file.sections.includes('app:main')) {
       throw new MigrateError(`${next} has no [app:main] section`, {
         exitCode: EXIT_CODES.badInput,
@@ -245,22 +250,58 @@ export async function readCkanIni(path: string, options: CkanIniOptions = {}): P
   return new CkanIni(files, options)
 }
 
+/**
+ * CKAN reads every file of the chain with Python's ConfigParser (2.9's loader) or RawConfigParser
+ * (2.10+'s `_unwrap_config_chain`, ckan/cli/__init__.py), both strict by default: a section
+ * written twice in one file (DuplicateSectionError), or an option written twice in one section of
+ * one file (DuplicateOptionError), stops CKAN. Option names are compared lowercased (the default
+ * optionxform of the parser that reads the chain, on every version); `[DEFAULT]` may appear more
+ * than once (configparser merges it), but an option repeated across its headers is a duplicate.
+ * Duplicates across files of the chain are allowed: each file is a separate read().
+ */
+function assertNoDuplicates(file: IniFile): void {
+  const sectionAt = new Map<string, number>()
+  for (const [index, name] of file.sections.entries()) {
+    const line = file.sectionLines[index]!
+    const first = sectionAt.get(name)
+    if (first !== undefined && name !== 'DEFAULT') {
+      throw new MigrateError(`${file.path} has the section [${name}] more than once (lines ${first}, ${line})`, {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: `CKAN’s ConfigParser refuses such a file (DuplicateSectionError): merge the two [${name}] sections into one, then run again.`,
+      })
+    }
+    if (first === undefined) sectionAt.set(name, line)
+  }
+  const optionAt = new Map<string, number>()
+  for (const entry of file.entries) {
+    const key = `${entry.section}\u0000${entry.name.toLowerCase()}`
+    const first = optionAt.get(key)
+    if (first !== undefined) {
+      throw new MigrateError(
+        `${file.path} sets ${entry.name} more than once in [${entry.section}] (lines ${first}, ${entry.line})`,
+        {
+          exitCode: EXIT_CODES.badInput,
+          suggestion:
+            'CKAN’s ConfigParser refuses such a file (DuplicateOptionError; names are compared without case): delete all but one of those lines, then run again.',
+        },
+      )
+    }
+    optionAt.set(key, entry.line)
+  }
+}
+
 async function readIniFile(path: string, usedBy: string | undefined): Promise<string> {
   try {
-    const text = await readFile(path, 'utf8')
+    const text = await readInputText(path, {maxBytes: SMALL_FILE_LIMIT})
     return text.startsWith('\uFEFF') ? text.slice(1) : text
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    const what =
-      code === 'ENOENT'
-        ? 'does not exist'
-        : code === 'EACCES'
-          ? 'cannot be read (permission denied)'
-          : `cannot be read (${code ?? 'error'})`
-    throw new MigrateError(`The ckan.ini ${path} ${what}${usedBy ? ` (named by use = config: in ${usedBy})` : ''}`, {
-      cause: error,
-      exitCode: EXIT_CODES.badInput,
-      suggestion: 'Pass --ckan-ini with the path of the ckan.ini the site runs with, readable by this user.',
-    })
+    throw new MigrateError(
+      `The ckan.ini ${path} ${readFailure(error)}${usedBy ? ` (named by use = config: in ${usedBy})` : ''}`,
+      {
+        cause: error,
+        exitCode: EXIT_CODES.badInput,
+        suggestion: 'Pass --ckan-ini with the path of the ckan.ini the site runs with, readable by this user.',
+      },
+    )
   }
 }

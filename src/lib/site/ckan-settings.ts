@@ -1,6 +1,5 @@
-import {readFile} from 'node:fs/promises'
-
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {readFailure, readInputText, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {Secret} from '../secret.js'
 import type {CkanIni} from './ckan-ini.js'
 
@@ -151,9 +150,9 @@ export async function resolveJwtSecret(
   }
   if (kind === 'string') return {from, kind, secret: new Secret(value), viaFallback}
   try {
-    return {from, kind, secret: new Secret(await readFile(value, 'utf8')), viaFallback}
+    return {from, kind, secret: new Secret(await readInputText(value, {maxBytes: SMALL_FILE_LIMIT})), viaFallback}
   } catch (error) {
-    throw new MigrateError(`${key} names the file ${value}, which cannot be read`, {
+    throw new MigrateError(`${key} names the file ${value}, which ${readFailure(error)}`, {
       cause: error,
       exitCode: EXIT_CODES.badInput,
       suggestion: 'Run ckan-migrate as a user who may read the secret file CKAN uses.',

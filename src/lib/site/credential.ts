@@ -1,6 +1,7 @@
-import {readFile, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {readFailure, readInputText, SMALL_FILE_LIMIT} from '../fs/input-file.js'
 import {Secret} from '../secret.js'
 
 export const API_KEY_ENV = 'CKAN_MIGRATE_API_KEY'
@@ -42,20 +43,16 @@ export async function readCredential(source: CredentialSource): Promise<Credenti
     let text: string
     let warning: string | undefined
     try {
+      text = await readInputText(source.file, {maxBytes: SMALL_FILE_LIMIT})
       const info = await stat(source.file)
-      if (info.isDirectory()) throw Object.assign(new Error('is a folder'), {code: 'EISDIR'})
-      text = await readFile(source.file, 'utf8')
       if ((info.mode & 0o077) !== 0)
         warning = `${source.file} can be read by other users (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it.`
     } catch (error) {
-      throw new MigrateError(
-        `Cannot read the API key file ${source.file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-        {
-          cause: error,
-          exitCode: EXIT_CODES.badInput,
-          suggestion: 'Pass --api-key-file with a readable file that holds only the sysadmin token or key.',
-        },
-      )
+      throw new MigrateError(`Cannot read the API key file ${source.file}: it ${readFailure(error)}`, {
+        cause: error,
+        exitCode: EXIT_CODES.badInput,
+        suggestion: `Pass --api-key-file with a readable regular file that holds only the sysadmin token or key (a pipe such as <(…) is not one: set ${API_KEY_ENV} instead).`,
+      })
     }
     return build(text, source.file, warning)
   }
@@ -69,7 +66,23 @@ export async function readCredential(source: CredentialSource): Promise<Credenti
 
 function build(text: string, source: string, warning: string | undefined): Credential {
   const value = text.trim()
-  if (value === '' || /\s/.test(value)) {
+  if (value === '') {
+    throw new MigrateError(`${source} is empty: it must hold the API token or key`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: "Put the sysadmin's API token (or legacy key) in it, as CKAN showed it, on one line.",
+    })
+  }
+  // What an HTTP header would hold, pasted whole: CKAN wants the bare token in Authorization.
+  if (/^(bearer|token|authorization:)\s/i.test(value)) {
+    throw new MigrateError(
+      `${source} starts with "${value.split(/\s/)[0]}": it must hold just the API token or key, without a prefix`,
+      {
+        exitCode: EXIT_CODES.badInput,
+        suggestion: `Remove the "${value.split(/\s/)[0]} " prefix: ckan-migrate sends the token as CKAN expects it (the bare value in Authorization).`,
+      },
+    )
+  }
+  if (/\s/.test(value)) {
     throw new MigrateError(`${source} must hold exactly one API token or key, with nothing else`, {
       exitCode: EXIT_CODES.badInput,
       suggestion: 'Put only the token (or key) in the file, on one line.',

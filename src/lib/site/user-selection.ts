@@ -1,7 +1,6 @@
-import {readFile} from 'node:fs/promises'
-
 import type {Queryable} from './ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {LIST_FILE_LIMIT, readFailure, readInputText} from '../fs/input-file.js'
 import {Secret} from '../secret.js'
 
 /**
@@ -83,6 +82,17 @@ export const SKIP_REASONS = {
 
 /** One user of the selection: selected, or skipped with the reason. */
 export type SelectionItem = {reason?: string; user: CkanUserRow}
+
+/**
+ * How many key holders the default selection goes through (sysadmins only with `sysadminsOnly`):
+ * a lower bound on the lines a run writes, for a free-space check before it starts.
+ */
+export async function countKeyHolders(sql: Queryable, options: {sysadminsOnly?: boolean} = {}): Promise<number> {
+  const {rows} = await sql.query<{count: number}>(
+    `SELECT count(*)::int AS count FROM "user" WHERE apikey IS NOT NULL AND apikey <> ''${options.sysadminsOnly ? ' AND sysadmin' : ''}`,
+  )
+  return rows[0]?.count ?? 0
+}
 
 /** Selects the users of a run. Unknown names in `users` end in one badInput error. */
 export async function selectUsers(sql: Queryable, options: UserSelectionOptions): Promise<UserSelection> {
@@ -190,15 +200,12 @@ export async function readLegacyKeys(sql: Queryable, userIds: string[]): Promise
 export async function readUsersFile(path: string): Promise<string[]> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = await readInputText(path, {maxBytes: LIST_FILE_LIMIT})
   } catch (error) {
-    throw new MigrateError(
-      `Cannot read --users-file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-      {
-        exitCode: EXIT_CODES.badInput,
-        suggestion: 'Pass a readable text file with one user name per line.',
-      },
-    )
+    throw new MigrateError(`Cannot read --users-file ${path}: it ${readFailure(error)}`, {
+      exitCode: EXIT_CODES.badInput,
+      suggestion: 'Pass a readable text file with one user name per line.',
+    })
   }
   const names = text
     .split(/\r?\n/)

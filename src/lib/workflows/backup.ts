@@ -28,6 +28,7 @@ import {PlainSqlInspector} from '../backup/plain-sql-inspector.js'
 import {openCkanDatabase, translateDatabaseError} from '../site/ckan-database.js'
 import {parseDatabaseUrl, toLibpqConnection} from '../site/database-url.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {assertRegularFile} from '../fs/input-file.js'
 import type {Secret} from '../secret.js'
 
 export type {BackupResult, BackupWriteOptions, RecipientChoice} from '../backup/backup-writer.js'
@@ -178,6 +179,7 @@ export async function verifyBackup(options: VerifyBackupOptions): Promise<Verify
   if (dumpFormat === 'pg_dump-custom') await pgToolMajorVersion('pg_restore', options.pgBin)
   const key = await readSecretKey(options.secretKey, options.passphrase)
   const hash = createHash('sha256')
+  await assertRegularFile(file)
   const cipher = createReadStream(file).pipe(
     new Transform({
       transform(chunk: Buffer, _encoding, callback) {

@@ -12,6 +12,7 @@ import {
 import type {CkanApiClient} from '../site/ckan-api-client.js'
 import {
   type CkanUserRow,
+  countKeyHolders,
   namedUsers,
   readUsersFile,
   sampleUsers,
@@ -24,6 +25,7 @@ import {
 import {readCredential} from '../site/credential.js'
 import {type CkanDatabase, openCkanDatabase, readOnlyTransaction} from '../site/ckan-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {assertFreeSpace} from '../fs/free-space.js'
 import {type CsvColumn, writeCsvReport} from '../fs/csv-report.js'
 import {type JournalEntry, openRunFolder, type RunFolder} from '../run/run-folder.js'
 import {readScratch, removeScratch, ScratchWriter} from '../run/scratch-file.js'
@@ -230,6 +232,14 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
         })
       }
 
+      // Before anything is written: a disk that clearly cannot hold the run's files is refused.
+      const users = namedSelection
+        ? namedSelection.selected.length + namedSelection.skipped.length
+        : Math.min(
+            options.limit ?? Number.POSITIVE_INFINITY,
+            await countKeyHolders(database.client, {sysadminsOnly: options.sysadminsOnly}),
+          )
+      await assertFreeSpace(options.out, users * RUN_BYTES_PER_USER, `the run files of ${users} users`)
       const run = await openRunFolder(options.out, {create: true, site: runSite})
       await run.lock('issue-tokens')
       try {
@@ -246,6 +256,13 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
     await client.close()
   }
 }
+
+/**
+ * A low estimate of what one user costs in the run folder: about 1.1 KiB measured (its
+ * tokens.jsonl line about 290 bytes, journal entries, report row, queue and outcome scratch
+ * lines). Less free space than half of that per user means the run clearly cannot finish.
+ */
+const RUN_BYTES_PER_USER = 512
 
 /** The writing part of a run, with the run folder locked. */
 async function issueRun(input: {

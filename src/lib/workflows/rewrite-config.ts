@@ -191,18 +191,7 @@ async function rewriteWith(
       .filter((path): path is string => Boolean(path))
       .map((path) => readCkanIni(path, {caseRule, env: runtimeEnv})),
   )
-  for (const ini of iniRoots) {
-    const duplicate = ini.duplicates[0]
-    if (duplicate) {
-      throw new MigrateError(
-        `${duplicate.file} sets ${duplicate.key} more than once in [app:main] (lines ${duplicate.lines.join(', ')})`,
-        {
-          exitCode: EXIT_CODES.badInput,
-          suggestion: 'CKAN’s ConfigParser refuses such a file: delete all but one of those lines, then run again.',
-        },
-      )
-    }
-  }
+  // A key or section written twice was refused by readCkanIni (CKAN's ConfigParser refuses it too).
   const primary = iniRoots[0] ?? iniFromEnvFile(envFileValues, options.envFilePaths[0]!, caseRule)
   const settingEnv = iniRoots[0] ? runtimeEnv : env
 

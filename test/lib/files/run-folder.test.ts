@@ -1,7 +1,10 @@
-import {mkdir, mkdtemp, readFile, stat, writeFile} from 'node:fs/promises'
+import {execFile} from 'node:child_process'
+import {constants} from 'node:fs'
+import {mkdir, mkdtemp, open, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {describe, expect, it} from 'vitest'
+import {promisify} from 'node:util'
+import {describe, expect, it, onTestFinished} from 'vitest'
 
 import {EXIT_CODES, MigrateError} from '../../../src/lib/errors.js'
 import {openRunFolder} from '../../../src/lib/run/run-folder.js'
@@ -75,5 +78,19 @@ describe('run folder', () => {
     await writeFile(run.file('lock'), JSON.stringify({command: 'issue-tokens', pid: process.ppid}))
     const error = await expectMigrateError(run.lock('revoke'), EXIT_CODES.runConflict)
     expect(error.message).toContain('in use by issue-tokens')
+  })
+})
+
+describe('openRunFolder on a run.json that is not a file', () => {
+  it('refuses a FIFO as run.json at once (it hung waiting for a writer)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-run-fifo-'))
+    const path = join(dir, 'run.json')
+    await promisify(execFile)('mkfifo', [path])
+    onTestFinished(async () => {
+      await (await open(path, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined))?.close()
+      await rm(dir, {force: true, recursive: true})
+    })
+    const error = await expectMigrateError(openRunFolder(dir, {create: false}), EXIT_CODES.badInput)
+    expect(error.message).toMatch(/run\.json: it is a named pipe \(FIFO\), not a regular file$/)
   })
 })
