@@ -227,7 +227,9 @@ describe('CkanApiClient against a local HTTP server', () => {
     const hang = await startServer(() => {})
     const timedOut = await failure(client(hang.url, {timeoutMs: 300}).createApiToken({name: 'n', user: 'alice'}))
     expect(timedOut).toBeInstanceOf(OutcomeUnknownError)
-    expect(timedOut.message).toBe('The outcome of api_token_create is unknown: no answer within 300 ms')
+    expect(timedOut.message).toBe(
+      'The outcome of api_token_create is unknown: no answer within 300 ms (--timeout, 1 attempt)',
+    )
     expect(hang.seen).toHaveLength(1)
 
     const reset = await startServer((_request, response) => response.socket?.destroy())
@@ -248,14 +250,24 @@ describe('CkanApiClient against a local HTTP server', () => {
     expect(seen).toHaveLength(3)
   })
 
-  it('retries a read after a timeout (each attempt has the whole --timeout)', async () => {
+  it('bounds a read by --timeout, its retries included: a stalled attempt gets half, a retry the rest', async () => {
     let calls = 0
     const {seen, url} = await startServer((_request, response) => {
       calls += 1
+      // The first attempt hangs: it gets half of the 1.6 s; the retry (after at most 0.3 s) the rest.
       if (calls > 1) ok(response, [])
     })
-    expect(await client(url, {timeoutMs: 300}).listApiTokens('alice')).toEqual([])
+    expect(await client(url, {timeoutMs: 1600}).listApiTokens('alice')).toEqual([])
     expect(seen).toHaveLength(2)
+
+    const hang = await startServer(() => {})
+    const thrown = await failure(client(hang.url, {timeoutMs: 400}).listApiTokens('alice'))
+    expect(thrown).toBeInstanceOf(CkanUnreachableError)
+    expect(thrown.message).toMatch(
+      /^Cannot reach CKAN for api_token_list: no answer within 400 ms \(--timeout, [12] attempts?\)$/,
+    )
+    // Before, each attempt had the whole --timeout: 1 + 3 retries of 400 ms each.
+    expect(hang.seen.length).toBeLessThanOrEqual(2)
   })
 
   it('spends a budget shared by several api_token_create calls, its retries included', async () => {

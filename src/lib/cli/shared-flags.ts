@@ -111,5 +111,6 @@ export const dryRunFlag = Flags.boolean({default: false, summary: 'Check everyth
 export const timeoutFlag = Flags.integer({
   default: 30,
   min: 1,
-  summary: 'Seconds to wait for one CKAN API answer.',
+  summary:
+    'Seconds one CKAN API call may take, its retries and their waits included (each attempt gets what is left).',
 })

@@ -22,6 +22,8 @@ export type SitePreflightOptions = {
   ini?: CkanIni
   /** Told about every HTTP attempt: the run's concurrency limiter. */
   observer?: RequestObserver
+  /** The command's interrupt: ends the client's calls and retry waits (ckan-api-client.ts). */
+  signal?: AbortSignal
   timeoutMs?: number
 }
 
@@ -38,6 +40,7 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
     credential: options.credential.secret,
     headerName: options.ini ? headerNameFrom(options.ini, env) : undefined,
     observer: options.observer,
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   try {

@@ -151,6 +151,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
     env,
     ini,
     observer: limiter,
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site

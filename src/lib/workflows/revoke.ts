@@ -75,6 +75,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     credential,
     env,
     observer: limiter,
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site

@@ -163,6 +163,7 @@ export async function rotateTokens(options: RotateOptions): Promise<RotateResult
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     credential,
     env,
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site
