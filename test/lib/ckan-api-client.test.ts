@@ -326,7 +326,23 @@ describe('CkanApiClient against a local HTTP server', () => {
     const thrown = await failure(client(url).statusShow())
     expect(thrown).toBeInstanceOf(CkanUnreachableError)
     expect((thrown as CkanUnreachableError).exitCode).toBe(EXIT_CODES.ckanUnreachable)
-    expect(thrown.message).toMatch(/HTTP 404 from 127\.0\.0\.1:\d+ is not a CKAN action API answer/)
+    expect(thrown.message).toMatch(
+      /^http:\/\/127\.0\.0\.1:\d+\/api\/3\/action\/ is not a CKAN action API: status_show got HTTP 404 that is not a CKAN action API answer$/,
+    )
+    expect((thrown as CkanUnreachableError).suggestion).toMatch(/ckan\.site_url.*path prefix.*proxy/)
+  })
+
+  it('says a server answering an HTML page with 200 is not a CKAN action API (not "Cannot reach CKAN")', async () => {
+    const {url} = await startServer((_request, response) => {
+      response.writeHead(200, {'Content-Type': 'text/html'})
+      response.end('<html><body>Welcome to nginx!</body></html>')
+    })
+    const thrown = await failure(client(url).statusShow())
+    expect((thrown as CkanUnreachableError).exitCode).toBe(EXIT_CODES.ckanUnreachable)
+    expect(thrown.message).toMatch(
+      /^http:\/\/127\.0\.0\.1:\d+\/api\/3\/action\/ is not a CKAN action API: status_show got HTTP 200 with a page that is not JSON$/,
+    )
+    expect(thrown.message).not.toMatch(/Cannot reach/)
   })
 
   it('reports a refused connection as unreachable (exit 3), also for api_token_create', async () => {
@@ -339,7 +355,9 @@ describe('CkanApiClient against a local HTTP server', () => {
     await new Promise((resolve) => probe.close(resolve))
     const thrown = await failure(client(closed).createApiToken({name: 'n', user: 'alice'}))
     expect(thrown).toBeInstanceOf(CkanUnreachableError)
-    expect(thrown.message).toMatch(/^Cannot reach CKAN for api_token_create: ECONNREFUSED at 127\.0\.0\.1:\d+$/)
+    expect(thrown.message).toMatch(
+      /^Cannot reach CKAN for api_token_create: connection refused on port \d+ of 127\.0\.0\.1 \(nothing listens there\)$/,
+    )
   }, 60_000)
 })
 

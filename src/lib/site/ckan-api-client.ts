@@ -278,11 +278,7 @@ export class CkanApiClient {
   async statusShow(): Promise<CkanStatus> {
     const result = await this.callAction<Record<string, unknown>>('status_show', {}, {anonymous: true, method: 'GET'})
     if (typeof result?.ckan_version !== 'string') {
-      throw new CkanUnreachableError(
-        'status_show',
-        'the answer has no ckan_version',
-        'Check --ckan-url: it must be the CKAN site’s base URL.',
-      )
+      throw this.#notActionApi('status_show', 'HTTP 200 without a ckan_version')
     }
     return {
       ckanVersion: result.ckan_version,
@@ -363,7 +359,8 @@ export class CkanApiClient {
         error = this.#translateStatus(action, status, errorData(text, type), replay, secrets)
       } catch (caught) {
         if (caught instanceof MigrateError) throw caught
-        if (caught instanceof AttemptStopped && caught.why === 'interrupt') throw this.#interrupted(action, replay, true)
+        if (caught instanceof AttemptStopped && caught.why === 'interrupt')
+          throw this.#interrupted(action, replay, true)
         const code = causeCode(caught)
         if (code?.startsWith('UND_ERR_INVALID')) throw unexpected(action, caught, secrets)
         if (caught instanceof AttemptStopped || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
@@ -391,11 +388,7 @@ export class CkanApiClient {
     } catch {
       // A login page, a proxy, a wrong URL; or, for a write, a CKAN that may have done it.
       if (replay === 'before-send') throw new OutcomeUnknownError(action, 'the answer was not JSON')
-      throw new CkanUnreachableError(
-        action,
-        'the answer is not JSON',
-        'Check --ckan-url: it must be the CKAN site’s base URL.',
-      )
+      throw this.#notActionApi(action, 'HTTP 200 with a page that is not JSON')
     }
     if (!envelope || typeof envelope !== 'object' || envelope.success !== true) {
       const message = describeCkanError(envelope, (text) => redact(text, secrets)) ?? 'not a CKAN action API answer'
@@ -417,9 +410,15 @@ export class CkanApiClient {
         'Check the host name in --ckan-url.',
       )
     }
-    if ((code && NOT_SENT_CODES.has(code)) || detail === 'bad port') {
-      return new CkanUnreachableError(action, `${code ?? detail} at ${this.ckanUrl.host}`)
+    if (code === 'ECONNREFUSED' || detail === 'bad port') {
+      const port = this.ckanUrl.port || (this.ckanUrl.protocol === 'https:' ? '443' : '80')
+      return new CkanUnreachableError(
+        action,
+        `connection refused on port ${port} of ${this.ckanUrl.hostname} (nothing listens there)`,
+        `Check the port in --ckan-url (CKAN's web server or proxy, usually ${this.ckanUrl.protocol === 'https:' ? '443' : '80'}), and that CKAN runs.`,
+      )
     }
+    if (code && NOT_SENT_CODES.has(code)) return new CkanUnreachableError(action, `${code} at ${this.ckanUrl.host}`)
     if (replay === 'before-send')
       return new OutcomeUnknownError(action, `connection lost after sending (${code ?? detail})`)
     return new CkanUnreachableError(action, `connection lost (${code ?? detail})`)
@@ -436,11 +435,7 @@ export class CkanApiClient {
     }
     if (described === undefined) {
       if (status === 429) return new CkanApiError(action, status, 'too many requests')
-      return new CkanUnreachableError(
-        action,
-        `HTTP ${status} from ${this.ckanUrl.host} is not a CKAN action API answer`,
-        'Check --ckan-url: it must be the CKAN site’s base URL (with its path prefix, if any).',
-      )
+      return this.#notActionApi(action, `HTTP ${status} that is not a CKAN action API answer`)
     }
     return new CkanApiError(action, status, redact(described, secrets))
   }
@@ -462,6 +457,16 @@ export class CkanApiClient {
   }
 
   /** No answer within the call's deadline (--timeout), over `attempts` attempts. */
+  /** The server answered, but not as CKAN's action API: a wrong URL, path prefix or proxy rule. */
+  #notActionApi(action: string, what: string): Error {
+    return new CkanUnreachableError(
+      action,
+      what,
+      'Check --ckan-url: the site’s base URL (ckan.site_url), with the path prefix if CKAN is served under one (https://HOST/ckan), and that no proxy or login page answers /api/3/action/ instead of CKAN.',
+      {message: `${this.#actionBase} is not a CKAN action API: ${action} got ${what}`},
+    )
+  }
+
   #timedOut(action: string, replay: Replay, attempts: number): Error {
     const timeoutMs = this.retryPolicy.callTimeoutMs
     const seconds = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`

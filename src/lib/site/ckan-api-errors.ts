@@ -1,7 +1,11 @@
 import {EXIT_CODES, type ExitCode, MigrateError} from '../errors.js'
 
-/** Set only for a call the command's interrupt ended (exit 130 instead of 3). */
-type InterruptOptions = {exitCode?: ExitCode}
+/**
+ * `exitCode`: set only for a call the command's interrupt ended (exit 130 instead of 3).
+ * `message`: the whole line, for a server that answered but is not CKAN's action API ("Cannot
+ * reach" would send the admin to check the network instead of the URL).
+ */
+type InterruptOptions = {exitCode?: ExitCode; message?: string}
 
 /**
  * The errors CkanApiClient throws. Nothing else leaves the client: an undici error may carry
@@ -34,7 +38,7 @@ export class CkanUnreachableError extends MigrateError {
   override name = 'CkanUnreachableError'
 
   constructor(action: string, reason: string, suggestion?: string, options: InterruptOptions = {}) {
-    super(`Cannot reach CKAN for ${action}: ${reason}`, {
+    super(options.message ?? `Cannot reach CKAN for ${action}: ${reason}`, {
       exitCode: options.exitCode ?? EXIT_CODES.ckanUnreachable,
       suggestion: suggestion ?? 'Check --ckan-url, the network path and any proxy, then run the same command again.',
     })
