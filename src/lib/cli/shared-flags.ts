@@ -112,5 +112,5 @@ export const timeoutFlag = Flags.integer({
   default: 30,
   min: 1,
   summary:
-    'Seconds one CKAN API call may take, its retries and their waits included (each attempt gets what is left).',
+    'Seconds one call to CKAN (or, for bundle --fetch-cert, its TLS handshake) may take, its retries and their waits included.',
 })
