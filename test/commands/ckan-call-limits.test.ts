@@ -1,9 +1,12 @@
+import {readFile} from 'node:fs/promises'
 import {createServer, type Socket} from 'node:net'
+import {join} from 'node:path'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
 import {EXIT_CODES} from '../../src/lib/errors.js'
 import {runCliChild} from '../helpers/run-cli-child.js'
 import {runCli} from '../helpers/run-cli.js'
+import {issueTokensArgs, querySite, tempDir} from '../helpers/site-commands.js'
 import {startTestSite} from '../helpers/test-site.js'
 
 /**
@@ -61,4 +64,29 @@ describe('one CKAN API call: --timeout and interrupts', () => {
     expect(run.output).toMatch(/Cannot reach CKAN for status_show: interrupted before CKAN answered/)
     expect(silent.requests()).toBe(1)
   }, 60_000)
+
+  it('SIGTERM while CKAN holds creates unanswered: exit 130, and the rerun still ends with one token per user', async () => {
+    const site = await startTestSite({users: 12, version: '2.10'})
+    const out = join(await tempDir('ckan-migrate-sigterm-'), 'run')
+    // Every create is carried out by CKAN, and its answer never comes.
+    site.emulator.setFaults({actions: ['api_token_create'], hangAfterCommit: 1})
+    const args = issueTokensArgs(site, out, '--limit', '3', '--concurrency', '2', '--timeout', '600')
+    const interrupted = await runCliChild(args, {
+      interrupt: {afterBytes: 0, delayMs: 300, journal: join(out, 'journal.jsonl'), signal: 'SIGTERM'},
+    })
+    expect(interrupted.signalled).toBe(true)
+    expect(interrupted.code, interrupted.output).toBe(EXIT_CODES.interrupted)
+
+    site.emulator.setFaults({})
+    const resumed = await runCli(args)
+    expect(resumed.exitCode, resumed.stdout + resumed.stderr).toBe(0)
+    const {runId} = JSON.parse(await readFile(join(out, 'run.json'), 'utf8')) as {runId: string}
+    const held = await querySite<{count: string; user_id: string}>(
+      site,
+      `SELECT user_id, count(*) AS count FROM api_token WHERE name LIKE '%' || $1 || '%' GROUP BY user_id`,
+      [runId],
+    )
+    expect(held).toHaveLength(3)
+    expect(held.every((row) => Number(row.count) === 1)).toBe(true)
+  }, 120_000)
 })
