@@ -185,11 +185,12 @@ export class TokenIssuer {
       }
       try {
         const before = budget.used
-        if (mustReconcile) await this.#reconcile(user.id, user.name, false, budget).catch((error: unknown) => {
-          // A check that failed before sending anything still costs an attempt: the loop ends.
-          if (budget.used === before) budget.spend()
-          throw error
-        })
+        if (mustReconcile)
+          await this.#reconcile(user.id, user.name, false, budget).catch((error: unknown) => {
+            // A check that failed before sending anything still costs an attempt: the loop ends.
+            if (budget.used === before) budget.spend()
+            throw error
+          })
         mustReconcile = false
       } catch (error) {
         if (!isTransient(error)) {

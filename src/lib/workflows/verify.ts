@@ -183,7 +183,11 @@ async function probe(
       return {reason: `HTTP ${error.status}: ${error.ckanMessage}`, status: String(error.status), unchecked: true}
     if (error instanceof CkanApiError) return {reason: error.ckanMessage, status: String(error.status)}
     if (error instanceof CkanUnreachableError)
-      return {reason: error.message.replace(/^Cannot reach CKAN for api_token_list: /, ''), status: 'error', unchecked: true}
+      return {
+        reason: error.message.replace(/^Cannot reach CKAN for api_token_list: /, ''),
+        status: 'error',
+        unchecked: true,
+      }
     if (error instanceof MigrateError && error.exitCode !== 1) throw error
     return {reason: describeError(error), status: 'error'}
   }
