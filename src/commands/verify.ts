@@ -62,13 +62,17 @@ export default class Verify extends MigrateCommand<VerifyResult> {
     this.log(
       counts.tokens === 0 && counts.revoked > 0
         ? `All ${counts.revoked} tokens of run ${result.runId} were revoked by revoke: none left to verify.`
-        : `${counts.ok} of ${counts.tokens} tokens work${revoked}${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`,
+        : `${counts.ok} of ${counts.tokens} tokens work${revoked}${counts.unchecked > 0 ? `; ${counts.unchecked} could not be checked` : ''}${flags.legacy ? `; ${counts.legacyStillAccepted} legacy keys are still accepted` : ''} (run ${result.runId}).`,
     )
     for (const failure of result.failures) this.log(`  failed ${JSON.stringify(failure.user)}: ${failure.reason}`)
+    for (const skipped of result.unchecked)
+      this.log(`  could not check ${JSON.stringify(skipped.user)}: ${skipped.reason}`)
     this.log(`  ${describeConcurrency(result.concurrency)}`)
     this.log(`Report: ${result.reportPath}`)
     if (this.signal.aborted) this.setExitCode(EXIT_CODES.interrupted)
     else if (counts.failed > 0) this.setExitCode(EXIT_CODES.verificationFailed)
+    // Nothing refused, but not everything answered: not a pass, and not "does not work" either.
+    else if (counts.unchecked > 0) this.setExitCode(EXIT_CODES.verificationIncomplete)
     return result
   }
 }

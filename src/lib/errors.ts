@@ -41,6 +41,8 @@ export const EXIT_CODES = {
   mailRejected: 17,
   /** `adoption --require N%`: fewer users than that have used their new token. */
   adoptionBelowRequired: 18,
+  /** `verify`: no token was refused, but some could not be checked (CKAN kept answering 5xx/429, or could not be reached); rerun. */
+  verificationIncomplete: 19,
   /** The run was interrupted (Ctrl-C, SIGTERM); everything finished so far is saved. */
   interrupted: 130,
 } as const

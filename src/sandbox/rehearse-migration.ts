@@ -383,7 +383,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
         await probe!.round()
         return {
           detail: `${result.counts.ok}/${result.counts.tokens} tokens work, ${result.counts.legacyStillAccepted} legacy keys still accepted`,
-          ok: result.counts.failed === 0 && result.counts.legacyStillAccepted === 0,
+          ok: result.counts.failed === 0 && result.counts.legacyStillAccepted === 0 && result.counts.unchecked === 0,
         }
       })
     }

@@ -162,7 +162,7 @@ describe('issue-tokens', () => {
       join(dir, 'run'),
     ])
     expect(notAdmin.exitCode).toBe(4)
-    expect(notAdmin.error?.message).toMatch(/is not a sysadmin's/)
+    expect(notAdmin.error?.message).toMatch(/belongs to a user who is not a sysadmin/)
   }, 120_000)
 
   it('refuses an --out of another site (exit 5) and an unreachable CKAN (exit 3)', async () => {

@@ -1,5 +1,5 @@
 import {parse} from 'csv-parse/sync'
-import {createHash} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {readdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import pg from 'pg'
@@ -14,7 +14,7 @@ import {fingerprintOf} from '../../src/lib/secret.js'
 import {backupDatabase} from '../../src/lib/workflows/backup.js'
 import {purgeKeys} from '../../src/lib/workflows/purge-keys.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
-import {createTestDatabase} from '../helpers/test-database.js'
+import {createTestDatabase, REAL_POSTGRES_URL} from '../helpers/test-database.js'
 import {makeThrowawayKey, temporaryFolder} from '../lib/backup/throwaway-key.js'
 import {skipWithoutRealPostgres} from '../helpers/requirements.js'
 
@@ -317,5 +317,54 @@ describe('purge-keys', () => {
     ])
     expect(run.exitCode, run.stdout).toBe(0)
     expect(run.json.result).toMatchObject({backup: {file: backup.file}, purged: expected.length + 1})
+  })
+
+  it('with a SELECT-only role or a read-only server: names the missing privilege, exit 8, changes nothing', async (context) => {
+    skipWithoutRealPostgres(context)
+    const site = await seededSite('2.10')
+    const {dir} = await runFolderFor(site.client)
+    const before = await site.snapshot()
+    const role = `purge_ro_${randomBytes(4).toString('hex')}`
+    const database = new URL(site.url).pathname.slice(1)
+    const admin = new pg.Client({connectionString: REAL_POSTGRES_URL})
+    await admin.connect()
+    onTestFinished(async () => {
+      await admin.query(`DROP OWNED BY ${role}`).catch(() => {})
+      await admin.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {})
+      await admin.end()
+    })
+    await admin.query(`CREATE ROLE ${role} LOGIN`)
+    await site.client.query(`GRANT CONNECT ON DATABASE ${database} TO ${role}`)
+    await site.client.query(`GRANT USAGE ON SCHEMA public TO ${role}`)
+    await site.client.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`)
+    const url = new URL(site.url)
+    url.username = role
+    const args = ['purge-keys', '--database-url', url.href, '--out', dir, '--all', '--no-backup']
+
+    const dry = await runCliJson([
+      'purge-keys',
+      '--database-url',
+      url.href,
+      '--out',
+      dir,
+      '--all',
+      '--no-backup',
+      '--dry-run',
+    ])
+    expect(dry.exitCode, dry.stdout).toBe(0)
+    const denied = await runCliJson(args)
+    expect(denied.json, denied.stdout).toMatchObject({error: {code: 'databaseUnreachable'}, status: 8})
+    expect(denied.json.error!.message).toMatch(/lacks the UPDATE privilege on table "user"/)
+    expect(denied.json.error!.suggestion).toMatch(/GRANT UPDATE ON "user"/)
+    expect(denied.json.error!.message).not.toMatch(/bug/)
+
+    // UPDATE granted, but the role's transactions are read-only (as on a hot standby).
+    await site.client.query(`GRANT UPDATE ON "user" TO ${role}`)
+    await admin.query(`ALTER ROLE ${role} SET default_transaction_read_only = on`)
+    const readOnly = await runCliJson(args)
+    expect(readOnly.json, readOnly.stdout).toMatchObject({error: {code: 'databaseUnreachable'}, status: 8})
+    expect(readOnly.json.error!.message).toMatch(/accepts no writes: cannot execute .* in a read-only transaction/)
+    expect(readOnly.json.error!.suggestion).toMatch(/primary/)
+    expect(await site.snapshot()).toEqual(before)
   })
 })

@@ -5,6 +5,8 @@ import {join} from 'node:path'
 import pg from 'pg'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
+import {EXIT_CODES} from '../../src/lib/errors.js'
+
 import type {RevokeResult} from '../../src/lib/workflows/revoke.js'
 import type {VerifyResult} from '../../src/lib/workflows/verify.js'
 import {issueTokensArgs} from '../helpers/site-commands.js'
@@ -74,5 +76,40 @@ describe('verify and revoke', () => {
     ].join('\n')
     expect(written).not.toContain(victim.jti)
     expect(written).not.toContain(victim.token)
+  }, 120_000)
+
+  it('reports tokens whose check keeps getting a 503 as "could not check" (exit 19), never as not working', async () => {
+    const site = await startTestSite({users: 20, version: '2.10'})
+    const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-verify-503-'))
+    onTestFinished(() => rm(dir, {force: true, recursive: true}))
+    const out = join(dir, 'run')
+    expect((await runCli(issueTokensArgs(site, out, '--limit', '3'))).exitCode).toBe(0)
+
+    // A proxy answering 503 to every check: retried by the policy, then given up within --timeout.
+    site.emulator.setFaults({actions: ['api_token_list'], status503: 1})
+    const busy = await runCli<VerifyResult>(['verify', '--out', out, '--timeout', '2'])
+    expect(busy.exitCode, busy.stdout).toBe(EXIT_CODES.verificationIncomplete)
+    expect(busy.stdout).toContain('0 of 3 tokens work; 3 could not be checked')
+    expect(busy.stdout).toMatch(/could not check "[^"]+": HTTP 503/)
+    expect(busy.stdout).not.toMatch(/^ {2}failed /m)
+    const report = parse(await readFile(join(out, 'verify-report.csv'), 'utf8'), {bom: true, columns: true}) as Array<
+      Record<string, string>
+    >
+    expect(report.map((row) => row.outcome)).toEqual(
+      Array.from({length: 3}, () => 'could not check: HTTP 503: server error'),
+    )
+    const json = await runCliJson<VerifyResult>(['verify', '--out', out, '--timeout', '2'])
+    expect(json.json.status).toBe(EXIT_CODES.verificationIncomplete)
+    expect(json.json.result?.counts).toMatchObject({failed: 0, ok: 0, tokens: 3, unchecked: 3})
+    expect(json.json.result?.unchecked).toHaveLength(3)
+    const journal = await readFile(join(out, 'journal.jsonl'), 'utf8')
+    // Nothing was learnt about the tokens: no verification is journaled (purge-keys goes by them).
+    expect(journal).not.toContain('"token-verified"')
+
+    // Once CKAN answers again, the same tokens work: they never were "dead".
+    site.emulator.setFaults({})
+    const again = await runCli<VerifyResult>(['verify', '--out', out])
+    expect(again.exitCode, again.stdout).toBe(0)
+    expect(again.stdout).toContain('3 of 3 tokens work (run')
   }, 120_000)
 })

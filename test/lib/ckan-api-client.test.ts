@@ -240,7 +240,9 @@ describe('CkanApiClient against a local HTTP server', () => {
     const hang = await startServer(() => {})
     const timedOut = await failure(client(hang.url, {timeoutMs: 300}).createApiToken({name: 'n', user: 'alice'}))
     expect(timedOut).toBeInstanceOf(OutcomeUnknownError)
-    expect(timedOut.message).toBe('The outcome of api_token_create is unknown: no answer within 300 ms')
+    expect(timedOut.message).toBe(
+      'The outcome of api_token_create is unknown: no answer within 300 ms (--timeout, 1 attempt)',
+    )
     expect(hang.seen).toHaveLength(1)
 
     const reset = await startServer((_request, response) => response.socket?.destroy())
@@ -261,14 +263,24 @@ describe('CkanApiClient against a local HTTP server', () => {
     expect(seen).toHaveLength(3)
   })
 
-  it('retries a read after a timeout (each attempt has the whole --timeout)', async () => {
+  it('bounds a read by --timeout, its retries included: a stalled attempt gets half, a retry the rest', async () => {
     let calls = 0
     const {seen, url} = await startServer((_request, response) => {
       calls += 1
+      // The first attempt hangs: it gets half of the 1.6 s; the retry (after at most 0.3 s) the rest.
       if (calls > 1) ok(response, [])
     })
-    expect(await client(url, {timeoutMs: 300}).listApiTokens('alice')).toEqual([])
+    expect(await client(url, {timeoutMs: 1600}).listApiTokens('alice')).toEqual([])
     expect(seen).toHaveLength(2)
+
+    const hang = await startServer(() => {})
+    const thrown = await failure(client(hang.url, {timeoutMs: 400}).listApiTokens('alice'))
+    expect(thrown).toBeInstanceOf(CkanUnreachableError)
+    expect(thrown.message).toMatch(
+      /^Cannot reach CKAN for api_token_list: no answer within 400 ms \(--timeout, [12] attempts?\)$/,
+    )
+    // Before, each attempt had the whole --timeout: 1 + 3 retries of 400 ms each.
+    expect(hang.seen.length).toBeLessThanOrEqual(2)
   })
 
   it('spends a budget shared by several api_token_create calls, its retries included', async () => {
@@ -327,7 +339,23 @@ describe('CkanApiClient against a local HTTP server', () => {
     const thrown = await failure(client(url).statusShow())
     expect(thrown).toBeInstanceOf(CkanUnreachableError)
     expect((thrown as CkanUnreachableError).exitCode).toBe(EXIT_CODES.ckanUnreachable)
-    expect(thrown.message).toMatch(/HTTP 404 from 127\.0\.0\.1:\d+ is not a CKAN action API answer/)
+    expect(thrown.message).toMatch(
+      /^http:\/\/127\.0\.0\.1:\d+\/api\/3\/action\/ is not a CKAN action API: status_show got HTTP 404 that is not a CKAN action API answer$/,
+    )
+    expect((thrown as CkanUnreachableError).suggestion).toMatch(/ckan\.site_url.*path prefix.*proxy/)
+  })
+
+  it('says a server answering an HTML page with 200 is not a CKAN action API (not "Cannot reach CKAN")', async () => {
+    const {url} = await startServer((_request, response) => {
+      response.writeHead(200, {'Content-Type': 'text/html'})
+      response.end('<html><body>Welcome to nginx!</body></html>')
+    })
+    const thrown = await failure(client(url).statusShow())
+    expect((thrown as CkanUnreachableError).exitCode).toBe(EXIT_CODES.ckanUnreachable)
+    expect(thrown.message).toMatch(
+      /^http:\/\/127\.0\.0\.1:\d+\/api\/3\/action\/ is not a CKAN action API: status_show got HTTP 200 with a page that is not JSON$/,
+    )
+    expect(thrown.message).not.toMatch(/Cannot reach/)
   })
 
   it('reports a refused connection as unreachable (exit 3), also for api_token_create', async () => {
@@ -340,7 +368,9 @@ describe('CkanApiClient against a local HTTP server', () => {
     await new Promise((resolve) => probe.close(resolve))
     const thrown = await failure(client(closed).createApiToken({name: 'n', user: 'alice'}))
     expect(thrown).toBeInstanceOf(CkanUnreachableError)
-    expect(thrown.message).toMatch(/^Cannot reach CKAN for api_token_create: ECONNREFUSED at 127\.0\.0\.1:\d+$/)
+    expect(thrown.message).toMatch(
+      /^Cannot reach CKAN for api_token_create: connection refused on port \d+ of 127\.0\.0\.1 \(nothing listens there\)$/,
+    )
   }, 60_000)
 })
 

@@ -54,17 +54,18 @@ describe('the retry policy', () => {
     expect(retryDelayMs(policy, 'safe', status(429, 'soon'), 1)).toBeLessThanOrEqual(300)
   })
 
-  it('gives up after the retries of one call; --timeout sets the time per attempt', () => {
+  it('gives up after the attempts of one call, one number for calls and users; --timeout bounds the call', () => {
+    expect(DEFAULT_RETRY_POLICY.retries).toBe(DEFAULT_RETRY_POLICY.attempts - 1)
     expect(retryDelayMs(policy, 'safe', status(503), DEFAULT_RETRY_POLICY.retries)).toBeDefined()
     expect(retryDelayMs(policy, 'safe', status(503), DEFAULT_RETRY_POLICY.retries + 1)).toBeUndefined()
     expect(retryDelayMs(retryPolicy({retries: 0}), 'safe', status(503), 1)).toBeUndefined()
-    expect(retryPolicy({timeoutMs: 1000}).attemptTimeoutMs).toBe(1000)
-    expect(retryPolicy().attemptTimeoutMs).toBe(30_000)
+    expect(retryPolicy({timeoutMs: 1000}).callTimeoutMs).toBe(1000)
+    expect(retryPolicy().callTimeoutMs).toBe(30_000)
   })
 })
 
 describe('the attempt budget of issue-tokens', () => {
-  it('sends api_token_create at most tokenAttemptsPerUser times per user, whoever retries', async () => {
+  it('sends api_token_create at most `attempts` times per user, whoever retries', async () => {
     const site = await startTestSite({users: 10, version: '2.10'})
     const [user] = await querySite<{name: string}>(
       site,
@@ -76,7 +77,7 @@ describe('the attempt budget of issue-tokens', () => {
     const out = join(await tempDir('ckan-migrate-budget-'), 'run')
     const run = await runCliJson<IssueTokensResult>(issueTokensArgs(site, out, '--users', user!.name))
     expect(run.exitCode).toBe(EXIT_CODES.partialFailure)
-    expect(site.emulator.stats().actions.api_token_create).toBe(DEFAULT_RETRY_POLICY.tokenAttemptsPerUser)
+    expect(site.emulator.stats().actions.api_token_create).toBe(DEFAULT_RETRY_POLICY.attempts)
     expect(run.json.result?.counts).toMatchObject({failed: 1, issued: 0})
     expect(run.json.result?.failures[0]?.reason).toMatch(
       /^gave up after 8 attempts: CKAN rejected api_token_create \(HTTP 429\)/,

@@ -112,7 +112,8 @@ export const dryRunFlag = Flags.boolean({default: false, summary: 'Check everyth
 export const timeoutFlag = Flags.integer({
   default: 30,
   min: 1,
-  summary: 'Seconds to wait for one CKAN API answer.',
+  summary:
+    'Seconds one call to CKAN (or, for bundle --fetch-cert, its TLS handshake) may take, its retries and their waits included.',
 })
 
 /**

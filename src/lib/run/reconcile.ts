@@ -1,4 +1,4 @@
-import type {CkanApiClient} from '../site/ckan-api-client.js'
+import type {AttemptBudget, CkanApiClient} from '../site/ckan-api-client.js'
 import type {JournalEntry, RunFolder} from './run-folder.js'
 
 /** What reconciliation needs from the API client. */
@@ -46,6 +46,8 @@ function unsettledOf(open: Map<string, UnsettledUser & {count: number}>): Map<st
 }
 
 export type ReconcileOptions = {
+  /** The attempts left for the user's token (token-issuer.ts); each call's own when absent. */
+  budget?: AttemptBudget
   /**
    * Record `create-settled` afterwards: only when no create for the user can still be in flight
    * (at the start of a run, after the last request of a run), so a later commit cannot follow.
@@ -72,9 +74,9 @@ export async function reconcileUnknownCreate(
   const runId = run.meta.runId
   const stored = options.storedJtis ?? new Set((await run.readTokens()).map((token) => token.jti.reveal()))
   let revoked = 0
-  for (const token of await client.listApiTokens(options.userId)) {
+  for (const token of await client.listApiTokens(options.userId, options.budget)) {
     if (!token.name.includes(runId) || stored.has(token.id.reveal())) continue
-    await client.revokeApiToken(token.id)
+    await client.revokeApiToken(token.id, options.budget)
     revoked += 1
     await run.record({
       jtiFingerprint: token.id.fingerprint(),

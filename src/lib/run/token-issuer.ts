@@ -168,24 +168,35 @@ export class TokenIssuer {
    * store (the user counts as issued, through onDone, only when the store has fsync'd it).
    */
   async issue({service, tokenName, user}: AnnouncedUser): Promise<void> {
-    // One budget per user for every api_token_create send (the client's retries included) and
-    // every failed check: the bound is the policy's tokenAttemptsPerUser (retry-policy.ts).
-    const budget = new AttemptBudget(this.#client.retryPolicy.tokenAttemptsPerUser)
+    // One budget per user for every request sent for their token (creates, and the lists and
+    // revokes of its checks, the client's retries included): the policy's `attempts` (retry-policy.ts).
+    const budget = new AttemptBudget(this.#client.retryPolicy.attempts)
     let rounds = 0
     let sent = false
     let mustReconcile = this.#unsettled.has(user.id)
     let lastReason = ''
     while (budget.left > 0) {
       if (rounds > 0) await pause(rounds)
+      // Interrupted: no new round (a create in flight was journaled; the next run reconciles it).
+      if (this.#client.interrupted) {
+        if (!sent) this.#unsent.push(user)
+        await this.#fail(user, budget.used, tokenName, `interrupted${lastReason ? ` (${lastReason})` : ''}`)
+        return
+      }
       try {
-        if (mustReconcile) await this.#reconcile(user.id, user.name, false)
+        const before = budget.used
+        if (mustReconcile)
+          await this.#reconcile(user.id, user.name, false, budget).catch((error: unknown) => {
+            // A check that failed before sending anything still costs an attempt: the loop ends.
+            if (budget.used === before) budget.spend()
+            throw error
+          })
         mustReconcile = false
       } catch (error) {
         if (!isTransient(error)) {
           if (!sent) this.#unsent.push(user)
           throw error
         }
-        budget.spend()
         rounds += 1
         lastReason = `could not check for a token created earlier: ${describeError(error)}`
         continue
@@ -348,10 +359,11 @@ export class TokenIssuer {
   }
 
   /** Revokes every token of this run that CKAN holds for the user but our store does not. */
-  async #reconcile(userId: string, userName: string, settle: boolean): Promise<void> {
+  async #reconcile(userId: string, userName: string, settle: boolean, budget?: AttemptBudget): Promise<void> {
     const stored = this.#storedJtis.get(userId) ?? new Set<string>()
     const held = this.#settings.heldJtis?.(userId)
     await reconcileUnknownCreate(this.#client, this.#run, {
+      budget,
       settle,
       storedJtis: held ? new Set([...stored, ...held]) : stored,
       userId,

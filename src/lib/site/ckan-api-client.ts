@@ -40,7 +40,12 @@ export type CkanApiClientOptions = {
   observer?: RequestObserver
   /** Retries of one call; default the policy's (retry-policy.ts). */
   retryLimit?: number
-  /** Milliseconds to wait for one answer (per attempt); default 30 000. */
+  /**
+   * The command's interrupt (Ctrl-C, SIGTERM): ends every retry wait at once and every attempt in
+   * flight within the policy's grace; the call then fails with exit 130 (retry-policy.ts).
+   */
+  signal?: AbortSignal
+  /** Milliseconds one call may take, its retries and their waits included (--timeout); default 30 000. */
   timeoutMs?: number
 }
 
@@ -86,6 +91,8 @@ export type CallActionOptions = {
   method?: 'GET' | 'POST'
   /** Default: 'safe' for GET, 'before-send' for POST (retry-policy.ts). */
   replay?: Replay
+  /** The attempts left for a larger unit of work (token-issuer.ts: one user's token); default this call's. */
+  budget?: AttemptBudget
 }
 
 type ActionEnvelope<T> = {result: T; success: boolean}
@@ -129,9 +136,10 @@ export class CkanApiClient {
   readonly #agent: Agent
   readonly #credential: Secret | undefined
   readonly #headerName: string
+  readonly #interrupt: InterruptWatch
   readonly #options: CkanApiClientOptions
 
-  constructor(options: CkanApiClientOptions, shared?: {agent: Agent}) {
+  constructor(options: CkanApiClientOptions, shared?: {agent: Agent; interrupt: InterruptWatch}) {
     assertUsableCkanUrl(options.ckanUrl)
     this.#options = options
     this.ckanUrl = options.ckanUrl
@@ -139,6 +147,7 @@ export class CkanApiClient {
     this.#headerName = (options.headerName ?? 'Authorization').toLowerCase()
     this.retryPolicy = retryPolicy({retries: options.retryLimit, timeoutMs: options.timeoutMs})
     this.#agent = shared ? shared.agent : createAgent(options.caCertPath)
+    this.#interrupt = shared ? shared.interrupt : new InterruptWatch(options.signal)
     const base = options.ckanUrl.href.endsWith('/') ? options.ckanUrl.href : `${options.ckanUrl.href}/`
     this.#actionBase = new URL('api/3/action/', base).href
   }
@@ -172,13 +181,18 @@ export class CkanApiClient {
     return this.#send<T>({
       action,
       body: method === 'GET' ? undefined : JSON.stringify(plain),
-      budget: new AttemptBudget(1 + this.retryPolicy.retries),
+      budget: options.budget ?? new AttemptBudget(1 + this.retryPolicy.retries),
       headers: this.#headers(method, !options.anonymous),
       method,
       replay,
       secrets,
       url,
     })
+  }
+
+  /** Whether the command was interrupted: no new attempt starts (callers stop their own rounds). */
+  get interrupted(): boolean {
+    return this.#interrupt.at !== undefined
   }
 
   /** Closes idle keep-alive connections (call when done, so the process can exit promptly). */
@@ -244,11 +258,11 @@ export class CkanApiClient {
    * api_token_list for a user (name or id). Sends both `user` (2.9) and `user_id` (2.10+), which
    * every version accepts. 200 proves the caller is that user or a sysadmin; 403 otherwise.
    */
-  async listApiTokens(user: string): Promise<ApiTokenSummary[]> {
+  async listApiTokens(user: string, budget?: AttemptBudget): Promise<ApiTokenSummary[]> {
     const rows = await this.callAction<Array<Record<string, unknown>>>(
       'api_token_list',
       {user, user_id: user},
-      {method: 'GET'},
+      {budget, method: 'GET'},
     )
     return (Array.isArray(rows) ? rows : []).map((row) => ({
       createdAt: String(row.created_at ?? ''),
@@ -260,19 +274,15 @@ export class CkanApiClient {
   }
 
   /** api_token_revoke by jti. Idempotent (a sysadmin revoking an unknown jti is a no-op), so retried. */
-  async revokeApiToken(jti: Secret): Promise<void> {
-    await this.callAction<null>('api_token_revoke', {jti}, {replay: 'safe'})
+  async revokeApiToken(jti: Secret, budget?: AttemptBudget): Promise<void> {
+    await this.callAction<null>('api_token_revoke', {jti}, {budget, replay: 'safe'})
   }
 
   /** status_show, anonymously: version, plugins, site URL. Proves the action API answers. */
   async statusShow(): Promise<CkanStatus> {
     const result = await this.callAction<Record<string, unknown>>('status_show', {}, {anonymous: true, method: 'GET'})
     if (typeof result?.ckan_version !== 'string') {
-      throw new CkanUnreachableError(
-        'status_show',
-        'the answer has no ckan_version',
-        'Check --ckan-url: it must be the CKAN site’s base URL.',
-      )
+      throw this.#notActionApi('status_show', 'HTTP 200 without a ckan_version')
     }
     return {
       ckanVersion: result.ckan_version,
@@ -295,12 +305,12 @@ export class CkanApiClient {
 
   /** The same site and connections with another credential (verify: each token alone). */
   withCredential(credential: Secret | undefined): CkanApiClient {
-    return new CkanApiClient({...this.#options, credential}, {agent: this.#agent})
+    return new CkanApiClient({...this.#options, credential}, {agent: this.#agent, interrupt: this.#interrupt})
   }
 
   /** The same client (connections shared) sending its credential in another header. */
   withHeader(headerName: string): CkanApiClient {
-    return new CkanApiClient({...this.#options, headerName}, {agent: this.#agent})
+    return new CkanApiClient({...this.#options, headerName}, {agent: this.#agent, interrupt: this.#interrupt})
   }
 
   /** The header the credential goes in. */
@@ -317,25 +327,34 @@ export class CkanApiClient {
 
   /**
    * The one request path: sends the request with undici's request() on the client's Agent (no
-   * Request/Response objects, no web streams) and, while the policy says so and the budget
-   * lasts, sends it again after a failed attempt; the last failure is thrown, translated.
+   * Request/Response objects, no web streams) and, while the policy says so, the budget lasts and
+   * the call's deadline (--timeout) allows, sends it again after a failed attempt; the last
+   * failure is thrown, translated. Each attempt may wait only for what is left of the deadline,
+   * and the command's interrupt stops the loop (retry-policy.ts).
    */
   async #send<T>(request: ActionRequest): Promise<T> {
     const {action, budget, replay, secrets} = request
-    const timeoutMs = this.retryPolicy.attemptTimeoutMs
+    const policy = this.retryPolicy
+    const deadline = Date.now() + policy.callTimeoutMs
     for (let attempt = 1; ; attempt += 1) {
+      // After an interrupt: no retry, and a new call only within the grace (the end-of-run checks).
+      if (this.#interrupt.graceLeft(policy.interruptGraceMs) <= 0 || (attempt > 1 && this.interrupted))
+        throw this.#interrupted(action, replay, false)
       budget.spend()
       let failure: AttemptFailure
       let error: Error
       const end = this.#options.observer?.begin(action)
+      const limit = attemptLimit(attemptDeadline(policy, replay, deadline), this.#interrupt, policy.interruptGraceMs)
       try {
+        const remaining = Math.max(1, deadline - Date.now())
         const response = await undiciRequest(request.url, {
           body: request.body,
-          bodyTimeout: timeoutMs,
+          bodyTimeout: remaining,
           dispatcher: this.#agent,
           headers: request.headers,
-          headersTimeout: timeoutMs,
+          headersTimeout: remaining,
           method: request.method,
+          signal: limit.signal,
         }).catch((caught: unknown) => {
           end?.({status: attemptFailure(caught)})
           throw caught
@@ -354,19 +373,24 @@ export class CkanApiClient {
         error = this.#translateStatus(action, status, errorData(text, type), replay, secrets)
       } catch (caught) {
         if (caught instanceof MigrateError) throw caught
+        if (caught instanceof AttemptStopped && caught.why === 'interrupt')
+          throw this.#interrupted(action, replay, true)
         const code = causeCode(caught)
         if (code?.startsWith('UND_ERR_INVALID')) throw unexpected(action, caught, secrets)
-        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+        if (caught instanceof AttemptStopped || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
           failure = {kind: 'timeout'}
-          error = this.#timedOut(action, replay)
+          error = this.#timedOut(action, replay, attempt)
         } else {
           failure = {code, kind: 'network'}
           error = this.#translateNetwork(action, caught, replay, secrets)
         }
+      } finally {
+        limit.done()
       }
-      const delay = budget.left > 0 ? retryDelayMs(this.retryPolicy, replay, failure, attempt) : undefined
-      if (delay === undefined) throw error
-      await sleep(delay)
+      const delay = budget.left > 0 ? retryDelayMs(policy, replay, failure, attempt) : undefined
+      // A retry that could not start before the deadline is not made: the last failure stands.
+      if (delay === undefined || Date.now() + delay >= deadline) throw error
+      if (!(await this.#interrupt.sleep(delay))) throw this.#interrupted(action, replay, false)
     }
   }
 
@@ -378,11 +402,7 @@ export class CkanApiClient {
     } catch {
       // A login page, a proxy, a wrong URL; or, for a write, a CKAN that may have done it.
       if (replay === 'before-send') throw new OutcomeUnknownError(action, 'the answer was not JSON')
-      throw new CkanUnreachableError(
-        action,
-        'the answer is not JSON',
-        'Check --ckan-url: it must be the CKAN site’s base URL.',
-      )
+      throw this.#notActionApi(action, 'HTTP 200 with a page that is not JSON')
     }
     if (!envelope || typeof envelope !== 'object' || envelope.success !== true) {
       const message = describeCkanError(envelope, (text) => redact(text, secrets)) ?? 'not a CKAN action API answer'
@@ -404,9 +424,15 @@ export class CkanApiClient {
         'Check the host name in --ckan-url.',
       )
     }
-    if ((code && NOT_SENT_CODES.has(code)) || detail === 'bad port') {
-      return new CkanUnreachableError(action, `${code ?? detail} at ${this.ckanUrl.host}`)
+    if (code === 'ECONNREFUSED' || detail === 'bad port') {
+      const port = this.ckanUrl.port || (this.ckanUrl.protocol === 'https:' ? '443' : '80')
+      return new CkanUnreachableError(
+        action,
+        `connection refused on port ${port} of ${this.ckanUrl.hostname} (nothing listens there)`,
+        `Check the port in --ckan-url (CKAN's web server or proxy, usually ${this.ckanUrl.protocol === 'https:' ? '443' : '80'}), and that CKAN runs.`,
+      )
     }
+    if (code && NOT_SENT_CODES.has(code)) return new CkanUnreachableError(action, `${code} at ${this.ckanUrl.host}`)
     if (replay === 'before-send')
       return new OutcomeUnknownError(action, `connection lost after sending (${code ?? detail})`)
     return new CkanUnreachableError(action, `connection lost (${code ?? detail})`)
@@ -423,22 +449,46 @@ export class CkanApiClient {
     }
     if (described === undefined) {
       if (status === 429) return new CkanApiError(action, status, 'too many requests')
-      return new CkanUnreachableError(
-        action,
-        `HTTP ${status} from ${this.ckanUrl.host} is not a CKAN action API answer`,
-        'Check --ckan-url: it must be the CKAN site’s base URL (with its path prefix, if any).',
-      )
+      return this.#notActionApi(action, `HTTP ${status} that is not a CKAN action API answer`)
     }
     return new CkanApiError(action, status, redact(described, secrets))
   }
 
-  #timedOut(action: string, replay: Replay): Error {
-    const timeoutMs = this.retryPolicy.attemptTimeoutMs
-    const seconds = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`
-    if (replay === 'before-send') return new OutcomeUnknownError(action, `no answer within ${seconds}`)
+  /**
+   * The call ended by the command's interrupt. `sent`: an attempt was in flight, so a write's
+   * outcome is unknown (the run's journal has it: the next run reconciles it first).
+   */
+  #interrupted(action: string, replay: Replay, sent: boolean): Error {
+    const options = {exitCode: EXIT_CODES.interrupted}
+    if (sent && replay === 'before-send')
+      return new OutcomeUnknownError(action, 'interrupted before CKAN answered', undefined, options)
     return new CkanUnreachableError(
       action,
-      `no answer within ${seconds}`,
+      sent ? 'interrupted before CKAN answered' : 'interrupted',
+      'Run the same command again to go on.',
+      options,
+    )
+  }
+
+  /** No answer within the call's deadline (--timeout), over `attempts` attempts. */
+  /** The server answered, but not as CKAN's action API: a wrong URL, path prefix or proxy rule. */
+  #notActionApi(action: string, what: string): Error {
+    return new CkanUnreachableError(
+      action,
+      what,
+      'Check --ckan-url: the site’s base URL (ckan.site_url), with the path prefix if CKAN is served under one (https://HOST/ckan), and that no proxy or login page answers /api/3/action/ instead of CKAN.',
+      {message: `${this.#actionBase} is not a CKAN action API: ${action} got ${what}`},
+    )
+  }
+
+  #timedOut(action: string, replay: Replay, attempts: number): Error {
+    const timeoutMs = this.retryPolicy.callTimeoutMs
+    const seconds = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`
+    const reason = `no answer within ${seconds} (--timeout, ${attempts} attempt${attempts === 1 ? '' : 's'})`
+    if (replay === 'before-send') return new OutcomeUnknownError(action, reason)
+    return new CkanUnreachableError(
+      action,
+      reason,
       'Check that CKAN is up; raise --timeout for a slow site, then run the same command again.',
     )
   }
@@ -462,8 +512,108 @@ function retryAfterMs(value: string | undefined): number | undefined {
   return Number.isFinite(ms) ? Math.max(0, ms) : undefined
 }
 
+/** Why an attempt was stopped by its own signal: the call's deadline, or the command's interrupt. */
+class AttemptStopped extends Error {
+  readonly why: 'deadline' | 'interrupt'
+
+  constructor(why: 'deadline' | 'interrupt') {
+    super(why)
+    this.why = why
+  }
+}
+
+/**
+ * The command's interrupt, as the client sees it: when it fired, and who waits for it. One per
+ * client and its withCredential copies (one listener on the signal, however many copies).
+ */
+class InterruptWatch {
+  at: number | undefined
+  readonly #waiting = new Set<() => void>()
+
+  constructor(signal: AbortSignal | undefined) {
+    if (signal?.aborted) this.at = Date.now()
+    signal?.addEventListener(
+      'abort',
+      () => {
+        this.at = Date.now()
+        for (const wake of [...this.#waiting]) wake()
+      },
+      {once: true},
+    )
+  }
+
+  /** Milliseconds an attempt may still run: Infinity before an interrupt. */
+  graceLeft(graceMs: number): number {
+    return this.at === undefined ? Number.POSITIVE_INFINITY : this.at + graceMs - Date.now()
+  }
+
+  /** Calls `wake` on the interrupt; returns the function that stops it. */
+  onInterrupt(wake: () => void): () => void {
+    this.#waiting.add(wake)
+    return () => this.#waiting.delete(wake)
+  }
+
+  /** Waits `ms`; false when the interrupt came first (at once if it already had). */
+  async sleep(ms: number): Promise<boolean> {
+    if (this.at !== undefined) return false
+    return new Promise((resolve) => {
+      const off = this.onInterrupt(() => {
+        clearTimeout(timer)
+        off()
+        resolve(false)
+      })
+      const timer = setTimeout(() => {
+        off()
+        resolve(true)
+      }, ms)
+    })
+  }
+}
+
+/**
+ * When one attempt must have its answer: a 'safe' call's attempt gets at most half of --timeout
+ * (a stalled attempt leaves time for a retry), a write's the rest of the call (a write that timed
+ * out is never sent again, so it may as well wait). Never past the call's deadline.
+ */
+function attemptDeadline(policy: RetryPolicy, replay: Replay, deadline: number): number {
+  if (replay === 'before-send') return deadline
+  return Math.min(deadline, Date.now() + policy.callTimeoutMs / 2)
+}
+
+/**
+ * The signal of one attempt: it fires at the call's deadline or, after an interrupt, at the end
+ * of the grace, whichever comes first. `done()` once the attempt is over.
+ */
+function attemptLimit(
+  deadline: number,
+  interrupt: InterruptWatch,
+  graceMs: number,
+): {done: () => void; signal: AbortSignal} {
+  const controller = new AbortController()
+  let timer: NodeJS.Timeout | undefined
+  const arm = () => {
+    clearTimeout(timer)
+    const graceEnd = interrupt.at === undefined ? Number.POSITIVE_INFINITY : interrupt.at + graceMs
+    const why = graceEnd < deadline ? 'interrupt' : 'deadline'
+    timer = setTimeout(
+      () => controller.abort(new AttemptStopped(why)),
+      Math.max(0, Math.min(deadline, graceEnd) - Date.now()),
+    )
+  }
+  arm()
+  const off = interrupt.onInterrupt(arm)
+  return {
+    done() {
+      clearTimeout(timer)
+      off()
+    },
+    signal: controller.signal,
+  }
+}
+
 /** How an attempt failed without an answer, for the limiter: a timeout is a sign of overload. */
 function attemptFailure(error: unknown): AttemptStatus {
+  if (error instanceof AttemptStopped) return error.why === 'deadline' ? 'timeout' : 'network'
   const code = causeCode(error)
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
     return 'timeout'
@@ -479,12 +629,6 @@ function errorData(text: string, contentType: string): unknown {
   } catch {
     return text
   }
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((resolve) => {
-    setTimeout(resolve, ms)
-  })
 }
 
 function createAgent(caCertPath: string | undefined): Agent {

@@ -1,4 +1,11 @@
-import {EXIT_CODES, MigrateError} from '../errors.js'
+import {EXIT_CODES, type ExitCode, MigrateError} from '../errors.js'
+
+/**
+ * `exitCode`: set only for a call the command's interrupt ended (exit 130 instead of 3).
+ * `message`: the whole line, for a server that answered but is not CKAN's action API ("Cannot
+ * reach" would send the admin to check the network instead of the URL).
+ */
+type InterruptOptions = {exitCode?: ExitCode; message?: string}
 
 /**
  * The errors CkanApiClient throws. Nothing else leaves the client: an undici error may carry
@@ -30,9 +37,9 @@ export class CkanUnreachableError extends MigrateError {
   readonly action: string
   override name = 'CkanUnreachableError'
 
-  constructor(action: string, reason: string, suggestion?: string) {
-    super(`Cannot reach CKAN for ${action}: ${reason}`, {
-      exitCode: EXIT_CODES.ckanUnreachable,
+  constructor(action: string, reason: string, suggestion?: string, options: InterruptOptions = {}) {
+    super(options.message ?? `Cannot reach CKAN for ${action}: ${reason}`, {
+      exitCode: options.exitCode ?? EXIT_CODES.ckanUnreachable,
       suggestion: suggestion ?? 'Check --ckan-url, the network path and any proxy, then run the same command again.',
     })
     this.action = action
@@ -66,9 +73,9 @@ export class OutcomeUnknownError extends MigrateError {
   /** The HTTP status when there was an answer (a 5xx); undefined for timeouts and resets. */
   readonly status: number | undefined
 
-  constructor(action: string, reason: string, status?: number) {
+  constructor(action: string, reason: string, status?: number, options: InterruptOptions = {}) {
     super(`The outcome of ${action} is unknown: ${reason}`, {
-      exitCode: EXIT_CODES.ckanUnreachable,
+      exitCode: options.exitCode ?? EXIT_CODES.ckanUnreachable,
       suggestion: 'Run the same command again with the same --out: it checks what CKAN did before trying again.',
     })
     this.action = action

@@ -115,8 +115,13 @@ export async function withCkanDatabase<T>(
   }
 }
 
-/** Turns a node-postgres or socket error into a one-line MigrateError. Other errors pass through. */
-export function translateDatabaseError(error: unknown, where: string): unknown {
+/**
+ * Turns a node-postgres or socket error into a one-line MigrateError. Other errors pass through.
+ * `privilege`: what the work needs on the table PostgreSQL names in a permission error (e.g.
+ * 'UPDATE' for purge-keys' SELECT … FOR UPDATE and UPDATE, which need UPDATE on "user");
+ * default 'SELECT', all the reading commands need.
+ */
+export function translateDatabaseError(error: unknown, where: string, context: {privilege?: string} = {}): unknown {
   if (error instanceof MigrateError) return error
   const {code, message} = error as {code?: string; message?: string}
   const unreachable = (reason: string, suggestion: string) =>
@@ -144,11 +149,38 @@ export function translateDatabaseError(error: unknown, where: string): unknown {
       })
     }
     case '42501': {
-      return new MigrateError(`The database user may not read CKAN's tables at ${where}: ${message ?? ''}`.trim(), {
-        cause: error,
-        exitCode: EXIT_CODES.databaseUnreachable,
-        suggestion: 'Connect as the CKAN database owner, or GRANT SELECT on the CKAN tables to this user.',
-      })
+      // insufficient_privilege: "permission denied for table user" (PostgreSQL 15+; "relation" before).
+      const table = /permission denied for (?:table|relation) (\S+)/.exec(message ?? '')?.[1]
+      const privilege = context.privilege ?? 'SELECT'
+      if (!table)
+        return new MigrateError(
+          `The database user may not ${privilege === 'SELECT' ? 'read' : 'change'} CKAN's tables at ${where}: ${message ?? ''}`.trim(),
+          {
+            cause: error,
+            exitCode: EXIT_CODES.databaseUnreachable,
+            suggestion: `Connect as the CKAN database owner, or GRANT ${privilege} on the CKAN tables to this user.`,
+          },
+        )
+      return new MigrateError(
+        `The database user lacks the ${privilege} privilege on table "${table}" at ${where} (PostgreSQL: permission denied)`,
+        {
+          cause: error,
+          exitCode: EXIT_CODES.databaseUnreachable,
+          suggestion: `Connect as the CKAN database owner (sqlalchemy.url's user), or GRANT ${privilege} ON "${table}" TO this user.`,
+        },
+      )
+    }
+    case '25006': {
+      // read_only_sql_transaction: a hot standby, or default_transaction_read_only for this user/database.
+      return new MigrateError(
+        `The database at ${where} accepts no writes: ${(message ?? 'read-only transaction').split('\n')[0]} (a hot standby, or default_transaction_read_only)`,
+        {
+          cause: error,
+          exitCode: EXIT_CODES.databaseUnreachable,
+          suggestion:
+            'Connect to the primary server, not a standby; if it is the primary, turn default_transaction_read_only off for this user (ALTER ROLE … SET default_transaction_read_only = off).',
+        },
+      )
     }
     case '57014': {
       return unreachable(

@@ -17,17 +17,22 @@
  * at most two minutes, without jitter; otherwise a backoff of 0.3 s doubling per retry, fully
  * jittered, at most 10 s.
  *
- * The attempt budget. One call makes at most 1 + `retries` attempts. The token protocol adds
- * its own rounds on top (after an OutcomeUnknownError it lists the user's tokens, revokes any
- * it did not receive and creates again: protocol, not transport retry), but it shares one
- * AttemptBudget per user with the client's retries of api_token_create, so however the
- * failures fall, one user costs at most `tokenAttemptsPerUser` (8) api_token_create sends in
- * a run; a failed check of the user's tokens counts as one of those attempts. A resumed run
- * (the same --out) starts a fresh budget.
+ * The attempt budget: one number, `attempts` (8). One unit of work makes at most that many HTTP
+ * attempts: one call with its retries, or (run/token-issuer.ts) one user's token, whose
+ * protocol rounds (after an OutcomeUnknownError it lists the user's tokens, revokes any it did
+ * not receive and creates again) and the client's retries within them all spend one
+ * AttemptBudget: every api_token_create, api_token_list and api_token_revoke sent for the user.
+ * Nothing multiplies: a retried list inside a protocol round spends the user's budget too. A
+ * resumed run (the same --out) starts a fresh budget.
  *
- * The deadline. `attemptTimeoutMs` (--timeout) bounds each attempt: the wait for the answer's
- * headers, then for each chunk of its body. There is no deadline per call (retries and their
- * waits come on top); one would be a field here, checked in the client's loop.
+ * The deadline. `callTimeoutMs` (--timeout) bounds one call, all its attempts and the waits
+ * between them included: each attempt may wait only for what is left of it (a 'safe' call's
+ * attempt at most half of it, so a stalled attempt leaves time for a retry), and a retry whose
+ * wait would end past it is not made (the last failure is reported). An interrupt (Ctrl-C,
+ * SIGTERM: the command's AbortSignal) ends every wait at once, starts no new attempt, and lets an
+ * attempt in flight finish for at most `interruptGraceMs` (a create CKAN is answering is then
+ * stored, not left for the next run to reconcile), so a command ends within 2 s whatever the
+ * server does.
  */
 
 /** How a call may be repeated after a failure (see above). */
@@ -40,31 +45,36 @@ export type AttemptFailure =
   | {kind: 'timeout'}
 
 export type RetryPolicy = {
-  /** Milliseconds one attempt may wait for an answer (per attempt, not per call): --timeout. */
-  readonly attemptTimeoutMs: number
+  /** HTTP attempts of one unit of work: one call (retries included), or one user's token. */
+  readonly attempts: number
   /** The longest backoff between two attempts. */
   readonly backoffLimitMs: number
+  /** Milliseconds one call may take, every attempt and wait included: --timeout. */
+  readonly callTimeoutMs: number
+  /** How long an attempt in flight may still run after an interrupt. */
+  readonly interruptGraceMs: number
   /** The longest Retry-After honoured (a longer one is cut to this). */
   readonly maxRetryAfterMs: number
-  /** Retries of one call after its first attempt. */
+  /** Retries of one call after its first attempt: `attempts` - 1 (fewer only in tests of the client). */
   readonly retries: number
-  /** api_token_create attempts per user and run, the client's retries included (token-issuer.ts). */
-  readonly tokenAttemptsPerUser: number
 }
 
+const ATTEMPTS = 8
+
 export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
-  attemptTimeoutMs: 30_000,
+  attempts: ATTEMPTS,
   backoffLimitMs: 10_000,
+  callTimeoutMs: 30_000,
+  interruptGraceMs: 1000,
   maxRetryAfterMs: 120_000,
-  retries: 4,
-  tokenAttemptsPerUser: 8,
+  retries: ATTEMPTS - 1,
 })
 
 /** The default policy with a client's --timeout (and, for tests of the client, fewer retries). */
 export function retryPolicy(overrides: {retries?: number; timeoutMs?: number} = {}): RetryPolicy {
   return Object.freeze({
     ...DEFAULT_RETRY_POLICY,
-    ...(overrides.timeoutMs === undefined ? {} : {attemptTimeoutMs: overrides.timeoutMs}),
+    ...(overrides.timeoutMs === undefined ? {} : {callTimeoutMs: overrides.timeoutMs}),
     ...(overrides.retries === undefined ? {} : {retries: overrides.retries}),
   })
 }

@@ -3,7 +3,10 @@ import {CkanApiClient, CkanApiError, type CkanStatus} from './ckan-api-client.js
 import {type CkanIni, readCkanIni} from './ckan-ini.js'
 import {effectiveSetting} from './ckan-settings.js'
 import type {Credential} from './credential.js'
+import {randomUUID} from 'node:crypto'
+
 import {EXIT_CODES, MigrateError} from '../errors.js'
+import {Secret} from '../secret.js'
 import {iniCaseRule, refusesLegacyKeys, versionOfRelease} from './ckan-version.js'
 import {
   chooseTokenHeader,
@@ -12,6 +15,7 @@ import {
   headerMismatchWarning,
   type TokenHeader,
 } from './token-header.js'
+import {decodeJwtPayload} from './jwt.js'
 
 export type SitePreflight = {
   /** Sends the credential in `header`. */
@@ -40,6 +44,8 @@ export type SitePreflightOptions = {
   observer?: RequestObserver
   /** The header the run folder recorded, used when neither --header-name nor the ini says. */
   recordedHeader?: string
+  /** The command's interrupt: ends the client's calls and retry waits (ckan-api-client.ts). */
+  signal?: AbortSignal
   timeoutMs?: number
 }
 
@@ -58,6 +64,7 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
     ckanUrl: options.ckanUrl,
     credential: options.credential.secret,
     observer: options.observer,
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   try {
@@ -92,16 +99,13 @@ export async function preflightSite(options: SitePreflightOptions): Promise<Site
       known: configuredTokenHeader({env, flag: options.headerName, ini, version}),
       recorded: options.recordedHeader,
     })
-    if (!choice.accepted) {
-      throw new MigrateError(
-        `The credential in ${options.credential.source} is not a sysadmin's: CKAN answered 403 to get_site_user (sent in ${choice.tried.join(', then in ')})`,
-        {
-          exitCode: EXIT_CODES.ckanRejected,
-          suggestion:
-            "Pass a live sysadmin's API token (or, on CKAN 2.9, legacy key) with --api-key-file or CKAN_MIGRATE_API_KEY; if the site reads the credential from another header, name it with --header-name.",
-        },
+    if (!choice.accepted)
+      throw await refusedCredential(
+        client.withHeader(choice.tried[0] ?? client.headerName),
+        options.credential,
+        modern,
+        choice.tried,
       )
-    }
     refuseOverriddenFlag(choice)
     const warning = headerMismatchWarning(choice)
     const iniSiteId = ini ? effectiveSetting(ini, 'ckan.site_id', env).value : undefined
@@ -139,6 +143,64 @@ export function refuseOverriddenFlag(choice: HeaderChoice): void {
       },
     )
   }
+}
+
+/**
+ * Why CKAN answered 403 to get_site_user. CKAN never answers 401: a revoked, expired or mistyped
+ * credential makes the caller anonymous (ckan-2.10.10:ckan/views/__init__.py:L125-147), and
+ * get_site_user refuses anonymous and non-sysadmin callers alike ("Only internal services…",
+ * auth/get.py:L231-235). An expired JWT shows in its own `exp`. On 2.9, anonymous callers of an
+ * action outside get.py are refused before its auth function runs ("Action … requires an
+ * authenticated user", ckan-2.9.11:ckan/authz.py:L194-228), a known user by the auth function
+ * ("Access denied"): api_token_revoke of a random jti tells the two apart with no effect (a
+ * non-sysadmin may revoke only their own tokens; auth/delete.py:L171-184). On 2.10+ anonymous
+ * callers reach the auth function too, so both get "Access denied" and the message says both.
+ */
+async function refusedCredential(
+  client: CkanApiClient,
+  credential: Credential,
+  modern: boolean,
+  headersTried: readonly string[] = [],
+): Promise<MigrateError> {
+  const what = `The credential in ${credential.source}`
+  // Every usual header was tried before CKAN's 403 is put down to the credential (token-header.ts).
+  const sentIn = headersTried.length > 0 ? ` (sent in ${headersTried.join(', then in ')})` : ''
+  const notAccepted = (why: string) =>
+    new MigrateError(`CKAN does not accept ${what.replace(/^The /, 'the ')}: ${why}${sentIn}`, {
+      exitCode: EXIT_CODES.ckanRejected,
+      suggestion:
+        'Check that the file holds the whole token or key and nothing else; if it was revoked or expired, create a new sysadmin token (ckan user token add ADMIN ckan-migrate) and pass it with --api-key-file.',
+    })
+  const exp = decodeJwtPayload(credential.secret)?.exp
+  if (exp !== undefined && exp * 1000 <= Date.now())
+    return notAccepted(`the token expired on ${new Date(exp * 1000).toISOString()}`)
+  const notSysadmin = new MigrateError(
+    `${what} belongs to a user who is not a sysadmin (CKAN answered 403 to get_site_user${sentIn ? `; ${sentIn.slice(2, -1)}` : ''})`,
+    {
+      exitCode: EXIT_CODES.ckanRejected,
+      suggestion:
+        "Pass a sysadmin's API token (or, on CKAN 2.9, legacy key) with --api-key-file or CKAN_MIGRATE_API_KEY.",
+    },
+  )
+  if (!modern) {
+    try {
+      await client.callAction('api_token_revoke', {jti: new Secret(randomUUID())}, {replay: 'safe'})
+    } catch (error) {
+      if (!(error instanceof CkanApiError) || error.status !== 403) throw error
+      if (/requires an authenticated user/.test(error.ckanMessage))
+        return notAccepted('CKAN treats it as anonymous (a revoked, expired or mistyped key or token)')
+      return notSysadmin
+    }
+    return notSysadmin
+  }
+  return new MigrateError(
+    `CKAN refuses ${what.replace(/^The /, 'the ')} for get_site_user (403): it is revoked, expired or mistyped, or its user is not a sysadmin (CKAN answers both alike)${sentIn}`,
+    {
+      exitCode: EXIT_CODES.ckanRejected,
+      suggestion:
+        "Check that the file holds a sysadmin's whole token and nothing else; if in doubt, create a new one (ckan user token add ADMIN ckan-migrate) and pass it with --api-key-file; if the site reads the credential from another header, name it with --header-name.",
+    },
+  )
 }
 
 /**

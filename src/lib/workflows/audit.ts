@@ -173,6 +173,7 @@ async function fetchStatus(options: AuditOptions): Promise<CkanStatus> {
   const client = new CkanApiClient({
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl!,
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   try {

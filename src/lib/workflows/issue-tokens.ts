@@ -157,6 +157,7 @@ export async function issueTokens(options: IssueTokensOptions): Promise<IssueTok
     headerName: options.headerName,
     ini,
     observer: limiter,
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site

@@ -4,7 +4,7 @@ import {basename, resolve} from 'node:path'
 import {readBackupSidecar, sha256OfFile} from '../backup/backup-sidecar.js'
 import type {CkanIni} from '../site/ckan-ini.js'
 import {effectiveSetting} from '../site/ckan-settings.js'
-import {openCkanDatabase, type Queryable} from '../site/ckan-database.js'
+import {openCkanDatabase, type Queryable, translateDatabaseError} from '../site/ckan-database.js'
 import {inspectCkanDatabase} from '../site/ckan-version.js'
 import {resolveSiteDatabase} from '../site/site-database.js'
 import {EXIT_CODES, MigrateError} from '../errors.js'
@@ -136,6 +136,9 @@ export async function purgeKeys(options: PurgeKeysOptions): Promise<PurgeKeysRes
       await sql.query('ROLLBACK').catch(() => {})
       throw error
     }
+  } catch (error) {
+    // SELECT … FOR UPDATE and UPDATE need UPDATE on "user"; a dry run only reads.
+    throw translateDatabaseError(error, database.where, {privilege: options.dryRun ? 'SELECT' : 'UPDATE'})
   } finally {
     await database.close()
   }

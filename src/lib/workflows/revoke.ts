@@ -86,6 +86,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
     iniPath: options.ckanIniPath,
     observer: limiter,
     recordedHeader: await run.tokenHeader(),
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site

@@ -173,6 +173,7 @@ export async function rotateTokens(options: RotateOptions): Promise<RotateResult
     env,
     headerName: options.headerName,
     recordedHeader: await run.tokenHeader(),
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   const {client} = site

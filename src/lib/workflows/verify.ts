@@ -7,7 +7,7 @@ import {
 } from '../site/adaptive-limit.js'
 import type {Progress} from '../progress.js'
 import {resolveSiteDatabase} from '../site/site-database.js'
-import {CkanApiClient, CkanApiError} from '../site/ckan-api-client.js'
+import {CkanApiClient, CkanApiError, CkanUnreachableError} from '../site/ckan-api-client.js'
 import {readLegacyKeys} from '../site/user-selection.js'
 import {openCkanDatabase, readOnlyTransaction} from '../site/ckan-database.js'
 import {describeError, MigrateError} from '../errors.js'
@@ -50,10 +50,17 @@ export type VerifyOptions = ConcurrencyOptions & {
 export type VerifyResult = {
   /** The concurrency limit (settled on, highest) and the answer times seen, idle and under load. */
   concurrency: ConcurrencyReport
-  counts: {failed: number; legacyStillAccepted: number; ok: number; revoked: number; tokens: number}
+  /**
+   * `failed`: tokens CKAN refused (or legacy keys it still accepts); `unchecked`: tokens whose
+   * check never got an answer from CKAN itself (a 5xx, 429 or network error that outlasted the
+   * retries, or an interrupt): nothing is known about them, they are neither ok nor failed.
+   */
+  counts: {failed: number; legacyStillAccepted: number; ok: number; revoked: number; tokens: number; unchecked: number}
   failures: Array<{reason: string; user: string}>
   /** The header the tokens were sent in. */
   headerName: string
+  /** Up to ten tokens that could not be checked, with why. */
+  unchecked: Array<{reason: string; user: string}>
   reportPath: string
   runId: string
   warnings: string[]
@@ -100,6 +107,7 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
     caCertPath: options.caCertPath,
     ckanUrl: options.ckanUrl ?? new URL(run.meta.site.ckanUrl),
     observer: limiter,
+    signal: options.signal,
     timeoutMs: options.timeoutMs,
   })
   const warnings: string[] = []
@@ -118,6 +126,8 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
   await run.lock('verify')
   const rows: Row[] = []
   const failures: VerifyResult['failures'] = []
+  const unchecked: VerifyResult['unchecked'] = []
+  let uncheckedCount = 0
   let failed = 0
   // Counted per user: a user holding several of the run's tokens (the site user's service tokens) has one key.
   const legacyStillAccepted = new Set<string>()
@@ -131,6 +141,14 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       takeFrom(tokens),
       async (token) => {
         const check = await probe(client.withCredential(token.token), token.userId)
+        if (check.unchecked) {
+          // Nothing learnt: no token-verified entry (purge-keys goes by the latest real answer).
+          uncheckedCount += 1
+          if (unchecked.length < 10) unchecked.push({reason: check.reason, user: token.userName})
+          rows.push({legacy: 'not checked', outcome: `could not check: ${check.reason}`, status: check.status, token})
+          options.progress?.advance(1, failed, limiter.limit)
+          return
+        }
         const ok = check.status === '200'
         await run.record({
           jtiFingerprint: token.jti.fingerprint(),
@@ -145,7 +163,11 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
         if (options.legacy) {
           if (key) {
             const legacyCheck = await probe(client.withCredential(key), token.userId)
-            legacy = legacyCheck.status === '200' ? 'still accepted' : 'refused'
+            legacy = legacyCheck.unchecked
+              ? 'could not check'
+              : legacyCheck.status === '200'
+                ? 'still accepted'
+                : 'refused'
             if (legacyCheck.status === '200') legacyStillAccepted.add(token.userId)
           } else legacy = 'none'
         }
@@ -172,6 +194,7 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       ok: rows.filter((row) => row.status === '200').length,
       revoked,
       tokens: tokens.length,
+      unchecked: uncheckedCount,
     }
     await run.record({command: 'verify', kind: 'run-finished', summary: counts})
     if (choice && !choice.accepted && counts.ok === 0)
@@ -185,6 +208,7 @@ export async function verifyTokens(options: VerifyOptions): Promise<VerifyResult
       headerName: client.headerName,
       reportPath,
       runId: run.meta.runId,
+      unchecked,
       warnings,
     }
   } finally {
@@ -229,13 +253,28 @@ async function settleHeader(
   return choice!
 }
 
-/** api_token_list for the user with one credential alone: '200', '403', or the failure. */
-async function probe(client: CkanApiClient, userId: string): Promise<{reason: string; status: string}> {
+/**
+ * api_token_list for the user with one credential alone: '200', '403', or the failure. A 5xx,
+ * 429 or 408 that outlasted the client's retries (the one policy of retry-policy.ts), a lost
+ * connection or an interrupt is `unchecked`: CKAN said nothing about the credential.
+ */
+async function probe(
+  client: CkanApiClient,
+  userId: string,
+): Promise<{reason: string; status: string; unchecked?: boolean}> {
   try {
     await client.listApiTokens(userId)
     return {reason: '', status: '200'}
   } catch (error) {
+    if (error instanceof CkanApiError && (error.status >= 500 || error.status === 429 || error.status === 408))
+      return {reason: `HTTP ${error.status}: ${error.ckanMessage}`, status: String(error.status), unchecked: true}
     if (error instanceof CkanApiError) return {reason: error.ckanMessage, status: String(error.status)}
+    if (error instanceof CkanUnreachableError)
+      return {
+        reason: error.message.replace(/^Cannot reach CKAN for api_token_list: /, ''),
+        status: 'error',
+        unchecked: true,
+      }
     if (error instanceof MigrateError && error.exitCode !== 1) throw error
     return {reason: describeError(error), status: 'error'}
   }
