@@ -77,7 +77,7 @@ describe('bad input: credentials and the action API (CKAN 2.9)', () => {
     await expectRefused(issue(key, out), {
       code: 'ckanRejected',
       message:
-        /^CKAN does not accept the credential in \S*garbage\.key: CKAN treats it as anonymous \(a revoked, expired or mistyped key or token\)$/,
+        /^CKAN does not accept the credential in \S*garbage\.key: CKAN treats it as anonymous \(a revoked, expired or mistyped key or token\) \(sent in Authorization, then in X-CKAN-API-Key\)$/,
       secrets,
     })
     expect(await exists(out)).toBe(false)

@@ -12,14 +12,17 @@ import {JsonlFile} from './jsonl-file.js'
 export class ScratchWriter<T> {
   readonly path: string
   #error: Error | undefined
+  /** Bytes handed to the stream so far. */
+  #queued = 0
   readonly #stream: WriteStream
 
   private constructor(path: string, stream: WriteStream) {
     this.path = path
     this.#stream = stream
     stream.on('error', (error: NodeJS.ErrnoException) => {
-      // A failed write (ENOSPC) carries no path; the message must name the file.
-      this.#error ??= Object.assign(error, {path: error.path ?? path})
+      // A failed write (ENOSPC) carries no path; the message must name the file and, as the
+      // writers of src/lib/fs do, how much it was to hold (system-errors.ts).
+      this.#error ??= Object.assign(error, {bytesAtLeast: this.#queued, path: error.path ?? path})
     })
   }
 
@@ -47,7 +50,9 @@ export class ScratchWriter<T> {
   /** Queues a record; waits only when the stream's buffer is full (the disk is behind). */
   async write(record: T): Promise<void> {
     if (this.#error) throw this.#error
-    if (this.#stream.write(`${JSON.stringify(record)}\n`)) return
+    const line = `${JSON.stringify(record)}\n`
+    this.#queued += Buffer.byteLength(line)
+    if (this.#stream.write(line)) return
     await new Promise<void>((resolve) => {
       const done = () => {
         this.#stream.off('drain', done)
