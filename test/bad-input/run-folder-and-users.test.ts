@@ -204,7 +204,8 @@ describe('bad input: run folders, user lists, bundles, configs and purges (CKAN 
     const tokensBefore = await query(site, 'SELECT id FROM api_token ORDER BY id')
     await expectRefused(['revoke', '--out', run, '--ckan-url', site.ckanUrl, '--api-key-file', key], {
       code: 'ckanRejected',
-      message: /user\.key belongs to a user who is not a sysadmin \(CKAN answered 403 to get_site_user; sent in Authorization, then in X-CKAN-API-Key\)/,
+      message:
+        /user\.key belongs to a user who is not a sysadmin \(CKAN answered 403 to get_site_user; sent in Authorization, then in X-CKAN-API-Key\)/,
       secrets: [...secrets, user!.apikey],
     })
     expect(await query(site, 'SELECT id FROM api_token ORDER BY id')).toEqual(tokensBefore)
