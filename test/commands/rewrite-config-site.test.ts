@@ -9,6 +9,7 @@ import {readCkanIni} from '../../src/lib/site/ckan-ini.js'
 import {Secret} from '../../src/lib/secret.js'
 import type {RewriteConfigResult} from '../../src/lib/workflows/rewrite-config.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
+import {rewriteConfigArgs} from '../helpers/site-commands.js'
 import {startTestSite, type TestSite} from '../helpers/test-site.js'
 
 async function tempDir(): Promise<string> {
@@ -40,20 +41,7 @@ async function authenticatesAs(site: TestSite, token: string): Promise<boolean> 
   }
 }
 
-function args(site: TestSite, out: string, ...extra: string[]): string[] {
-  return [
-    'rewrite-config',
-    '--ckan-ini',
-    site.ckanIni,
-    '--ckan-url',
-    site.ckanUrl,
-    '--api-key-file',
-    site.apiKeyFile,
-    '--out',
-    out,
-    ...extra,
-  ]
-}
+const args = rewriteConfigArgs
 
 describe('rewrite-config against the CKAN emulator', () => {
   it('creates a working token per enabled service for the site user, pins the secret, and a rerun changes nothing', async () => {

@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {describe, expect, it, onTestFinished} from 'vitest'
 
 import type {VerifyResult} from '../../src/lib/workflows/verify.js'
-import {issueTokensArgs} from '../helpers/site-commands.js'
+import {issueTokensArgs, rewriteConfigArgs} from '../helpers/site-commands.js'
 import {runCli, runCliJson} from '../helpers/run-cli.js'
 import {startTestSite} from '../helpers/test-site.js'
 
@@ -17,17 +17,7 @@ describe('verify counts', () => {
     const out = join(dir, 'run')
     expect((await runCli(issueTokensArgs(site, out, '--limit', '2'))).exitCode).toBe(0)
     // DataPusher and XLoader tokens, both for the site user, in the same run.
-    const rewrite = await runCli([
-      'rewrite-config',
-      '--ckan-ini',
-      site.ckanIni,
-      '--ckan-url',
-      site.ckanUrl,
-      '--api-key-file',
-      site.apiKeyFile,
-      '--out',
-      out,
-    ])
+    const rewrite = await runCli(rewriteConfigArgs(site, out))
     expect(rewrite.exitCode, rewrite.stderr).toBe(0)
 
     const legacy = await runCliJson<VerifyResult>(['verify', '--out', out, '--legacy', '--ckan-ini', site.ckanIni])

@@ -8,7 +8,7 @@ import {upgradeSandboxDatabase} from '../../src/sandbox/sandbox-site.js'
 import {SANDBOX_SERVER_CERT} from '../../src/sandbox/rehearse-migration.js'
 import {runCli} from './run-cli.js'
 import {readJsonLines} from './run-state.js'
-import {issueTokensArgs, querySite} from './site-commands.js'
+import {issueTokensArgs, querySite, rewriteConfigArgs} from './site-commands.js'
 import type {TestSite} from './test-site.js'
 
 export type StoredLine = {
@@ -51,17 +51,7 @@ export async function migratedSite(
   out: string,
   options: {expiring?: boolean; issueExtra?: string[]; limit: number; version: '2.9' | '2.10' | '2.11'},
 ): Promise<StoredLine[]> {
-  const rewrite = await runCli([
-    'rewrite-config',
-    '--ckan-ini',
-    site.ckanIni,
-    '--ckan-url',
-    site.ckanUrl,
-    '--api-key-file',
-    site.apiKeyFile,
-    '--out',
-    out,
-  ])
+  const rewrite = await runCli(rewriteConfigArgs(site, out))
   expect(rewrite.exitCode, rewrite.stdout + rewrite.stderr).toBe(0)
   await site.emulator.loadConfig()
   const issued = await runCli(

@@ -34,8 +34,26 @@ export function issueTokensArgs(
   out: string,
   ...extra: string[]
 ): string[] {
+  return siteCommandArgs('issue-tokens', site, out, ...extra)
+}
+
+/** `rewrite-config` of the site's ckan.ini into the run folder `out`, plus `extra`. */
+export function rewriteConfigArgs(
+  site: Pick<TestSite, 'apiKeyFile' | 'ckanIni' | 'ckanUrl'>,
+  out: string,
+  ...extra: string[]
+): string[] {
+  return siteCommandArgs('rewrite-config', site, out, ...extra)
+}
+
+function siteCommandArgs(
+  command: string,
+  site: Pick<TestSite, 'apiKeyFile' | 'ckanIni' | 'ckanUrl'>,
+  out: string,
+  ...extra: string[]
+): string[] {
   return [
-    'issue-tokens',
+    command,
     '--ckan-url',
     site.ckanUrl,
     '--api-key-file',
