@@ -221,11 +221,18 @@ export class RunFolder {
     for await (const record of this.#tokens.stream()) yield toRunToken(checkStoredToken(record, this.path), revokedAt)
   }
 
-  /** Records (fsync'd) that tokens of the run were revoked, by full jti. */
-  async recordRevoked(tokens: Array<{jti: Secret; userId: string}>): Promise<void> {
-    if (tokens.length === 0) return
-    const at = new Date().toISOString()
-    await this.#revoked.append(...tokens.map((token) => ({at, jti: token.jti.reveal(), userId: token.userId})))
+  /**
+   * Records (fsync'd) that a token of the run was revoked: by full jti in revoked.jsonl (0600), so
+   * verify, bundle and a resumed issue-tokens skip it, and by fingerprint in the journal.
+   */
+  async recordRevoked(token: {jti: Secret; userId: string; userName: string}): Promise<void> {
+    await this.#revoked.append({at: new Date().toISOString(), jti: token.jti.reveal(), userId: token.userId})
+    await this.record({
+      jtiFingerprint: token.jti.fingerprint(),
+      kind: 'token-revoked',
+      userId: token.userId,
+      userName: token.userName,
+    })
   }
 
   async record(event: JournalEvent): Promise<void> {

@@ -130,14 +130,7 @@ export async function revokeTokens(options: RevokeOptions): Promise<RevokeResult
         async (token) => {
           try {
             await client.revokeApiToken(token.jti)
-            // By full jti (0600 revoked.jsonl) so verify, bundle and a resumed issue-tokens skip it; the journal has the fingerprint.
-            await run.recordRevoked([token])
-            await run.record({
-              jtiFingerprint: token.jti.fingerprint(),
-              kind: 'token-revoked',
-              userId: token.userId,
-              userName: token.userName,
-            })
+            await run.recordRevoked(token)
             rows.push({outcome: 'revoked', token})
           } catch (error) {
             if (!(error instanceof CkanApiError)) throw error

@@ -488,13 +488,7 @@ async function revokeUnwritten(
   for (const token of unwritten) {
     try {
       await ckan.revokeApiToken(token.jti)
-      await runFolder.recordRevoked([token])
-      await runFolder.record({
-        jtiFingerprint: token.jti.fingerprint(),
-        kind: 'token-revoked',
-        userId: token.userId,
-        userName: token.userName,
-      })
+      await runFolder.recordRevoked(token)
     } catch (revokeError) {
       failed.push({reason: revokeError instanceof Error ? revokeError.message : String(revokeError), token})
     }

@@ -682,13 +682,7 @@ async function finishRotation(context: Context): Promise<RotateResult> {
             // api_token_revoke is idempotent for a sysadmin (an unknown jti is a no-op): a crash
             // between it and the record below only makes the next --finish revoke it again.
             if (old) await client.revokeApiToken(predecessor.jti)
-            await run.recordRevoked([predecessor])
-            await run.record({
-              jtiFingerprint: predecessor.jti.fingerprint(),
-              kind: 'token-revoked',
-              userId: predecessor.userId,
-              userName: predecessor.userName,
-            })
+            await run.recordRevoked(predecessor)
             rows.push(rowOf(holder, 'predecessor revoked', why))
           } catch (error) {
             if (!(error instanceof CkanApiError)) throw error
