@@ -95,6 +95,13 @@ const MIN_WINDOW = 16
  * shared machine (a GC, an fsync, a neighbour's burst) is outvoted within the window.
  */
 const MIN_WINDOW_MS = 300
+/**
+ * During slow start, when every window so far showed room: a decision there only doubles the
+ * limit or ends slow start, and a stall that slips into a short window ends it early (safe, only
+ * slower). At 300 ms a window, reaching 8 took over a second, a fifth of a short run on a
+ * many-worker site (docs/benchmarks.md, adaptive concurrency).
+ */
+const SLOW_START_WINDOW_MS = 100
 /** Samples of one action whose lower quartile is a candidate for its idle answer time. */
 const BASELINE_GROUP = 16
 /** Longest wait, in windows, before probing upwards again after failed probes. */
@@ -171,7 +178,7 @@ export class LimitController {
     if (sample.retryAfterMs !== undefined)
       window.retryAfterUntil = Math.max(window.retryAfterUntil, sample.at + sample.retryAfterMs)
     if (this.mode === 'fixed' || window.count < Math.max(MIN_WINDOW, this.limit)) return undefined
-    if (sample.at - window.startedAt < MIN_WINDOW_MS) return undefined
+    if (sample.at - window.startedAt < (this.#slowStart ? SLOW_START_WINDOW_MS : MIN_WINDOW_MS)) return undefined
     this.#window = emptyWindow()
     this.#windows += 1
     return this.#decide(window, sample.at)
