@@ -40,6 +40,8 @@ export type ProbeStats = {
  */
 export class ContinuityProbe {
   readonly #checked = new Set<string>()
+  /** People whose current credential answered 200 since the last setClients (the switch). */
+  readonly #calledSinceSwitch = new Set<string>()
   #clients: ProbeClient[] = []
   readonly #concurrency: number
   /** Where the next round's window of users starts. */
@@ -80,6 +82,15 @@ export class ContinuityProbe {
   /** Replaces the set of clients (e.g. when users switch from their key to their token). */
   setClients(clients: ProbeClient[]): void {
     this.#clients = clients
+    this.#calledSinceSwitch.clear()
+  }
+
+  /** How many people the probe stands for, and how many of them called with their current credential since the switch. */
+  people(): {called: number; total: number} {
+    return {
+      called: this.#calledSinceSwitch.size,
+      total: this.#clients.filter((client) => client.kind !== 'service').length,
+    }
   }
 
   setPhase(name: string): void {
@@ -144,6 +155,7 @@ export class ContinuityProbe {
     }
     if (status === 200) {
       counts.latency.add(performance.now() - started)
+      if (client.kind !== 'service') this.#calledSinceSwitch.add(client.userName)
       return
     }
     counts.failures += 1

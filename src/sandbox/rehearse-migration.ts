@@ -358,13 +358,27 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
 
     await step(
       'adoption',
-      'every person and service has used the new token (their clients call CKAN with it)',
+      'every service, and every person whose client called CKAN since the switch, has used the new token',
       async () => {
         await probe!.round()
-        const result = await checkAdoption({ckanIniPath: site.ckanIni, out: runFolder, requirePercent: 95})
+        // The probe stands for the people's clients. On a large site its rounds reach at most
+        // USERS_PER_ROUND people each, so by now it has called only some of them: those must all
+        // count as having used their token, and `--require 95%` applies once it has called everyone.
+        const people = probe!.people()
+        const everyone = people.called >= people.total
+        const result = await checkAdoption({
+          ckanIniPath: site.ckanIni,
+          out: runFolder,
+          requirePercent: everyone ? 95 : undefined,
+        })
+        const reached = everyone
+          ? ''
+          : ` The probe has called ${people.called} of ${people.total} people since the switch; each of them counts.`
         return {
-          detail: `${result.summary} Legacy keys still present: ${result.counts.legacyKeyPresent}.`,
-          ok: Boolean(result.required?.met) && result.counts.servicesUsed === result.counts.services,
+          detail: `${result.summary} Legacy keys still present: ${result.counts.legacyKeyPresent}.${reached}`,
+          ok:
+            result.counts.servicesUsed === result.counts.services &&
+            (everyone ? Boolean(result.required?.met) : result.counts.used >= people.called),
         }
       },
     )
