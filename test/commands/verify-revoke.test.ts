@@ -85,19 +85,23 @@ describe('verify and revoke', () => {
     const out = join(dir, 'run')
     expect((await runCli(issueTokensArgs(site, out, '--limit', '3'))).exitCode).toBe(0)
 
-    // A proxy answering 503 to every check: retried by the policy, then given up within --timeout.
+    // A proxy answering 503 to every check: retried by the policy, then given up within --timeout
+    // (on a loaded machine the retries may reach the 2 s first: then that is the reason given).
     site.emulator.setFaults({actions: ['api_token_list'], status503: 1})
     const busy = await runCli<VerifyResult>(['verify', '--out', out, '--timeout', '2'])
     expect(busy.exitCode, busy.stdout).toBe(EXIT_CODES.verificationIncomplete)
     expect(busy.stdout).toContain('0 of 3 tokens work; 3 could not be checked')
-    expect(busy.stdout).toMatch(/could not check "[^"]+": HTTP 503/)
+    expect(busy.stdout).toMatch(/could not check "[^"]+": (HTTP 503|no answer within 2 s)/)
     expect(busy.stdout).not.toMatch(/^ {2}failed /m)
     const report = parse(await readFile(join(out, 'verify-report.csv'), 'utf8'), {bom: true, columns: true}) as Array<
       Record<string, string>
     >
-    expect(report.map((row) => row.outcome)).toEqual(
-      Array.from({length: 3}, () => 'could not check: HTTP 503: server error'),
-    )
+    expect(report).toHaveLength(3)
+    for (const row of report) {
+      expect(row.outcome).toMatch(
+        /^could not check: (HTTP 503: server error|no answer within 2 s \(--timeout, \d+ attempts\))$/,
+      )
+    }
     const json = await runCliJson<VerifyResult>(['verify', '--out', out, '--timeout', '2'])
     expect(json.json.status).toBe(EXIT_CODES.verificationIncomplete)
     expect(json.json.result?.counts).toMatchObject({failed: 0, ok: 0, tokens: 3, unchecked: 3})
