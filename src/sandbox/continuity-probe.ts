@@ -85,10 +85,11 @@ export class ContinuityProbe {
     this.#calledSinceSwitch.clear()
   }
 
-  /** How many people the probe stands for, and how many of them called with their current credential since the switch. */
-  people(): {called: number; total: number} {
+  /** How many people the probe stands for, and which of them called with their current credential since the switch. */
+  people(): {called: number; calledNames: ReadonlySet<string>; total: number} {
     return {
       called: this.#calledSinceSwitch.size,
+      calledNames: this.#calledSinceSwitch,
       total: this.#clients.filter((client) => client.kind !== 'service').length,
     }
   }

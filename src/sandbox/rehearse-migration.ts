@@ -40,6 +40,8 @@ export type RehearsalOptions = {
   dir: string
   /** Called when a step starts and when it ends. */
   onStep?: (event: {name: string; step?: RehearsalStep}) => void
+  /** People the continuity probe calls per round (default PROBE_USERS_PER_ROUND); tests lower it to act out a large site. */
+  probeUsersPerRound?: number
   seed: string
   signal?: AbortSignal
   users: number
@@ -185,7 +187,8 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       }
     })
 
-    probe = new ContinuityProbe({ckanUrl: site.ckanUrl, usersPerRound: PROBE_USERS_PER_ROUND})
+    const usersPerRound = options.probeUsersPerRound ?? PROBE_USERS_PER_ROUND
+    probe = new ContinuityProbe({ckanUrl: site.ckanUrl, usersPerRound})
     const users = await keyHolders(db, site.siteUserName)
     const siteKey = await siteUserKey(db, site.siteUserName)
     const serviceClients = (xloader: Secret | undefined, datapusher: Secret | undefined): ProbeClient[] => [
@@ -204,7 +207,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       await probe!.round()
       const stats = probe!.stats()
       return {
-        detail: `${stats.calls} calls (${people.length} key holders, ${PROBE_USERS_PER_ROUND} a round in turn, and 2 services), ${stats.failures} failures`,
+        detail: `${stats.calls} calls (${people.length} key holders, ${usersPerRound} a round in turn, and 2 services), ${stats.failures} failures`,
         ok: stats.failures === 0,
       }
     })
@@ -460,7 +463,11 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
       people = people.map((client) => ({...client, credential: successors.get(client.userName) ?? client.credential}))
       probe!.setClients([...people, ...services])
       await probe!.round()
-      successorsUsed = people.filter((client) => successors.has(client.userName)).length + services.length
+      // The people the probe has called with their successor so far (all of them on a small site).
+      const called = probe!.people().calledNames
+      successorsUsed =
+        people.filter((client) => successors.has(client.userName) && called.has(client.userName)).length +
+        services.length
       return {
         detail: `${result.counts.rotated ?? 0} successors, ${result.configsUpdated.length} config files switched, ${result.bundlesWritten} fresh bundles`,
         ok: (result.counts.failed ?? 0) === 0 && result.configsUpdated.length > 0 && result.bundlesWritten > 0,

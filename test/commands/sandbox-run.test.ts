@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import {openRunFolder} from '../../src/lib/run/run-folder.js'
-import type {RehearsalResult} from '../../src/sandbox/rehearse-migration.js'
+import {type RehearsalResult, rehearseMigration} from '../../src/sandbox/rehearse-migration.js'
 import {runCliJson} from '../helpers/run-cli.js'
 import {REAL_POSTGRES_URL} from '../helpers/test-database.js'
 
@@ -116,5 +116,33 @@ describe('ckan-migrate sandbox --run', () => {
     expect(successors.length).toBeGreaterThan(10)
     const predecessors = new Set(successors.map((token) => token.predecessorJti!.reveal()))
     expect(tokens.filter((token) => predecessors.has(token.jti.reveal()) && token.revokedAt).length).toBeGreaterThan(10)
+  }, 240_000)
+
+  it('on a site larger than a probe round, holds the people the probe called since the switch to having used their token', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sandbox-run-rounds-'))
+    // 150 users with rounds of 10 people: by the adoption step the probe has called only some of
+    // the key holders, as at 100,000 users with rounds of 1,000.
+    const result = await rehearseMigration({
+      databaseUrl: REAL_POSTGRES_URL,
+      dir,
+      probeUsersPerRound: 10,
+      seed: 'rounds',
+      users: 150,
+    })
+    const adoption = result.steps.find((step) => step.name === 'adoption')!
+    expect(adoption.ok, adoption.detail).toBe(true)
+    const reached = /The probe has called (\d+) of (\d+) people since the switch/.exec(adoption.detail)
+    expect(reached, adoption.detail).not.toBeNull()
+    expect(Number(reached![1])).toBeGreaterThan(0)
+    expect(Number(reached![1])).toBeLessThan(Number(reached![2]))
+    const used = Number(/^(\d+) of \d+ users have used their token/.exec(adoption.detail)![1])
+    expect(used).toBeGreaterThanOrEqual(Number(reached![1]))
+    expect(
+      result.ok,
+      result.steps
+        .filter((step) => !step.ok)
+        .map((step) => step.detail)
+        .join('\n'),
+    ).toBe(true)
   }, 240_000)
 })
