@@ -1,28 +1,21 @@
-import {execFile} from 'node:child_process'
 import {rm} from 'node:fs/promises'
 import {fileURLToPath} from 'node:url'
 import {loadavg} from 'node:os'
-import {promisify} from 'node:util'
 import pg from 'pg'
 
-import {buildCli as buildInstalledCli} from './support/cli-child.js'
+import {buildCli as buildInstalledCli, type Measure, measure} from './support/cli-child.js'
 import {createCkanSchema} from '../src/sandbox/ckan-schema.js'
 import {seedCkanSite} from '../src/sandbox/ckan-site-seeder.js'
 import type {BenchResult} from './run.js'
 import {benchDatabase} from './support/bench-database.js'
 
-const run = promisify(execFile)
+export {type Measure, measure}
+
 export const BUILD = fileURLToPath(new URL('.out/audit-build/', import.meta.url))
 const PSQL_COPY = String.raw`\copy (select id,name,apikey,state,sysadmin,email from "user") to '/dev/null'`
 
-export type Measure = {
-  /** User + system CPU time of the process (less sensitive than wall time to a loaded machine). */
-  cpuSeconds: number
-  maxRssMb: number
-  seconds: number
-}
 /** Medians over the rounds (time, and each round's ratio to that round's psql copy); the largest RSS. */
-type Summary = Omit<Measure, 'cpuSeconds'> & {ratio: number}
+type Summary = Omit<Measure, 'cpuSeconds' | 'stdout'> & {ratio: number}
 
 const ROUNDS = 5
 
@@ -125,28 +118,4 @@ export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
-
-/** Runs a command under /usr/bin/time -v; returns wall time and peak RSS (MB). */
-export async function measure(command: string, args: string[], expectedExit: number): Promise<Measure> {
-  const started = performance.now()
-  const result = await run('/usr/bin/time', ['-v', command, ...args], {maxBuffer: 64 * 1024 * 1024}).then(
-    (output) => ({...output, code: 0}),
-    (error: {code?: number; stderr: string; stdout: string}) => ({
-      code: error.code ?? -1,
-      stderr: error.stderr,
-      stdout: error.stdout,
-    }),
-  )
-  const seconds = (performance.now() - started) / 1000
-  if (result.code !== expectedExit)
-    throw new Error(`${command} exited ${result.code}, expected ${expectedExit}:\n${result.stderr.slice(0, 2000)}`)
-  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(result.stderr)
-  const cpu = (label: string) =>
-    Number(new RegExp(`${label} time \\(seconds\\): ([\\d.]+)`).exec(result.stderr)?.[1] ?? Number.NaN)
-  return {
-    cpuSeconds: cpu('User') + cpu('System'),
-    maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN,
-    seconds,
-  }
 }

@@ -9,7 +9,8 @@ import {bundleCharting} from '../../scripts/build/bundle-charting.js'
 const run = promisify(execFile)
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
-export type Measure = {maxRssMb: number; seconds: number; stdout: string}
+/** Wall time, user + system CPU time and peak RSS of one command, and what it printed. */
+export type Measure = {cpuSeconds: number; maxRssMb: number; seconds: number; stdout: string}
 
 /** Compiles src/ into `build` (a folder ending in /), laid out like an installed package; `command` must compile. */
 export async function buildCli(build: string, command: string): Promise<void> {
@@ -51,5 +52,12 @@ export async function measure(command: string, args: string[], expectedExit: nul
   if (expectedExit !== null && result.code !== expectedExit)
     throw new Error(`${command} exited ${result.code}, expected ${expectedExit}:\n${result.stderr.slice(0, 2000)}`)
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(result.stderr)
-  return {maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN, seconds, stdout: result.stdout}
+  const cpu = (label: string) =>
+    Number(new RegExp(`${label} time \\(seconds\\): ([\\d.]+)`).exec(result.stderr)?.[1] ?? Number.NaN)
+  return {
+    cpuSeconds: cpu('User') + cpu('System'),
+    maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : Number.NaN,
+    seconds,
+    stdout: result.stdout,
+  }
 }
