@@ -5,8 +5,8 @@
  * probe's answer times idle and during issue-tokens (auto beside --concurrency 32), and
  * exactly-once under auto with the fault mix, SQL-checked.
  */
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
-import {cpus, loadavg, tmpdir} from 'node:os'
+import {readFile} from 'node:fs/promises'
+import {cpus, loadavg} from 'node:os'
 import {join} from 'node:path'
 
 import pg from 'pg'
@@ -14,8 +14,8 @@ import pg from 'pg'
 import type {ConcurrencyReport} from '../src/lib/site/adaptive-limit.js'
 import {ContinuityProbe} from '../src/sandbox/continuity-probe.js'
 import type {FaultSettings} from '../src/sandbox/faults.js'
-import {type SandboxSite, startSandboxSite} from '../src/sandbox/sandbox-site.js'
-import {issuingWindow, runCli, withBuiltCli} from './issue-tokens.bench.js'
+import type {SandboxSite} from '../src/sandbox/sandbox-site.js'
+import {issuingWindow, runCli, withBuiltCli, withSite} from './issue-tokens.bench.js'
 import type {BenchResult} from './run.js'
 
 const SERVER = process.env.CKAN_MIGRATE_TEST_POSTGRES_URL
@@ -33,25 +33,6 @@ type Run = {
   error?: string
   perSecond: number
   result: Record<string, unknown> | undefined
-}
-
-async function withSite<T>(users: number, faults: FaultSettings, work: (site: SandboxSite, dir: string) => Promise<T>) {
-  const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-bench-concurrency-'))
-  const site = await startSandboxSite({
-    datapusher: false,
-    dir: join(dir, 'site'),
-    faults,
-    serverUrl: SERVER,
-    users,
-    version: '2.10',
-    xloader: false,
-  })
-  try {
-    return await work(site, dir)
-  } finally {
-    await site.stop()
-    await rm(dir, {force: true, recursive: true})
-  }
 }
 
 let runs = 0

@@ -6,6 +6,7 @@ import {promisify} from 'node:util'
 
 import pg from 'pg'
 
+import type {FaultSettings} from '../src/sandbox/faults.js'
 import {type SandboxSite, startSandboxSite} from '../src/sandbox/sandbox-site.js'
 import type {BenchResult} from './run.js'
 
@@ -182,16 +183,17 @@ async function sequentialLoop(site: SandboxSite, userIds: string[]): Promise<num
   return userIds.length / (Number(process.hrtime.bigint() - started) / 1e9)
 }
 
+/** A 2.10 sandbox site of `users` on SERVER (or PGlite) with these emulator faults, for `work`; removed afterwards. */
 export async function withSite<T>(
   users: number,
-  latencyMs: number,
+  faults: FaultSettings | undefined,
   work: (site: SandboxSite, dir: string) => Promise<T>,
 ): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'ckan-migrate-bench-issue-'))
   const site = await startSandboxSite({
     datapusher: false,
     dir: join(dir, 'site'),
-    faults: latencyMs > 0 ? {latencyMs} : undefined,
+    faults,
     serverUrl: SERVER,
     users,
     version: '2.10',
@@ -242,7 +244,7 @@ export async function withBuiltCli<T>(work: () => Promise<T>): Promise<T> {
 
 /** 1. Throughput at concurrency 16 against autocannon, 5 ms added latency, same emulator. */
 export async function measureThroughput(users: number) {
-  const throughput = await withSite(Math.ceil(users * SEED_FACTOR), 5, async (site, dir) => {
+  const throughput = await withSite(Math.ceil(users * SEED_FACTOR), {latencyMs: 5}, async (site, dir) => {
     // A warm-up first (not counted), so neither side meets a cold emulator (JIT) or database (caches).
     await autocannon(site, 16, Math.min(users, 2000), 'bench-warm-up')
     const loadGenerator = await autocannon(site, 16, users, 'bench-autocannon')
@@ -270,7 +272,7 @@ export async function measureThroughput(users: number) {
 
 /** 2. Concurrency 1 against a plain sequential loop, same emulator and latency. */
 export async function measureSequential(sequentialUsers: number) {
-  return withSite(Math.ceil(sequentialUsers * 2 * SEED_FACTOR), 5, async (site, dir) => {
+  return withSite(Math.ceil(sequentialUsers * 2 * SEED_FACTOR), {latencyMs: 5}, async (site, dir) => {
     const loop = await sequentialLoop(site, await someUserIds(site, sequentialUsers))
     const ours = await issue(site, join(dir, 'run'), ['--concurrency', '1', '--limit', String(sequentialUsers)])
     return {loop, ours: ours.tokens / ours.seconds}
@@ -279,7 +281,7 @@ export async function measureSequential(sequentialUsers: number) {
 
 /** 3. Peak RSS at 100k users (no added latency, concurrency 16). */
 export async function measureMemory(bigUsers: number) {
-  return withSite(Math.ceil(bigUsers * SEED_FACTOR), 0, async (site, dir) =>
+  return withSite(Math.ceil(bigUsers * SEED_FACTOR), undefined, async (site, dir) =>
     issue(site, join(dir, 'run'), ['--concurrency', '16', '--limit', String(bigUsers)]),
   )
 }
