@@ -1,7 +1,7 @@
 import type {CkanIni} from '../site/ckan-ini.js'
 import {effectiveSetting} from '../site/ckan-settings.js'
 import {credentialKind} from '../site/credential.js'
-import type {Queryable} from '../site/ckan-database.js'
+import type {CkanDatabase, Queryable} from '../site/ckan-database.js'
 import type {CkanVersion} from '../site/ckan-version.js'
 import {SERVICE_CATALOG} from '../services/service-catalog.js'
 
@@ -100,6 +100,55 @@ export type BreakdownOptions = {
   plugins: readonly string[]
   siteUserName: string
   version: CkanVersion | undefined
+}
+
+/** pg_export_snapshot failed: the transaction it ran in is aborted and must be run again without it. */
+export class SnapshotNotExported extends Error {}
+
+/**
+ * Exports the snapshot of the audit's REPEATABLE READ transaction, for the breakdown's second
+ * connection (startBreakdownBeside). It must be the transaction's first statement that can fail:
+ * a failure aborts the transaction (SnapshotNotExported: run it again without). Undefined on a
+ * hot standby, where PostgreSQL cannot export one.
+ */
+export async function exportAuditSnapshot(audit: Queryable): Promise<string | undefined> {
+  const {rows} = await audit.query<{standby: boolean}>('SELECT pg_is_in_recovery() AS standby')
+  if (rows[0]?.standby) return undefined
+  try {
+    const {rows: exported} = await audit.query<{id: string}>('SELECT pg_export_snapshot() AS id')
+    return exported[0]!.id
+  } catch (error) {
+    throw new SnapshotNotExported('pg_export_snapshot failed', {cause: error})
+  }
+}
+
+/**
+ * The breakdown on a second connection that reads the audit transaction's exported snapshot
+ * (`SET TRANSACTION SNAPSHOT`), so that its pass over "user" runs while the census runs on the
+ * first connection, and its figures are those of the same instant as --json's. Await it before
+ * the audit's transaction ends. Resolves undefined where it cannot be done (no connection left,
+ * anything else): the caller then collects the breakdown in its own transaction after the
+ * census, as it always does on the embedded PGlite (one session for every client).
+ */
+export async function breakdownBeside(
+  snapshot: string,
+  open: () => Promise<CkanDatabase>,
+  prepare: (sql: Queryable) => Promise<void>,
+  options: BreakdownOptions,
+): Promise<AuditBreakdown | undefined> {
+  let database: CkanDatabase | undefined
+  try {
+    database = await open()
+    await database.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+    await database.client.query(`SET TRANSACTION SNAPSHOT '${snapshot.replace(/'/g, "''")}'`)
+    await prepare(database.client)
+    return await collectBreakdown(database.client, options)
+  } catch {
+    return undefined
+  } finally {
+    await database?.client.query('ROLLBACK').catch(() => {})
+    await database?.close().catch(() => {})
+  }
 }
 
 /** Must run inside the audit's read-only transaction (same snapshot as the findings). */

@@ -1,6 +1,6 @@
 import type {AuditFinding} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
-import type {ServiceCredential} from '../audit/readiness-breakdown.js'
+import type {AuditBreakdown, ServiceCredential} from '../audit/readiness-breakdown.js'
 import {describeTarget} from '../site/ckan-version.js'
 import {barChart} from './charts.js'
 import {formatCount, formatTime, type Html, html, plural, table} from './html.js'
@@ -31,7 +31,7 @@ const SETTINGS_FINDINGS = new Set([
  * charts with their tables, the services, the settings and every other finding. It reads nothing
  * but the audit's own result (what --json prints), so the two can never disagree.
  */
-export function renderReadinessPage(result: AuditResult, generatedAt = new Date().toISOString()): string {
+export function renderReadinessPage(result: AuditResult, generatedAt = new Date().toISOString(), drawn?: Html): string {
   const {summary, verdict} = result
   const ready = verdict.status === 'READY'
   const blockers = result.findings.filter((finding) => finding.severity === 'blocker')
@@ -54,7 +54,8 @@ export function renderReadinessPage(result: AuditResult, generatedAt = new Date(
       ${tile('api-tokens', summary.apiTokens.total, `API tokens, held by ${plural(summary.apiTokens.users, 'user')}`)}
       ${tile('never-used', summary.apiTokens.neverUsed, 'API tokens never used')}
     </ul>
-    ${blockers.length > 0 ? blockerList(blockers) : ''} ${figures(result)} ${services(result.breakdown?.services ?? [])}
+    ${blockers.length > 0 ? blockerList(blockers) : ''}
+    ${drawn ?? (result.breakdown ? renderFigures(result.breakdown) : '')} ${services(result.breakdown?.services ?? [])}
     <section id="settings">
       <h2>Settings</h2>
       ${
@@ -99,9 +100,16 @@ export function renderReadinessPage(result: AuditResult, generatedAt = new Date(
   })
 }
 
-/** Renders the page and writes it (atomically, 0600). */
-export async function writeReadinessPage(path: string, result: AuditResult): Promise<{bytes: number; path: string}> {
-  return writePage(path, renderReadinessPage(result))
+/**
+ * Renders the page and writes it (atomically, 0600). `drawn`: the charts of `result.breakdown`,
+ * drawn earlier by renderFigures (the audit draws them while its census still runs).
+ */
+export async function writeReadinessPage(
+  path: string,
+  result: AuditResult,
+  drawn?: Html,
+): Promise<{bytes: number; path: string}> {
+  return writePage(path, renderReadinessPage(result, undefined, drawn))
 }
 
 function blockerList(blockers: readonly AuditFinding[]): Html {
@@ -162,9 +170,8 @@ const EXPIRY_LABELS = {
   never: 'never',
 } as const
 
-function figures(result: AuditResult): Html | string {
-  const breakdown = result.breakdown
-  if (!breakdown) return ''
+/** The charts of the breakdown, with their tables: a function of the breakdown alone. */
+export function renderFigures(breakdown: AuditBreakdown): Html {
   const credentialBars = (counts: typeof breakdown.credentials.people) => [
     {label: 'legacy key only', tone: 'bad' as const, value: counts.keyOnly},
     {label: 'key and token', tone: 'warn' as const, value: counts.both},

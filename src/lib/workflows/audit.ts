@@ -3,7 +3,13 @@ import {dirname} from 'node:path'
 import {type AuditFinding, sortFindings} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
 import {collectConfigFindings} from '../audit/config-findings.js'
-import {collectBreakdown} from '../audit/readiness-breakdown.js'
+import {
+  type AuditBreakdown,
+  breakdownBeside,
+  collectBreakdown,
+  exportAuditSnapshot,
+  SnapshotNotExported,
+} from '../audit/readiness-breakdown.js'
 import {collectUserFindings, versionFindings} from '../audit/database-findings.js'
 import {valueHashFor} from '../audit/user-census.js'
 import {type UserScanProgress, writeUserCsv} from '../audit/user-csv.js'
@@ -15,12 +21,14 @@ import {chooseDatabaseUrl, effectiveSetting} from '../site/ckan-settings.js'
 import {
   type CkanDatabase,
   openCkanDatabase,
+  type Queryable,
   readOnlyTransaction,
   translateDatabaseError,
 } from '../site/ckan-database.js'
 import {parseDatabaseUrl} from '../site/database-url.js'
 import {DEFAULT_UPGRADE_TARGET, iniCaseRule, inspectCkanDatabase, type UpgradeTarget} from '../site/ckan-version.js'
 import {upgradePathFindings} from '../audit/upgrade-path-findings.js'
+import type {Html} from '../report/html.js'
 
 export type AuditOptions = {
   /** PEM file for --ckan-url's TLS (private CAs). */
@@ -77,25 +85,30 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   const statementTimeoutMs = options.statementTimeoutMs ?? 120_000
   const database = await openCkanDatabase(choice.url, {statementTimeoutMs})
   let result: AuditResult
+  // The page's charts, drawn as soon as the breakdown is known (while the census still runs).
+  let figures: Promise<Html | undefined> = Promise.resolve(undefined)
   try {
-    result = await readOnlyTransaction(database.client, () => auditInTransaction(database), {repeatableRead: true})
+    // With --html on a server, the page's figures are read on a second connection in this
+    // transaction's snapshot, beside the census (PGlite is one session: there they follow it).
+    const inTransaction = (beside: boolean) =>
+      readOnlyTransaction(database.client, () => auditInTransaction(database, beside), {repeatableRead: true})
+    result = await inTransaction(Boolean(options.htmlPath) && !database.embedded).catch((error: unknown) => {
+      if (error instanceof SnapshotNotExported) return inTransaction(false)
+      throw error
+    })
   } catch (error) {
     throw translateDatabaseError(error, database.where)
   } finally {
     await database.close()
   }
   // The page shows the very object --json prints (less the page's own path and size).
-  if (options.htmlPath) result.html = await (await pageModule!).writeReadinessPage(options.htmlPath, result)
+  if (options.htmlPath)
+    result.html = await (await pageModule!).writeReadinessPage(options.htmlPath, result, await figures)
   return result
 
-  async function auditInTransaction(database: CkanDatabase): Promise<AuditResult> {
-    // Settings local to this read-only transaction (docs/commands/audit.md): room for the
-    // duplicate-key and duplicate-email sorts in memory, no JIT compilation (it costs more than it
-    // saves on these scans), and two parallel workers for the census and the exact check.
-    await database.client.query(`SET LOCAL work_mem = '64MB'`)
-    // PostgreSQL 10 has no jit setting (and needs none turned off).
-    await database.client.query(`SELECT set_config(name, 'off', true) FROM pg_settings WHERE name = 'jit'`)
-    await database.client.query('SET LOCAL max_parallel_workers_per_gather = 2')
+  async function auditInTransaction(database: CkanDatabase, beside: boolean): Promise<AuditResult> {
+    const snapshot = beside ? await exportAuditSnapshot(database.client) : undefined
+    await auditTransactionSettings(database.client)
     const shape = await inspectCkanDatabase(database.client, database.where)
     // 2.9 lowercases option names; 2.10+ keep their case (ckan-facts §7).
     const ini = firstIni && new CkanIni(firstIni.files, {caseRule: iniCaseRule(shape.version), env})
@@ -107,6 +120,27 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       : (status?.extensions ?? [])
     const findings: AuditFinding[] = [...versionFindings(shape, status?.ckanVersion)]
     findings.push(...(await collectConfigFindings({env, ini, plugins, version: shape.version})))
+    const breakdownOptions = {
+      env,
+      hasApiTokenTable: shape.hasApiTokenTable,
+      ini,
+      plugins,
+      siteUserName: siteUserNameOf(ini, env),
+      version: shape.version,
+    }
+    const early =
+      snapshot === undefined
+        ? undefined
+        : breakdownBeside(
+            snapshot,
+            () => openCkanDatabase(choice.url, {statementTimeoutMs}),
+            auditTransactionSettings,
+            breakdownOptions,
+          )
+    // The charts are drawn as soon as their figures are in, while the census still runs.
+    if (early && pageModule)
+      figures = early.then(async (breakdown) => (breakdown ? (await pageModule).renderFigures(breakdown) : undefined))
+    figures.catch(() => {})
 
     const users = await collectUserFindings(database.client, {
       checkDuplicateEmails: !shape.hasUniqueActiveEmailIndex,
@@ -139,15 +173,8 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
         })),
       )
     }
-    const breakdown = options.htmlPath
-      ? await collectBreakdown(database.client, {
-          env,
-          hasApiTokenTable: shape.hasApiTokenTable,
-          ini,
-          plugins,
-          siteUserName: siteUserNameOf(ini, env),
-          version: shape.version,
-        })
+    const breakdown: AuditBreakdown | null = options.htmlPath
+      ? ((await early) ?? (await collectBreakdown(database.client, breakdownOptions)))
       : null
     const sorted = sortFindings(findings)
     const result: AuditResult = {
@@ -164,6 +191,18 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
     }
     return result
   }
+}
+
+/**
+ * Settings local to an audit's read-only transaction (docs/commands/audit.md): room for the
+ * duplicate-key and duplicate-email sorts in memory, no JIT compilation (it costs more than it
+ * saves on these scans), and two parallel workers for the census and the exact check.
+ */
+async function auditTransactionSettings(sql: Queryable): Promise<void> {
+  await sql.query(`SET LOCAL work_mem = '64MB'`)
+  // PostgreSQL 10 has no jit setting (and needs none turned off).
+  await sql.query(`SELECT set_config(name, 'off', true) FROM pg_settings WHERE name = 'jit'`)
+  await sql.query('SET LOCAL max_parallel_workers_per_gather = 2')
 }
 
 async function fetchStatus(options: AuditOptions): Promise<CkanStatus> {
