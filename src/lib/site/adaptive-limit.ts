@@ -85,11 +85,19 @@ export type ConcurrencyReport = {
   requests: number
 }
 
-/** Queued requests (Vegas' estimate, ours at the site) below which the limit grows, above which it shrinks. */
-const ALPHA = 2
-const BETA = 4
+/**
+ * Queued requests (Vegas' estimate, ours at the site) below which the limit grows, above which it
+ * shrinks: 2 and 4 at small limits, growing with the limit's logarithm as in Netflix's VegasLimit
+ * (3·log10 and 6·log10), so that on a many-worker site a few of ours always wait for the next free
+ * worker (at 2 to 4 the limit settled near the worker count, where workers idle while the client
+ * turns around: 8 workers reached 523/s at 8 in flight, 615/s at 16; docs/benchmarks.md).
+ */
+const alpha = (limit: number) => Math.max(2, 3 * Math.log10(limit))
+const beta = (limit: number) => Math.max(4, 6 * Math.log10(limit))
 /** Samples per decision: at least this many, and at least the limit (about one round of answers). */
 const MIN_WINDOW = 16
+/** The same during slow start, where a decision only doubles the limit or ends slow start. */
+const MIN_SLOW_START_WINDOW = 8
 /**
  * And at least this long (on the samples' clock), so that a short stall of the site or of a
  * shared machine (a GC, an fsync, a neighbour's burst) is outvoted within the window.
@@ -104,6 +112,12 @@ const MIN_WINDOW_MS = 300
 const SLOW_START_WINDOW_MS = 100
 /** Samples of one action whose lower quartile is a candidate for its idle answer time. */
 const BASELINE_GROUP = 16
+/**
+ * The first group of an action, at limit 1 at the start: smaller, because every answer the run
+ * waits for at limit 1 is one it could have had at the site's capacity (at 16, the start at limit
+ * 1 took half a second); later groups refine it (at limit 1 they replace it, above only lower it).
+ */
+const FIRST_BASELINE_GROUP = 8
 /** Longest wait, in windows, before probing upwards again after failed probes. */
 const MAX_COOLDOWN = 32
 /**
@@ -177,7 +191,11 @@ export class LimitController {
     }
     if (sample.retryAfterMs !== undefined)
       window.retryAfterUntil = Math.max(window.retryAfterUntil, sample.at + sample.retryAfterMs)
-    if (this.mode === 'fixed' || window.count < Math.max(MIN_WINDOW, this.limit)) return undefined
+    if (
+      this.mode === 'fixed' ||
+      window.count < Math.max(this.#slowStart ? MIN_SLOW_START_WINDOW : MIN_WINDOW, this.limit)
+    )
+      return undefined
     if (sample.at - window.startedAt < (this.#slowStart ? SLOW_START_WINDOW_MS : MIN_WINDOW_MS)) return undefined
     this.#window = emptyWindow()
     this.#windows += 1
@@ -205,7 +223,7 @@ export class LimitController {
     // it answers in about ratio × (current + 1) / current of the idle time.
     const noise = 1 + Math.min(0.3, (this.budget - 1) * NOISE_SHARE)
     const others = ratio > noise ? (ratio * (current + 1)) / current : ratio
-    const over = others > this.budget || queued > BETA
+    const over = others > this.budget || queued > beta(current)
     // Over the target once may be a stall of the site or of the machine: cut when the next window says so too.
     if (over && current > 1 && this.#strikes === 0) {
       this.#strikes = 1
@@ -216,8 +234,8 @@ export class LimitController {
       const target = (this.#limit * this.budget) / others
       return this.#shrink(Math.min(this.#limit - 1, Math.max(this.#limit * 0.5, target)), 'budget', previous, ratio)
     }
-    if (queued > BETA) return this.#shrink(this.#limit - 1, 'queueing', previous, ratio)
-    if (queued >= ALPHA) return this.#settle('steady', ratio)
+    if (queued > beta(current)) return this.#shrink(this.#limit - 1, 'queueing', previous, ratio)
+    if (queued >= alpha(current)) return this.#settle('steady', ratio)
     if (window.maxInFlight < current) return this.#settle('idle', ratio)
     if (this.#windows < this.#coolUntil || now < this.#frozenUntil) return this.#settle('cooling', ratio)
     if (current >= this.max) return this.#settle('steady', ratio)
@@ -243,7 +261,7 @@ export class LimitController {
     if (group.length > 0 && group.alone !== alone) group.length = 0
     group.alone = alone
     group.push(latencyMs)
-    if (group.length < BASELINE_GROUP) {
+    if (group.length < (this.#baseline.has(action) ? BASELINE_GROUP : FIRST_BASELINE_GROUP)) {
       this.#groups.set(action, group)
       return
     }

@@ -55,8 +55,8 @@ describe('LimitController (--concurrency auto)', () => {
   it('starts at 1, measures the idle answer time, then grows while answers stay near it', () => {
     const controller = auto()
     expect(controller.limit).toBe(1)
-    // Before 16 answers give the idle time, nothing is decided.
-    expect(drive(controller, () => ({latencyMs: 12}), 15)).toEqual([])
+    // Before 8 answers give the idle time, nothing is decided.
+    expect(drive(controller, () => ({latencyMs: 12}), 7)).toEqual([])
     expect(controller.baseline('api_token_create')).toBeUndefined()
     const decisions = drive(controller, () => ({latencyMs: 12}), 1000)
     expect(controller.baseline('api_token_create')).toBe(12)
@@ -192,12 +192,12 @@ describe('LimitController (--concurrency auto)', () => {
     drive(controller, () => ({latencyMs: 10}), 2000)
     expect(controller.limit).toBe(32)
     untilDecision(controller, () => ({latencyMs: 10}))
-    // 32 in flight, answers 1.25 × idle: about 6 of ours queue (more than 4); once may be a
-    // stall, twice in a row is a cut.
-    expect(untilDecision(controller, () => ({latencyMs: 12.5}))).toMatchObject({limit: 32, reason: 'confirming'})
-    expect(untilDecision(controller, () => ({latencyMs: 12.5}))).toMatchObject({limit: 31, reason: 'queueing'})
-    // 31 in flight, answers 1.1 × idle: about 3 queue (2 to 4): steady.
-    expect(untilDecision(controller, () => ({latencyMs: 11}))).toMatchObject({limit: 31, reason: 'steady'})
+    // 32 in flight, answers 1.5 × idle: about 11 of ours queue (more than 6·log10 32 = 9); once
+    // may be a stall, twice in a row is a cut.
+    expect(untilDecision(controller, () => ({latencyMs: 15}))).toMatchObject({limit: 32, reason: 'confirming'})
+    expect(untilDecision(controller, () => ({latencyMs: 15}))).toMatchObject({limit: 31, reason: 'queueing'})
+    // 31 in flight, answers 1.2 × idle: about 5 queue (3·log10 31 to 6·log10 31, 4.5 to 9): steady.
+    expect(untilDecision(controller, () => ({latencyMs: 12}))).toMatchObject({limit: 31, reason: 'steady'})
   })
 
   it('judges each action against its own idle time', () => {
