@@ -66,8 +66,9 @@ export type {AuditResult} from '../audit/audit-result.js'
  */
 export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   // Loaded while the audit works (the charting library takes a while to import).
-  const pageModule = options.htmlPath ? import('../report/readiness-page.js') : undefined
-  pageModule?.catch(() => {})
+  // The page's module (and its charting library, which takes a while to load) is imported once
+  // the census has been sent, so that its loading overlaps the census instead of delaying it.
+  let pageModule: Promise<typeof import('../report/readiness-page.js')> | undefined
   const env = options.env ?? process.env
   const target = options.target ?? DEFAULT_UPGRADE_TARGET
   const warnings: string[] = []
@@ -137,18 +138,23 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
             auditTransactionSettings,
             breakdownOptions,
           )
-    // The charts are drawn as soon as their figures are in, while the census still runs.
-    if (early && pageModule)
-      figures = early.then(async (breakdown) => (breakdown ? (await pageModule).renderFigures(breakdown) : undefined))
-    figures.catch(() => {})
-
-    const users = await collectUserFindings(database.client, {
+    const census = collectUserFindings(database.client, {
       checkDuplicateEmails: !shape.hasUniqueActiveEmailIndex,
       hasApiTokenTable: shape.hasApiTokenTable,
       siteUserName: siteUserNameOf(ini, env),
       valueHash: valueHashFor(shape.serverVersionNum),
       version: shape.version,
     })
+    if (options.htmlPath) {
+      const page = import('../report/readiness-page.js')
+      pageModule = page
+      page.catch(() => {})
+      // The charts are drawn as soon as their figures are in, while the census still runs.
+      if (early)
+        figures = early.then(async (breakdown) => (breakdown ? (await page).renderFigures(breakdown) : undefined))
+      figures.catch(() => {})
+    }
+    const users = await census
     findings.push(...users.findings)
     findings.push(...(await upgradePathFindings(database.client, target)))
     const csv = options.csvPath
