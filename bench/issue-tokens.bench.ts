@@ -84,10 +84,10 @@ export async function runCli(args: string[]): Promise<CliRun> {
 }
 
 /** Issuing time from the run's own journal: first create-sent to last token-issued. */
-export async function issuingWindow(out: string): Promise<{seconds: number; tokens: number}> {
+export async function issuingWindow(out: string): Promise<{seconds: number; steadyPerSecond: number; tokens: number}> {
   let first = Number.POSITIVE_INFINITY
   let last = 0
-  let tokens = 0
+  const issued: number[] = []
   for (const line of (await readFile(join(out, 'journal.jsonl'), 'utf8')).split('\n')) {
     if (!line) continue
     const entry = JSON.parse(line) as {at: string; kind: string}
@@ -95,10 +95,17 @@ export async function issuingWindow(out: string): Promise<{seconds: number; toke
     if (entry.kind === 'create-sent') first = Math.min(first, at)
     if (entry.kind === 'token-issued') {
       last = Math.max(last, at)
-      tokens += 1
+      issued.push(at)
     }
   }
-  return {seconds: (last - first) / 1000, tokens}
+  // The rate after the run's first second (an adaptive limit's start apart).
+  const after = issued.filter((at) => at > first + 1000).length
+  const steadySeconds = (last - first - 1000) / 1000
+  return {
+    seconds: (last - first) / 1000,
+    steadyPerSecond: steadySeconds > 0 ? after / steadySeconds : 0,
+    tokens: issued.length,
+  }
 }
 
 async function issue(site: SandboxSite, out: string, extra: string[]): Promise<CliRun> {
