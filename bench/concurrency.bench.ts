@@ -23,12 +23,13 @@ const SEED_FACTOR = 2.8
 const SERVICE = {serviceJitterMs: 2, serviceMs: 10}
 const SWEEP = [1, 2, 4, 8, 16, 32]
 /**
- * Users per run: about 7 seconds of issuing at the site's capacity (workers ÷ 10 ms), at least
- * 600. A site's real run lasts minutes; auto's start (the idle time at limit 1, then doubling)
- * takes about half a second, which the rate after the first second shows apart.
+ * Users per run: 600 a worker (BENCH_CONCURRENCY_USERS_PER_WORKER), about 7 seconds of issuing
+ * at the site's capacity (workers ÷ 10 ms). A site's real run lasts minutes; auto's start (the
+ * idle time at limit 1, then doubling) takes about half a second, which the rate after the first
+ * second shows apart.
  */
-const usersFor = (workers: number) =>
-  Math.max(600, Number(process.env.BENCH_CONCURRENCY_USERS_PER_WORKER ?? 600) * workers)
+const USERS_PER_WORKER = Number(process.env.BENCH_CONCURRENCY_USERS_PER_WORKER ?? 600)
+const usersFor = (workers: number) => USERS_PER_WORKER * Math.max(1, workers)
 
 type Run = {
   code: null | number
@@ -270,7 +271,7 @@ export default async function concurrencyBench(): Promise<BenchResult> {
       ({auto, autoPerSecond, autoRuns, autoSteady, fixed, load, refused, users, workers}) => {
         const best = bestOf(fixed)
         const four = fixed.find((run) => run.limit === 4)!
-        return `| ${workers} | ${fmt(users)} | ${fixed.map((run) => fmt(run.perSecond)).join(' / ')} | ${best.limit} (${fmt(best.perSecond)}/s) | ${fmt(four.perSecond)}/s = ${fmt(four.perSecond / best.perSecond, 2)}× | ${autoRuns.map((rate) => fmt(rate)).join(' and ')}/s, mean = **${fmt(autoPerSecond / best.perSecond, 2)}×** | ${fmt(autoSteady / best.steadyPerSecond, 2)}× | ${auto.concurrency?.settled} (highest ${auto.concurrency?.highest}) | ${latency(auto.concurrency)} | ${refused} | ${load.map((value) => fmt(value, 1)).join(' → ')} |`
+        return `| ${workers} | ${fmt(users)} | ${fixed.map((run) => fmt(run.perSecond)).join(' / ')} | ${best.limit} (${fmt(best.perSecond)}/s) | ${fmt(four.perSecond)}/s = ${fmt(four.perSecond / best.perSecond, 2)}× | ${autoRuns.map((rate) => fmt(rate)).join(' and ')}/s, mean = **${fmt(autoPerSecond / best.perSecond, 2)}×** | ${Number.isFinite(autoSteady / best.steadyPerSecond) ? `${fmt(autoSteady / best.steadyPerSecond, 2)}×` : '–'} | ${auto.concurrency?.settled} (highest ${auto.concurrency?.highest}) | ${latency(auto.concurrency)} | ${refused} | ${load.map((value) => fmt(value, 1)).join(' → ')} |`
       },
     )
     const one = sweeps.find((sweep) => sweep.workers === 1)
