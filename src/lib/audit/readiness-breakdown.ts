@@ -109,10 +109,12 @@ export class SnapshotNotExported extends Error {}
  * Exports the snapshot of the audit's REPEATABLE READ transaction, for the breakdown's second
  * connection (startBreakdownBeside). It must be the transaction's first statement that can fail:
  * a failure aborts the transaction (SnapshotNotExported: run it again without). Undefined on a
- * hot standby, where PostgreSQL cannot export one.
+ * hot standby of PostgreSQL 9.x, which cannot export one (10 and later can, as pg_dump -j uses).
  */
 export async function exportAuditSnapshot(audit: Queryable): Promise<string | undefined> {
-  const {rows} = await audit.query<{standby: boolean}>('SELECT pg_is_in_recovery() AS standby')
+  const {rows} = await audit.query<{standby: boolean}>(
+    `SELECT current_setting('server_version_num')::int < 100000 AND pg_is_in_recovery() AS standby`,
+  )
   if (rows[0]?.standby) return undefined
   try {
     const {rows: exported} = await audit.query<{id: string}>('SELECT pg_export_snapshot() AS id')
