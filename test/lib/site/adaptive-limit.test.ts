@@ -73,6 +73,29 @@ describe('LimitController (--concurrency auto)', () => {
     expect(controller.highest).toBe(32)
   })
 
+  it('in slow start, judges a new limit only by calls made under it (not answers to the lower one)', () => {
+    const controller = auto()
+    let at = 0
+    const sample = (latencyMs: number, limit: number) => {
+      controller.started(controller.limit)
+      at += latencyMs / controller.limit
+      return controller.record({action: 'api_token_create', at, latencyMs, limit, status: 200})
+    }
+    const decisions: LimitDecision[] = []
+    while (controller.limit === 1) {
+      const decision = sample(10, 1)
+      if (decision) decisions.push(decision)
+    }
+    expect(decisions.at(-1)).toMatchObject({limit: 2, reason: 'room'})
+    // Answers to calls sent under limit 1 arrive for a while: fast, and no decision at all.
+    for (let index = 0; index < 40; index += 1) expect(sample(10, 1)).toBeUndefined()
+    // Calls made under 2 queue (a one-worker site): slow start ends there, no doubling to 4.
+    let decision: LimitDecision | undefined
+    while (!decision) decision = sample(20, 2)
+    expect(decision.reason).not.toBe('room')
+    expect(controller.limit).toBeLessThanOrEqual(2)
+  })
+
   it('does not grow while the work leaves the limit unused', () => {
     const controller = auto()
     drive(controller, () => ({latencyMs: 10}), 200)
@@ -282,6 +305,116 @@ describe('AdaptiveLimiter', () => {
     expect(report.latencyMs.idle!.p50).toBeCloseTo(10, 0)
     expect(report.latencyMs.underLoad).toMatchObject({count: 1})
     expect(report.latencyMs.underLoad!.p95).toBeCloseTo(30, -0.5)
+  })
+})
+
+describe('AdaptiveLimiter send-ahead (auto, limit 1)', () => {
+  /** A limiter on a scripted clock and timers: nothing runs until the test moves the clock. */
+  function scripted() {
+    let now = 0
+    const timers: Array<{at: number; cancelled: boolean; run: () => void}> = []
+    const limiter = new AdaptiveLimiter({
+      clock: () => now,
+      max: 32,
+      mode: 'auto',
+      timer: (run, ms) => {
+        const timer = {at: now + ms, cancelled: false, run}
+        timers.push(timer)
+        return {cancel: () => void (timer.cancelled = true)}
+      },
+    })
+    const advance = (to: number) => {
+      now = to
+      for (const timer of timers.filter((t) => !t.cancelled && t.at <= now)) {
+        timer.cancelled = true
+        timer.run()
+      }
+    }
+    return {advance, limiter, now: () => now, timers}
+  }
+
+  /** Eight calls alone at limit 1, 10 ms each, 1 ms apart: the idle time (10 ms). */
+  function learn(site: ReturnType<typeof scripted>) {
+    for (let call = 0; call < 8; call += 1) {
+      site.advance(site.now() + 1)
+      const end = site.limiter.begin('api_token_create')
+      site.advance(site.now() + 10)
+      end({status: 200})
+    }
+    expect(site.limiter.controller.baseline('api_token_create')).toBe(10)
+    expect(site.limiter.limit).toBe(1)
+  }
+
+  const settle = () => new Promise((resolve) => setImmediate(resolve))
+
+  it('admits the next task twice the turnaround before the call in flight is due, one task only', async () => {
+    const site = scripted()
+    learn(site)
+    const first = (await site.limiter.admit())!
+    // The client's turnaround: 1 ms after the last answer.
+    site.advance(site.now() + 1)
+    const start = site.now()
+    const end = site.limiter.begin('api_token_create')
+    const admitted: string[] = []
+    const second = site.limiter.admit().then((slot) => (admitted.push('second'), slot))
+    const third = site.limiter.admit().then((slot) => (admitted.push('third'), slot))
+    site.advance(start + 7.9)
+    await settle()
+    expect(admitted).toEqual([])
+    // Due at 10 ms, lead 2 × 1 ms: the second task starts at 8 ms, while the first call is in flight.
+    site.advance(start + 8)
+    await settle()
+    expect(admitted).toEqual(['second'])
+    expect(site.limiter.active).toBe(2)
+    expect(site.limiter.sentAhead).toBe(1)
+    const early = site.limiter.begin('api_token_create')
+    site.advance(start + 10)
+    end({status: 200})
+    first.release()
+    await settle()
+    // Back at one task in flight: the third waits for the next send-ahead, never a third at once.
+    expect(admitted).toEqual(['second'])
+    expect(site.limiter.active).toBe(1)
+    site.advance(start + 50)
+    early({status: 200})
+    ;(await second)!.release()
+    expect((await third) === undefined).toBe(false)
+  })
+
+  it('does not send ahead once the call ended, nor in fixed mode', async () => {
+    const site = scripted()
+    learn(site)
+    const first = (await site.limiter.admit())!
+    const end = site.limiter.begin('api_token_create')
+    let second = false
+    const waiting = site.limiter.admit().then((slot) => ((second = true), slot))
+    site.advance(site.now() + 5)
+    end({status: 200})
+    site.advance(site.now() + 20)
+    await settle()
+    expect(second).toBe(false)
+    expect(site.limiter.sentAhead).toBe(0)
+    first.release()
+    ;(await waiting)!.release()
+    expect(second).toBe(true)
+
+    let now = 0
+    const fixed = new AdaptiveLimiter({clock: () => now, max: 1, mode: 'fixed', timer: () => ({cancel() {}})})
+    for (let call = 0; call < 8; call += 1) {
+      now += 1
+      const done = fixed.begin('api_token_create')
+      now += 10
+      done({status: 200})
+    }
+    const slot = (await fixed.admit())!
+    const done = fixed.begin('api_token_create')
+    const blocked = fixed.admit()
+    now += 100
+    expect(fixed.active).toBe(1)
+    expect(fixed.sentAhead).toBe(0)
+    done({status: 200})
+    slot.release()
+    ;(await blocked)!.release()
   })
 })
 
