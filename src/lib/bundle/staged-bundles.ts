@@ -1,11 +1,11 @@
 import {randomBytes} from 'node:crypto'
-import {readdir, rename, rm} from 'node:fs/promises'
+import {readdir, rename, rm, unlink} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {neutraliseCell} from '../fs/csv-report.js'
 import {createDurableFile, syncFolder} from '../fs/durable-file.js'
 import {BundleReadError, readAccessBundle} from './bundle-writer.js'
-import {PASSWORDS_FILE, type PasswordRow, writePasswordsCsv} from './passwords-csv.js'
+import {PASSWORDS_FILE, type PasswordRow, PasswordsSheet} from './passwords-csv.js'
 
 /**
  * How `bundle` replaces bundles so that a kill -9 at any moment leaves every bundle in the folder
@@ -95,12 +95,12 @@ export class StagedBundles {
   #failure: undefined | {error: unknown}
   #pending: Staged[] = []
   /** What passwords.csv holds, keyed by the user cell as written (formula-neutralised). */
-  readonly #rows: Map<string, PasswordRow>
+  readonly #rows = new PasswordsSheet()
 
   constructor(dir: string, passwordsFile: string, listed: ReadonlyMap<string, PasswordRow>) {
     this.dir = dir
     this.passwordsFile = passwordsFile
-    this.#rows = new Map(listed)
+    for (const [key, row] of listed) this.#rows.set(key, row)
   }
 
   /** The row of a bundle kept as it is (its email may be new); written with the next commit. */
@@ -160,17 +160,34 @@ export class StagedBundles {
 
   async #commit(batch: Staged[]): Promise<void> {
     if (batch.length > 0) {
-      await Promise.all(batch.map((entry) => rm(entry.target, {force: true})))
-      await syncFolder(this.dir)
+      const removed = await Promise.all(batch.map((entry) => removeIfPresent(entry.target)))
+      // Nothing removed (a first run): no folder entry to make durable before passwords.csv changes.
+      if (removed.includes(true)) await syncFolder(this.dir)
     }
     for (const entry of batch) this.#rows.set(neutraliseCell(entry.row.user), entry.row)
     this.#dirty = false
-    await writePasswordsCsv(this.passwordsFile, this.#rows.values())
-    for (const entry of batch) {
-      await rename(entry.staged, entry.target)
-      // Renamed: nothing left to remove should a later rename fail.
-      entry.staged = ''
-      this.committed += 1
-    }
+    await this.#rows.write(this.passwordsFile)
+    // passwords.csv names every one of them now: their renames may run in any order, all at once.
+    const renamed = await Promise.allSettled(
+      batch.map(async (entry) => {
+        await rename(entry.staged, entry.target)
+        // Renamed: nothing left to remove should another rename fail.
+        entry.staged = ''
+        this.committed += 1
+      }),
+    )
+    const failure = renamed.find((result) => result.status === 'rejected')
+    if (failure) throw failure.reason
+  }
+}
+
+/** Removes a file; false when there was none. */
+async function removeIfPresent(path: string): Promise<boolean> {
+  try {
+    await unlink(path)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw error
   }
 }
