@@ -16,9 +16,10 @@ import {PASSWORDS_FILE, type PasswordRow, PasswordsSheet} from './passwords-csv.
  * fsync'd); then, for a batch of staged bundles at a time (group commit):
  *
  * 1. the old bundles they replace are removed and the folder fsync'd: from here until step 3 the
- *    user has no bundle in the folder, which is never a wrong one;
+ *    user has no bundle in the folder, which is never a wrong one (a bundle whose file was not in
+ *    the folder when the run began, under the run's lock, has nothing to remove);
  * 2. passwords.csv is replaced (atomically, durably) with the new passwords;
- * 3. each staged bundle is renamed to its name.
+ * 3. the staged bundles are renamed to their names (all at once: each already has its password).
  *
  * Before step 2 passwords.csv holds the old password of every bundle still in the folder; after it,
  * the new password of every bundle renamed in step 3. A run killed between 2 and 3 leaves staged
@@ -29,7 +30,8 @@ import {PASSWORDS_FILE, type PasswordRow, PasswordsSheet} from './passwords-csv.
  * Commits run while the next bundles are being encrypted. Each rewrites the whole passwords.csv,
  * so a commit waits for a batch of at least 16 bundles or 1/16 of the rows passwords.csv holds,
  * whichever is more: 10,000 bundles cost about 16 rewrites of the full file, and a kill loses at
- * most one batch of staged (never committed, so never half-visible) bundles.
+ * most one batch of staged (never committed, so never half-visible) bundles. The rows stay encoded
+ * and sorted between commits (PasswordsSheet), so a rewrite costs the file's bytes, not its rows.
  */
 
 /** Our temporary files in a bundle folder: staged bundles, and writeDurably's partial files. */
@@ -52,7 +54,7 @@ export async function recoverBundleDir(
   dir: string,
   suffix: string,
   listed: ReadonlyMap<string, PasswordRow>,
-): Promise<{removed: number; reused: number}> {
+): Promise<{present: ReadonlySet<string>; removed: number; reused: number}> {
   const names = await readdir(dir)
   const present = new Set(names)
   const passwordOf = new Map([...listed.values()].map((row) => [row.file, row.password]))
@@ -78,7 +80,7 @@ export async function recoverBundleDir(
     removed += 1
   }
   if (removed + reused > 0) await syncFolder(dir)
-  return {removed, reused}
+  return {present, removed, reused}
 }
 
 type Staged = {row: PasswordRow; staged: string; target: string}
@@ -97,9 +99,21 @@ export class StagedBundles {
   /** What passwords.csv holds, keyed by the user cell as written (formula-neutralised). */
   readonly #rows = new PasswordsSheet()
 
-  constructor(dir: string, passwordsFile: string, listed: ReadonlyMap<string, PasswordRow>) {
+  /**
+   * Names in the folder when the run began (recoverBundleDir), lower case (a file system may ignore
+   * case): a bundle not among them has no old file to remove.
+   */
+  readonly #present: ReadonlySet<string>
+
+  constructor(
+    dir: string,
+    passwordsFile: string,
+    listed: ReadonlyMap<string, PasswordRow>,
+    present: ReadonlySet<string>,
+  ) {
     this.dir = dir
     this.passwordsFile = passwordsFile
+    this.#present = new Set([...present].map((name) => name.toLowerCase()))
     for (const [key, row] of listed) this.#rows.set(key, row)
   }
 
@@ -160,7 +174,10 @@ export class StagedBundles {
 
   async #commit(batch: Staged[]): Promise<void> {
     if (batch.length > 0) {
-      const removed = await Promise.all(batch.map((entry) => removeIfPresent(entry.target)))
+      // The run holds the run folder's lock: a bundle file missing when it began is still missing.
+      const removed = await Promise.all(
+        batch.map((entry) => this.#present.has(entry.row.file.toLowerCase()) && removeIfPresent(entry.target)),
+      )
       // Nothing removed (a first run): no folder entry to make durable before passwords.csv changes.
       if (removed.includes(true)) await syncFolder(this.dir)
     }

@@ -148,8 +148,8 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
   try {
     if (!options.dryRun) {
       // A killed run's staged bundles: renamed into place if passwords.csv has their password, else removed.
-      await recoverBundleDir(bundleDir, options.suffix, previous)
-      store = new StagedBundles(bundleDir, passwordsFile, previous)
+      const {present} = await recoverBundleDir(bundleDir, options.suffix, previous)
+      store = new StagedBundles(bundleDir, passwordsFile, previous, present)
       await run.record({command: 'bundle', dryRun: false, kind: 'run-started'})
     }
     const limit = pLimit(CONCURRENCY)
