@@ -1,7 +1,13 @@
 import {configure, TextWriter, Uint8ArrayReader, ZipReader} from '@zip.js/zip.js'
 import {readFile} from 'node:fs/promises'
 
-import {encryptedZip, type ZipEncryption} from './encrypted-zip.js'
+import {
+  type EncryptedZipEntry,
+  encryptedZip,
+  readEncryptedZip,
+  type ZipEncryption,
+  ZipReadError,
+} from './encrypted-zip.js'
 import {Secret} from '../secret.js'
 
 /** The two members DCOR-Aid and dclab read (`zipfile.ZipFile(path).read(name, pwd=…)`), at the archive root. */
@@ -75,6 +81,28 @@ export async function accessBundleHolds(
   password: Secret,
   wanted: AccessBundleContents,
 ): Promise<boolean> {
+  let bytes: Uint8Array
+  try {
+    bytes = await readFile(path)
+  } catch {
+    return false
+  }
+  const entries = readEncryptedZip(bytes, password)
+  if (entries) {
+    // The layout encodeAccessBundle writes: read without zip.js (see readEncryptedZip).
+    const member = (name: string) => entries.find((entry) => entry.name === name)
+    const apiKey = member(API_KEY_MEMBER)
+    const serverCert = member(SERVER_CERT_MEMBER)
+    if (!apiKey || !serverCert || apiKey.encryption !== wanted.encryption) return false
+    try {
+      const text = async (entry: EncryptedZipEntry) => new TextDecoder().decode(await entry.read())
+      if ((await text(apiKey)).trim() !== wanted.token.reveal()) return false
+      return (await text(serverCert)) === wanted.serverCertPem
+    } catch (error) {
+      if (error instanceof ZipReadError) return false
+      throw error
+    }
+  }
   try {
     return await openAccessBundle(path, password, async (bundle) => {
       if (bundle.encryption !== wanted.encryption) return false
