@@ -13,7 +13,8 @@ import type {Secret} from '../secret.js'
  * 10,000 AES bundles take about 19 s on the 2-core build machine (issue 7 asks for 10 s). The
  * format work here is a few hundred bytes of headers; the cost that remains is WinZip AES's
  * PBKDF2 (1,000 rounds of HMAC-SHA1 per entry, by design), which runs on libuv's thread pool.
- * zip.js still reads what we write, in the tests and when a rerun checks an existing bundle.
+ * zip.js still reads what we write in the tests, and every other layout (readEncryptedZip reads
+ * only ours, for a rerun's check of an existing bundle).
  *
  * Entries are stored (not compressed): the contents are a token and a certificate, both short.
  */
