@@ -105,7 +105,7 @@ Target (issue 7): 10,000 AES bundles in at most 10 s with flat memory. WinZip AE
 with PBKDF2-HMAC-SHA1 (1,000 rounds, fixed by the format), two entries per bundle: about 1.5 ms of CPU per
 bundle, which runs on libuv's thread pool, so both cores work. zip.js's writer took 1.8–2.5 ms per bundle
 before any file was written (its stream machinery, measured while choosing the writer), which is why
-bundles are written by \`src/lib/bundle/encrypted-zip.ts\`; zip.js still reads them (tests, reruns).`,
+bundles are written (and, when a rerun checks them, read) by \`src/lib/bundle/encrypted-zip.ts\`; zip.js still reads them in the tests.`,
       title: 'Access bundles',
     }
   } finally {

@@ -1,11 +1,11 @@
 import {randomBytes} from 'node:crypto'
-import {readdir, rename, rm} from 'node:fs/promises'
+import {readdir, rename, rm, unlink} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {neutraliseCell} from '../fs/csv-report.js'
 import {createDurableFile, syncFolder} from '../fs/durable-file.js'
 import {BundleReadError, readAccessBundle} from './bundle-writer.js'
-import {PASSWORDS_FILE, type PasswordRow, writePasswordsCsv} from './passwords-csv.js'
+import {PASSWORDS_FILE, type PasswordRow, PasswordsSheet} from './passwords-csv.js'
 
 /**
  * How `bundle` replaces bundles so that a kill -9 at any moment leaves every bundle in the folder
@@ -16,9 +16,10 @@ import {PASSWORDS_FILE, type PasswordRow, writePasswordsCsv} from './passwords-c
  * fsync'd); then, for a batch of staged bundles at a time (group commit):
  *
  * 1. the old bundles they replace are removed and the folder fsync'd: from here until step 3 the
- *    user has no bundle in the folder, which is never a wrong one;
+ *    user has no bundle in the folder, which is never a wrong one (a bundle whose file was not in
+ *    the folder when the run began, under the run's lock, has nothing to remove);
  * 2. passwords.csv is replaced (atomically, durably) with the new passwords;
- * 3. each staged bundle is renamed to its name.
+ * 3. the staged bundles are renamed to their names (all at once: each already has its password).
  *
  * Before step 2 passwords.csv holds the old password of every bundle still in the folder; after it,
  * the new password of every bundle renamed in step 3. A run killed between 2 and 3 leaves staged
@@ -29,7 +30,8 @@ import {PASSWORDS_FILE, type PasswordRow, writePasswordsCsv} from './passwords-c
  * Commits run while the next bundles are being encrypted. Each rewrites the whole passwords.csv,
  * so a commit waits for a batch of at least 16 bundles or 1/16 of the rows passwords.csv holds,
  * whichever is more: 10,000 bundles cost about 16 rewrites of the full file, and a kill loses at
- * most one batch of staged (never committed, so never half-visible) bundles.
+ * most one batch of staged (never committed, so never half-visible) bundles. The rows stay encoded
+ * and sorted between commits (PasswordsSheet), so a rewrite costs the file's bytes, not its rows.
  */
 
 /** Our temporary files in a bundle folder: staged bundles, and writeDurably's partial files. */
@@ -52,7 +54,7 @@ export async function recoverBundleDir(
   dir: string,
   suffix: string,
   listed: ReadonlyMap<string, PasswordRow>,
-): Promise<{removed: number; reused: number}> {
+): Promise<{present: ReadonlySet<string>; removed: number; reused: number}> {
   const names = await readdir(dir)
   const present = new Set(names)
   const passwordOf = new Map([...listed.values()].map((row) => [row.file, row.password]))
@@ -78,7 +80,7 @@ export async function recoverBundleDir(
     removed += 1
   }
   if (removed + reused > 0) await syncFolder(dir)
-  return {removed, reused}
+  return {present, removed, reused}
 }
 
 type Staged = {row: PasswordRow; staged: string; target: string}
@@ -95,12 +97,24 @@ export class StagedBundles {
   #failure: undefined | {error: unknown}
   #pending: Staged[] = []
   /** What passwords.csv holds, keyed by the user cell as written (formula-neutralised). */
-  readonly #rows: Map<string, PasswordRow>
+  readonly #rows = new PasswordsSheet()
 
-  constructor(dir: string, passwordsFile: string, listed: ReadonlyMap<string, PasswordRow>) {
+  /**
+   * Names in the folder when the run began (recoverBundleDir), lower case (a file system may ignore
+   * case): a bundle not among them has no old file to remove.
+   */
+  readonly #present: ReadonlySet<string>
+
+  constructor(
+    dir: string,
+    passwordsFile: string,
+    listed: ReadonlyMap<string, PasswordRow>,
+    present: ReadonlySet<string>,
+  ) {
     this.dir = dir
     this.passwordsFile = passwordsFile
-    this.#rows = new Map(listed)
+    this.#present = new Set([...present].map((name) => name.toLowerCase()))
+    for (const [key, row] of listed) this.#rows.set(key, row)
   }
 
   /** The row of a bundle kept as it is (its email may be new); written with the next commit. */
@@ -160,17 +174,37 @@ export class StagedBundles {
 
   async #commit(batch: Staged[]): Promise<void> {
     if (batch.length > 0) {
-      await Promise.all(batch.map((entry) => rm(entry.target, {force: true})))
-      await syncFolder(this.dir)
+      // The run holds the run folder's lock: a bundle file missing when it began is still missing.
+      const removed = await Promise.all(
+        batch.map((entry) => this.#present.has(entry.row.file.toLowerCase()) && removeIfPresent(entry.target)),
+      )
+      // Nothing removed (a first run): no folder entry to make durable before passwords.csv changes.
+      if (removed.includes(true)) await syncFolder(this.dir)
     }
     for (const entry of batch) this.#rows.set(neutraliseCell(entry.row.user), entry.row)
     this.#dirty = false
-    await writePasswordsCsv(this.passwordsFile, this.#rows.values())
-    for (const entry of batch) {
-      await rename(entry.staged, entry.target)
-      // Renamed: nothing left to remove should a later rename fail.
-      entry.staged = ''
-      this.committed += 1
-    }
+    await this.#rows.write(this.passwordsFile)
+    // passwords.csv names every one of them now: their renames may run in any order, all at once.
+    const renamed = await Promise.allSettled(
+      batch.map(async (entry) => {
+        await rename(entry.staged, entry.target)
+        // Renamed: nothing left to remove should another rename fail.
+        entry.staged = ''
+        this.committed += 1
+      }),
+    )
+    const failure = renamed.find((result) => result.status === 'rejected')
+    if (failure) throw failure.reason
+  }
+}
+
+/** Removes a file; false when there was none. */
+async function removeIfPresent(path: string): Promise<boolean> {
+  try {
+    await unlink(path)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw error
   }
 }

@@ -1,8 +1,10 @@
 import {randomBytes} from 'node:crypto'
+import fs from 'node:fs'
 import {type FileHandle, open, rename, rm} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import type {Writable} from 'node:stream'
 import {finished} from 'node:stream/promises'
+import {promisify} from 'node:util'
 
 /**
  * The one way ckan-migrate writes a file it must not lose or leave half written (secret files,
@@ -76,6 +78,7 @@ export async function createDurableFile<T>(
   contents: DurableContents<T>,
   options: NewFileOptions,
 ): Promise<T | void> {
+  if (typeof contents !== 'function' && !options.beforeWrite) return createSmallFile(path, contents, options.mode)
   const handle = await open(path, 'wx', options.mode)
   try {
     await options.beforeWrite?.(handle)
@@ -91,6 +94,37 @@ export async function createDurableFile<T>(
     throw error
   }
   await handle.close()
+}
+
+const fd = {
+  close: promisify(fs.close),
+  fchmod: promisify(fs.fchmod),
+  fsync: promisify(fs.fsync),
+  open: promisify(fs.open),
+  write: promisify(fs.write),
+}
+
+/**
+ * createDurableFile of given contents, on a file descriptor rather than a FileHandle: the same
+ * steps with less machinery per step, for callers writing thousands of small files (bundle).
+ */
+async function createSmallFile(path: string, contents: string | Uint8Array, mode: number): Promise<void> {
+  const bytes = typeof contents === 'string' ? Buffer.from(contents, 'utf8') : contents
+  const descriptor = await fd.open(path, 'wx', mode)
+  try {
+    // Whatever the umask took away.
+    await fd.fchmod(descriptor, mode)
+    for (let offset = 0; offset < bytes.byteLength;) {
+      offset += (await fd.write(descriptor, bytes, offset, bytes.byteLength - offset)).bytesWritten
+    }
+    await fd.fsync(descriptor)
+  } catch (error) {
+    noteBytesNeeded(error, contents)
+    await fd.close(descriptor).catch(() => {})
+    await rm(path, {force: true})
+    throw error
+  }
+  await fd.close(descriptor)
 }
 
 /**
