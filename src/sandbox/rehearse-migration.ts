@@ -14,7 +14,6 @@ import {Secret} from '../lib/secret.js'
 import {checkAdoption} from '../lib/workflows/adoption.js'
 import {auditSite} from '../lib/workflows/audit.js'
 import {backupDatabase, type BackupResult} from '../lib/workflows/backup.js'
-import {backupEmbeddedDatabase} from './embedded-backup.js'
 import {bundleAccess} from '../lib/workflows/bundle.js'
 import {issueTokens} from '../lib/workflows/issue-tokens.js'
 import {purgeKeys} from '../lib/workflows/purge-keys.js'
@@ -176,10 +175,9 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     let backup: BackupResult | undefined
     await step('backup', 'an encrypted dump of the 2.9 database', async () => {
       const common = {dir: join(dir, 'backups'), recipient: {keyFile: keyFiles.publicKey}, site: site.siteUserName}
-      backup =
-        site.engine === 'pglite' && site.pglite
-          ? await backupEmbeddedDatabase({...common, db: site.pglite})
-          : await backupDatabase({...common, databaseUrl: site.databaseUrl})
+      backup = site.backupEmbedded
+        ? await site.backupEmbedded(common)
+        : await backupDatabase({...common, databaseUrl: site.databaseUrl})
       paths.backup = backup.file
       return {
         detail: `${backup.file} (${backup.bytes} bytes, ${backup.tables.length} tables, ${backup.dumpFormat})`,
