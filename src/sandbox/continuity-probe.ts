@@ -42,6 +42,7 @@ export class ContinuityProbe {
   readonly #checked = new Set<string>()
   /** People whose current credential answered 200 since the last setClients (the switch). */
   readonly #calledSinceSwitch = new Set<string>()
+  #byKey = new Map<string, ProbeClient>()
   #clients: ProbeClient[] = []
   readonly #concurrency: number
   /** Where the next round's window of users starts. */
@@ -53,6 +54,8 @@ export class ContinuityProbe {
   readonly #phases = new Map<string, {calls: number; failures: number; latency: LatencyHistogram}>()
   #rounds = 0
   #running = false
+  /** setClients calls so far: a call begun before the latest switch does not count as made since it. */
+  #switches = 0
   readonly #url: string
   readonly #usersPerRound: number
 
@@ -75,14 +78,24 @@ export class ContinuityProbe {
       this.#next = start + this.#usersPerRound
     }
     const limit = pLimit(this.#concurrency)
-    await Promise.all([...services, ...window].map((client) => limit(() => this.#check(client))))
+    await Promise.all([...services, ...window].map((client) => limit(() => this.#check(this.#current(client)))))
     this.#rounds += 1
   }
 
   /** Replaces the set of clients (e.g. when users switch from their key to their token). */
   setClients(clients: ProbeClient[]): void {
     this.#clients = clients
+    this.#byKey = new Map(clients.map((client) => [`${client.kind}:${client.label}`, client]))
+    this.#switches += 1
     this.#calledSinceSwitch.clear()
+  }
+
+  /**
+   * The client as it is now: a round that began before a switch calls the rest of its window with
+   * their new credential, as a person's script does once it has switched.
+   */
+  #current(client: ProbeClient): ProbeClient {
+    return this.#byKey.get(`${client.kind}:${client.label}`) ?? client
   }
 
   /** How many people the probe stands for, and which of them called with their current credential since the switch. */
@@ -141,6 +154,7 @@ export class ContinuityProbe {
     counts.calls += 1
     this.#checked.add(`${client.kind}:${client.label}`)
     let status: number | string
+    const switches = this.#switches
     const started = performance.now()
     try {
       const response = await fetch(this.#url, {
@@ -156,7 +170,7 @@ export class ContinuityProbe {
     }
     if (status === 200) {
       counts.latency.add(performance.now() - started)
-      if (client.kind !== 'service') this.#calledSinceSwitch.add(client.userName)
+      if (client.kind !== 'service' && switches === this.#switches) this.#calledSinceSwitch.add(client.userName)
       return
     }
     counts.failures += 1

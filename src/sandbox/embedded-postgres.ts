@@ -1,5 +1,6 @@
 import {PGlite} from '@electric-sql/pglite'
-import {PGLiteSocketServer} from '@electric-sql/pglite-socket'
+
+import {PGliteWireServer} from './pglite-wire-server.js'
 
 export type EmbeddedPostgres = {
   /** The PGlite instance itself (for pglite-tools' dump). */
@@ -17,22 +18,22 @@ export type EmbeddedPostgresOptions = {
 }
 
 /**
- * PostgreSQL as WASM (PGlite) behind its wire-protocol socket server, so the same `pg` code
- * runs against it and against a real server. PGlite is one session: the socket server queues
+ * PostgreSQL as WASM (PGlite) behind a wire-protocol server (pglite-wire-server.ts), so the same
+ * `pg` code runs against it and against a real server. PGlite is one session: the server queues
  * queries and keeps an open transaction's queries together, so several clients can connect
  * (the emulator's pool and the CLI's single connection) as long as each keeps transactions short.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {}): Promise<EmbeddedPostgres> {
   const db = options.dataDir ? new PGlite(options.dataDir) : new PGlite()
   await db.waitReady
-  const server = new PGLiteSocketServer({db, host: '127.0.0.1', maxConnections: 64, port: options.port ?? 0})
+  const server = new PGliteWireServer(db)
+  let port: number
   try {
-    await server.start()
+    port = await server.start(options.port ?? 0)
   } catch (error) {
     await db.close()
     throw error
   }
-  const port = Number(server.getServerConn().split(':').pop())
   return {
     db,
     async stop() {

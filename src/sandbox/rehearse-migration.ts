@@ -14,7 +14,6 @@ import {Secret} from '../lib/secret.js'
 import {checkAdoption} from '../lib/workflows/adoption.js'
 import {auditSite} from '../lib/workflows/audit.js'
 import {backupDatabase, type BackupResult} from '../lib/workflows/backup.js'
-import {backupEmbeddedDatabase} from './embedded-backup.js'
 import {bundleAccess} from '../lib/workflows/bundle.js'
 import {issueTokens} from '../lib/workflows/issue-tokens.js'
 import {purgeKeys} from '../lib/workflows/purge-keys.js'
@@ -30,6 +29,15 @@ import {verifyTokens} from '../lib/workflows/verify.js'
  * takes seconds, not the length of the step it watches. Rounds take the users in turn.
  */
 export const PROBE_USERS_PER_ROUND = 1000
+
+/**
+ * Calls the continuity probe has in flight at once: one, as a person's script calls. It proves
+ * every credential keeps working; it is not a load test. On PGlite (one session serving every
+ * request in turn) four probe calls always in flight took 60–80 % of the site's answers during
+ * issue-tokens and verify (25,849 probe calls beside 7,349 tokens at 20,000 users), and the
+ * steps' adaptive concurrency shrank under the latency they caused (docs/emulator.md, "Performance").
+ */
+export const PROBE_CONCURRENCY = 1
 
 /** The certificate the sandbox's bundles carry (the emulator speaks plain HTTP). */
 export const SANDBOX_SERVER_CERT = fileURLToPath(new URL('../../assets/sandbox-server.cert', import.meta.url))
@@ -176,10 +184,9 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     let backup: BackupResult | undefined
     await step('backup', 'an encrypted dump of the 2.9 database', async () => {
       const common = {dir: join(dir, 'backups'), recipient: {keyFile: keyFiles.publicKey}, site: site.siteUserName}
-      backup =
-        site.engine === 'pglite' && site.pglite
-          ? await backupEmbeddedDatabase({...common, db: site.pglite})
-          : await backupDatabase({...common, databaseUrl: site.databaseUrl})
+      backup = site.backupEmbedded
+        ? await site.backupEmbedded(common)
+        : await backupDatabase({...common, databaseUrl: site.databaseUrl})
       paths.backup = backup.file
       return {
         detail: `${backup.file} (${backup.bytes} bytes, ${backup.tables.length} tables, ${backup.dumpFormat})`,
@@ -188,7 +195,7 @@ export async function rehearseMigration(options: RehearsalOptions): Promise<Rehe
     })
 
     const usersPerRound = options.probeUsersPerRound ?? PROBE_USERS_PER_ROUND
-    probe = new ContinuityProbe({ckanUrl: site.ckanUrl, usersPerRound})
+    probe = new ContinuityProbe({ckanUrl: site.ckanUrl, concurrency: PROBE_CONCURRENCY, usersPerRound})
     const users = await keyHolders(db, site.siteUserName)
     const siteKey = await siteUserKey(db, site.siteUserName)
     const serviceClients = (xloader: Secret | undefined, datapusher: Secret | undefined): ProbeClient[] => [

@@ -8,7 +8,8 @@ import {folderError} from '../lib/system-errors.js'
 import {ensureFolderForSecrets, writeFileAtomically} from '../lib/fs/secret-file.js'
 import type {CkanVersion} from '../lib/site/ckan-version.js'
 import type {FaultSettings} from './faults.js'
-import {type SandboxSite, type SandboxSiteOptions, startSandboxSite} from './sandbox-site.js'
+import {type HostedSite, startSiteInWorker} from './hosted-site.js'
+import type {SandboxSiteOptions} from './sandbox-site.js'
 
 export const SANDBOX_FILE = 'sandbox.json'
 
@@ -46,7 +47,8 @@ export type SandboxResult = {
 
 export type RunningSandbox = {
   result: SandboxResult
-  site: SandboxSite
+  /** The site, running in a worker thread of its own (hosted-site.ts). */
+  site: HostedSite
   /** Stops the emulator and the database, and removes sandbox.json. Safe to call twice. */
   stop(): Promise<void>
 }
@@ -99,7 +101,7 @@ export async function startSandbox(options: SandboxOptions): Promise<RunningSand
   await checkFolder(dir)
   await checkPort(options.port)
   options.onStep?.(options.databaseUrl ? 'Creating the sandbox database' : 'Starting PGlite')
-  const site = await startSandboxSite({
+  const site = await startSiteInWorker({
     ...options.site,
     dir,
     faults: options.faults,
