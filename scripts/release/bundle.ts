@@ -10,8 +10,8 @@
  *   so relative file look-ups (schema SQL, PGlite's WASM) resolve as they do from node_modules.
  */
 import {createHash} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
-import {join, relative, sep} from 'node:path'
+import {readFile, writeFile} from 'node:fs/promises'
+import {dirname, join, relative, sep} from 'node:path'
 
 import {build, type Plugin} from 'esbuild'
 
@@ -33,7 +33,19 @@ export const SEA_ASSETS = [
 /** The plugins the executable carries: ours first, then plugin-help (`ckan-migrate help …`). */
 const PLUGIN_ROOTS = ['.', 'node_modules/@oclif/plugin-help']
 
-export type BundleResult = {assetsHash: string; file: string; warnings: string[]}
+/**
+ * The sandbox's site thread (dist/sandbox/site-worker.js): a Worker loads it from a file, which a
+ * single executable has not, so it is bundled apart (CommonJS, with its dependencies) and travels
+ * as an asset under the name hosted-site.js looks for; the package.json beside it makes Node read
+ * it as CommonJS whatever lies above the unpacked folder.
+ */
+const SITE_WORKER = 'dist/sandbox/site-worker.js'
+const BUILT_ASSETS = {[SITE_WORKER]: 'site-worker.cjs', 'dist/sandbox/package.json': 'sandbox-package.json'}
+
+/** Every asset of the executable: its name in the unpacked folder, and the file it is read from. */
+export type SeaAssets = Record<string, string>
+
+export type BundleResult = {assets: SeaAssets; assetsHash: string; file: string; warnings: string[]}
 
 async function pluginsModule(): Promise<string> {
   const lines: string[] = []
@@ -81,17 +93,45 @@ const seaPlugin: Plugin = {
 }
 
 /** Hash of the assets' contents: names the folder they are unpacked into, so builds never mix. */
-export async function assetsHash(): Promise<string> {
+export async function assetsHash(assets: SeaAssets): Promise<string> {
   const hash = createHash('sha256')
-  for (const name of SEA_ASSETS) {
+  for (const [name, file] of Object.entries(assets)) {
     hash.update(`${name}\0`)
-    hash.update(await readFile(join(PROJECT_ROOT, name)))
+    hash.update(await readFile(file))
   }
   return hash.digest('hex').slice(0, 16)
 }
 
+/** The site worker's own bundle: its import.meta.url resolve inside the folder it is unpacked into. */
+async function bundleSiteWorker(folder: string): Promise<{assets: SeaAssets; warnings: string[]}> {
+  const assets = Object.fromEntries(Object.entries(BUILT_ASSETS).map(([name, file]) => [name, join(folder, file)]))
+  await writeFile(assets['dist/sandbox/package.json']!, `${JSON.stringify({type: 'commonjs'})}\n`)
+  const result = await build({
+    // The worker file is <root>/dist/sandbox/site-worker.js wherever the executable unpacked it.
+    banner: {
+      js: `"use strict";
+var __ckanMigrateModuleUrl = (file) => require('node:url').pathToFileURL(require('node:path').join(__dirname, '..', '..', file)).href;`,
+    },
+    bundle: true,
+    entryPoints: [join(PROJECT_ROOT, SITE_WORKER)],
+    format: 'cjs',
+    legalComments: 'none',
+    logLevel: 'silent',
+    outfile: assets[SITE_WORKER]!,
+    platform: 'node',
+    plugins: [seaPlugin],
+    target: 'node24',
+  })
+  return {assets, warnings: result.warnings.map((warning) => warning.text)}
+}
+
 export async function bundle(outFile: string, version: string): Promise<BundleResult> {
-  const hash = await assetsHash()
+  const worker = await bundleSiteWorker(dirname(outFile))
+  const assets: SeaAssets = {
+    ...Object.fromEntries(SEA_ASSETS.map((name) => [name, join(PROJECT_ROOT, name)])),
+    ...worker.assets,
+  }
+  const hash = await assetsHash(assets)
   // Where the assets live: for the executable a private cache folder (oclif's cacheDir
   // convention: CKAN_MIGRATE_CACHE_DIR, else $XDG_CACHE_HOME/ckan-migrate, else ~/.cache/ckan-migrate);
   // the bundle run by plain node (a debugging aid) reads them from this checkout.
@@ -104,7 +144,7 @@ var __ckanMigrateSea = (() => {
   const path = require('node:path'), os = require('node:os'), url = require('node:url')
   const cache = process.env.CKAN_MIGRATE_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'ckan-migrate')
   const root = require('node:sea').isSea() ? path.join(cache, ${JSON.stringify(`sea-${version}-${hash}`)}) : ${JSON.stringify(PROJECT_ROOT)}
-  return {assets: ${JSON.stringify(SEA_ASSETS)}, root, url: (file) => url.pathToFileURL(path.join(root, file)).href}
+  return {assets: ${JSON.stringify(Object.keys(assets))}, root, url: (file) => url.pathToFileURL(path.join(root, file)).href}
 })();
 var __ckanMigrateModuleUrl = __ckanMigrateSea.url;`
   const result = await build({
@@ -122,5 +162,10 @@ var __ckanMigrateModuleUrl = __ckanMigrateSea.url;`
     plugins: [seaPlugin],
     target: 'node24',
   })
-  return {assetsHash: hash, file: outFile, warnings: result.warnings.map((warning) => warning.text)}
+  return {
+    assets,
+    assetsHash: hash,
+    file: outFile,
+    warnings: [...worker.warnings, ...result.warnings.map((warning) => warning.text)],
+  }
 }

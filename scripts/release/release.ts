@@ -68,11 +68,11 @@ export async function buildRelease(options: {
   const artifacts: ReleaseArtifact[] = []
   let nodeVersion = ''
   const main = join(work, 'main.cjs')
-  const {warnings} = await bundle(main, version)
+  const {assets, warnings} = await bundle(main, version)
   for (const warning of warnings) process.stderr.write(`release: esbuild: ${warning}\n`)
   for (const arch of options.arches) {
     process.stderr.write(`release: single executable for linux-${arch}\n`)
-    const sea = await buildSea({arch, main, outFile: join(out, `ckan-migrate-${version}-linux-${arch}`), work})
+    const sea = await buildSea({arch, assets, main, outFile: join(out, `ckan-migrate-${version}-linux-${arch}`), work})
     nodeVersion = sea.nodeVersion
     artifacts.push(await artifact('sea', sea.file, arch))
     process.stderr.write(`release: Debian package for ${arch}\n`)

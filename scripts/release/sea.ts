@@ -9,9 +9,8 @@ import {createRequire} from 'node:module'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
-import {SEA_ASSETS} from './bundle.js'
+import type {SeaAssets} from './bundle.js'
 import {nodeBinary, type SeaArch} from './node-binary.js'
-import {PROJECT_ROOT} from './paths.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -37,17 +36,19 @@ export type SeaBuild = {arch: SeaArch; file: string; nodeVersion: string}
  */
 export async function buildSea(options: {
   arch: SeaArch
+  /** Every asset: its name in the unpacked folder, the file it is read from (bundle()'s). */
+  assets: SeaAssets
   main: string
   outFile: string
   work: string
 }): Promise<SeaBuild> {
-  const {arch, main, outFile, work} = options
+  const {arch, assets, main, outFile, work} = options
   await mkdir(work, {recursive: true})
   const hostNode = await nodeBinary('x64')
   const targetNode = arch === 'x64' ? hostNode : await nodeBinary(arch)
   const blob = join(work, `sea-${arch}.blob`)
   const config = {
-    assets: Object.fromEntries(SEA_ASSETS.map((name) => [name, join(PROJECT_ROOT, name)])),
+    assets,
     disableExperimentalSEAWarning: true,
     main,
     output: blob,
