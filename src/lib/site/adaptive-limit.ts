@@ -34,6 +34,12 @@ export type LimitSample = AttemptOutcome & {
   latencyMs: number
   /** The limit in force when the attempt began (a sample of a lower one says little of this one). */
   limit?: number
+  /**
+   * No other call of ours was in flight while it was (the limiter knows; scripted samples leave
+   * it out). At limit 1 a call that overlapped another (the send-ahead) waited for ours at the
+   * site: its answer time is not the site's idle time.
+   */
+  alone?: boolean
 }
 
 export type LimitSettings = {
@@ -193,7 +199,8 @@ export class LimitController {
     if (ok) {
       const base = this.#baseline.get(sample.action)
       if (base !== undefined) window.ratios.push(sample.latencyMs / base)
-      this.#learnBaseline(sample.action, sample.latencyMs, this.mode === 'auto' && this.limit === 1)
+      const atOne = this.mode === 'auto' && this.limit === 1
+      if (!(atOne && sample.alone === false)) this.#learnBaseline(sample.action, sample.latencyMs, atOne)
     } else if (sample.status === 'timeout' || OVERLOAD_STATUSES.has(sample.status as number)) {
       window.overload += 1
     }
@@ -400,8 +407,11 @@ export class AdaptiveLimiter implements RequestObserver {
   #active = 0
   #attempts = 0
   readonly #clock: () => number
-  /** HTTP attempts in flight: when each began, of which action. */
-  readonly #inFlight = new Map<number, {action: string; started: number}>()
+  /**
+   * HTTP attempts in flight: of which action, and when each is due (its action's idle time after
+   * it began, or after the one before it is answered: a call sent ahead waits for that one).
+   */
+  readonly #inFlight = new Map<number, {action: string; due: number | undefined}>()
   #lastEnd: number | undefined
   /** The pending send-ahead: which attempt it follows. */
   #sendAhead: {attempt: number; cancel(): void} | undefined
@@ -472,7 +482,11 @@ export class AdaptiveLimiter implements RequestObserver {
         this.#turnaround = this.#turnaround === undefined ? gap : 0.8 * this.#turnaround + 0.2 * gap
     }
     const attempt = (this.#attempts += 1)
-    this.#inFlight.set(attempt, {action, started})
+    // Due times matter at limit 1 only (the send-ahead): one call served at a time.
+    const base = this.limit === 1 ? this.controller.baseline(action) : undefined
+    let after = started
+    for (const other of this.#inFlight.values()) if (other.due !== undefined) after = Math.max(after, other.due)
+    this.#inFlight.set(attempt, {action, due: base === undefined ? undefined : after + base})
     this.#httpStarted += 1
     this.#httpInFlight += 1
     const alone = this.#httpInFlight === 1
@@ -489,8 +503,15 @@ export class AdaptiveLimiter implements RequestObserver {
         this.#sendAhead = undefined
       }
       const at = this.#clock()
+      // Answered: a call sent ahead behind it is served from now on.
+      for (const other of this.#inFlight.values()) {
+        const otherBase = other.due === undefined ? undefined : this.controller.baseline(other.action)
+        if (otherBase !== undefined) other.due = at + otherBase
+      }
       this.#lastEnd = at
       const latencyMs = at - started
+      // Alone: nothing else of ours was in flight when it began, and nothing began meanwhile.
+      const aloneThroughout = alone && this.#httpStarted === startedAt + 1
       this.#requests += 1
       this.#limitUse.set(limit, (this.#limitUse.get(limit) ?? 0) + 1)
       const overload =
@@ -502,11 +523,10 @@ export class AdaptiveLimiter implements RequestObserver {
           underLoad: new LatencyHistogram(),
         }
         this.#latency.set(action, histograms)
-        // Alone: nothing else of ours was in flight when it began, and nothing began meanwhile.
-        if (alone && this.#httpStarted === startedAt + 1) histograms.idle.add(latencyMs)
+        if (aloneThroughout) histograms.idle.add(latencyMs)
         else histograms.underLoad.add(latencyMs)
       }
-      const decision = this.controller.record({...outcome, action, at, latencyMs, limit})
+      const decision = this.controller.record({...outcome, action, alone: aloneThroughout, at, latencyMs, limit})
       if (decision) {
         this.#onDecision?.(decision)
         this.#pump()
@@ -564,7 +584,8 @@ export class AdaptiveLimiter implements RequestObserver {
 
   /**
    * Send-ahead, at limit 1 in auto mode: one waiting task is admitted a lead before the call in
-   * flight is due (its action's idle answer time after it began), so that a one-worker site does
+   * flight is due (its action's idle answer time after it began, or after the answer to the call
+   * it was itself sent ahead of: it waited for that one), so that a one-worker site does
    * not idle while the answer travels back, the client turns around and the next call travels
    * there (on the emulator's one worker, 2 ms of each 14: fixed 1 reached 70 tokens/s, fixed 2 81/s).
    * The lead is twice the turnaround the client sees between an answer and its next call (the
@@ -578,7 +599,7 @@ export class AdaptiveLimiter implements RequestObserver {
     if (this.#active !== 1 || this.#waiting.length === 0 || this.#inFlight.size !== 1) return
     const [attempt, call] = this.#inFlight.entries().next().value!
     const base = this.controller.baseline(call.action)
-    if (base === undefined) return
+    if (base === undefined || call.due === undefined) return
     const lead = Math.min(MAX_LEAD_SHARE * base, 2 * this.#turnaround)
     const fire = () => {
       this.#sendAhead = undefined
@@ -586,7 +607,7 @@ export class AdaptiveLimiter implements RequestObserver {
       this.#sentAhead += 1
       this.#waiting.shift()!(this.#grant())
     }
-    const wait = call.started + base - lead - this.#clock()
+    const wait = call.due - lead - this.#clock()
     if (wait <= 0) fire()
     else this.#sendAhead = {attempt, ...this.#timer(fire, wait)}
   }

@@ -375,10 +375,31 @@ describe('AdaptiveLimiter send-ahead (auto, limit 1)', () => {
     // Back at one task in flight: the third waits for the next send-ahead, never a third at once.
     expect(admitted).toEqual(['second'])
     expect(site.limiter.active).toBe(1)
-    site.advance(start + 50)
+    // The second call waited for the first: it is due 10 ms after the first's answer (at 20), not
+    // after it began (at 18), and the third is sent ahead of that.
+    site.advance(start + 17.9)
+    await settle()
+    expect(admitted).toEqual(['second'])
+    site.advance(start + 18)
+    await settle()
+    expect(admitted).toEqual(['second', 'third'])
     early({status: 200})
     ;(await second)!.release()
-    expect((await third) === undefined).toBe(false)
+    ;(await third)!.release()
+  })
+
+  it("keeps the idle time of calls made alone: a sent-ahead call's wait for ours is not the site's", () => {
+    const controller = auto()
+    let at = 0
+    for (let index = 0; index < 8; index += 1)
+      controller.record({action: 'api_token_create', alone: true, at: (at += 11), latencyMs: 10, status: 200})
+    expect(controller.baseline('api_token_create')).toBe(10)
+    // At limit 1 every call now overlaps the one before (sent ahead) and waits 4 ms for it.
+    for (let index = 0; index < 64; index += 1) {
+      controller.started(2)
+      controller.record({action: 'api_token_create', alone: false, at: (at += 10), latencyMs: 14, status: 200})
+    }
+    expect(controller.baseline('api_token_create')).toBe(10)
   })
 
   it('does not send ahead once the call ended, nor in fixed mode', async () => {
