@@ -277,7 +277,7 @@ export default async function concurrencyBench(): Promise<BenchResult> {
     const one = sweeps.find((sweep) => sweep.workers === 1)
     const looserNote =
       one?.looser && one.looser.code === 0
-        ? `On one worker, \`--latency-budget 3\` (a run after the sweep) reached ${fmt(one.looser.perSecond)}/s = **${fmt(one.looser.perSecond / bestOf(one.fixed).perSecond, 2)}×** the best fixed limit, settled on ${one.looser.concurrency?.settled}: the default budget of 2 holds auto at one call in flight there, because a second one makes every other user's call wait for two of ours.\n\n`
+        ? `On one worker, \`--latency-budget 3\` (a run after the sweep) reached ${fmt(one.looser.perSecond)}/s = **${fmt(one.looser.perSecond / bestOf(one.fixed).perSecond, 2)}×** the best fixed limit, settled on ${one.looser.concurrency?.settled}: the default budget of 2 holds auto at one call in flight there (with the send-ahead of docs/concurrency.md: the next call leaves shortly before the one in flight is due), because a second one makes every other user's call wait for two of ours.\n\n`
         : ''
     const idle = probe.phases.idle?.latencyMs
     const row = (name: string, run: Run) => {
@@ -295,7 +295,7 @@ export default async function concurrencyBench(): Promise<BenchResult> {
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${sweepRows.join('\n')}
 
-${quietNote(sweeps.flatMap((sweep) => sweep.load))}${looserNote}Target: auto ≥ 0.9× the best fixed limit of the same sweep. The latency budget (default 2) caps auto where another user's call would wait more than twice the idle answer time: on one worker that is 1 in flight (a second one would make others wait for two), on W workers about 2W − 1.
+${quietNote(sweeps.flatMap((sweep) => sweep.load))}${looserNote}Target: auto ≥ 0.9× the best fixed limit of the same sweep. The latency budget (default 2) caps auto where another user's call would wait more than twice the idle answer time: on one worker that is 1 in flight (a second one would make others wait for two; the send-ahead fills the worker's idle time between two of ours), on W workers about 2W − 1.
 
 ### Other users' answer times during issue-tokens (continuity probe)
 
