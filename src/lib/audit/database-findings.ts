@@ -162,6 +162,8 @@ export type UserFindingsOptions = {
   valueHash?: ValueHash
   /** The database's CKAN version: on 2.10+ the keys already stopped working (texts say so). */
   version?: CkanVersion
+  /** Called once the census statement is on its way (work for the CLI meanwhile: audit --html). */
+  onCensusSent?: () => void
 }
 
 /**
@@ -232,6 +234,7 @@ export async function collectUserFindings(
   const census = await takeCensus(sql, {
     duplicateKinds: options.checkDuplicateEmails ? ['keys', 'emails'] : ['keys'],
     hasApiTokenTable: options.hasApiTokenTable,
+    onSent: options.onCensusSent,
     siteUserName: options.siteUserName,
     valueHash,
   })

@@ -211,9 +211,20 @@ async function withAuditPlanner<T>(sql: Queryable, run: () => Promise<T>): Promi
 /** Runs the census ($1 = the site user's name). Must run inside the audit's read-only transaction. */
 export async function takeCensus(
   sql: Queryable,
-  options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable: boolean; siteUserName: string; valueHash: ValueHash},
+  options: {
+    duplicateKinds: DuplicateKind[]
+    hasApiTokenTable: boolean
+    /** Called once the statement is sent (node-postgres writes it when query() is called on an idle client). */
+    onSent?: () => void
+    siteUserName: string
+    valueHash: ValueHash
+  },
 ): Promise<Census> {
-  const {rows} = await withAuditPlanner(sql, () => sql.query<CensusRow>(censusQuery(options), [options.siteUserName]))
+  const {rows} = await withAuditPlanner(sql, () => {
+    const sent = sql.query<CensusRow>(censusQuery(options), [options.siteUserName])
+    options.onSent?.()
+    return sent
+  })
   const census: Census = {
     duplicateHashes: {emails: [], keys: []},
     groups: [],

@@ -66,8 +66,7 @@ export type {AuditResult} from '../audit/audit-result.js'
  */
 export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   // Loaded while the audit works (the charting library takes a while to import).
-  // The page's module (and its charting library, which takes a while to load) is imported once
-  // the census has been sent, so that its loading overlaps the census instead of delaying it.
+  // The page's module (and its charting library, which takes a while to load): see loadPage.
   let pageModule: Promise<typeof import('../report/readiness-page.js')> | undefined
   const env = options.env ?? process.env
   const target = options.target ?? DEFAULT_UPGRADE_TARGET
@@ -104,7 +103,9 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   }
   // The page shows the very object --json prints (less the page's own path and size).
   if (options.htmlPath)
-    result.html = await (await pageModule!).writeReadinessPage(options.htmlPath, result, await figures)
+    result.html = await (
+      await (pageModule ?? import('../report/readiness-page.js'))
+    ).writeReadinessPage(options.htmlPath, result, await figures)
   return result
 
   async function auditInTransaction(database: CkanDatabase, beside: boolean): Promise<AuditResult> {
@@ -138,22 +139,25 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
             auditTransactionSettings,
             breakdownOptions,
           )
-    const census = collectUserFindings(database.client, {
-      checkDuplicateEmails: !shape.hasUniqueActiveEmailIndex,
-      hasApiTokenTable: shape.hasApiTokenTable,
-      siteUserName: siteUserNameOf(ini, env),
-      valueHash: valueHashFor(shape.serverVersionNum),
-      version: shape.version,
-    })
-    if (options.htmlPath) {
+    // The page's module and its charting library load once the census is on its way, so their
+    // loading overlaps it instead of delaying the statements before it; its charts are drawn as
+    // soon as their figures are in, while the census still runs.
+    const loadPage = () => {
       const page = import('../report/readiness-page.js')
       pageModule = page
       page.catch(() => {})
-      // The charts are drawn as soon as their figures are in, while the census still runs.
       if (early)
         figures = early.then(async (breakdown) => (breakdown ? (await page).renderFigures(breakdown) : undefined))
       figures.catch(() => {})
     }
+    const census = collectUserFindings(database.client, {
+      checkDuplicateEmails: !shape.hasUniqueActiveEmailIndex,
+      hasApiTokenTable: shape.hasApiTokenTable,
+      onCensusSent: options.htmlPath ? loadPage : undefined,
+      siteUserName: siteUserNameOf(ini, env),
+      valueHash: valueHashFor(shape.serverVersionNum),
+      version: shape.version,
+    })
     const users = await census
     findings.push(...users.findings)
     findings.push(...(await upgradePathFindings(database.client, target)))
