@@ -261,7 +261,8 @@ export default async function concurrencyBench(): Promise<BenchResult> {
       sweeps.push(await sweep(workers))
     }
     console.error('bench: continuity probe')
-    const probe = await continuity(4)
+    // One worker (auto at 1 with the send-ahead) and four (auto above the worker count).
+    const probes = [await continuity(1), await continuity(4)]
     console.error('bench: exactly-once under faults')
     const faults = await exactlyOnce(4)
 
@@ -279,11 +280,14 @@ export default async function concurrencyBench(): Promise<BenchResult> {
       one?.looser && one.looser.code === 0
         ? `On one worker, \`--latency-budget 3\` (a run after the sweep) reached ${fmt(one.looser.perSecond)}/s = **${fmt(one.looser.perSecond / bestOf(one.fixed).perSecond, 2)}×** the best fixed limit, settled on ${one.looser.concurrency?.settled}: the default budget of 2 holds auto at one call in flight there (with the send-ahead of docs/concurrency.md: the next call leaves shortly before the one in flight is due), because a second one makes every other user's call wait for two of ours.\n\n`
         : ''
-    const idle = probe.phases.idle?.latencyMs
-    const row = (name: string, run: Run) => {
-      const phase = probe.phases[name]?.latencyMs
-      const ratio = phase && idle ? phase.p95 / idle.p95 : Number.NaN
-      return `| ${name === 'auto' ? '`auto` (default)' : '`--concurrency 32`'} | ${fmt(run.perSecond)}/s | ${run.concurrency?.settled} | ${phase ? `${fmt(phase.p50, 1)} / ${fmt(phase.p95, 1)} ms (${phase.count} calls)` : '–'} | **${fmt(ratio, 2)}×** | ${ratio <= 2 ? 'within' : 'over'} |`
+    const rows = (probe: (typeof probes)[number]) => {
+      const idle = probe.phases.idle?.latencyMs
+      const row = (name: string, run: Run) => {
+        const phase = probe.phases[name]?.latencyMs
+        const ratio = phase && idle ? phase.p95 / idle.p95 : Number.NaN
+        return `| ${probe.workers} | ${fmt(probe.users)} | ${idle ? `${fmt(idle.p50, 1)} / ${fmt(idle.p95, 1)} ms (${idle.count})` : '–'} | ${name === 'auto' ? '`auto` (default)' : '`--concurrency 32`'} | ${fmt(run.perSecond)}/s | ${run.concurrency?.settled} | ${phase ? `${fmt(phase.p50, 1)} / ${fmt(phase.p95, 1)} ms (${phase.count} calls)` : '–'} | **${fmt(ratio, 2)}×** | ${ratio <= 2 ? 'within' : 'over'} |`
+      }
+      return [row('auto', probe.auto), row('fixed 32', probe.fixed)]
     }
     const {check} = faults
     return {
@@ -299,12 +303,11 @@ ${quietNote(sweeps.flatMap((sweep) => sweep.load))}${looserNote}Target: auto ≥
 
 ### Other users' answer times during issue-tokens (continuity probe)
 
-${probe.workers} workers, ${fmt(probe.users)} users per run. \`ContinuityProbe\` (as in \`sandbox --run\`) calls \`api_token_list\` with a user's credential, one call at a time, 20 ms between calls: ${idle ? `idle p50/p95 ${fmt(idle.p50, 1)} / ${fmt(idle.p95, 1)} ms (${idle.count} calls, the 3 s before the first run)` : 'no idle figure'}.
+\`ContinuityProbe\` (as in \`sandbox --run\`) calls \`api_token_list\` with a user's credential, one call at a time, 20 ms between calls; its idle figure is from the 3 s before the first run. The probe's calls take their share of the site's workers, so issue-tokens is slower here than in the sweep.
 
-| issue-tokens | tokens/s | limit settled on | probe p50 / p95 during the run | p95 vs idle p95 | latency budget 2× |
-| --- | --- | --- | --- | --- | --- |
-${row('auto', probe.auto)}
-${row('fixed 32', probe.fixed)}
+| workers | users per run | probe idle p50 / p95 (calls) | issue-tokens | tokens/s | limit settled on | probe p50 / p95 during the run | p95 vs idle p95 | latency budget 2× |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${probes.flatMap(rows).join('\n')}
 
 ### Exactly-once under auto with the fault mix
 
