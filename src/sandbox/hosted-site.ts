@@ -2,7 +2,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {Worker} from 'node:worker_threads'
 
 import type {BackupResult} from '../lib/backup/backup-writer.js'
-import {type ExitCode, MigrateError} from '../lib/errors.js'
+import {EXIT_CODES, type ExitCode, MigrateError} from '../lib/errors.js'
 import type {CkanVersion} from '../lib/site/ckan-version.js'
 import {Secret} from '../lib/secret.js'
 import type {EmulatorStats} from './ckan-emulator.js'
@@ -87,7 +87,15 @@ export async function startSiteInWorker(options: SandboxSiteOptions): Promise<Ho
     else entry.resolve(reply.value)
   })
   worker.on('error', (error) => failAll(error))
-  worker.on('exit', (code) => failAll(new Error(`The sandbox site's worker thread exited (code ${code})`)))
+  worker.on('exit', (code) =>
+    failAll(
+      new MigrateError(`The sandbox's embedded CKAN site stopped: its thread exited (code ${code})`, {
+        exitCode: EXIT_CODES.unexpected,
+        suggestion:
+          'Run the sandbox again; if it stops again, try fewer --users or a PostgreSQL server (--database-url), and report it with the command line.',
+      }),
+    ),
+  )
   const call = <T>(request: RequestBody): Promise<T> => {
     if (exited) return Promise.reject(exited)
     const id = nextId++

@@ -65,7 +65,6 @@ export type {AuditResult} from '../audit/audit-result.js'
  * read-only, repeatable-read transaction on one connection; users stream through a cursor.
  */
 export async function auditSite(options: AuditOptions): Promise<AuditResult> {
-  // Loaded while the audit works (the charting library takes a while to import).
   // The page's module (and its charting library, which takes a while to load): see loadPage.
   let pageModule: Promise<typeof import('../report/readiness-page.js')> | undefined
   const env = options.env ?? process.env
@@ -154,7 +153,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       checkDuplicateEmails: !shape.hasUniqueActiveEmailIndex,
       hasApiTokenTable: shape.hasApiTokenTable,
       onCensusSent: options.htmlPath ? loadPage : undefined,
-      siteUserName: siteUserNameOf(ini, env),
+      siteUserName: breakdownOptions.siteUserName,
       valueHash: valueHashFor(shape.serverVersionNum),
       version: shape.version,
     })

@@ -15,7 +15,6 @@ import {neutraliseCell} from '../fs/csv-report.js'
 import {openRunFolder, type RunToken} from '../run/run-folder.js'
 import {safeFileNames} from '../fs/safe-file-name.js'
 import {ensureFolderForSecrets, syncFolder} from '../fs/secret-file.js'
-import {Secret} from '../secret.js'
 
 export const DEFAULT_SUFFIX = '.dcor-access'
 /**
@@ -169,7 +168,11 @@ export async function bundleAccess(options: BundleOptions): Promise<BundleResult
             listed !== undefined &&
             listed.file === neutraliseCell(file) &&
             wanted?.reveal() === listed.password.reveal() &&
-            (await holds(path, listed.password, token, certificate.pem, options.encryption))
+            (await accessBundleHolds(path, listed.password, {
+              encryption: options.encryption,
+              serverCertPem: certificate.pem,
+              token: token.token,
+            }))
           const email = emails.get(token.userId) ?? listed?.email ?? ''
           let outcome: BundleOutcome['outcome']
           if (upToDate) {
@@ -267,17 +270,6 @@ function validateSuffix(suffix: string): void {
       suggestion: `Use letters, digits, '.', '_' and '-' only (at most 32), e.g. ${DEFAULT_SUFFIX}.`,
     })
   }
-}
-
-/** True when the bundle at `path` opens with `password` and holds exactly this token and certificate. */
-async function holds(
-  path: string,
-  password: Secret,
-  token: RunToken,
-  pem: string,
-  encryption: AccessBundleEncryption,
-): Promise<boolean> {
-  return accessBundleHolds(path, password, {encryption, serverCertPem: pem, token: token.token})
 }
 
 function notWritable(path: string, error: unknown): MigrateError {
