@@ -22,6 +22,10 @@ async function start() {
     process.stdout.write(`${versionText(version)}\n`)
     return
   }
+  // The readiness page's chart drawer starts its thread while oclif loads, when an HTML page is
+  // asked for (src/lib/report/figure-drawer.ts).
+  const {preloadFigureDrawer} = await import('../dist/lib/report/figure-drawer.js')
+  preloadFigureDrawer(process.argv.slice(2))
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})
 }

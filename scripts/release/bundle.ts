@@ -34,13 +34,16 @@ export const SEA_ASSETS = [
 const PLUGIN_ROOTS = ['.', 'node_modules/@oclif/plugin-help']
 
 /**
- * The sandbox's site thread (dist/sandbox/site-worker.js): a Worker loads it from a file, which a
- * single executable has not, so it is bundled apart (CommonJS, with its dependencies) and travels
- * as an asset under the name hosted-site.js looks for; the package.json beside it makes Node read
- * it as CommonJS whatever lies above the unpacked folder.
+ * The code that runs on threads of its own: the sandbox's site (dist/sandbox/site-worker.js) and
+ * the readiness page's chart drawer (dist/lib/report/figure-worker.js). A Worker loads its code
+ * from a file, which a single executable has not, so each is bundled apart (CommonJS, with its
+ * dependencies) and travels as an asset under the name its starter looks for; the package.json
+ * beside it makes Node read it as CommonJS whatever lies above the unpacked folder.
  */
-const SITE_WORKER = 'dist/sandbox/site-worker.js'
-const BUILT_ASSETS = {[SITE_WORKER]: 'site-worker.cjs', 'dist/sandbox/package.json': 'sandbox-package.json'}
+const WORKERS = [
+  {asset: 'site-worker.cjs', entry: 'dist/sandbox/site-worker.js', packageAsset: 'sandbox-package.json'},
+  {asset: 'figure-worker.cjs', entry: 'dist/lib/report/figure-worker.js', packageAsset: 'report-package.json'},
+] as const
 
 /** Every asset of the executable: its name in the unpacked folder, and the file it is read from. */
 export type SeaAssets = Record<string, string>
@@ -76,7 +79,9 @@ const seaPlugin: Plugin = {
       contents:
         args.path === 'ckan-migrate-sea:plugins'
           ? await pluginsModule()
-          : `export {versionText} from ${JSON.stringify(join(PROJECT_ROOT, 'dist/lib/cli/version.js'))}`,
+          : args.path === 'ckan-migrate-sea:figures'
+            ? `export {preloadFigureDrawer} from ${JSON.stringify(join(PROJECT_ROOT, 'dist/lib/report/figure-drawer.js'))}`
+            : `export {versionText} from ${JSON.stringify(join(PROJECT_ROOT, 'dist/lib/cli/version.js'))}`,
       loader: 'js',
       resolveDir: PROJECT_ROOT,
     }))
@@ -102,34 +107,42 @@ export async function assetsHash(assets: SeaAssets): Promise<string> {
   return hash.digest('hex').slice(0, 16)
 }
 
-/** The site worker's own bundle: its import.meta.url resolve inside the folder it is unpacked into. */
-async function bundleSiteWorker(folder: string): Promise<{assets: SeaAssets; warnings: string[]}> {
-  const assets = Object.fromEntries(Object.entries(BUILT_ASSETS).map(([name, file]) => [name, join(folder, file)]))
-  await writeFile(assets['dist/sandbox/package.json']!, `${JSON.stringify({type: 'commonjs'})}\n`)
-  const result = await build({
-    // The worker file is <root>/dist/sandbox/site-worker.js wherever the executable unpacked it.
-    banner: {
-      js: `"use strict";
-var __ckanMigrateModuleUrl = (file) => require('node:url').pathToFileURL(require('node:path').join(__dirname, '..', '..', file)).href;`,
-    },
-    bundle: true,
-    entryPoints: [join(PROJECT_ROOT, SITE_WORKER)],
-    format: 'cjs',
-    legalComments: 'none',
-    logLevel: 'silent',
-    outfile: assets[SITE_WORKER]!,
-    platform: 'node',
-    plugins: [seaPlugin],
-    target: 'node24',
-  })
-  return {assets, warnings: result.warnings.map((warning) => warning.text)}
+/** The workers' own bundles: their import.meta.url resolve inside the folder they are unpacked into. */
+async function bundleWorkers(folder: string): Promise<{assets: SeaAssets; warnings: string[]}> {
+  const assets: SeaAssets = {}
+  const warnings: string[] = []
+  for (const worker of WORKERS) {
+    const depth = worker.entry.split('/').length - 1
+    const packageJson = join(dirname(worker.entry), 'package.json')
+    assets[worker.entry] = join(folder, worker.asset)
+    assets[packageJson] = join(folder, worker.packageAsset)
+    await writeFile(assets[packageJson], `${JSON.stringify({type: 'commonjs'})}\n`)
+    const result = await build({
+      // The worker file is <root>/<entry> wherever the executable unpacked it.
+      banner: {
+        js: `"use strict";
+var __ckanMigrateModuleUrl = (file) => require('node:url').pathToFileURL(require('node:path').join(__dirname, ${JSON.stringify(Array.from({length: depth}, () => '..').join('/'))}, file)).href;`,
+      },
+      bundle: true,
+      entryPoints: [join(PROJECT_ROOT, worker.entry)],
+      format: 'cjs',
+      legalComments: 'none',
+      logLevel: 'silent',
+      outfile: assets[worker.entry],
+      platform: 'node',
+      plugins: [seaPlugin],
+      target: 'node24',
+    })
+    warnings.push(...result.warnings.map((warning) => warning.text))
+  }
+  return {assets, warnings}
 }
 
 export async function bundle(outFile: string, version: string): Promise<BundleResult> {
-  const worker = await bundleSiteWorker(dirname(outFile))
+  const workers = await bundleWorkers(dirname(outFile))
   const assets: SeaAssets = {
     ...Object.fromEntries(SEA_ASSETS.map((name) => [name, join(PROJECT_ROOT, name)])),
-    ...worker.assets,
+    ...workers.assets,
   }
   const hash = await assetsHash(assets)
   // Where the assets live: for the executable a private cache folder (oclif's cacheDir
@@ -166,6 +179,6 @@ var __ckanMigrateModuleUrl = __ckanMigrateSea.url;`
     assets,
     assetsHash: hash,
     file: outFile,
-    warnings: [...worker.warnings, ...result.warnings.map((warning) => warning.text)],
+    warnings: [...workers.warnings, ...result.warnings.map((warning) => warning.text)],
   }
 }

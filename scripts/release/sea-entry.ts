@@ -107,6 +107,8 @@ async function main(): Promise<void> {
   }
   const {assets, root} = __ckanMigrateSea
   if (isSea()) unpackAssets(root, assets)
+  // The chart drawer's thread loads while oclif does, when an HTML page is asked for (figure-drawer.ts).
+  ;(await import('ckan-migrate-sea:figures')).preloadFigureDrawer(process.argv.slice(2))
   const [{execute}, {default: bundled}] = await Promise.all([import('@oclif/core'), import('ckan-migrate-sea:plugins')])
   const bundledPlugins = bundled as BundledPlugin[]
   const [rootPlugin] = bundledPlugins

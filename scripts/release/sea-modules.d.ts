@@ -8,3 +8,7 @@ declare module 'ckan-migrate-sea:version' {
   /** dist/lib/cli/version.js's versionText (src/lib/cli/version.ts). */
   export function versionText(version: string): string
 }
+declare module 'ckan-migrate-sea:figures' {
+  /** dist/lib/report/figure-drawer.js's preloadFigureDrawer (src/lib/report/figure-drawer.ts). */
+  export function preloadFigureDrawer(argv: readonly string[]): void
+}

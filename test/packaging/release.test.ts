@@ -9,7 +9,7 @@
  */
 import {execFile, spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {mkdtemp, readFile, readlink, rm, stat} from 'node:fs/promises'
+import {mkdtemp, readdir, readFile, readlink, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {promisify} from 'node:util'
@@ -122,10 +122,30 @@ async function checkStandalone(program: string, label: string): Promise<void> {
   )
   expect(unreachable.output).not.toMatch(/\bat .+:\d+:\d+|main\.cjs|node_modules/)
 
+  // The readiness page's charts are drawn on a thread of their own, from the artifact's own copy of
+  // its code; that thread alone keeps a compile cache, private to the user.
+  const page = join(home, 'readiness.html')
+  const html = await run(program, ['audit', '--database-url', site.url, '--json', '--html', page], env, home)
+  expect(html.code, html.output).toBe(10)
+  expect(await readFile(page, 'utf8')).toMatch(/data-chart="credentials-people"[\s\S]*<svg/)
+  expect((await stat(join(home, '.cache/ckan-migrate/compile-cache'))).mode & 0o777).toBe(0o700)
+
   const sandbox = await run(program, ['sandbox', '--run', '--users', '300', '--dir', join(home, 'sandbox')], env, home)
   expect(sandbox.code, sandbox.output).toBe(0)
   expect(sandbox.output).toContain('Every step did what the runbook promises, and no client lost access.')
   expect(sandbox.output).toMatch(/Continuity probe: .* 0 failures/)
+
+  // `report --html` draws its charts itself: the drawing thread the launcher starts for --html must
+  // not keep the process running once the command is done.
+  const [runFolder] = await readdir(join(home, 'sandbox', 'runs'))
+  const report = await run(
+    program,
+    ['report', join(home, 'sandbox', 'runs', runFolder!), '--html', join(home, 'run.html')],
+    env,
+    home,
+  )
+  expect(report.code, report.output).toBe(0)
+  expect(await readFile(join(home, 'run.html'), 'utf8')).toContain('<svg')
 }
 
 describe(`the release (audit on ${REAL_POSTGRES_URL ? 'PostgreSQL' : 'PGlite'})`, () => {

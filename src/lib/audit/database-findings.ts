@@ -3,6 +3,8 @@ import type {CkanDatabaseShape, CkanVersion} from '../site/ckan-version.js'
 import {Secret} from '../secret.js'
 import type {AuditFinding} from './audit-finding.js'
 import {
+  type BreakdownColumns,
+  type Census,
   countDuplicates,
   type FlagGroup,
   isUuidSql,
@@ -153,6 +155,8 @@ export type UserSummary = {
 }
 
 export type UserFindingsOptions = {
+  /** The readiness page's figures are counted by the same census (audit --html): user-census.ts. */
+  breakdown?: BreakdownColumns
   /** False when 2.10's unique index on active emails exists: duplicates cannot exist then. */
   checkDuplicateEmails: boolean
   hasApiTokenTable: boolean
@@ -162,8 +166,6 @@ export type UserFindingsOptions = {
   valueHash?: ValueHash
   /** The database's CKAN version: on 2.10+ the keys already stopped working (texts say so). */
   version?: CkanVersion
-  /** Called once the census statement is on its way (work for the CLI meanwhile: audit --html). */
-  onCensusSent?: () => void
 }
 
 /**
@@ -226,15 +228,15 @@ function groupMatches(group: FlagGroup): Record<CountedPredicate, boolean> {
 export async function collectUserFindings(
   sql: Queryable,
   options: UserFindingsOptions,
-): Promise<{findings: AuditFinding[]; summary: UserSummary}> {
+): Promise<{census: Census; findings: AuditFinding[]; summary: UserSummary}> {
   const predicates = userPredicates(options.hasApiTokenTable)
   const counted = Object.keys(predicates) as CountedPredicate[]
   const names: PredicateName[] = [...counted, 'apiTokens', 'neverUsed']
   const valueHash = options.valueHash ?? valueHashFor(await serverVersionNum(sql))
   const census = await takeCensus(sql, {
+    breakdown: options.breakdown,
     duplicateKinds: options.checkDuplicateEmails ? ['keys', 'emails'] : ['keys'],
     hasApiTokenTable: options.hasApiTokenTable,
-    onSent: options.onCensusSent,
     siteUserName: options.siteUserName,
     valueHash,
   })
@@ -385,6 +387,7 @@ export async function collectUserFindings(
   ]
   const sum = (counts: StateCounts) => Object.values(counts).reduce((total_, value) => total_ + value, 0)
   return {
+    census,
     findings: candidates.filter((finding) => finding.count > 0),
     summary: {
       apiTokens: {neverUsed: tokens.unused, total: tokens.tokens, users: count('apiTokens')},

@@ -1,5 +1,6 @@
 import type {Queryable} from '../site/ckan-database.js'
 import {SAMPLE_SIZE} from './audit-finding.js'
+import type {ActivityBuckets, ExpiryBuckets} from './readiness-breakdown.js'
 
 /**
  * The audit's statements over "user" (docs/commands/audit.md, "Speed").
@@ -12,6 +13,11 @@ import {SAMPLE_SIZE} from './audit-finding.js'
  *    holding a group for each of a million unique values.
  * 2. For each kind whose census found shared hashes, the exact count by value (countDuplicates).
  * 3. Up to SAMPLE_SIZE names for each finding that exists (sampleNames).
+ *
+ * For the readiness page (audit --html) the same census also sorts every user by whether they hold
+ * a token and, for key holders, by their latest sign of life, and counts tokens by expiry
+ * (`breakdown`): one pass over "user" for both, where a statement of its own cost the page about a
+ * sixth of the audit's time (docs/benchmarks.md, the readiness page).
  */
 
 /** A user as the census sees it: one combination of flags. */
@@ -26,6 +32,10 @@ export type FlagGroup = {
   state: string
   sysadmin: boolean
   users: number
+  /** With `breakdown` only: the user holds at least one API token. */
+  hasTokens?: boolean
+  /** With `breakdown` only, key holders only: the bucket of their latest sign of life. */
+  seen?: keyof ActivityBuckets
 }
 
 export type TokenCounts = {
@@ -52,8 +62,18 @@ export type Census = {
   /** Per kind: the hashes (int8 as decimal text) that more than one value of that kind has. */
   duplicateHashes: Record<DuplicateKind, string[]>
   groups: FlagGroup[]
+  /** With `breakdown` only: API tokens by expiry. */
+  tokenExpiry?: ExpiryBuckets
   tokens: TokenCounts
 }
+
+/**
+ * What the readiness page's figures read a key holder's latest sign of life from: their tokens'
+ * last use (only when some token was ever used), the newest activity row they made (only when
+ * the activity table holds any), and on 2.10+ user.last_active. Asking the census for it
+ * (`breakdown`) adds the figures' bits to its flags.
+ */
+export type BreakdownColumns = {activityRows: boolean; lastActive: boolean; tokensUsed: boolean}
 
 /**
  * A UUID, exactly, tested cheaply (a full UUID regex costs PostgreSQL about 1.5 µs per key): dashes
@@ -82,6 +102,17 @@ export const valueHashFor = (serverVersionNum: number): ValueHash => (serverVers
 const KNOWN_STATES = ['active', 'pending', 'deleted'] as const
 const OTHER_STATE = 3
 const FLAG = {keyHasTokens: 128, hasKey: 32, isSiteUser: 8, isUuid: 64, noEmail: 16, sysadmin: 4} as const
+/** With `breakdown`: any user holding a token, and (key holders) the sign-of-life bucket, SEEN_BY_RECENCY's index times SEEN_UNIT. */
+const BREAKDOWN_FLAG = {hasTokens: 256} as const
+const SEEN_UNIT = 512
+const SEEN_BY_RECENCY = ['days30', 'days90', 'days365', 'older', 'never'] as const satisfies ReadonlyArray<
+  keyof ActivityBuckets
+>
+/** Tokens by the expiry expire_api_token stored, coded by index in the census's expiry branch. */
+const EXPIRY_BUCKETS = ['never', 'expired', 'days7', 'days30', 'later'] as const satisfies ReadonlyArray<
+  keyof ExpiryBuckets
+>
+const HOLDS_A_TOKEN = 'u.id IN (SELECT user_id FROM api_token)'
 
 /**
  * One integer per user ($1 = the site user's name): grouping by a single int sorts as bare
@@ -89,14 +120,14 @@ const FLAG = {keyHasTokens: 128, hasKey: 32, isSiteUser: 8, isUuid: 64, noEmail:
  * membership is looked up, as one hashed subplan (api_token has no index on user_id), only for
  * key holders: the only findings that combine keys and tokens.
  */
-const flagsSql = (hasApiTokenTable: boolean) => `
+const flagsSql = (hasApiTokenTable: boolean, keyHolderTokens = hasApiTokenTable) => `
   (CASE u.state ${KNOWN_STATES.map((state, code) => `WHEN '${state}' THEN ${code}`).join(' ')} ELSE ${OTHER_STATE} END)
   | (CASE WHEN u.sysadmin THEN ${FLAG.sysadmin} ELSE 0 END)
   | (CASE WHEN u.name = $1 THEN ${FLAG.isSiteUser} ELSE 0 END)
   | (CASE WHEN u.email IS NULL OR u.email = '' THEN ${FLAG.noEmail} ELSE 0 END)
   | (CASE WHEN u.apikey <> '' THEN ${FLAG.hasKey}
        | (CASE WHEN ${isUuidSql('u.apikey')} THEN ${FLAG.isUuid} ELSE 0 END)
-       | ${hasApiTokenTable ? `(CASE WHEN u.id IN (SELECT user_id FROM api_token) THEN ${FLAG.keyHasTokens} ELSE 0 END)` : '0'}
+       | ${keyHolderTokens ? `(CASE WHEN ${HOLDS_A_TOKEN} THEN ${FLAG.keyHasTokens} ELSE 0 END)` : '0'}
      ELSE 0 END)`
 
 /** The census's columns: every branch returns all of them, with these types, so the planner can run the UNION ALL as one Parallel Append. */
@@ -118,12 +149,75 @@ const censusBranch = (values: Partial<Record<keyof typeof CENSUS_COLUMNS, string
     .join(', ')}
    ${rest}`
 
-/** The census statement: flag counts, shared hashes per duplicate kind, and token counts with the first holders' ids. */
-const censusQuery = (options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable: boolean; valueHash: ValueHash}) => {
+/**
+ * The census's flags for the readiness page (readiness-breakdown.ts), over "user" u: every
+ * user's token holding, and each key holder's latest sign of life, coded by recency (SEEN_BY_RECENCY)
+ * as the most recent of their tokens' last use, their newest activity row and (2.10+)
+ * user.last_active, at the database's clock (UTC, the transaction's start). Everything is a
+ * membership test against a set of user ids built once per process (an uncorrelated hashed
+ * subplan, which keeps the census's Parallel Append: a correlated subquery would run it all in
+ * the leader; api_token has no index on user_id anyway), asked only of the users it can change:
+ * token recency only of key holders holding one, the finer bounds only of those with any row.
+ * A test against an empty set costs nothing, so on a site without activity rows the figures cost
+ * about one test per user (docs/benchmarks.md, the readiness page).
+ */
+const breakdownFlags = (breakdown: BreakdownColumns) => {
+  const now = `(now() AT TIME ZONE 'UTC')`
+  const days = (count: number) => `${now} - interval '${count} days'`
+  /** The recency code (an index of SEEN_BY_RECENCY) of a timestamp expression. */
+  const recency = (seen: string) =>
+    `CASE WHEN ${seen} >= ${days(30)} THEN 0 WHEN ${seen} >= ${days(90)} THEN 1 WHEN ${seen} >= ${days(365)} THEN 2
+          WHEN ${seen} IS NOT NULL THEN 3 ELSE 4 END`
+  /** Recency by sets of the users with a row in `table` whose `column` is that recent: each built once, when first asked. */
+  const recencyBySets = (table: string, column: string) => {
+    const since = (bound: string) => `u.id IN (SELECT user_id FROM ${table} WHERE ${bound})`
+    return `CASE WHEN ${since(`${column} IS NOT NULL`)}
+               THEN (CASE WHEN ${since(`${column} >= ${days(30)}`)} THEN 0 WHEN ${since(`${column} >= ${days(90)}`)} THEN 1
+                          WHEN ${since(`${column} >= ${days(365)}`)} THEN 2 ELSE 3 END)
+               ELSE 4 END`
+  }
+  const tokenRecency = breakdown.tokensUsed ? [recencyBySets('api_token', 'last_access')] : []
+  const codes = [
+    ...(breakdown.activityRows ? [recencyBySets('activity', '"timestamp"')] : []),
+    ...(breakdown.lastActive ? [recency('u.last_active')] : []),
+  ]
+  const seen = (withTokens: boolean) => {
+    const all = [...(withTokens ? tokenRecency : []), ...codes]
+    return `${SEEN_UNIT} * ${all.length === 0 ? 4 : all.length === 1 ? `(${all[0]})` : `least(${all.join(', ')})`}`
+  }
+  // One membership test a user: it also sets keyHasTokens, which flagsSql leaves out here.
+  return `CASE WHEN ${HOLDS_A_TOKEN}
+               THEN ${BREAKDOWN_FLAG.hasTokens} | (CASE WHEN u.apikey <> '' THEN ${FLAG.keyHasTokens} | ${seen(true)} ELSE 0 END)
+               ELSE (CASE WHEN u.apikey <> '' THEN ${seen(false)} ELSE 0 END) END`
+}
+
+/**
+ * Tokens by expiry (expire_api_token's plugin_extras.expire_api_token.exp), coded as
+ * EXPIRY_BUCKETS. The ISO 8601 text CKAN stores is compared as text with the boundaries in the
+ * same layout: a malformed value can never fail the audit (it counts as never expiring).
+ */
+const EXPIRY_CODE = `CASE WHEN e.exp IS NULL THEN 0 WHEN e.exp < b.now_text THEN 1 WHEN e.exp < b.in7 THEN 2
+                          WHEN e.exp < b.in30 THEN 3 ELSE 4 END`
+const EXPIRY_FROM = `(SELECT CASE WHEN plugin_extras -> 'expire_api_token' ->> 'exp' ~ '^\\d{4}-\\d\\d-\\d\\d'
+                              THEN plugin_extras -> 'expire_api_token' ->> 'exp' END AS exp FROM api_token) e
+  CROSS JOIN (SELECT to_char(now_utc, 'YYYY-MM-DD"T"HH24:MI:SS') AS now_text,
+                     to_char(now_utc + interval '7 days', 'YYYY-MM-DD"T"HH24:MI:SS') AS in7,
+                     to_char(now_utc + interval '30 days', 'YYYY-MM-DD"T"HH24:MI:SS') AS in30
+              FROM (SELECT now() AT TIME ZONE 'UTC' AS now_utc) n) b`
+
+/** The census statement: flag counts, shared hashes per duplicate kind, and token counts with the first holders' ids (and with `breakdown`, tokens by expiry). */
+const censusQuery = (options: {
+  breakdown?: BreakdownColumns
+  duplicateKinds: DuplicateKind[]
+  hasApiTokenTable: boolean
+  valueHash: ValueHash
+}) => {
+  const breakdown = options.hasApiTokenTable ? options.breakdown : undefined
   const branches = [
     censusBranch(
       {count: 'count(*)', flags: 'flags', kind: "'flags'"},
-      `FROM (SELECT ${flagsSql(options.hasApiTokenTable)} AS flags FROM "user" u) f GROUP BY flags`,
+      `FROM (SELECT ${flagsSql(options.hasApiTokenTable, options.hasApiTokenTable && !breakdown)}${breakdown ? ` | (${breakdownFlags(breakdown)})` : ''} AS flags
+             FROM "user" u) f GROUP BY flags`,
     ),
     ...options.duplicateKinds.map((kind) => {
       const {column, where} = DUPLICATE_KINDS[kind]
@@ -153,6 +247,11 @@ const censusQuery = (options: {duplicateKinds: DuplicateKind[]; hasApiTokenTable
       ),
     )
   }
+  if (breakdown) {
+    branches.push(
+      censusBranch({count: 'count(*)', flags: EXPIRY_CODE, kind: "'expiry'"}, `FROM ${EXPIRY_FROM} GROUP BY 2`),
+    )
+  }
   return `SELECT * FROM (${branches.join('\nUNION ALL\n')}) census`
 }
 
@@ -168,7 +267,7 @@ type CensusRow = {
   hashes: null | string[]
   holder_ids: null | string[]
   holders: null | string
-  kind: 'flags' | 'tokens' | DuplicateKind
+  kind: 'expiry' | 'flags' | 'tokens' | DuplicateKind
   unused: null | string
   unused_holder_ids: null | string[]
   unused_holders: null | string
@@ -212,29 +311,37 @@ async function withAuditPlanner<T>(sql: Queryable, run: () => Promise<T>): Promi
 export async function takeCensus(
   sql: Queryable,
   options: {
+    /** Also the readiness page's figures (see BreakdownColumns); needs api_token (2.9+). */
+    breakdown?: BreakdownColumns
     duplicateKinds: DuplicateKind[]
     hasApiTokenTable: boolean
-    /** Called once the statement is sent (node-postgres writes it when query() is called on an idle client). */
-    onSent?: () => void
     siteUserName: string
     valueHash: ValueHash
   },
 ): Promise<Census> {
-  const {rows} = await withAuditPlanner(sql, () => {
-    const sent = sql.query<CensusRow>(censusQuery(options), [options.siteUserName])
-    options.onSent?.()
-    return sent
-  })
+  const {rows} = await withAuditPlanner(sql, () => sql.query<CensusRow>(censusQuery(options), [options.siteUserName]))
   const census: Census = {
     duplicateHashes: {emails: [], keys: []},
     groups: [],
     tokens: {holders: 0, sampleIds: {holders: [], unusedHolders: []}, tokens: 0, unused: 0, unusedHolders: 0},
   }
+  if (options.breakdown && options.hasApiTokenTable)
+    census.tokenExpiry = Object.fromEntries(EXPIRY_BUCKETS.map((bucket) => [bucket, 0])) as ExpiryBuckets
   let otherStates = false
   for (const row of rows) {
-    if (row.kind === 'flags') {
+    if (row.kind === 'expiry') {
+      census.tokenExpiry![EXPIRY_BUCKETS[row.flags!]!] += Number(row.count)
+    } else if (row.kind === 'flags') {
       if ((row.flags! & OTHER_STATE) === OTHER_STATE) otherStates = true
-      else census.groups.push(toFlagGroup(KNOWN_STATES[row.flags! & OTHER_STATE]!, row.flags!, Number(row.count)))
+      else
+        census.groups.push(
+          toFlagGroup(
+            KNOWN_STATES[row.flags! & OTHER_STATE]!,
+            row.flags!,
+            Number(row.count),
+            Boolean(census.tokenExpiry),
+          ),
+        )
     } else if (row.kind === 'tokens') {
       census.tokens = {
         holders: Number(row.holders),
@@ -257,9 +364,13 @@ export async function takeCensus(
   return census
 }
 
-function toFlagGroup(state: string, flags: number, users: number): FlagGroup {
+function toFlagGroup(state: string, flags: number, users: number, breakdown = false): FlagGroup {
   const has = (flag: number) => (flags & flag) !== 0
   return {
+    ...(breakdown && {
+      hasTokens: has(BREAKDOWN_FLAG.hasTokens),
+      ...(has(FLAG.hasKey) && {seen: SEEN_BY_RECENCY[Math.floor(flags / SEEN_UNIT)]}),
+    }),
     hasKey: has(FLAG.hasKey),
     isSiteUser: has(FLAG.isSiteUser),
     isUuid: has(FLAG.isUuid),

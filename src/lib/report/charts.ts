@@ -1,4 +1,4 @@
-import {parseHTML, Plot} from './charting-library.js'
+import * as Plot from './charting-library.js'
 import {formatCount, type Html, html, type HtmlInput, table, trusted} from './html.js'
 
 /**
@@ -22,8 +22,11 @@ export type Bar = {label: string; tone: Tone; value: number}
 
 const WIDTH = 560
 
+/** An empty HTML document with its root element, made without parsing any markup (Plot's elements are created, never parsed). */
 function newDocument(): Document {
-  return parseHTML('<!doctype html><html><head></head><body></body></html>').document as unknown as Document
+  const document = new Plot.DOMParser().parseFromString('', 'text/html') as unknown as Document
+  document.appendChild(document.createElement('html'))
+  return document
 }
 
 function svgOf(node: unknown): Html {

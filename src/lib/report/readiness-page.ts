@@ -1,8 +1,8 @@
 import type {AuditFinding} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
-import type {AuditBreakdown, ServiceCredential} from '../audit/readiness-breakdown.js'
+import type {ServiceCredential} from '../audit/readiness-breakdown.js'
 import {describeTarget} from '../site/ckan-version.js'
-import {barChart} from './charts.js'
+import {drawReadinessFigures} from './figure-drawer.js'
 import {formatCount, formatTime, type Html, html, plural, table} from './html.js'
 import {renderPage, tile, writePage} from './page.js'
 
@@ -31,7 +31,11 @@ const SETTINGS_FINDINGS = new Set([
  * charts with their tables, the services, the settings and every other finding. It reads nothing
  * but the audit's own result (what --json prints), so the two can never disagree.
  */
-export function renderReadinessPage(result: AuditResult, generatedAt = new Date().toISOString(), drawn?: Html): string {
+export function renderReadinessPage(
+  result: AuditResult,
+  figures: Html | '',
+  generatedAt = new Date().toISOString(),
+): string {
   const {summary, verdict} = result
   const ready = verdict.status === 'READY'
   const blockers = result.findings.filter((finding) => finding.severity === 'blocker')
@@ -54,8 +58,7 @@ export function renderReadinessPage(result: AuditResult, generatedAt = new Date(
       ${tile('api-tokens', summary.apiTokens.total, `API tokens, held by ${plural(summary.apiTokens.users, 'user')}`)}
       ${tile('never-used', summary.apiTokens.neverUsed, 'API tokens never used')}
     </ul>
-    ${blockers.length > 0 ? blockerList(blockers) : ''}
-    ${drawn ?? (result.breakdown ? renderFigures(result.breakdown) : '')} ${services(result.breakdown?.services ?? [])}
+    ${blockers.length > 0 ? blockerList(blockers) : ''} ${figures} ${services(result.breakdown?.services ?? [])}
     <section id="settings">
       <h2>Settings</h2>
       ${
@@ -102,14 +105,15 @@ export function renderReadinessPage(result: AuditResult, generatedAt = new Date(
 
 /**
  * Renders the page and writes it (atomically, 0600). `drawn`: the charts of `result.breakdown`,
- * drawn earlier by renderFigures (the audit draws them while its census still runs).
+ * drawn earlier (the audit has them drawn while its census still runs); drawn here otherwise.
  */
 export async function writeReadinessPage(
   path: string,
   result: AuditResult,
   drawn?: Html,
 ): Promise<{bytes: number; path: string}> {
-  return writePage(path, renderReadinessPage(result, undefined, drawn))
+  const figures = drawn ?? (result.breakdown ? await drawReadinessFigures(result.breakdown) : '')
+  return writePage(path, renderReadinessPage(result, figures))
 }
 
 function blockerList(blockers: readonly AuditFinding[]): Html {
@@ -152,78 +156,6 @@ function findingsTable(findings: readonly AuditFinding[], caption: string): Html
     ],
     rows: findings,
   })
-}
-
-const ACTIVITY_LABELS = {
-  days30: 'in the last 30 days',
-  days90: '31–90 days ago',
-  days365: '91–365 days ago',
-  older: 'more than a year ago',
-  never: 'nothing recorded',
-} as const
-
-const EXPIRY_LABELS = {
-  expired: 'expired',
-  days7: 'within 7 days',
-  days30: 'in 8–30 days',
-  later: 'later',
-  never: 'never',
-} as const
-
-/** The charts of the breakdown, with their tables: a function of the breakdown alone. */
-export function renderFigures(breakdown: AuditBreakdown): Html {
-  const credentialBars = (counts: typeof breakdown.credentials.people) => [
-    {label: 'legacy key only', tone: 'bad' as const, value: counts.keyOnly},
-    {label: 'key and token', tone: 'warn' as const, value: counts.both},
-    {label: 'token only', tone: 'good' as const, value: counts.tokenOnly},
-    {label: 'neither', tone: 'muted' as const, value: counts.neither},
-  ]
-  const {buckets, basis} = breakdown.keyHolderActivity
-  const expiry = breakdown.tokenExpiry
-  return html`<section id="figures">
-    <h2>Who holds what</h2>
-    ${barChart({
-      id: 'credentials-people',
-      note: 'Active users, sysadmins and the site user apart. Users with a legacy key only lose API access on 2.10 unless they get a token.',
-      rows: credentialBars(breakdown.credentials.people),
-      title: 'Users by credential',
-      unit: 'users',
-    })}
-    ${barChart({
-      id: 'credentials-sysadmins',
-      note: 'Active sysadmins (the site user apart): a sysadmin key is full control of the site on 2.9.',
-      rows: credentialBars(breakdown.credentials.sysadmins),
-      title: 'Sysadmins by credential',
-      unit: 'sysadmins',
-    })}
-    ${barChart({
-      id: 'key-holder-activity',
-      note:
-        basis.length > 0
-          ? html`Active legacy-key holders by their latest sign of life. CKAN records no use of a legacy key; this is
-            the newest of ${basis.join('; ')}.`
-          : 'CKAN records no use of a legacy key, and this database has nothing else to go by.',
-      rows: (Object.keys(ACTIVITY_LABELS) as Array<keyof typeof ACTIVITY_LABELS>).map((key) => ({
-        label: ACTIVITY_LABELS[key],
-        tone: key === 'days30' ? 'bad' : key === 'days90' ? 'warn' : key === 'never' ? 'muted' : 'neutral',
-        value: buckets[key],
-      })),
-      title: 'Legacy-key holders by last sign of life',
-      unit: 'users',
-    })}
-    ${barChart({
-      id: 'token-expiry',
-      note: html`All ${plural(expiry.total, 'API token')}, by the expiry the expire_api_token plugin stored (tokens made
-      without it never expire). Measured at ${formatTime(breakdown.now)}.`,
-      rows: (Object.keys(EXPIRY_LABELS) as Array<keyof typeof EXPIRY_LABELS>).map((key) => ({
-        label: EXPIRY_LABELS[key],
-        tone: key === 'expired' ? 'muted' : key === 'days7' ? 'bad' : key === 'days30' ? 'warn' : 'good',
-        value: expiry[key],
-      })),
-      title: 'API tokens by expiry',
-      unit: 'tokens',
-    })}
-  </section>`
 }
 
 const CREDENTIAL_LABELS: Record<ServiceCredential['credential'], string> = {

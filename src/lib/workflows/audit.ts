@@ -3,13 +3,7 @@ import {dirname} from 'node:path'
 import {type AuditFinding, sortFindings} from '../audit/audit-finding.js'
 import type {AuditResult} from '../audit/audit-result.js'
 import {collectConfigFindings} from '../audit/config-findings.js'
-import {
-  type AuditBreakdown,
-  breakdownBeside,
-  collectBreakdown,
-  exportAuditSnapshot,
-  SnapshotNotExported,
-} from '../audit/readiness-breakdown.js'
+import {type AuditBreakdown, breakdownColumns, readinessBreakdown} from '../audit/readiness-breakdown.js'
 import {collectUserFindings, versionFindings} from '../audit/database-findings.js'
 import {valueHashFor} from '../audit/user-census.js'
 import {type UserScanProgress, writeUserCsv} from '../audit/user-csv.js'
@@ -29,6 +23,7 @@ import {parseDatabaseUrl} from '../site/database-url.js'
 import {DEFAULT_UPGRADE_TARGET, iniCaseRule, inspectCkanDatabase, type UpgradeTarget} from '../site/ckan-version.js'
 import {upgradePathFindings} from '../audit/upgrade-path-findings.js'
 import type {Html} from '../report/html.js'
+import {drawReadinessFigures, startFigureDrawer} from '../report/figure-drawer.js'
 
 export type AuditOptions = {
   /** PEM file for --ckan-url's TLS (private CAs). */
@@ -65,8 +60,9 @@ export type {AuditResult} from '../audit/audit-result.js'
  * read-only, repeatable-read transaction on one connection; users stream through a cursor.
  */
 export async function auditSite(options: AuditOptions): Promise<AuditResult> {
-  // The page's module (and its charting library, which takes a while to load): see loadPage.
-  let pageModule: Promise<typeof import('../report/readiness-page.js')> | undefined
+  // The page's charts are drawn on a thread of their own, which starts loading its charting
+  // library now (if the launcher has not started it already): figure-drawer.ts.
+  if (options.htmlPath) startFigureDrawer()
   const env = options.env ?? process.env
   const target = options.target ?? DEFAULT_UPGRADE_TARGET
   const warnings: string[] = []
@@ -84,31 +80,28 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   const statementTimeoutMs = options.statementTimeoutMs ?? 120_000
   const database = await openCkanDatabase(choice.url, {statementTimeoutMs})
   let result: AuditResult
-  // The page's charts, drawn as soon as the breakdown is known (while the census still runs).
+  // The page's charts, drawn as soon as the census has counted their figures.
   let figures: Promise<Html | undefined> = Promise.resolve(undefined)
   try {
-    // With --html on a server, the page's figures are read on a second connection in this
-    // transaction's snapshot, beside the census (PGlite is one session: there they follow it).
-    const inTransaction = (beside: boolean) =>
-      readOnlyTransaction(database.client, () => auditInTransaction(database, beside), {repeatableRead: true})
-    result = await inTransaction(Boolean(options.htmlPath) && !database.embedded).catch((error: unknown) => {
-      if (error instanceof SnapshotNotExported) return inTransaction(false)
-      throw error
-    })
+    result = await readOnlyTransaction(database.client, () => auditInTransaction(database), {repeatableRead: true})
   } catch (error) {
-    throw translateDatabaseError(error, database.where)
-  } finally {
     await database.close()
+    throw translateDatabaseError(error, database.where)
   }
-  // The page shows the very object --json prints (less the page's own path and size).
-  if (options.htmlPath)
-    result.html = await (
-      await (pageModule ?? import('../report/readiness-page.js'))
-    ).writeReadinessPage(options.htmlPath, result, await figures)
+  // The connection closes while the page is written.
+  const closed = database.close()
+  try {
+    // The page shows the very object --json prints (less the page's own path and size).
+    if (options.htmlPath) {
+      const {writeReadinessPage} = await import('../report/readiness-page.js')
+      result.html = await writeReadinessPage(options.htmlPath, result, await figures)
+    }
+  } finally {
+    await closed
+  }
   return result
 
-  async function auditInTransaction(database: CkanDatabase, beside: boolean): Promise<AuditResult> {
-    const snapshot = beside ? await exportAuditSnapshot(database.client) : undefined
+  async function auditInTransaction(database: CkanDatabase): Promise<AuditResult> {
     await auditTransactionSettings(database.client)
     const shape = await inspectCkanDatabase(database.client, database.where)
     // 2.9 lowercases option names; 2.10+ keep their case (ckan-facts §7).
@@ -121,44 +114,25 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       : (status?.extensions ?? [])
     const findings: AuditFinding[] = [...versionFindings(shape, status?.ckanVersion)]
     findings.push(...(await collectConfigFindings({env, ini, plugins, version: shape.version})))
-    const breakdownOptions = {
-      env,
-      hasApiTokenTable: shape.hasApiTokenTable,
-      ini,
-      plugins,
-      siteUserName: siteUserNameOf(ini, env),
-      version: shape.version,
-    }
-    const early =
-      snapshot === undefined
-        ? undefined
-        : breakdownBeside(
-            snapshot,
-            () => openCkanDatabase(choice.url, {statementTimeoutMs}),
-            auditTransactionSettings,
-            breakdownOptions,
-          )
-    // The page's module and its charting library load once the census is on its way, so their
-    // loading overlaps it instead of delaying the statements before it; its charts are drawn as
-    // soon as their figures are in, while the census still runs.
-    const loadPage = () => {
-      const page = import('../report/readiness-page.js')
-      pageModule = page
-      page.catch(() => {})
-      if (early)
-        figures = early.then(async (breakdown) => (breakdown ? (await page).renderFigures(breakdown) : undefined))
-      figures.catch(() => {})
-    }
-    const census = collectUserFindings(database.client, {
+    // With --html the census also counts the page's figures (readiness-breakdown.ts).
+    const columns = options.htmlPath ? await breakdownColumns(database.client) : undefined
+    const users = await collectUserFindings(database.client, {
+      breakdown: columns,
       checkDuplicateEmails: !shape.hasUniqueActiveEmailIndex,
       hasApiTokenTable: shape.hasApiTokenTable,
-      onCensusSent: options.htmlPath ? loadPage : undefined,
-      siteUserName: breakdownOptions.siteUserName,
+      siteUserName: siteUserNameOf(ini, env),
       valueHash: valueHashFor(shape.serverVersionNum),
       version: shape.version,
     })
-    const users = await census
     findings.push(...users.findings)
+    const breakdown: AuditBreakdown | null = columns
+      ? readinessBreakdown(users.census, columns, {env, hasApiTokenTable: shape.hasApiTokenTable, ini, plugins})
+      : null
+    // The charts are drawn (on their own thread) while the rest of the audit runs.
+    if (breakdown) {
+      figures = drawReadinessFigures(breakdown)
+      figures.catch(() => {})
+    }
     findings.push(...(await upgradePathFindings(database.client, target)))
     const csv = options.csvPath
       ? {
@@ -182,9 +156,6 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
         })),
       )
     }
-    const breakdown: AuditBreakdown | null = options.htmlPath
-      ? ((await early) ?? (await collectBreakdown(database.client, breakdownOptions)))
-      : null
     const sorted = sortFindings(findings)
     const result: AuditResult = {
       breakdown,
