@@ -160,6 +160,8 @@ export type UserFindingsOptions = {
   /** False when 2.10's unique index on active emails exists: duplicates cannot exist then. */
   checkDuplicateEmails: boolean
   hasApiTokenTable: boolean
+  /** Called with the census as soon as it is taken, before the duplicate checks and samples (audit --html draws then). */
+  onCensus?: (census: Census) => void
   /** ckan.site_id: the site user always holds a key and is never a person. */
   siteUserName: string
   /** How keys and emails are hashed to find duplicates; by default the widest hash the server has. */
@@ -228,7 +230,7 @@ function groupMatches(group: FlagGroup): Record<CountedPredicate, boolean> {
 export async function collectUserFindings(
   sql: Queryable,
   options: UserFindingsOptions,
-): Promise<{census: Census; findings: AuditFinding[]; summary: UserSummary}> {
+): Promise<{findings: AuditFinding[]; summary: UserSummary}> {
   const predicates = userPredicates(options.hasApiTokenTable)
   const counted = Object.keys(predicates) as CountedPredicate[]
   const names: PredicateName[] = [...counted, 'apiTokens', 'neverUsed']
@@ -240,6 +242,7 @@ export async function collectUserFindings(
     siteUserName: options.siteUserName,
     valueHash,
   })
+  options.onCensus?.(census)
   const {groups, tokens} = census
   const totals = Object.fromEntries(names.map((name) => [name, 0])) as Record<PredicateName, number>
   totals.apiTokens = tokens.holders
@@ -387,7 +390,6 @@ export async function collectUserFindings(
   ]
   const sum = (counts: StateCounts) => Object.values(counts).reduce((total_, value) => total_ + value, 0)
   return {
-    census,
     findings: candidates.filter((finding) => finding.count > 0),
     summary: {
       apiTokens: {neverUsed: tokens.unused, total: tokens.tokens, users: count('apiTokens')},

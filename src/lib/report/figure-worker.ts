@@ -42,7 +42,6 @@ function useCompileCache(): void {
 }
 
 useCompileCache()
-const {renderFigures} = await import('./readiness-figures.js')
 
 /** Figures with every chart's bars and labels in use: what the warm-up draws (and throws away). */
 const SAMPLE: AuditBreakdown = {
@@ -59,14 +58,20 @@ const SAMPLE: AuditBreakdown = {
   tokenExpiry: {days30: 40, days7: 12, expired: 7, later: 600, never: 3100, total: 3759},
 }
 
-renderFigures(SAMPLE)
+// Imported once the compile cache is on (a static import would be compiled before it), and
+// without a top-level await, which the single executable's CommonJS copy of this file cannot have.
+const drawing = import('./readiness-figures.js').then(({renderFigures}) => {
+  renderFigures(SAMPLE)
+  return renderFigures
+})
+drawing.catch(() => {})
 
 parentPort!.on('message', (request: FigureRequest) => {
-  let reply: FigureReply
-  try {
-    reply = {html: renderFigures(request.breakdown).text, id: request.id}
-  } catch (error) {
-    reply = {error: error instanceof Error ? error.message : String(error), id: request.id}
-  }
-  parentPort!.postMessage(reply)
+  drawing
+    .then((renderFigures): FigureReply => ({html: renderFigures(request.breakdown).text, id: request.id}))
+    .catch((error: unknown): FigureReply => ({
+      error: error instanceof Error ? error.message : String(error),
+      id: request.id,
+    }))
+    .then((reply) => parentPort!.postMessage(reply))
 })

@@ -63,6 +63,9 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   // The page's charts are drawn on a thread of their own, which starts loading its charting
   // library now (if the launcher has not started it already): figure-drawer.ts.
   if (options.htmlPath) startFigureDrawer()
+  // …and the page's own module loads while the audit waits for PostgreSQL.
+  const pageModule = options.htmlPath ? import('../report/readiness-page.js') : undefined
+  pageModule?.catch(() => {})
   const env = options.env ?? process.env
   const target = options.target ?? DEFAULT_UPGRADE_TARGET
   const warnings: string[] = []
@@ -93,7 +96,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   try {
     // The page shows the very object --json prints (less the page's own path and size).
     if (options.htmlPath) {
-      const {writeReadinessPage} = await import('../report/readiness-page.js')
+      const {writeReadinessPage} = await pageModule!
       result.html = await writeReadinessPage(options.htmlPath, result, await figures)
     }
   } finally {
@@ -116,23 +119,24 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
     findings.push(...(await collectConfigFindings({env, ini, plugins, version: shape.version})))
     // With --html the census also counts the page's figures (readiness-breakdown.ts).
     const columns = options.htmlPath ? await breakdownColumns(database.client) : undefined
+    let breakdown: AuditBreakdown | null = null
     const users = await collectUserFindings(database.client, {
       breakdown: columns,
       checkDuplicateEmails: !shape.hasUniqueActiveEmailIndex,
       hasApiTokenTable: shape.hasApiTokenTable,
+      // The charts are drawn (on their own thread) as soon as the census is in, while the rest
+      // of the audit runs.
+      onCensus: (census) => {
+        if (!columns) return
+        breakdown = readinessBreakdown(census, columns, {env, hasApiTokenTable: shape.hasApiTokenTable, ini, plugins})
+        figures = drawReadinessFigures(breakdown)
+        figures.catch(() => {})
+      },
       siteUserName: siteUserNameOf(ini, env),
       valueHash: valueHashFor(shape.serverVersionNum),
       version: shape.version,
     })
     findings.push(...users.findings)
-    const breakdown: AuditBreakdown | null = columns
-      ? readinessBreakdown(users.census, columns, {env, hasApiTokenTable: shape.hasApiTokenTable, ini, plugins})
-      : null
-    // The charts are drawn (on their own thread) while the rest of the audit runs.
-    if (breakdown) {
-      figures = drawReadinessFigures(breakdown)
-      figures.catch(() => {})
-    }
     findings.push(...(await upgradePathFindings(database.client, target)))
     const csv = options.csvPath
       ? {
