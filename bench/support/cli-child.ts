@@ -37,10 +37,15 @@ export async function buildCli(build: string, command: string): Promise<void> {
   await run(process.execPath, [`${ROOT}node_modules/oclif/bin/run.js`, 'manifest', build], {cwd: build})
 }
 
-/** Runs a command under /usr/bin/time -v (expectedExit null: any exit code); returns wall time, peak RSS (MB) and its stdout. */
-export async function measure(command: string, args: string[], expectedExit: null | number): Promise<Measure> {
+/** Runs a command under /usr/bin/time -v (expectedExit null: any exit code; env: its whole environment, else this one's); returns wall time, peak RSS (MB) and its stdout. */
+export async function measure(
+  command: string,
+  args: string[],
+  expectedExit: null | number,
+  env?: NodeJS.ProcessEnv,
+): Promise<Measure> {
   const started = performance.now()
-  const result = await run('/usr/bin/time', ['-v', command, ...args], {maxBuffer: 64 * 1024 * 1024}).then(
+  const result = await run('/usr/bin/time', ['-v', command, ...args], {env, maxBuffer: 64 * 1024 * 1024}).then(
     (output) => ({...output, code: 0}),
     (error: {code?: number; stderr: string; stdout: string}) => ({
       code: error.code ?? -1,
