@@ -1,5 +1,5 @@
 import type {AuditBreakdown} from '../audit/readiness-breakdown.js'
-import {barChart} from './charts.js'
+import {type Bar, barChart, type Tone} from './charts.js'
 import {formatTime, type Html, html, plural} from './html.js'
 
 /**
@@ -23,6 +23,15 @@ const EXPIRY_LABELS = {
   later: 'later',
   never: 'never',
 } as const
+
+/** One bar per bucket, in the labels' order. */
+function bucketBars<Key extends string>(
+  labels: Record<Key, string>,
+  counts: Readonly<Record<Key, number>>,
+  tone: (key: Key) => Tone,
+): Bar[] {
+  return (Object.keys(labels) as Key[]).map((key) => ({label: labels[key], tone: tone(key), value: counts[key]}))
+}
 
 /** The charts of the breakdown, with their tables: a function of the breakdown alone. */
 export function renderFigures(breakdown: AuditBreakdown): Html {
@@ -57,11 +66,9 @@ export function renderFigures(breakdown: AuditBreakdown): Html {
           ? html`Active legacy-key holders by their latest sign of life. CKAN records no use of a legacy key; this is
             the newest of ${basis.join('; ')}.`
           : 'CKAN records no use of a legacy key, and this database has nothing else to go by.',
-      rows: (Object.keys(ACTIVITY_LABELS) as Array<keyof typeof ACTIVITY_LABELS>).map((key) => ({
-        label: ACTIVITY_LABELS[key],
-        tone: key === 'days30' ? 'bad' : key === 'days90' ? 'warn' : key === 'never' ? 'muted' : 'neutral',
-        value: buckets[key],
-      })),
+      rows: bucketBars(ACTIVITY_LABELS, buckets, (key) =>
+        key === 'days30' ? 'bad' : key === 'days90' ? 'warn' : key === 'never' ? 'muted' : 'neutral',
+      ),
       title: 'Legacy-key holders by last sign of life',
       unit: 'users',
     })}
@@ -69,11 +76,9 @@ export function renderFigures(breakdown: AuditBreakdown): Html {
       id: 'token-expiry',
       note: html`All ${plural(expiry.total, 'API token')}, by the expiry the expire_api_token plugin stored (tokens made
       without it never expire). Measured at ${formatTime(breakdown.now)}.`,
-      rows: (Object.keys(EXPIRY_LABELS) as Array<keyof typeof EXPIRY_LABELS>).map((key) => ({
-        label: EXPIRY_LABELS[key],
-        tone: key === 'expired' ? 'muted' : key === 'days7' ? 'bad' : key === 'days30' ? 'warn' : 'good',
-        value: expiry[key],
-      })),
+      rows: bucketBars<keyof typeof EXPIRY_LABELS>(EXPIRY_LABELS, expiry, (key) =>
+        key === 'expired' ? 'muted' : key === 'days7' ? 'bad' : key === 'days30' ? 'warn' : 'good',
+      ),
       title: 'API tokens by expiry',
       unit: 'tokens',
     })}
