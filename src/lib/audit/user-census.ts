@@ -118,7 +118,8 @@ const HOLDS_A_TOKEN = 'u.id IN (SELECT user_id FROM api_token)'
  * One integer per user ($1 = the site user's name): grouping by a single int sorts as bare
  * datums, where grouping by seven columns (or by the state text) costs twice as much. Token
  * membership is looked up, as one hashed subplan (api_token has no index on user_id), only for
- * key holders: the only findings that combine keys and tokens.
+ * key holders: the only findings that combine keys and tokens. (With `breakdown` the test is made
+ * once for every user by breakdownFlags instead, which sets keyHasTokens too: keyHolderTokens false.)
  */
 const flagsSql = (hasApiTokenTable: boolean, keyHolderTokens = hasApiTokenTable) => `
   (CASE u.state ${KNOWN_STATES.map((state, code) => `WHEN '${state}' THEN ${code}`).join(' ')} ELSE ${OTHER_STATE} END)
