@@ -2,6 +2,7 @@ import type {CkanIni} from '../site/ckan-ini.js'
 import {effectiveSetting} from '../site/ckan-settings.js'
 import {credentialKind} from '../site/credential.js'
 import type {Queryable} from '../site/ckan-database.js'
+import type {CkanDatabaseShape} from '../site/ckan-version.js'
 import {SERVICE_CATALOG} from '../services/service-catalog.js'
 import type {BreakdownColumns, Census} from './user-census.js'
 
@@ -60,29 +61,25 @@ export type BreakdownOptions = {
 export type BreakdownShape = BreakdownColumns & {activityTable: boolean; now: string}
 
 /**
- * What the census must read a sign of life from on this database (BreakdownColumns), and the
- * database's clock (UTC, the transaction's start) the figures are measured at. Must run inside
- * the audit's read-only transaction, before the census: it sees what the census will see.
+ * What the census must read a sign of life from on this database (BreakdownColumns), from the
+ * shape inspectCkanDatabase found, and the database's clock (UTC, the transaction's start) the
+ * figures are measured at: one statement. Must run inside the audit's read-only transaction,
+ * before the census: it sees what the census will see.
  */
-export async function breakdownColumns(sql: Queryable): Promise<BreakdownShape> {
-  const {rows} = await sql.query<{activity: boolean; api_token: boolean; last_active: boolean; now: string}>(
-    `SELECT to_regclass('activity') IS NOT NULL AS activity, to_regclass('api_token') IS NOT NULL AS api_token,
-            EXISTS (SELECT 1 FROM pg_attribute
-                    WHERE attrelid = to_regclass('"user"') AND attname = 'last_active' AND NOT attisdropped) AS last_active,
+export async function breakdownColumns(sql: Queryable, shape: CkanDatabaseShape): Promise<BreakdownShape> {
+  // A table is named only when it exists (else the statement fails to parse).
+  const {rows} = await sql.query<{activity_rows: boolean; now: string; tokens_used: boolean}>(
+    `SELECT ${shape.hasActivityTable ? 'EXISTS (SELECT 1 FROM activity)' : 'false'} AS activity_rows,
+            ${shape.hasApiTokenTable ? 'EXISTS (SELECT 1 FROM api_token WHERE last_access IS NOT NULL)' : 'false'} AS tokens_used,
             to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS now`,
   )
-  const shape = rows[0]!
-  // A table can only be named once it is known to exist (else the statement fails to parse).
-  const {rows: held} = await sql.query<{activity_rows: boolean; tokens_used: boolean}>(
-    `SELECT ${shape.activity ? 'EXISTS (SELECT 1 FROM activity)' : 'false'} AS activity_rows,
-            ${shape.api_token ? 'EXISTS (SELECT 1 FROM api_token WHERE last_access IS NOT NULL)' : 'false'} AS tokens_used`,
-  )
+  const row = rows[0]!
   return {
-    activityRows: held[0]!.activity_rows,
-    activityTable: shape.activity,
-    lastActive: shape.last_active,
-    now: shape.now,
-    tokensUsed: held[0]!.tokens_used,
+    activityRows: row.activity_rows,
+    activityTable: shape.hasActivityTable,
+    lastActive: shape.hasLastActiveColumn,
+    now: row.now,
+    tokensUsed: row.tokens_used,
   }
 }
 

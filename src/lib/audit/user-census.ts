@@ -213,7 +213,7 @@ const censusQuery = (options: {
   hasApiTokenTable: boolean
   valueHash: ValueHash
 }) => {
-  const breakdown = options.hasApiTokenTable ? options.breakdown : undefined
+  const {breakdown} = options
   const branches = [
     censusBranch(
       {count: 'count(*)', flags: 'flags', kind: "'flags'"},
@@ -320,14 +320,17 @@ export async function takeCensus(
     valueHash: ValueHash
   },
 ): Promise<Census> {
-  const {rows} = await withAuditPlanner(sql, () => sql.query<CensusRow>(censusQuery(options), [options.siteUserName]))
+  // The figures' bits need api_token (every census since 2.9 has it).
+  const breakdown = options.hasApiTokenTable ? options.breakdown : undefined
+  const {rows} = await withAuditPlanner(sql, () =>
+    sql.query<CensusRow>(censusQuery({...options, breakdown}), [options.siteUserName]),
+  )
   const census: Census = {
     duplicateHashes: {emails: [], keys: []},
     groups: [],
     tokens: {holders: 0, sampleIds: {holders: [], unusedHolders: []}, tokens: 0, unused: 0, unusedHolders: 0},
   }
-  if (options.breakdown && options.hasApiTokenTable)
-    census.tokenExpiry = Object.fromEntries(EXPIRY_BUCKETS.map((bucket) => [bucket, 0])) as ExpiryBuckets
+  if (breakdown) census.tokenExpiry = Object.fromEntries(EXPIRY_BUCKETS.map((bucket) => [bucket, 0])) as ExpiryBuckets
   let otherStates = false
   for (const row of rows) {
     if (row.kind === 'expiry') {
@@ -336,12 +339,7 @@ export async function takeCensus(
       if ((row.flags! & OTHER_STATE) === OTHER_STATE) otherStates = true
       else
         census.groups.push(
-          toFlagGroup(
-            KNOWN_STATES[row.flags! & OTHER_STATE]!,
-            row.flags!,
-            Number(row.count),
-            Boolean(census.tokenExpiry),
-          ),
+          toFlagGroup(KNOWN_STATES[row.flags! & OTHER_STATE]!, row.flags!, Number(row.count), Boolean(breakdown)),
         )
     } else if (row.kind === 'tokens') {
       census.tokens = {

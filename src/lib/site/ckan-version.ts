@@ -101,6 +101,8 @@ export function iniCaseRule(version: CkanVersion | undefined): 'lowercase' | 'pr
 export type CkanDatabaseShape = {
   /** Every row of alembic_version (normally one). */
   alembicHeads: string[]
+  /** The activity stream's table (core through 2.11; the readiness page reads a sign of life from it). */
+  hasActivityTable: boolean
   hasApiTokenTable: boolean
   hasHarvestSourceTable: boolean
   /** "user".last_active, added by CKAN 2.10's migration 101: a database already upgraded past 2.9. */
@@ -115,6 +117,7 @@ export type CkanDatabaseShape = {
 
 const SELECT_TABLES = `
   SELECT to_regclass('"user"') IS NOT NULL AS has_user,
+         to_regclass('activity') IS NOT NULL AS has_activity,
          to_regclass('api_token') IS NOT NULL AS has_api_token,
          to_regclass('alembic_version') IS NOT NULL AS has_alembic_version,
          to_regclass('harvest_source') IS NOT NULL AS has_harvest_source,
@@ -130,6 +133,7 @@ const SELECT_ALEMBIC_HEADS = 'SELECT version_num FROM alembic_version ORDER BY v
  */
 export async function inspectCkanDatabase(sql: Queryable, where: string): Promise<CkanDatabaseShape> {
   const {rows} = await sql.query<{
+    has_activity: boolean
     has_alembic_version: boolean
     has_api_token: boolean
     has_email_index: boolean
@@ -150,6 +154,7 @@ export async function inspectCkanDatabase(sql: Queryable, where: string): Promis
     : []
   return {
     alembicHeads,
+    hasActivityTable: tables.has_activity,
     hasApiTokenTable: tables.has_api_token,
     hasHarvestSourceTable: tables.has_harvest_source,
     hasLastActiveColumn: tables.has_last_active,

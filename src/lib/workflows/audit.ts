@@ -88,7 +88,8 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
   try {
     result = await readOnlyTransaction(database.client, () => auditInTransaction(database), {repeatableRead: true})
   } catch (error) {
-    await database.close()
+    // The audit's own error is the one to report, not a failure to close after it.
+    await database.close().catch(() => {})
     throw translateDatabaseError(error, database.where)
   }
   // The connection closes while the page is written.
@@ -99,9 +100,12 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
       const {writeReadinessPage} = await pageModule!
       result.html = await writeReadinessPage(options.htmlPath, result, await figures)
     }
-  } finally {
-    await closed
+  } catch (error) {
+    // A page that could not be written (a full disk) is what the admin must hear of.
+    await closed.catch(() => {})
+    throw error
   }
+  await closed
   return result
 
   async function auditInTransaction(database: CkanDatabase): Promise<AuditResult> {
@@ -118,7 +122,7 @@ export async function auditSite(options: AuditOptions): Promise<AuditResult> {
     const findings: AuditFinding[] = [...versionFindings(shape, status?.ckanVersion)]
     findings.push(...(await collectConfigFindings({env, ini, plugins, version: shape.version})))
     // With --html the census also counts the page's figures (readiness-breakdown.ts).
-    const columns = options.htmlPath ? await breakdownColumns(database.client) : undefined
+    const columns = options.htmlPath ? await breakdownColumns(database.client, shape) : undefined
     let breakdown: AuditBreakdown | null = null
     const users = await collectUserFindings(database.client, {
       breakdown: columns,
